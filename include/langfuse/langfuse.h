@@ -1,0 +1,360 @@
+/*
+ * langfuse.h - liblangfuse, a C client for Langfuse (and any OpenTelemetry trace backend).
+ *
+ * This header is the library's whole public API.
+ *
+ * The model: a client (lf_client) owns a bounded queue and one exporter thread. A trace is
+ * started with lf_trace_start(), which returns its root observation; observations nest
+ * under it with lf_obs_start(). Setters fill an observation, lf_obs_end() hands it to the
+ * exporter and frees the handle. Recording never waits on the network and never does I/O:
+ * setters copy bytes into the handle, lf_obs_end() links it into the queue. Serialization,
+ * masking, redaction, compression, HTTP, retries and the spool all happen on the exporter
+ * thread.
+ *
+ * Wire formats: OTLP/HTTP JSON (gzip) to /api/public/otel/v1/traces (the default), or the
+ * legacy /api/public/ingestion batches.
+ *
+ * Failure: the API never fails loudly. A client whose configuration is missing or invalid
+ * is created disabled (one warning on the log) and every call on it is a no-op. Functions
+ * that return handles return NULL when the client is disabled, the trace is not sampled
+ * or memory ran out; every function accepts NULL handles and does nothing with them, so
+ * instrumented code needs no checks. Statistics (lf_client_stats) say what was dropped.
+ *
+ * Threads: any thread may record. One handle must not be used by two threads at once;
+ * different handles of one trace may be used on different threads. The client itself is
+ * thread-safe except lf_client_free().
+ *
+ * Strings are NUL-terminated UTF-8 unless a length is given; invalid UTF-8 is replaced by
+ * U+FFFD on export, so any bytes yield valid JSON. Every string argument is copied: the
+ * caller keeps ownership of what it passes.
+ */
+#ifndef LANGFUSE_H
+#define LANGFUSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define LF_EXPORT __attribute__((visibility("default")))
+#else
+#define LF_EXPORT
+#endif
+
+#define LF_VERSION_MAJOR 0
+#define LF_VERSION_MINOR 1
+#define LF_VERSION_PATCH 0
+#define LF_VERSION_STRING "0.1.0"
+
+/* Library version, "MAJOR.MINOR.PATCH". Static storage. */
+LF_EXPORT const char *lf_version(void);
+
+/* ---------------------------------------------------------------------------------------
+ * Result codes. Functions that can fail return LF_OK (0) or a negative code.
+ */
+enum lf_err {
+    LF_OK = 0,
+    LF_ERR_NOMEM = -1,    /* an allocation failed */
+    LF_ERR_INVALID = -2,  /* a bad argument or configuration value */
+    LF_ERR_DISABLED = -3, /* the client is disabled (no keys, bad config, shut down) */
+    LF_ERR_TIMEOUT = -4,  /* the deadline passed: what was left is spooled or counted lost */
+    LF_ERR_IO = -5,       /* a file could not be read or written */
+    LF_ERR_HTTP = -6,     /* the server refused or could not be reached */
+    LF_ERR_PARSE = -7,    /* malformed input (JSON, spool file) */
+};
+
+/* A static, human-readable description of an lf_err code. */
+LF_EXPORT const char *lf_strerror(int err);
+
+/* ---------------------------------------------------------------------------------------
+ * Configuration.
+ */
+enum lf_transport {
+    LF_TRANSPORT_OTLP = 0,      /* POST /api/public/otel/v1/traces, OTLP/HTTP JSON */
+    LF_TRANSPORT_INGESTION = 1, /* POST /api/public/ingestion, legacy event batches */
+};
+
+enum lf_log_level {
+    LF_LOG_DEBUG = 0,
+    LF_LOG_INFO = 1,
+    LF_LOG_WARN = 2,
+    LF_LOG_ERROR = 3,
+};
+
+/*
+ * A log sink. Called from any thread (mostly the exporter's), never with a lock held that
+ * recording needs. `msg` has no trailing newline, secrets are already redacted, and it is
+ * borrowed for the duration of the call.
+ */
+typedef void (*lf_log_fn)(void *ud, enum lf_log_level level, const char *msg);
+
+/*
+ * A masking callback, applied on the exporter thread to every input, output and metadata
+ * value before it is exported. `field` is "input", "output" or "metadata"; `value` (`len`
+ * bytes, JSON text) is borrowed. Return NULL to keep the value, or a malloc'd NUL-terminated
+ * JSON text to replace it: the library frees it. It must be thread-safe if shared.
+ */
+typedef char *(*lf_mask_fn)(void *ud, const char *field, const char *value, size_t len);
+
+/*
+ * Client configuration. Initialise with lf_config_init() (defaults) and optionally
+ * lf_config_from_env(), then override fields. Strings are borrowed until lf_client_new()
+ * returns: the client copies all of them.
+ */
+struct lf_config {
+    int enabled;            /* 0: the client records nothing and sends nothing. Default 1. */
+    const char *public_key; /* pk-lf-...; required when enabled */
+    const char *secret_key; /* sk-lf-...; required when enabled; redacted everywhere */
+    const char *host;       /* base URL, default "http://localhost:3000" (no trailing /api) */
+    enum lf_transport transport; /* default LF_TRANSPORT_OTLP */
+    double sample_rate;          /* 0..1, decided per trace on its id; default 1 */
+    const char *environment;     /* langfuse.environment of every trace; NULL: none */
+    const char *release;         /* release of every trace; NULL: none */
+    const char *service_name;    /* OTLP resource service.name; default "liblangfuse" */
+
+    int flush_at;              /* send when this many observations are queued; default 256 */
+    int flush_interval_ms;     /* ... or when the oldest has waited this long; default 1000 */
+    int request_timeout_ms;    /* one HTTP request's limit; default 10000 */
+    int flush_timeout_ms;      /* default deadline of flush and shutdown; default 5000 */
+    int max_retries;           /* retries of a request after the first try; default 6 */
+    size_t max_queue_bytes;    /* cap on recorded, not yet encoded bytes; default 8 MiB */
+    size_t max_request_bytes;  /* cap on one request body before gzip; default 3 MiB */
+    size_t max_event_bytes;    /* cap on one encoded observation; larger ones are truncated,
+                                  largest field first; default 1 MiB */
+    int gzip;                  /* compress request bodies; default 1 */
+
+    const char *spool_dir;     /* where undeliverable batches go; NULL: no spool (counted lost) */
+    size_t spool_max_bytes;    /* cap on the spool's size; oldest dropped first; default 64 MiB */
+    int spool_replay;          /* re-send the spool's files when the client starts; default 1 */
+
+    int mask_messages;         /* replace every input and output by "[masked]"; default 0 */
+    lf_mask_fn mask;           /* optional, see lf_mask_fn */
+    void *mask_ud;
+
+    int debug;                 /* log LF_LOG_DEBUG messages too; default 0 */
+    lf_log_fn log;             /* NULL: "langfuse: ..." lines on stderr */
+    void *log_ud;
+};
+
+/* Fills `cfg` with the defaults above. */
+LF_EXPORT void lf_config_init(struct lf_config *cfg);
+
+/*
+ * Reads the LANGFUSE_* environment variables into `cfg` (see the README for the list):
+ * LANGFUSE_ENABLED, LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY, LANGFUSE_HOST
+ * (LANGFUSE_BASE_URL), LANGFUSE_TRANSPORT, LANGFUSE_SAMPLE_RATE,
+ * LANGFUSE_TRACING_ENVIRONMENT, LANGFUSE_RELEASE, LANGFUSE_FLUSH_AT,
+ * LANGFUSE_FLUSH_INTERVAL (seconds), LANGFUSE_TIMEOUT (seconds), LANGFUSE_FLUSH_TIMEOUT
+ * (seconds), LANGFUSE_SPOOL_DIR, LANGFUSE_MASK_MESSAGES, LANGFUSE_DEBUG, and
+ * LANGFUSE_MAX_QUEUE_BYTES. A variable that is unset or empty leaves the field alone.
+ * Strings point into the environment (borrowed while it is unchanged).
+ *
+ * LANGFUSE_ENABLED is only read if present: "true"/"1"/"yes" enable, "false"/"0"/"no"
+ * disable. Returns LF_OK, or LF_ERR_INVALID with a one-line reason in `errbuf` naming the
+ * variable, its value and what it takes; parsing stops at the first bad value and the
+ * fields read so far stay set.
+ */
+LF_EXPORT int lf_config_from_env(struct lf_config *cfg, char *errbuf, size_t errlen);
+
+/* ---------------------------------------------------------------------------------------
+ * The client.
+ */
+typedef struct lf_client lf_client;
+
+/*
+ * Creates a client and starts its exporter thread. Never fails for a bad configuration:
+ * an enabled config without keys, or with an invalid value, gives a disabled client and
+ * one warning on the log. Returns NULL only when memory ran out. Free with
+ * lf_client_free().
+ */
+LF_EXPORT lf_client *lf_client_new(const struct lf_config *cfg);
+
+/* lf_config_init() + lf_config_from_env() + lf_client_new(); a bad variable disables the
+ * client with one warning. */
+LF_EXPORT lf_client *lf_client_new_from_env(void);
+
+/* Nonzero if the client records and exports (configured, not shut down). */
+LF_EXPORT int lf_client_enabled(const lf_client *c);
+
+/*
+ * Registers a value that must never leave the process: every exported string and every log
+ * line has it replaced by "[REDACTED]". The client registers its own keys. Values shorter
+ * than 6 bytes are refused with LF_ERR_INVALID (they would redact ordinary words). Takes
+ * effect for what is exported after the call.
+ */
+LF_EXPORT int lf_client_add_secret(lf_client *c, const char *value);
+
+/*
+ * Blocks until everything recorded before the call has been delivered, spooled or counted
+ * lost, or until `timeout_ms` passed (negative: the configured flush_timeout_ms). Bounded
+ * even against a server that accepts connections and never answers: what the deadline
+ * leaves undelivered is spooled (or counted lost without a spool). Returns LF_OK when all
+ * was delivered, LF_ERR_TIMEOUT otherwise, LF_ERR_DISABLED on a disabled client.
+ */
+LF_EXPORT int lf_client_flush(lf_client *c, int timeout_ms);
+
+/*
+ * Flushes within `timeout_ms` (negative: flush_timeout_ms), then stops the exporter thread.
+ * Later recording on this client is counted as dropped. Idempotent. Returns as
+ * lf_client_flush().
+ */
+LF_EXPORT int lf_client_shutdown(lf_client *c, int timeout_ms);
+
+/* Shuts down (default deadline) if not done yet, and frees the client. Accepts NULL. Every
+ * handle of the client must have been ended before. */
+LF_EXPORT void lf_client_free(lf_client *c);
+
+/*
+ * Re-sends the spool's files now (blocking, within `timeout_ms`), deleting each one that
+ * was delivered. Returns LF_OK when the spool is empty afterwards, else LF_ERR_TIMEOUT or
+ * LF_ERR_HTTP. A client with spool_replay does this on its own in the background.
+ */
+LF_EXPORT int lf_client_replay_spool(lf_client *c, int timeout_ms);
+
+/*
+ * Counters since the client started. Observations are counted once per export (an
+ * lf_obs_update() and the final lf_obs_end() are two exports of one observation).
+ */
+struct lf_stats {
+    uint64_t recorded;       /* exports accepted into the queue */
+    uint64_t delivered;      /* exports the server accepted */
+    uint64_t dropped_queue;  /* refused because the queue was at max_queue_bytes */
+    uint64_t dropped_nomem;  /* lost to failed allocations */
+    uint64_t dropped_closed; /* recorded after shutdown */
+    uint64_t rejected;       /* refused by the server as invalid (400, 207 errors) */
+    uint64_t spooled;        /* written to the spool for a later run */
+    uint64_t spool_dropped;  /* evicted from the full spool, or lost without one */
+    uint64_t replayed;       /* delivered from the spool (of an earlier run or this one) */
+    uint64_t truncated;      /* exports shortened to fit max_event_bytes */
+    uint64_t requests;       /* HTTP requests made */
+    uint64_t retries;        /* of which were retries */
+    uint64_t queue_bytes;    /* bytes queued now */
+    uint64_t queue_peak_bytes;
+    int last_http_status;    /* of the last answered request; 0 if none */
+};
+
+/* Copies the counters into `out`. Thread-safe. A NULL client gives zeros. */
+LF_EXPORT void lf_client_stats(const lf_client *c, struct lf_stats *out);
+
+/* ---------------------------------------------------------------------------------------
+ * Traces and observations.
+ */
+enum lf_obs_type {
+    LF_OBS_SPAN = 0,
+    LF_OBS_GENERATION,
+    LF_OBS_EVENT,
+    LF_OBS_AGENT,
+    LF_OBS_TOOL,
+    LF_OBS_CHAIN,
+    LF_OBS_RETRIEVER,
+    LF_OBS_EVALUATOR,
+    LF_OBS_EMBEDDING,
+    LF_OBS_GUARDRAIL,
+};
+
+enum lf_level {
+    LF_LEVEL_DEFAULT = 0,
+    LF_LEVEL_DEBUG,
+    LF_LEVEL_WARNING,
+    LF_LEVEL_ERROR,
+};
+
+/* An observation being recorded. Owned by the caller until lf_obs_end() frees it. */
+typedef struct lf_obs lf_obs;
+
+/*
+ * Starts a trace and returns its root observation (a span named `name`, which is also the
+ * trace's name). `trace_id` is 32 lowercase hex digits to continue a known trace, or NULL
+ * for a random one. Returns NULL when the client is disabled, the trace is not sampled, or
+ * memory ran out; an invalid trace_id is replaced by a random one with a warning.
+ */
+LF_EXPORT lf_obs *lf_trace_start(lf_client *c, const char *name, const char *trace_id);
+
+/* Starts an observation of `type` under `parent` (same trace). NULL parent: NULL. */
+LF_EXPORT lf_obs *lf_obs_start(lf_obs *parent, enum lf_obs_type type, const char *name);
+
+/*
+ * Exports the observation as it is now, so that it is visible while it runs, and keeps the
+ * handle. The server merges later exports into it.
+ */
+LF_EXPORT void lf_obs_update(lf_obs *o);
+
+/* Sets the end time to now, exports the observation and frees the handle. */
+LF_EXPORT void lf_obs_end(lf_obs *o);
+
+/* As lf_obs_end() with an explicit end time (Unix epoch nanoseconds). */
+LF_EXPORT void lf_obs_end_at(lf_obs *o, int64_t end_ns);
+
+/* Frees the handle without exporting (an observation abandoned). */
+LF_EXPORT void lf_obs_discard(lf_obs *o);
+
+/* Writes the observation id (16 hex digits + NUL) into out[17]; "" for NULL. */
+LF_EXPORT void lf_obs_id(const lf_obs *o, char out[17]);
+/* Writes the trace id (32 hex digits + NUL) into out[33]; "" for NULL. */
+LF_EXPORT void lf_obs_trace_id(const lf_obs *o, char out[33]);
+
+/* Current time as Unix epoch nanoseconds (the clock the library stamps with). */
+LF_EXPORT int64_t lf_now_ns(void);
+
+/*
+ * Observation fields. A setter called twice keeps the last value; metadata, usage and cost
+ * keep the last value per key. `json` arguments are JSON text (any JSON value); text that
+ * is not valid JSON is exported as a string. Setters return nothing: a failed allocation
+ * is counted (dropped_nomem) and the observation is exported without that field.
+ */
+LF_EXPORT void lf_obs_set_name(lf_obs *o, const char *name);
+LF_EXPORT void lf_obs_set_start_time(lf_obs *o, int64_t start_ns);
+LF_EXPORT void lf_obs_set_input_json(lf_obs *o, const char *json);
+LF_EXPORT void lf_obs_set_input_string(lf_obs *o, const char *text);
+LF_EXPORT void lf_obs_set_input_stringn(lf_obs *o, const char *text, size_t len);
+LF_EXPORT void lf_obs_set_output_json(lf_obs *o, const char *json);
+LF_EXPORT void lf_obs_set_output_string(lf_obs *o, const char *text);
+LF_EXPORT void lf_obs_set_output_stringn(lf_obs *o, const char *text, size_t len);
+LF_EXPORT void lf_obs_set_metadata_json(lf_obs *o, const char *key, const char *json);
+LF_EXPORT void lf_obs_set_metadata_string(lf_obs *o, const char *key, const char *value);
+LF_EXPORT void lf_obs_set_metadata_int(lf_obs *o, const char *key, int64_t value);
+LF_EXPORT void lf_obs_set_metadata_double(lf_obs *o, const char *key, double value);
+LF_EXPORT void lf_obs_set_metadata_bool(lf_obs *o, const char *key, int value);
+LF_EXPORT void lf_obs_set_level(lf_obs *o, enum lf_level level);
+LF_EXPORT void lf_obs_set_status_message(lf_obs *o, const char *message);
+LF_EXPORT void lf_obs_set_version(lf_obs *o, const char *version);
+/* Generation-like fields (any type may carry them; Langfuse shows them on generations). */
+LF_EXPORT void lf_obs_set_model(lf_obs *o, const char *model);
+LF_EXPORT void lf_obs_set_model_parameters_json(lf_obs *o, const char *json_object);
+/* Usage, by Langfuse's keys: "input", "output", "total", "cache_read_input_tokens", ... */
+LF_EXPORT void lf_obs_set_usage(lf_obs *o, const char *key, int64_t tokens);
+/* Cost in USD by the same keys; send "total" (Langfuse does not derive it otherwise). */
+LF_EXPORT void lf_obs_set_cost(lf_obs *o, const char *key, double usd);
+/* Time of the first token (Unix epoch nanoseconds). */
+LF_EXPORT void lf_obs_set_completion_start(lf_obs *o, int64_t when_ns);
+LF_EXPORT void lf_obs_set_prompt(lf_obs *o, const char *name, int version);
+
+/*
+ * Trace fields. They may be set through any observation of the trace (normally the root
+ * returned by lf_trace_start) and travel with that observation's next export.
+ */
+LF_EXPORT void lf_trace_set_name(lf_obs *o, const char *name);
+LF_EXPORT void lf_trace_set_session_id(lf_obs *o, const char *session_id);
+LF_EXPORT void lf_trace_set_user_id(lf_obs *o, const char *user_id);
+LF_EXPORT void lf_trace_set_input_json(lf_obs *o, const char *json);
+LF_EXPORT void lf_trace_set_input_string(lf_obs *o, const char *text);
+LF_EXPORT void lf_trace_set_output_json(lf_obs *o, const char *json);
+LF_EXPORT void lf_trace_set_output_string(lf_obs *o, const char *text);
+LF_EXPORT void lf_trace_set_metadata_json(lf_obs *o, const char *key, const char *json);
+LF_EXPORT void lf_trace_set_metadata_string(lf_obs *o, const char *key, const char *value);
+LF_EXPORT void lf_trace_set_metadata_int(lf_obs *o, const char *key, int64_t value);
+LF_EXPORT void lf_trace_set_metadata_double(lf_obs *o, const char *key, double value);
+LF_EXPORT void lf_trace_set_metadata_bool(lf_obs *o, const char *key, int value);
+LF_EXPORT void lf_trace_add_tag(lf_obs *o, const char *tag);
+LF_EXPORT void lf_trace_set_public(lf_obs *o, int is_public);
+LF_EXPORT void lf_trace_set_version(lf_obs *o, const char *version);
+LF_EXPORT void lf_trace_set_release(lf_obs *o, const char *release);
+LF_EXPORT void lf_trace_set_environment(lf_obs *o, const char *environment);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LANGFUSE_H */

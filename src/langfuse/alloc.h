@@ -1,0 +1,27 @@
+/*
+ * alloc.h - the library's allocator entry points.
+ *
+ * Every allocation in the library goes through these so that tests can make the Nth one
+ * fail and check that each failure is handled and counted. Unarmed, the hook costs one
+ * relaxed load of a variable that is never written, so it stays out of the way.
+ */
+#ifndef LF_ALLOC_H
+#define LF_ALLOC_H
+
+#include <stddef.h>
+
+void *lf__malloc(size_t n);
+void *lf__calloc(size_t n, size_t size);
+void *lf__realloc(void *p, size_t n);
+char *lf__strdup(const char *s);
+char *lf__strndup(const char *s, size_t n);
+
+/*
+ * Test hook: after `n` more successful allocations the next one fails, and with `sticky`
+ * every one after it too; n < 0 disarms. Process-wide, meant for single-threaded tests.
+ */
+void lf__alloc_fail_after(long n, int sticky);
+/* Number of allocations made to fail since the last lf__alloc_fail_after(). */
+long lf__alloc_failures(void);
+
+#endif

@@ -1,0 +1,537 @@
+/*
+ * client.c - the client's life cycle, its queue, flush and shutdown, fork handling.
+ *
+ * The queue is a mutex-guarded singly linked list of records with a byte count. Enqueueing
+ * is O(1) under the lock and signals the exporter only when a batch threshold is crossed,
+ * so a burst of recording costs one uncontended lock per observation. Past
+ * max_queue_bytes a record is dropped and counted: memory stays bounded whatever the
+ * network does.
+ *
+ * Fork: a child inherits the client's memory but not its exporter thread. The atfork child
+ * handler resets the locks, forgets the parent's queue (the parent sends it) and lets the
+ * next record start a fresh exporter; the parent's libcurl handle is never touched in the
+ * child, since its sockets belong to the parent.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "exporter.h"
+#include "internal.h"
+#include "json.h"
+
+int lf__config_check(const struct lf_config *cfg, char *errbuf, size_t errlen);
+void lf__ids_after_fork(void);
+
+/* ---- global client list, for fork handling ---------------------------------------- */
+
+static pthread_mutex_t clients_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct lf_client *clients;
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static int fork_gen;
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&clients_mu);
+    for (struct lf_client *c = clients; c; c = c->next_client) {
+        pthread_mutex_lock(&c->red_mu);
+        pthread_mutex_lock(&c->mu);
+    }
+}
+
+static void atfork_parent(void)
+{
+    for (struct lf_client *c = clients; c; c = c->next_client) {
+        pthread_mutex_unlock(&c->mu);
+        pthread_mutex_unlock(&c->red_mu);
+    }
+    pthread_mutex_unlock(&clients_mu);
+}
+
+static void atfork_child(void)
+{
+    fork_gen++;
+    lf__ids_after_fork();
+    for (struct lf_client *c = clients; c; c = c->next_client) {
+        pthread_mutex_init(&c->mu, NULL);
+        pthread_mutex_init(&c->red_mu, NULL);
+        pthread_cond_init(&c->wake, NULL);
+        pthread_cond_init(&c->done, NULL);
+        /* The parent delivers what it had queued; the child starts empty. The records'
+         * memory is the child's copy and is released here. */
+        struct lf_obs *r = c->head;
+        while (r) {
+            struct lf_obs *next = r->next;
+            lf__rec_free(r);
+            r = next;
+        }
+        c->head = c->tail = NULL;
+        c->qcount = c->qbytes = 0;
+        c->done_below = c->flush_target = c->enq_seq;
+        c->flushing = 0;
+        c->thread_running = 0;
+        lf__exporter_forget_after_fork(c);
+    }
+    pthread_mutex_init(&clients_mu, NULL);
+}
+
+static void global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* ---- redactor ------------------------------------------------------------------------ */
+
+struct lf__redactor *lf__redactor_get(struct lf_client *c)
+{
+    pthread_mutex_lock(&c->red_mu);
+    struct lf__redactor *r = c->red;
+    pthread_mutex_unlock(&c->red_mu);
+    return r;
+}
+
+void lf__redactor_put(struct lf_client *c, struct lf__redactor *r)
+{
+    /* Redactors are retired, not freed, until the client goes (see retired list): secrets
+     * are added a handful of times per process, so that costs nothing worth counting. */
+    (void)c;
+    (void)r;
+}
+
+int lf_client_add_secret(lf_client *c, const char *value)
+{
+    if (!c || !value)
+        return LF_ERR_INVALID;
+    size_t len = strlen(value);
+    if (len < LF__SECRET_MIN)
+        return LF_ERR_INVALID;
+    pthread_mutex_lock(&c->red_mu);
+    struct lf__redactor *nr = c->red ? lf__redactor_with(c->red, value, len) : NULL;
+    int rc = LF_ERR_NOMEM;
+    if (nr) {
+        if (lf__exporter_retire_redactor(c, c->red) == 0) {
+            c->red = nr;
+            rc = LF_OK;
+        } else {
+            lf__redactor_free(nr);
+        }
+    }
+    pthread_mutex_unlock(&c->red_mu);
+    return rc;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------ */
+
+static char *dup_or_null(const char *s, int *oom)
+{
+    if (!s)
+        return NULL;
+    char *d = lf__strdup(s);
+    if (!d)
+        *oom = 1;
+    return d;
+}
+
+static void conf_free(struct lf__conf *k)
+{
+    if (k->secret_key) {
+        volatile char *p = k->secret_key;
+        for (size_t i = 0; p[i]; i++)
+            p[i] = 0;
+    }
+    free(k->public_key);
+    free(k->secret_key);
+    free(k->host);
+    free(k->environment);
+    free(k->release);
+    free(k->service_name);
+    free(k->spool_dir);
+}
+
+static int conf_copy(struct lf__conf *k, const struct lf_config *cfg)
+{
+    int oom = 0;
+    memset(k, 0, sizeof(*k));
+    k->public_key = dup_or_null(cfg->public_key, &oom);
+    k->secret_key = dup_or_null(cfg->secret_key, &oom);
+    k->environment = dup_or_null(cfg->environment, &oom);
+    k->release = dup_or_null(cfg->release, &oom);
+    k->service_name = dup_or_null(cfg->service_name ? cfg->service_name : "liblangfuse", &oom);
+    k->spool_dir = dup_or_null(cfg->spool_dir && *cfg->spool_dir ? cfg->spool_dir : NULL, &oom);
+    if (cfg->host) {
+        /* Accept a trailing slash: "http://h:3000/" and "http://h:3000" mean one server. */
+        size_t n = strlen(cfg->host);
+        while (n && cfg->host[n - 1] == '/')
+            n--;
+        k->host = lf__strndup(cfg->host, n);
+        if (!k->host)
+            oom = 1;
+    }
+    k->transport = cfg->transport;
+    k->sample_rate = cfg->sample_rate;
+    k->sample_bound = lf__sample_bound(cfg->sample_rate, &k->sample_all);
+    k->flush_at = cfg->flush_at;
+    k->flush_interval_ms = cfg->flush_interval_ms;
+    k->request_timeout_ms = cfg->request_timeout_ms;
+    k->flush_timeout_ms = cfg->flush_timeout_ms;
+    k->max_retries = cfg->max_retries;
+    k->max_queue_bytes = cfg->max_queue_bytes;
+    k->max_request_bytes = cfg->max_request_bytes;
+    k->max_event_bytes = cfg->max_event_bytes;
+    k->spool_max_bytes = cfg->spool_max_bytes;
+    k->gzip = cfg->gzip;
+    k->spool_replay = cfg->spool_replay;
+    k->mask_messages = cfg->mask_messages;
+    k->mask = cfg->mask;
+    k->mask_ud = cfg->mask_ud;
+    k->debug = cfg->debug;
+    k->log = cfg->log;
+    k->log_ud = cfg->log_ud;
+    return oom ? LF_ERR_NOMEM : LF_OK;
+}
+
+static int start_thread_locked(struct lf_client *c)
+{
+    if (c->thread_running && c->fork_gen == fork_gen)
+        return 0;
+    c->fork_gen = fork_gen;
+    if (pthread_create(&c->thread, NULL, lf__exporter_main, c) != 0)
+        return -1;
+    c->thread_running = 1;
+    c->stopped = 0;
+    return 0;
+}
+
+lf_client *lf_client_new(const struct lf_config *cfg)
+{
+    pthread_once(&global_once, global_init);
+    struct lf_config defaults;
+    if (!cfg) {
+        lf_config_init(&defaults);
+        cfg = &defaults;
+    }
+    struct lf_client *c = lf__calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->red_mu, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    pthread_cond_init(&c->done, NULL);
+    c->stopped = 1;
+    if (conf_copy(&c->conf, cfg))
+        goto fail_conf;
+    c->red = lf__redactor_new();
+    if (!c->red)
+        goto fail_conf;
+    if (lf__exporter_init(c))
+        goto fail_red;
+
+    if (!cfg->enabled)
+        return c;
+    char why[256];
+    if (lf__config_check(cfg, why, sizeof(why))) {
+        lf__log(c, LF_LOG_WARN, "tracing disabled: %s", why);
+        return c;
+    }
+    if (lf_client_add_secret(c, cfg->secret_key) || lf_client_add_secret(c, cfg->public_key))
+        goto fail_exporter;
+    const char *base = c->conf.host;
+    size_t n = strlen(base) + 40;
+    c->url_otlp = lf__malloc(n);
+    c->url_ingestion = lf__malloc(n);
+    c->auth_basic = lf__malloc(strlen(cfg->public_key) + strlen(cfg->secret_key) + 2);
+    if (!c->url_otlp || !c->url_ingestion || !c->auth_basic)
+        goto fail_exporter;
+    snprintf(c->url_otlp, n, "%s/api/public/otel/v1/traces", base);
+    snprintf(c->url_ingestion, n, "%s/api/public/ingestion", base);
+    sprintf(c->auth_basic, "%s:%s", cfg->public_key, cfg->secret_key);
+
+    pthread_mutex_lock(&clients_mu);
+    c->next_client = clients;
+    clients = c;
+    pthread_mutex_unlock(&clients_mu);
+
+    pthread_mutex_lock(&c->mu);
+    int started = start_thread_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    if (started) {
+        lf__log(c, LF_LOG_WARN, "tracing disabled: cannot start the exporter thread (%s)",
+                strerror(errno));
+        return c;
+    }
+    c->enabled = 1;
+    lf__log(c, LF_LOG_DEBUG, "client started: %s, transport %s, spool %s", base,
+            c->conf.transport == LF_TRANSPORT_OTLP ? "otlp" : "ingestion",
+            c->conf.spool_dir ? c->conf.spool_dir : "(none)");
+    return c;
+
+fail_exporter:
+    lf__exporter_cleanup(c);
+fail_red:
+    lf__redactor_free(c->red);
+fail_conf:
+    free(c->url_otlp);
+    free(c->url_ingestion);
+    free(c->auth_basic);
+    conf_free(&c->conf);
+    free(c);
+    return NULL;
+}
+
+lf_client *lf_client_new_from_env(void)
+{
+    struct lf_config cfg;
+    char err[256];
+    lf_config_init(&cfg);
+    cfg.enabled = 0; /* only LANGFUSE_ENABLED switches the env-configured client on */
+    if (lf_config_from_env(&cfg, err, sizeof(err))) {
+        lf_client *c;
+        cfg.enabled = 0;
+        c = lf_client_new(&cfg);
+        lf__log(c, LF_LOG_WARN, "tracing disabled: %s", err);
+        return c;
+    }
+    return lf_client_new(&cfg);
+}
+
+int lf_client_enabled(const lf_client *c)
+{
+    return c && c->enabled;
+}
+
+/* ---- the queue --------------------------------------------------------------------------- */
+
+void lf__enqueue(struct lf_client *c, struct lf_obs *r)
+{
+    size_t size = lf__rec_size(r);
+    pthread_mutex_lock(&c->mu);
+    if (c->stopping || !c->enabled) {
+        pthread_mutex_unlock(&c->mu);
+        atomic_fetch_add(&c->n.dropped_closed, 1);
+        lf__rec_free(r);
+        return;
+    }
+    if (c->qbytes + size > c->conf.max_queue_bytes) {
+        pthread_mutex_unlock(&c->mu);
+        atomic_fetch_add(&c->n.dropped_queue, 1);
+        lf__rec_free(r);
+        lf__log_once(c, 5, LF_LOG_WARN,
+                     "queue full (%zu bytes): dropping observations until the exporter catches "
+                     "up; the count is in the statistics",
+                     c->conf.max_queue_bytes);
+        return;
+    }
+    if (c->thread_running && c->fork_gen != fork_gen)
+        c->thread_running = 0;
+    if (!c->thread_running && start_thread_locked(c)) {
+        pthread_mutex_unlock(&c->mu);
+        atomic_fetch_add(&c->n.dropped_closed, 1);
+        lf__rec_free(r);
+        return;
+    }
+    r->next = NULL;
+    r->qseq = c->enq_seq++;
+    if (c->tail)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    c->qcount++;
+    c->qbytes += size;
+    size_t qbytes = c->qbytes;
+    int kick = c->qcount == (size_t)c->conf.flush_at ||
+               (qbytes >= c->conf.max_request_bytes / 2 &&
+                qbytes - size < c->conf.max_request_bytes / 2);
+    if (kick)
+        pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->mu);
+    atomic_fetch_add_explicit(&c->n.recorded, 1, memory_order_relaxed);
+    uint64_t peak = atomic_load_explicit(&c->n.queue_peak_bytes, memory_order_relaxed);
+    if (qbytes > peak)
+        atomic_store_explicit(&c->n.queue_peak_bytes, qbytes, memory_order_relaxed);
+}
+
+/* ---- flush and shutdown -------------------------------------------------------------- */
+
+static struct timespec abs_time(int64_t ns_monotonic)
+{
+    struct timespec ts = {(time_t)(ns_monotonic / 1000000000), (long)(ns_monotonic % 1000000000)};
+    return ts;
+}
+
+int64_t lf__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Waits until every record enqueued before the call is finished or the deadline passed.
+ * Called with c->mu held. */
+static int wait_finished_locked(struct lf_client *c, int64_t deadline)
+{
+    uint64_t target = c->enq_seq;
+    if (target > c->flush_target)
+        c->flush_target = target;
+    c->flushing++;
+    pthread_cond_signal(&c->wake);
+    int rc = LF_OK;
+    while (c->done_below < target && !c->stopped) {
+        if (lf__mono_ns() >= deadline) {
+            rc = LF_ERR_TIMEOUT;
+            break;
+        }
+        struct timespec ts = abs_time(deadline);
+        pthread_cond_timedwait(&c->done, &c->mu, &ts);
+    }
+    if (c->done_below < target)
+        rc = LF_ERR_TIMEOUT;
+    c->flushing--;
+    return rc;
+}
+
+/* Exports that ended anywhere but at the server. */
+static uint64_t undelivered(struct lf_client *c)
+{
+    return atomic_load(&c->n.spooled) + atomic_load(&c->n.spool_dropped) +
+           atomic_load(&c->n.rejected) + atomic_load(&c->n.dropped_queue) +
+           atomic_load(&c->n.dropped_nomem);
+}
+
+int lf_client_flush(lf_client *c, int timeout_ms)
+{
+    if (!c || !c->enabled)
+        return LF_ERR_DISABLED;
+    int64_t deadline =
+        lf__mono_ns() + (int64_t)(timeout_ms < 0 ? c->conf.flush_timeout_ms : timeout_ms) * 1000000;
+    uint64_t lost = undelivered(c);
+    pthread_mutex_lock(&c->mu);
+    c->flush_deadline_ns = deadline;
+    int rc = wait_finished_locked(c, deadline);
+    pthread_mutex_unlock(&c->mu);
+    return rc ? rc : undelivered(c) != lost ? LF_ERR_HTTP : LF_OK;
+}
+
+int lf_client_shutdown(lf_client *c, int timeout_ms)
+{
+    if (!c)
+        return LF_ERR_DISABLED;
+    int64_t deadline =
+        lf__mono_ns() + (int64_t)(timeout_ms < 0 ? c->conf.flush_timeout_ms : timeout_ms) * 1000000;
+    pthread_mutex_lock(&c->mu);
+    if (!c->thread_running || c->fork_gen != fork_gen) {
+        c->enabled = 0;
+        c->stopping = 1;
+        pthread_mutex_unlock(&c->mu);
+        return LF_ERR_DISABLED;
+    }
+    uint64_t lost = undelivered(c);
+    c->stopping = 1;
+    c->stop_deadline_ns = deadline;
+    pthread_cond_signal(&c->wake);
+    int rc = wait_finished_locked(c, deadline + lf__exporter_grace_ns(c));
+    c->enabled = 0;
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    pthread_mutex_lock(&c->mu);
+    c->thread_running = 0;
+    pthread_mutex_unlock(&c->mu);
+    if (rc == LF_OK && undelivered(c) != lost)
+        rc = atomic_load(&c->n.spooled) ? LF_ERR_TIMEOUT : LF_ERR_HTTP;
+    return rc;
+}
+
+void lf_client_free(lf_client *c)
+{
+    if (!c)
+        return;
+    lf_client_shutdown(c, -1);
+    pthread_mutex_lock(&clients_mu);
+    for (struct lf_client **p = &clients; *p; p = &(*p)->next_client)
+        if (*p == c) {
+            *p = c->next_client;
+            break;
+        }
+    pthread_mutex_unlock(&clients_mu);
+    struct lf_obs *r = c->head;
+    while (r) {
+        struct lf_obs *next = r->next;
+        lf__rec_free(r);
+        r = next;
+    }
+    lf__exporter_cleanup(c);
+    lf__redactor_free(c->red);
+    free(c->url_otlp);
+    free(c->url_ingestion);
+    if (c->auth_basic) {
+        volatile char *p = c->auth_basic;
+        for (size_t i = 0; p[i]; i++)
+            p[i] = 0;
+        free(c->auth_basic);
+    }
+    conf_free(&c->conf);
+    pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->red_mu);
+    pthread_cond_destroy(&c->wake);
+    pthread_cond_destroy(&c->done);
+    free(c);
+}
+
+void lf_client_stats(const lf_client *c, struct lf_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!c)
+        return;
+    struct lf_client *m = (struct lf_client *)c;
+    out->recorded = atomic_load(&m->n.recorded);
+    out->delivered = atomic_load(&m->n.delivered);
+    out->dropped_queue = atomic_load(&m->n.dropped_queue);
+    out->dropped_nomem = atomic_load(&m->n.dropped_nomem);
+    out->dropped_closed = atomic_load(&m->n.dropped_closed);
+    out->rejected = atomic_load(&m->n.rejected);
+    out->spooled = atomic_load(&m->n.spooled);
+    out->spool_dropped = atomic_load(&m->n.spool_dropped);
+    out->replayed = atomic_load(&m->n.replayed);
+    out->truncated = atomic_load(&m->n.truncated);
+    out->requests = atomic_load(&m->n.requests);
+    out->retries = atomic_load(&m->n.retries);
+    out->queue_peak_bytes = atomic_load(&m->n.queue_peak_bytes);
+    out->last_http_status = atomic_load(&m->n.last_http_status);
+    pthread_mutex_lock(&m->mu);
+    out->queue_bytes = m->qbytes;
+    pthread_mutex_unlock(&m->mu);
+}
+
+int lf_client_replay_spool(lf_client *c, int timeout_ms)
+{
+    if (!c || !c->enabled)
+        return LF_ERR_DISABLED;
+    int64_t deadline =
+        lf__mono_ns() + (int64_t)(timeout_ms < 0 ? c->conf.flush_timeout_ms : timeout_ms) * 1000000;
+    return lf__exporter_request_replay(c, deadline);
+}
+
+const char *lf_version(void)
+{
+    return LF_VERSION_STRING;
+}
+
+const char *lf_strerror(int err)
+{
+    switch (err) {
+    case LF_OK: return "success";
+    case LF_ERR_NOMEM: return "out of memory";
+    case LF_ERR_INVALID: return "invalid argument or configuration value";
+    case LF_ERR_DISABLED: return "the client is disabled";
+    case LF_ERR_TIMEOUT: return "the deadline passed before everything was delivered";
+    case LF_ERR_IO: return "a file could not be read or written";
+    case LF_ERR_HTTP: return "the server refused the data or could not be reached";
+    case LF_ERR_PARSE: return "malformed input";
+    default: return "unknown error";
+    }
+}

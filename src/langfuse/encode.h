@@ -1,0 +1,84 @@
+/*
+ * encode.h - turning queued records into request bodies, for either wire format.
+ *
+ * The shared part (encode.c) handles what both formats need: masking, redaction, the
+ * per-observation size cap with truncation of the largest value first, and packing
+ * observations into bodies that never pass the request cap. The formats (otlp.c,
+ * ingest.c) only know how to write one observation and how a body begins and ends.
+ */
+#ifndef LF_ENCODE_H
+#define LF_ENCODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "internal.h"
+#include "record.h"
+
+#define LF__MAX_LIMITS 16
+#define LF__MASKED "[masked]"
+
+/* Per-value size caps of one encoding attempt: the entry at data offset `pos` keeps at most
+ * `limit` bytes. */
+struct lf__limits {
+    uint32_t pos[LF__MAX_LIMITS];
+    uint32_t limit[LF__MAX_LIMITS];
+    int n;
+};
+
+struct lf__enc {
+    const struct lf__conf *conf;
+    const struct lf__redactor *red;
+    int64_t now_ns; /* the export time stamped on ingestion events */
+};
+
+/* How a value is written. */
+enum lf__vmode {
+    LF__VM_JSON,        /* as a JSON value (ingestion bodies) */
+    LF__VM_JSON_IN_STR, /* as JSON text inside a JSON string (OTLP stringValue) */
+};
+
+/*
+ * Writes the value of entry `f` (found at data offset `pos`), masked, size-limited per
+ * `lim`, redacted and escaped. `field` names it for the masking callback ("input",
+ * "output", "metadata"), or NULL for values that are not masked.
+ */
+void lf__enc_value(const struct lf__enc *e, struct lf__buf *out, const struct lf_obs *r,
+                   uint32_t pos, const struct lf__field *f, const char *field,
+                   const struct lf__limits *lim, enum lf__vmode mode);
+/* Writes a usage (integers) or cost (doubles) map of `tag` as a JSON object. */
+void lf__enc_map(struct lf__buf *out, const struct lf_obs *r, uint8_t tag);
+/* Nonzero if the entry is the last of its tag (and key): earlier ones are superseded. */
+int lf__enc_is_last(const struct lf_obs *r, uint32_t next_pos, const struct lf__field *f);
+
+/* otlp.c */
+void lf__otlp_begin(const struct lf__enc *e, struct lf__buf *out);
+void lf__otlp_span(const struct lf__enc *e, struct lf__buf *out, const struct lf_obs *r,
+                   const struct lf__limits *lim);
+void lf__otlp_end(struct lf__buf *out);
+
+/* ingest.c */
+void lf__ingest_begin(const struct lf__enc *e, struct lf__buf *out);
+void lf__ingest_events(const struct lf__enc *e, struct lf__buf *out, const struct lf_obs *r,
+                       const struct lf__limits *lim);
+void lf__ingest_end(struct lf__buf *out);
+
+/* A finished request body. */
+struct lf__body {
+    char *data;    /* owned, plain JSON */
+    size_t len;
+    uint32_t nrec; /* observation exports inside */
+};
+
+/*
+ * Encodes the records of list `*list` (linked by ->next) into one body of at most
+ * conf->max_request_bytes, consuming from the front: encoded records are freed and *list
+ * advances. Records larger than max_event_bytes are truncated (counted in *truncated); one
+ * that cannot be made to fit is dropped (counted in *dropped). Returns 0 with body->nrec
+ * possibly 0 when everything was dropped, or LF_ERR_NOMEM (the list is left as it was).
+ */
+int lf__encode_body(const struct lf__enc *e, struct lf_obs **list, struct lf__body *body,
+                    uint64_t *truncated, uint64_t *dropped);
+
+#endif

@@ -1,0 +1,807 @@
+/*
+ * exporter.c - the exporter thread: batching, sending, retrying, spooling.
+ *
+ * One thread per client. It sleeps until a batch threshold is crossed (flush_at records or
+ * half a request's bytes), the flush interval passes, a flush or shutdown is asked, or a
+ * retry falls due. It then takes the whole queue in one step, encodes it into gzip bodies
+ * of at most max_request_bytes ("pending batches"; the raw records are freed at once, so
+ * a backlog is held compressed), and sends them in order.
+ *
+ * Outcomes of a request:
+ *  - 2xx: delivered. A 207 (ingestion) is read event by event: 4xx events are rejected and
+ *    counted, 5xx/429 events are resent alone, nothing that succeeded is sent again.
+ *  - 413: the body is split in two (or, a single item, its largest string halved) and
+ *    both halves retried; a request never grows past the cap it was refused at.
+ *  - 400: rejected, counted, reported once with the server's reason. Never retried.
+ *  - 401, 403, 404: the server will not take anything from this configuration. Reported
+ *    once; from then on everything goes to the spool, where a later run with a fixed
+ *    configuration delivers it.
+ *  - 408, 429, 5xx, no answer: retried after exponential backoff with jitter (Retry-After
+ *    wins when given), the same bytes and so the same ids; after max_retries, spooled.
+ *    Later batches wait behind the failing one, so a struggling server is not hammered.
+ *
+ * Shutdown has a deadline. Requests in flight are aborted at (deadline - reserve), and
+ * whatever is left is written to the spool in the reserve, so the whole shutdown ends by
+ * the deadline. If the last attempt got no answer at all (a dead or black-holed server),
+ * shutdown does not try again: it spools at once, costing the program milliseconds.
+ */
+#include "exporter.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "body.h"
+#include "encode.h"
+#include "http.h"
+#include "spool.h"
+
+#define BACKOFF_BASE_MS 500
+#define BACKOFF_CAP_MS 30000
+#define RETRY_AFTER_CAP_MS 60000
+#define GZIP_LEVEL 1
+#define MAX_RETIRED 64
+
+struct lf__batch {
+    struct lf__batch *next;
+    int endpoint;        /* LF_TRANSPORT_* */
+    char *body;          /* wire bytes, owned; NULL for a spool file not read yet */
+    size_t len;
+    int gz;
+    uint32_t nrec;
+    uint64_t qseq_min;   /* flush accounting; UINT64_MAX for spool files */
+    int attempts;
+    int64_t next_try;    /* CLOCK_MONOTONIC ns */
+    char *spool_path;    /* replayed from this file (owned); deleted once delivered */
+    int spool_fd;
+};
+
+struct lf__exp {
+    struct lf__http *http;
+    struct lf__batch *head, *tail;
+    size_t bytes;            /* wire bytes of pending batches */
+    int blocked;             /* 401/403/404 seen: spool everything */
+    int last_no_answer;      /* the last failed attempt got no HTTP answer */
+    int spooled_this_run;    /* replay the spool after the next success */
+    int64_t last_take;
+    struct lf__redactor *retired[MAX_RETIRED];
+    int nretired;
+};
+
+enum { SLOT_400, SLOT_BLOCKED, SLOT_4XX, SLOT_413, SLOT_SPOOL, SLOT_QUEUE };
+
+int lf__exporter_init(struct lf_client *c)
+{
+    c->exp = lf__calloc(1, sizeof(struct lf__exp));
+    return c->exp ? 0 : -1;
+}
+
+static void batch_free(struct lf__batch *b)
+{
+    if (!b)
+        return;
+    if (b->spool_fd > 0)
+        lf__spool_release(b->spool_fd);
+    free(b->body);
+    free(b->spool_path);
+    free(b);
+}
+
+void lf__exporter_cleanup(struct lf_client *c)
+{
+    struct lf__exp *x = c->exp;
+    if (!x)
+        return;
+    while (x->head) {
+        struct lf__batch *b = x->head;
+        x->head = b->next;
+        batch_free(b);
+    }
+    lf__http_free(x->http);
+    for (int i = 0; i < x->nretired; i++)
+        lf__redactor_free(x->retired[i]);
+    free(x);
+    c->exp = NULL;
+}
+
+int lf__exporter_retire_redactor(struct lf_client *c, struct lf__redactor *r)
+{
+    struct lf__exp *x = c->exp;
+    if (x->nretired == MAX_RETIRED)
+        return -1;
+    x->retired[x->nretired++] = r;
+    return 0;
+}
+
+void lf__exporter_forget_after_fork(struct lf_client *c)
+{
+    struct lf__exp *x = c->exp;
+    /* The parent sends these; in the child they are only memory. */
+    while (x->head) {
+        struct lf__batch *b = x->head;
+        x->head = b->next;
+        if (b->spool_fd > 0)
+            b->spool_fd = 0; /* the parent's lock; closing our copy would be harmless, but
+                                leaving it keeps the parent's claim unambiguous */
+        batch_free(b);
+    }
+    x->tail = NULL;
+    x->bytes = 0;
+    lf__http_abandon(x->http);
+    x->http = NULL;
+}
+
+static int64_t spool_reserve_ns(const struct lf_client *c)
+{
+    int64_t r = (int64_t)c->conf.flush_timeout_ms * 1000000 / 5;
+    return r < 250000000 ? r : 250000000;
+}
+
+int64_t lf__exporter_grace_ns(const struct lf_client *c)
+{
+    (void)c;
+    return 50000000; /* thread wake-up and join; the spool is written inside the deadline */
+}
+
+/* ---- accounting -------------------------------------------------------------------- */
+
+static void count(atomic_uint_fast64_t *n, uint64_t v)
+{
+    atomic_fetch_add_explicit(n, v, memory_order_relaxed);
+}
+
+static void append(struct lf__exp *x, struct lf__batch *b)
+{
+    b->next = NULL;
+    if (x->tail)
+        x->tail->next = b;
+    else
+        x->head = b;
+    x->tail = b;
+    x->bytes += b->len;
+}
+
+static void unlink_head(struct lf__exp *x)
+{
+    struct lf__batch *b = x->head;
+    x->head = b->next;
+    if (!x->head)
+        x->tail = NULL;
+    x->bytes -= b->len;
+}
+
+/* Records below this qseq are finished: none is queued or pending. Called with c->mu. */
+static uint64_t finished_below(struct lf_client *c)
+{
+    uint64_t low = c->head ? c->head->qseq : c->enq_seq;
+    for (struct lf__batch *b = c->exp->head; b; b = b->next)
+        if (b->qseq_min < low)
+            low = b->qseq_min;
+    return low;
+}
+
+/* ---- spooling ------------------------------------------------------------------------- */
+
+/* Moves a batch to the spool (or counts it lost without one) and frees it. */
+static void spool_batch(struct lf_client *c, struct lf__batch *b, const char *why)
+{
+    struct lf__exp *x = c->exp;
+    if (b->spool_path) {
+        /* It is a spool file already: leave it for a later run. */
+        batch_free(b);
+        return;
+    }
+    if (!c->conf.spool_dir) {
+        count(&c->n.spool_dropped, b->nrec);
+        lf__log_once(c, SLOT_SPOOL, LF_LOG_WARN,
+                     "%s; no spool directory is set (LANGFUSE_SPOOL_DIR), so %u observations "
+                     "are lost, and later ones will be too",
+                     why, b->nrec);
+        batch_free(b);
+        return;
+    }
+    char err[256];
+    uint64_t evicted = 0;
+    if (lf__spool_write(c->conf.spool_dir, b->endpoint, b->body, b->len, b->gz, b->nrec,
+                        c->conf.spool_max_bytes, &evicted, err, sizeof(err))) {
+        count(&c->n.spool_dropped, b->nrec);
+        lf__log(c, LF_LOG_WARN, "%s; spooling %u observations failed, they are lost: %s", why,
+                b->nrec, err);
+    } else {
+        count(&c->n.spooled, b->nrec);
+        x->spooled_this_run = 1;
+        lf__log(c, LF_LOG_DEBUG, "%s; spooled %u observations to %s", why, b->nrec,
+                c->conf.spool_dir);
+    }
+    if (evicted) {
+        count(&c->n.spool_dropped, evicted);
+        lf__log(c, LF_LOG_WARN, "spool full (%zu bytes): dropped the %llu oldest observations",
+                c->conf.spool_max_bytes, (unsigned long long)evicted);
+    }
+    batch_free(b);
+}
+
+static void queue_spool_files(struct lf_client *c)
+{
+    struct lf__exp *x = c->exp;
+    struct lf__spool_entry *v;
+    size_t n;
+    if (!c->conf.spool_dir || lf__spool_list(c->conf.spool_dir, &v, &n))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        int dup = 0;
+        for (struct lf__batch *b = x->head; b && !dup; b = b->next)
+            dup = b->spool_path && strcmp(b->spool_path, v[i].path) == 0;
+        if (dup)
+            continue;
+        struct lf__batch *b = lf__calloc(1, sizeof(*b));
+        if (!b)
+            break;
+        b->endpoint = v[i].endpoint;
+        b->gz = v[i].gz;
+        b->nrec = v[i].nrec;
+        b->qseq_min = UINT64_MAX;
+        b->spool_path = v[i].path;
+        v[i].path = NULL;
+        append(x, b);
+    }
+    lf__spool_entries_free(v, n);
+}
+
+/* ---- encoding -------------------------------------------------------------------------- */
+
+static void encode_records(struct lf_client *c, struct lf_obs *list)
+{
+    struct lf__exp *x = c->exp;
+    struct lf__redactor *red = lf__redactor_get(c);
+    struct lf__enc e = {&c->conf, red, lf_now_ns()};
+    while (list) {
+        struct lf__body body;
+        uint64_t truncated = 0, dropped = 0;
+        uint64_t qmin = list->qseq;
+        if (lf__encode_body(&e, &list, &body, &truncated, &dropped)) {
+            /* Out of memory: lose this stretch rather than spin. */
+            struct lf_obs *r = list;
+            uint64_t n = 0;
+            while (r && n < 1024) {
+                struct lf_obs *next = r->next;
+                lf__rec_free(r);
+                r = next;
+                n++;
+            }
+            list = r;
+            count(&c->n.dropped_nomem, n + dropped);
+            continue;
+        }
+        count(&c->n.truncated, truncated);
+        if (dropped) {
+            count(&c->n.rejected, dropped);
+            lf__log(c, LF_LOG_WARN, "%llu observations could not be cut down to %zu bytes and "
+                    "were dropped", (unsigned long long)dropped, c->conf.max_event_bytes);
+        }
+        if (!body.nrec) {
+            free(body.data);
+            continue;
+        }
+        struct lf__batch *b = lf__calloc(1, sizeof(*b));
+        if (!b) {
+            count(&c->n.dropped_nomem, body.nrec);
+            free(body.data);
+            continue;
+        }
+        b->endpoint = c->conf.transport;
+        b->nrec = body.nrec;
+        b->qseq_min = qmin;
+        char *gz;
+        size_t gzlen;
+        if (c->conf.gzip && lf__gzip(body.data, body.len, GZIP_LEVEL, &gz, &gzlen) == 0) {
+            free(body.data);
+            b->body = gz;
+            b->len = gzlen;
+            b->gz = 1;
+        } else {
+            b->body = body.data;
+            b->len = body.len;
+        }
+        append(x, b);
+    }
+    lf__redactor_put(c, red);
+}
+
+/* ---- sending --------------------------------------------------------------------------- */
+
+static int64_t backoff_ns(int attempts, long retry_after_ms)
+{
+    if (retry_after_ms >= 0)
+        return (int64_t)(retry_after_ms < RETRY_AFTER_CAP_MS ? retry_after_ms : RETRY_AFTER_CAP_MS) *
+               1000000;
+    int64_t ms = BACKOFF_BASE_MS;
+    for (int i = 1; i < attempts && ms < BACKOFF_CAP_MS; i++)
+        ms *= 2;
+    if (ms > BACKOFF_CAP_MS)
+        ms = BACKOFF_CAP_MS;
+    uint8_t r[2];
+    lf__random_bytes(r, 2);
+    /* "equal jitter": half fixed, half random, so retries of many clients spread out */
+    return (ms / 2 + (ms / 2) * ((r[0] << 8 | r[1]) / 65535.0)) * 1000000;
+}
+
+/* The body as plain JSON (decompressed if needed). Caller frees *out. */
+static int plain_body(const struct lf__batch *b, size_t cap, char **out, size_t *len)
+{
+    if (b->gz)
+        return lf__gunzip(b->body, b->len, cap, out, len) ? -1 : 0;
+    *out = lf__strndup(b->body, b->len);
+    *len = b->len;
+    return *out ? 0 : -1;
+}
+
+/* A new batch from plain JSON, compressed like the original. */
+static struct lf__batch *batch_from_json(const struct lf__batch *like, char *json, size_t len,
+                                         uint32_t nrec)
+{
+    struct lf__batch *b = lf__calloc(1, sizeof(*b));
+    if (!b) {
+        free(json);
+        return NULL;
+    }
+    b->endpoint = like->endpoint;
+    b->nrec = nrec;
+    b->qseq_min = like->qseq_min;
+    b->attempts = like->attempts;
+    if (like->gz) {
+        char *gz;
+        size_t gzlen;
+        if (lf__gzip(json, len, GZIP_LEVEL, &gz, &gzlen) == 0) {
+            free(json);
+            b->body = gz;
+            b->len = gzlen;
+            b->gz = 1;
+            return b;
+        }
+    }
+    b->body = json;
+    b->len = len;
+    return b;
+}
+
+/* Records in a part of a body: observation items, not counting trace-create events. */
+static uint32_t records_in(int endpoint, const char *json, size_t len)
+{
+    if (endpoint == LF_TRANSPORT_OTLP) {
+        long n = lf__body_count(endpoint, json, len);
+        return n > 0 ? (uint32_t)n : 0;
+    }
+    json_error_t err;
+    json_t *root = json_loadb(json, len, JSON_ALLOW_NUL, &err);
+    size_t i;
+    json_t *ev;
+    uint32_t n = 0;
+    json_array_foreach(json_object_get(root, "batch"), i, ev)
+    {
+        const char *t = json_string_value(json_object_get(ev, "type"));
+        n += t && strcmp(t, "trace-create") != 0;
+    }
+    json_decref(root);
+    return n;
+}
+
+/* Replaces batch `b` (the head) by the batches made from it by a 413; 0 if it could be
+ * split or shrunk. */
+static int handle_too_large(struct lf_client *c, struct lf__batch *b)
+{
+    struct lf__exp *x = c->exp;
+    char *json;
+    size_t len;
+    if (plain_body(b, c->conf.max_request_bytes * 4, &json, &len))
+        return -1;
+    char *a, *bb;
+    size_t alen, blen;
+    struct lf__batch *na = NULL, *nb = NULL;
+    if (lf__body_split(b->endpoint, json, len, &a, &alen, &bb, &blen) == 0) {
+        uint32_t ra = records_in(b->endpoint, a, alen), rb = records_in(b->endpoint, bb, blen);
+        na = batch_from_json(b, a, alen, ra);
+        nb = batch_from_json(b, bb, blen, rb);
+    } else if (lf__body_shrink(json, len, &a, &alen) == 0) {
+        na = batch_from_json(b, a, alen, b->nrec);
+        if (na)
+            count(&c->n.truncated, 1);
+    }
+    free(json);
+    if (!na || (nb == NULL && na->nrec != b->nrec)) {
+        batch_free(na);
+        batch_free(nb);
+        return -1;
+    }
+    /* Put the parts where b was, in order. */
+    unlink_head(x);
+    if (nb) {
+        nb->next = x->head;
+        x->head = nb;
+        x->bytes += nb->len;
+        if (!x->tail)
+            x->tail = nb;
+    }
+    na->next = x->head;
+    x->head = na;
+    x->bytes += na->len;
+    if (!x->tail)
+        x->tail = na;
+    if (b->spool_fd > 0) {
+        /* A spool file: its content now lives in memory; remove the file once both parts
+         * are safely elsewhere (they will be re-spooled if they cannot be sent). */
+        lf__spool_done(b->spool_path, b->spool_fd);
+        b->spool_fd = 0;
+    }
+    batch_free(b);
+    return 0;
+}
+
+/* Reads a 207 answer. Returns records rejected; rebuilds a batch of retryable events into
+ * *retry (or NULL). */
+static uint32_t handle_multi_status(struct lf_client *c, struct lf__batch *b, const char *resp,
+                                    struct lf__batch **retry)
+{
+    *retry = NULL;
+    json_error_t err;
+    json_t *root = resp ? json_loads(resp, 0, &err) : NULL;
+    json_t *errors = json_object_get(root, "errors");
+    uint32_t rejected = 0;
+    size_t i, nretry = 0;
+    json_t *e;
+    const char **ids = lf__calloc(json_array_size(errors) + 1, sizeof(char *));
+    json_array_foreach(errors, i, e)
+    {
+        const char *id = json_string_value(json_object_get(e, "id"));
+        json_int_t st = json_integer_value(json_object_get(e, "status"));
+        if (st == 429 || st >= 500) {
+            if (ids && id)
+                ids[nretry++] = id;
+        } else {
+            rejected++;
+            const char *msg = json_string_value(json_object_get(e, "message"));
+            lf__log_once(c, SLOT_400, LF_LOG_WARN,
+                         "the server rejected an event (status %d): %.300s; such events are "
+                         "dropped, the count is in the statistics",
+                         (int)st, msg ? msg : "no reason given");
+        }
+    }
+    if (nretry) {
+        char *json, *sub;
+        size_t len, sublen;
+        if (plain_body(b, c->conf.max_request_bytes * 4, &json, &len) == 0) {
+            if (lf__body_filter_events(json, len, ids, nretry, &sub, &sublen) == 0) {
+                uint32_t nrec = records_in(b->endpoint, sub, sublen);
+                *retry = batch_from_json(b, sub, sublen, nrec ? nrec : (uint32_t)nretry);
+            }
+            free(json);
+        }
+    }
+    free(ids);
+    json_decref(root);
+    return rejected > b->nrec ? b->nrec : rejected;
+}
+
+static const char *body_excerpt(const struct lf__http_result *res, char *out, size_t n)
+{
+    if (!res->body || !res->body_len)
+        return "no reason given";
+    size_t k = 0;
+    for (size_t i = 0; i < res->body_len && k + 1 < n; i++) {
+        char ch = res->body[i];
+        out[k++] = (ch == '\n' || ch == '\r' || ch == '\t') ? ' ' : ch;
+    }
+    out[k] = '\0';
+    return out;
+}
+
+enum outcome { SENT, RETRY_LATER, GIVE_UP, REQUEUED };
+
+/* Sends the head batch once and settles it. */
+static enum outcome send_head(struct lf_client *c, struct lf__http *http, int stopping)
+{
+    struct lf__exp *x = c->exp;
+    struct lf__batch *b = x->head;
+    struct lf__http_result res;
+    char excerpt[320];
+
+    if (b->spool_path && !b->body) {
+        b->spool_fd = lf__spool_claim(b->spool_path);
+        if (b->spool_fd < 0 ||
+            lf__spool_read(b->spool_fd, c->conf.max_request_bytes * 2, &b->body, &b->len)) {
+            unlink_head(x);
+            batch_free(b); /* gone, or another process has it */
+            return SENT;
+        }
+        x->bytes += b->len;
+    }
+    const char *url = b->endpoint == LF_TRANSPORT_OTLP ? c->url_otlp : c->url_ingestion;
+    count(&c->n.requests, 1);
+    if (b->attempts)
+        count(&c->n.retries, 1);
+    b->attempts++;
+    int got = lf__http_post(http, url, b->body, b->len, b->gz, c->conf.request_timeout_ms, &res);
+    int st = got == 0 ? res.status : 0;
+    if (st)
+        atomic_store(&c->n.last_http_status, st);
+    lf__log(c, LF_LOG_DEBUG, "POST %s: %u observations, %zu bytes: %d %s", url, b->nrec, b->len,
+            st, st ? "" : res.error);
+
+    if (st >= 200 && st < 300) {
+        uint32_t rejected = 0;
+        struct lf__batch *retry = NULL;
+        if (st == 207 && b->endpoint == LF_TRANSPORT_INGESTION)
+            rejected = handle_multi_status(c, b, res.body, &retry);
+        uint32_t later = retry ? retry->nrec : 0;
+        uint32_t ok = b->nrec > rejected + later ? b->nrec - rejected - later : 0;
+        count(&c->n.rejected, rejected);
+        count(&c->n.delivered, ok);
+        if (b->spool_path) {
+            count(&c->n.replayed, ok);
+            lf__spool_done(b->spool_path, b->spool_fd);
+            b->spool_fd = 0;
+        }
+        x->last_no_answer = 0;
+        unlink_head(x);
+        batch_free(b);
+        if (retry) {
+            retry->next = x->head;
+            x->head = retry;
+            if (!x->tail)
+                x->tail = retry;
+            x->bytes += retry->len;
+            retry->next_try = lf__mono_ns() + backoff_ns(retry->attempts, -1);
+        }
+        lf__http_result_free(&res);
+        if (x->spooled_this_run && !stopping) {
+            x->spooled_this_run = 0;
+            queue_spool_files(c); /* the server is back: deliver what we spooled */
+        }
+        return SENT;
+    }
+    if (st == 413) {
+        lf__log_once(c, SLOT_413, LF_LOG_INFO,
+                     "the server refused a %zu-byte request as too large; splitting requests",
+                     b->len);
+        lf__http_result_free(&res);
+        if (handle_too_large(c, b) == 0)
+            return REQUEUED;
+        count(&c->n.rejected, b->nrec);
+        lf__log(c, LF_LOG_WARN, "an observation is too large for the server even when cut "
+                "down; dropped");
+        unlink_head(x);
+        if (b->spool_path) {
+            lf__spool_done(b->spool_path, b->spool_fd);
+            b->spool_fd = 0;
+        }
+        batch_free(b);
+        return SENT;
+    }
+    if (st == 400 || (st >= 402 && st < 500 && st != 403 && st != 404 && st != 405 &&
+                      st != 408 && st != 415 && st != 429)) {
+        count(&c->n.rejected, b->nrec);
+        lf__log_once(c, SLOT_400, LF_LOG_WARN,
+                     "the server rejected %u observations (HTTP %d): %s; not retried", b->nrec,
+                     st, body_excerpt(&res, excerpt, sizeof(excerpt)));
+        lf__http_result_free(&res);
+        unlink_head(x);
+        if (b->spool_path) {
+            lf__spool_done(b->spool_path, b->spool_fd);
+            b->spool_fd = 0;
+        }
+        batch_free(b);
+        return SENT;
+    }
+    if (st == 401 || st == 403 || st == 404 || st == 405 || st == 415) {
+        x->blocked = 1;
+        lf__log_once(c, SLOT_BLOCKED, LF_LOG_WARN,
+                     "the server refused the data (HTTP %d: %s); check LANGFUSE_HOST and the "
+                     "keys. Nothing more is sent this run; it is spooled for a later one",
+                     st, body_excerpt(&res, excerpt, sizeof(excerpt)));
+        lf__http_result_free(&res);
+        return GIVE_UP;
+    }
+    /* 408, 429, 5xx, or no answer at all */
+    x->last_no_answer = st == 0;
+    if (b->attempts > c->conf.max_retries || (stopping && res.aborted)) {
+        lf__log(c, LF_LOG_WARN, "giving up on %u observations after %d attempts (%s%s)",
+                b->nrec, b->attempts, st ? "HTTP " : "", st ? "error status" : res.error);
+        lf__http_result_free(&res);
+        return GIVE_UP;
+    }
+    b->next_try = lf__mono_ns() + backoff_ns(b->attempts, res.retry_after_ms);
+    lf__log(c, LF_LOG_DEBUG, "will retry in %lld ms",
+            (long long)((b->next_try - lf__mono_ns()) / 1000000));
+    lf__http_result_free(&res);
+    return RETRY_LATER;
+}
+
+/* Sends what is due. With `stopping`, everything goes out or to the spool by `deadline`. */
+static void process_pending(struct lf_client *c, int stopping, int64_t deadline)
+{
+    struct lf__exp *x = c->exp;
+    int64_t spool_by = deadline - spool_reserve_ns(c);
+    while (x->head) {
+        struct lf__batch *b = x->head;
+        int64_t now = lf__mono_ns();
+        int give_up = x->blocked;
+        if (stopping) {
+            if (b->spool_path && !b->body) {
+                /* unsent spool files stay where they are */
+                unlink_head(x);
+                batch_free(b);
+                continue;
+            }
+            /* A server that did not answer at all will not answer now either. */
+            give_up = give_up || now >= spool_by || x->last_no_answer;
+        } else if (b->next_try > now) {
+            return;
+        }
+        if (!give_up) {
+            atomic_store(&c->abort_at_ns, stopping ? spool_by : 0);
+            enum outcome o = send_head(c, x->http, stopping);
+            if (o == SENT || o == REQUEUED)
+                continue;
+            if (o == RETRY_LATER && !stopping)
+                return;
+            if (o == RETRY_LATER && stopping && x->head == b && b->next_try < spool_by &&
+                !x->last_no_answer) {
+                /* the server answers: one more try now if the deadline allows */
+                b->next_try = 0;
+                continue;
+            }
+        }
+        unlink_head(x);
+        spool_batch(c, b, stopping ? "shutdown deadline" : "the server did not accept the data");
+    }
+}
+
+/* Spools the pending batches beyond the memory cap (oldest first), so a long outage costs
+ * disk, not memory. */
+static void bound_pending(struct lf_client *c)
+{
+    struct lf__exp *x = c->exp;
+    while (x->head && x->bytes > c->conf.max_queue_bytes) {
+        struct lf__batch *b = x->head;
+        unlink_head(x);
+        spool_batch(c, b, "the server is not keeping up");
+    }
+}
+
+static int64_t next_due(struct lf_client *c)
+{
+    struct lf__exp *x = c->exp;
+    int64_t t = x->last_take + (int64_t)c->conf.flush_interval_ms * 1000000;
+    if (x->head && !x->blocked && x->head->next_try < t)
+        t = x->head->next_try;
+    return t;
+}
+
+static int work_ready(struct lf_client *c, int64_t now)
+{
+    struct lf__exp *x = c->exp;
+    if (c->stopping)
+        return 1;
+    if (c->qcount && (c->flushing || c->qcount >= (size_t)c->conf.flush_at ||
+                      c->qbytes >= c->conf.max_request_bytes / 2 ||
+                      now - x->last_take >= (int64_t)c->conf.flush_interval_ms * 1000000))
+        return 1;
+    if (x->head && (x->blocked || x->head->next_try <= now))
+        return 1;
+    return c->replay_asked;
+}
+
+static int spool_batches_pending(const struct lf__exp *x)
+{
+    for (const struct lf__batch *b = x->head; b; b = b->next)
+        if (b->spool_path)
+            return 1;
+    return 0;
+}
+
+void *lf__exporter_main(void *arg)
+{
+    struct lf_client *c = arg;
+    struct lf__exp *x = c->exp;
+
+    /* Signals belong to the application's threads. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+
+    if (!x->http)
+        x->http = lf__http_new(c->auth_basic, &c->abort_at_ns);
+    if (!x->http)
+        lf__log(c, LF_LOG_ERROR, "cannot create an HTTP handle; everything will be spooled");
+    x->blocked = x->blocked || !x->http;
+    if (c->conf.spool_replay)
+        queue_spool_files(c);
+    x->last_take = lf__mono_ns();
+
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        int64_t now = lf__mono_ns();
+        while (!work_ready(c, now)) {
+            int64_t due = next_due(c);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t wait = due - now;
+            if (wait < 1000000)
+                wait = 1000000;
+            int64_t abs_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + wait;
+            ts.tv_sec = (time_t)(abs_ns / 1000000000);
+            ts.tv_nsec = (long)(abs_ns % 1000000000);
+            pthread_cond_timedwait(&c->wake, &c->mu, &ts);
+            now = lf__mono_ns();
+        }
+        struct lf_obs *list = c->head;
+        c->head = c->tail = NULL;
+        c->qcount = 0;
+        c->qbytes = 0;
+        int stopping = c->stopping;
+        int64_t deadline = c->stop_deadline_ns;
+        int replay = c->replay_asked;
+        c->replay_asked = 0;
+        /* Until encoded, the taken records are not in the queue: keep flush accounting
+         * right by holding done_below where it is. */
+        uint64_t hold = list ? list->qseq : UINT64_MAX;
+        if (hold < c->done_below)
+            c->done_below = hold;
+        pthread_mutex_unlock(&c->mu);
+
+        if (list) {
+            x->last_take = now;
+            encode_records(c, list);
+        }
+        if (replay && !x->blocked)
+            queue_spool_files(c);
+        bound_pending(c);
+        process_pending(c, stopping, deadline);
+
+        pthread_mutex_lock(&c->mu);
+        c->done_below = finished_below(c);
+        if (!spool_batches_pending(x))
+            c->replay_gen++;
+        pthread_cond_broadcast(&c->done);
+        if (stopping && !c->head && !x->head)
+            break;
+    }
+    c->stopped = 1;
+    atomic_store(&c->abort_at_ns, 0);
+    pthread_cond_broadcast(&c->done);
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+int lf__exporter_request_replay(struct lf_client *c, int64_t deadline_ns)
+{
+    if (!c->conf.spool_dir)
+        return LF_OK;
+    pthread_mutex_lock(&c->mu);
+    uint64_t gen = c->replay_gen;
+    c->replay_asked = 1;
+    pthread_cond_signal(&c->wake);
+    /* Two generations: the first may have been counted before our files were queued. */
+    while (c->replay_gen < gen + 2 && !c->stopped && lf__mono_ns() < deadline_ns) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t left = deadline_ns - lf__mono_ns();
+        int64_t abs_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (left > 0 ? left : 0);
+        ts.tv_sec = (time_t)(abs_ns / 1000000000);
+        ts.tv_nsec = (long)(abs_ns % 1000000000);
+        pthread_cond_timedwait(&c->done, &c->mu, &ts);
+    }
+    pthread_mutex_unlock(&c->mu);
+    struct lf__spool_entry *v;
+    size_t n;
+    if (lf__spool_list(c->conf.spool_dir, &v, &n))
+        return LF_ERR_IO;
+    lf__spool_entries_free(v, n);
+    if (n == 0)
+        return LF_OK;
+    return lf__mono_ns() >= deadline_ns ? LF_ERR_TIMEOUT : LF_ERR_HTTP;
+}

@@ -1,0 +1,24 @@
+/*
+ * exporter.h - the exporter thread's entry points used by client.c.
+ */
+#ifndef LF_EXPORTER_H
+#define LF_EXPORTER_H
+
+#include <stdint.h>
+
+#include "internal.h"
+
+int lf__exporter_init(struct lf_client *c);
+void lf__exporter_cleanup(struct lf_client *c);
+/* Keeps a replaced redactor alive until the client goes (the exporter may still use it). */
+int lf__exporter_retire_redactor(struct lf_client *c, struct lf__redactor *r);
+/* In a forked child: drop the parent's pending batches and HTTP handle. */
+void lf__exporter_forget_after_fork(struct lf_client *c);
+/* How long past its deadline shutdown may wait for the exporter to write the spool. */
+int64_t lf__exporter_grace_ns(const struct lf_client *c);
+/* Synchronous spool replay on the caller's thread (lf_client_replay_spool). */
+int lf__exporter_request_replay(struct lf_client *c, int64_t deadline_ns);
+
+int64_t lf__mono_ns(void);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * internal.h - the client object shared by the library's modules.
+ *
+ * Ownership: the caller's threads own observation handles until lf_obs_end() links them
+ * into the queue; from then on the exporter thread owns them. The queue fields and the
+ * flush bookkeeping are guarded by `mu`; counters are atomics so that lf_client_stats()
+ * never blocks the exporter. Configuration is immutable after lf_client_new().
+ */
+#ifndef LF_INTERNAL_H
+#define LF_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "langfuse/langfuse.h"
+#include "record.h"
+#include "redact.h"
+
+struct lf__exp;
+
+struct lf__conf {
+    char *public_key, *secret_key, *host, *environment, *release, *service_name, *spool_dir;
+    enum lf_transport transport;
+    double sample_rate;
+    uint64_t sample_bound; /* trace ids whose low 64 bits are below this are sampled */
+    int sample_all;
+    int flush_at, flush_interval_ms, request_timeout_ms, flush_timeout_ms, max_retries;
+    size_t max_queue_bytes, max_request_bytes, max_event_bytes, spool_max_bytes;
+    int gzip, spool_replay, mask_messages, debug;
+    lf_mask_fn mask;
+    void *mask_ud;
+    lf_log_fn log;
+    void *log_ud;
+};
+
+struct lf__counters {
+    atomic_uint_fast64_t recorded, delivered, dropped_queue, dropped_nomem, dropped_closed,
+        rejected, spooled, spool_dropped, replayed, truncated, requests, retries;
+    atomic_uint_fast64_t queue_peak_bytes;
+    atomic_int last_http_status;
+};
+
+struct lf_client {
+    struct lf__conf conf;
+    int enabled;           /* configured and not shut down; read without the lock */
+    char *url_otlp, *url_ingestion, *auth_basic; /* auth_basic: "pk:sk" for libcurl */
+
+    pthread_mutex_t mu;
+    pthread_cond_t wake;     /* exporter: work arrived, a flush or stop was asked */
+    pthread_cond_t done;     /* flushers: done_below advanced or the exporter stopped */
+    struct lf_obs *head, *tail;
+    size_t qcount, qbytes;
+    uint64_t enq_seq;        /* sequence number of the next enqueued record */
+    uint64_t done_below;     /* every record with qseq below this is finished */
+    uint64_t flush_target;   /* flushers wait for done_below > target - 1 */
+    int flushing;            /* number of threads in flush */
+    int stopping;            /* shutdown asked: exporter drains and exits */
+    int stopped;             /* exporter exited */
+    int64_t stop_deadline_ns;
+    int64_t flush_deadline_ns;
+    int thread_running;
+    pthread_t thread;
+    int fork_gen;            /* the fork generation the thread belongs to */
+
+    int replay_asked;        /* lf_client_replay_spool() wants the spool sent */
+    uint64_t replay_gen;     /* bumped by the exporter when no spool file is pending */
+    struct lf__exp *exp;     /* the exporter's own state, touched only by its thread */
+
+    atomic_llong abort_at_ns; /* in-flight HTTP gives up at this time; 0: no limit */
+
+    pthread_mutex_t red_mu;   /* guards `red` swaps; the exporter copies the pointer */
+    struct lf__redactor *red;
+
+    struct lf__counters n;
+    struct lf_client *next_client; /* global list, for fork handling */
+    int reported_status[6];   /* once-only reports: 400, 401, 403, 413, spool full, queue */
+};
+
+/* ids.c */
+void lf__random_bytes(uint8_t *out, size_t n);
+int lf__sampled(const struct lf__conf *conf, const uint8_t trace_id[16]);
+uint64_t lf__sample_bound(double rate, int *all);
+
+/* log.c: formats, redacts with the client's secrets and hands the line to the sink. */
+void lf__log(struct lf_client *c, enum lf_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Logs once per client per `slot` (see reported_status). */
+void lf__log_once(struct lf_client *c, int slot, enum lf_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* client.c */
+void lf__enqueue(struct lf_client *c, struct lf_obs *r);
+/* The current redactor, with a reference the caller drops with lf__redactor_put(). */
+struct lf__redactor *lf__redactor_get(struct lf_client *c);
+void lf__redactor_put(struct lf_client *c, struct lf__redactor *r);
+
+/* exporter.c */
+void *lf__exporter_main(void *arg);
+int lf__replay_spool_now(struct lf_client *c, int64_t deadline_ns);
+
+#endif

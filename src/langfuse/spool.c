@@ -1,0 +1,280 @@
+/*
+ * spool.c - the on-disk spool of undeliverable bodies; see spool.h.
+ *
+ * Eviction is by age: when the spool would pass its cap, the oldest files go first, and
+ * their record counts (from the names) are reported as lost. That bounds the disk use of a
+ * runner that cannot reach Langfuse for days.
+ */
+#include "spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "langfuse/langfuse.h"
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char tmp[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, dir, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+int lf__spool_parse_name(const char *name, int *endpoint, int *gz, uint32_t *nrec)
+{
+    unsigned long long ns;
+    unsigned pid, seq, rec;
+    char kind[16];
+    int used = 0;
+    if (sscanf(name, "lf-%20llu-%u-%u-r%u.%15[a-z]%n", &ns, &pid, &seq, &rec, kind, &used) != 5)
+        return -1;
+    const char *rest = name + used;
+    if (strcmp(kind, "otlp") == 0)
+        *endpoint = LF_TRANSPORT_OTLP;
+    else if (strcmp(kind, "ingestion") == 0)
+        *endpoint = LF_TRANSPORT_INGESTION;
+    else
+        return -1;
+    if (strcmp(rest, ".json.gz") == 0)
+        *gz = 1;
+    else if (strcmp(rest, ".json") == 0)
+        *gz = 0;
+    else
+        return -1;
+    *nrec = rec;
+    return 0;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    const struct lf__spool_entry *x = a, *y = b;
+    return strcmp(x->path, y->path);
+}
+
+void lf__spool_entries_free(struct lf__spool_entry *e, size_t n)
+{
+    for (size_t i = 0; e && i < n; i++)
+        free(e[i].path);
+    free(e);
+}
+
+int lf__spool_list(const char *dir, struct lf__spool_entry **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    size_t cap = 0, cnt = 0;
+    struct lf__spool_entry *v = NULL;
+    struct dirent *de;
+    size_t dlen = strlen(dir);
+    int rc = 0;
+    time_t now = time(NULL);
+    while ((de = readdir(d))) {
+        int endpoint, gz;
+        uint32_t nrec;
+        char path[4096];
+        if (dlen + strlen(de->d_name) + 2 > sizeof(path))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (strncmp(de->d_name, ".tmp-lf-", 8) == 0) {
+            struct stat st;
+            if (stat(path, &st) == 0 && now - st.st_mtime > 3600)
+                unlink(path);
+            continue;
+        }
+        if (lf__spool_parse_name(de->d_name, &endpoint, &gz, &nrec))
+            continue;
+        struct stat st;
+        if (stat(path, &st) || !S_ISREG(st.st_mode))
+            continue;
+        if (cnt == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct lf__spool_entry *nv = lf__realloc(v, ncap * sizeof(*v));
+            if (!nv) {
+                rc = -1;
+                break;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        v[cnt].path = lf__strdup(path);
+        if (!v[cnt].path) {
+            rc = -1;
+            break;
+        }
+        v[cnt].endpoint = endpoint;
+        v[cnt].gz = gz;
+        v[cnt].nrec = nrec;
+        v[cnt].size = (size_t)st.st_size;
+        cnt++;
+    }
+    closedir(d);
+    if (rc) {
+        lf__spool_entries_free(v, cnt);
+        return -1;
+    }
+    if (cnt > 1)
+        qsort(v, cnt, sizeof(*v), cmp_entry);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int lf__spool_write(const char *dir, int endpoint, const char *body, size_t len, int gz,
+                    uint32_t nrec, size_t max_bytes, uint64_t *evicted, char *err, size_t errlen)
+{
+    static unsigned seq;
+    char name[128], tmp[4096], path[4096];
+    if (len > max_bytes) {
+        snprintf(err, errlen, "a body of %zu bytes is larger than the spool's cap", len);
+        return -1;
+    }
+    if (mkdir_p(dir)) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    /* Make room: oldest first. */
+    struct lf__spool_entry *v;
+    size_t n;
+    if (lf__spool_list(dir, &v, &n) == 0) {
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++)
+            total += v[i].size;
+        for (size_t i = 0; i < n && total + len > max_bytes; i++) {
+            if (unlink(v[i].path) == 0) {
+                total -= v[i].size;
+                *evicted += v[i].nrec;
+            }
+        }
+        lf__spool_entries_free(v, n);
+    }
+    unsigned s = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
+    snprintf(name, sizeof(name), "lf-%020lld-%u-%u-r%u.%s.json%s", (long long)wall_ns(),
+             (unsigned)getpid(), s, nrec, endpoint == LF_TRANSPORT_OTLP ? "otlp" : "ingestion",
+             gz ? ".gz" : "");
+    snprintf(tmp, sizeof(tmp), "%s/.tmp-%s", dir, name);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    if (write_all(fd, body, len) || fsync(fd)) {
+        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path)) {
+        snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd); /* the rename itself must survive a crash */
+        close(dfd);
+    }
+    return 0;
+}
+
+int lf__spool_claim(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        close(fd);
+        return -1;
+    }
+    /* It may have been sent and removed between our listing and the lock. */
+    struct stat a, b;
+    if (fstat(fd, &a) || stat(path, &b) || a.st_ino != b.st_ino) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int lf__spool_read(int fd, size_t max, char **data, size_t *len)
+{
+    struct stat st;
+    if (fstat(fd, &st) || (size_t)st.st_size > max)
+        return -1;
+    size_t n = (size_t)st.st_size;
+    char *buf = lf__malloc(n + 1);
+    if (!buf)
+        return -1;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, buf + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            free(buf);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+void lf__spool_done(const char *path, int fd)
+{
+    unlink(path);
+    close(fd);
+}
+
+void lf__spool_release(int fd)
+{
+    close(fd);
+}
