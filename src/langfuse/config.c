@@ -168,6 +168,19 @@ int lf_config_from_env(struct lf_config *cfg, char *errbuf, size_t errlen)
     return LF_OK;
 }
 
+/* Langfuse refuses events whose environment is not lowercase [a-z0-9-_], at most 40
+ * characters, not starting with "langfuse": every event would be lost, so refuse it here. */
+static int environment_ok(const char *env)
+{
+    size_t n = strlen(env);
+    if (n == 0 || n > 40 || strncmp(env, "langfuse", 8) == 0)
+        return 0;
+    for (const char *p = env; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+            return 0;
+    return 1;
+}
+
 /* Checks an enabled configuration; 0 or LF_ERR_INVALID with a reason. */
 int lf__config_check(const struct lf_config *cfg, char *errbuf, size_t errlen)
 {
@@ -188,6 +201,9 @@ int lf__config_check(const struct lf_config *cfg, char *errbuf, size_t errlen)
              cfg->max_event_bytes > cfg->max_request_bytes - 1024 || cfg->max_queue_bytes < 65536)
         why = "max_request_bytes (>= 4096), max_event_bytes (>= 1024, below the request cap) "
               "and max_queue_bytes (>= 65536) are out of range";
+    else if (cfg->environment && !environment_ok(cfg->environment))
+        why = "LANGFUSE_TRACING_ENVIRONMENT must be 1 to 40 of a-z, 0-9, '-' and '_', not "
+              "starting with \"langfuse\"";
     if (!why)
         return LF_OK;
     snprintf(errbuf, errlen, "%s", why);

@@ -247,28 +247,32 @@ int lf__gunzip(const char *in, size_t len, size_t max, char **out, size_t *out_l
     if (inflateInit2(&z, 15 + 32) != Z_OK) /* +32: gzip or zlib header, detected */
         return -1;
     struct lf__buf b;
-    lf__buf_init(&b, max);
+    /* one byte over the cap is room to notice that the content is larger */
+    lf__buf_init(&b, max + 1);
     z.next_in = (Bytef *)in;
     z.avail_in = (uInt)len;
-    int rc;
-    do {
-        if (lf__buf_reserve(&b, 65536)) {
-            int big = b.toobig;
+    int rc = Z_OK;
+    while (rc == Z_OK) {
+        size_t room = b.max - b.len;
+        size_t chunk = room < 65536 ? room : 65536;
+        if (chunk == 0 || lf__buf_reserve(&b, chunk)) {
             inflateEnd(&z);
+            int big = chunk == 0 || b.toobig;
             lf__buf_free(&b);
             return big ? -2 : -1;
         }
         z.next_out = (Bytef *)b.data + b.len;
-        z.avail_out = 65536;
+        z.avail_out = (uInt)chunk;
         rc = inflate(&z, Z_NO_FLUSH);
         b.len = (size_t)((char *)z.next_out - b.data);
         if (rc == Z_BUF_ERROR && z.avail_in == 0)
             break;
-    } while (rc == Z_OK);
+    }
     inflateEnd(&z);
-    if (rc != Z_STREAM_END) {
+    if (rc != Z_STREAM_END || b.len > max) {
+        int big = b.len > max;
         lf__buf_free(&b);
-        return -1;
+        return big ? -2 : -1;
     }
     b.data[b.len] = '\0';
     *out = lf__buf_steal(&b, out_len);
