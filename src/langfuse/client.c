@@ -435,6 +435,7 @@ int lf_client_shutdown(lf_client *c, int timeout_ms)
     uint64_t lost = undelivered(c);
     c->stopping = 1;
     c->stop_deadline_ns = deadline;
+    lf__exporter_stop_by(c, deadline);
     pthread_cond_signal(&c->wake);
     int rc = wait_finished_locked(c, deadline + lf__exporter_grace_ns(c));
     c->enabled = 0;

@@ -141,6 +141,11 @@ static int64_t spool_reserve_ns(const struct lf_client *c)
     return r < 250000000 ? r : 250000000;
 }
 
+void lf__exporter_stop_by(struct lf_client *c, int64_t deadline_ns)
+{
+    atomic_store(&c->abort_at_ns, deadline_ns - spool_reserve_ns(c));
+}
+
 int64_t lf__exporter_grace_ns(const struct lf_client *c)
 {
     (void)c;

@@ -14,6 +14,8 @@ void lf__exporter_cleanup(struct lf_client *c);
 int lf__exporter_retire_redactor(struct lf_client *c, struct lf__redactor *r);
 /* In a forked child: drop the parent's pending batches and HTTP handle. */
 void lf__exporter_forget_after_fork(struct lf_client *c);
+/* Pulls in the abort time of requests in flight so that shutdown ends by `deadline`. */
+void lf__exporter_stop_by(struct lf_client *c, int64_t deadline_ns);
 /* How long past its deadline shutdown may wait for the exporter to write the spool. */
 int64_t lf__exporter_grace_ns(const struct lf_client *c);
 /* Synchronous spool replay on the caller's thread (lf_client_replay_spool). */

@@ -21,6 +21,7 @@
 int64_t lf__mono_ns(void);
 
 struct lf__http {
+    CURLM *multi; /* drives the transfer so that the abort time is checked precisely */
     CURL *easy;
     struct curl_slist *hdr_plain, *hdr_gzip;
     atomic_llong *abort_at;
@@ -56,14 +57,6 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
-{
-    (void)dt, (void)dn, (void)ut, (void)un;
-    struct lf__http *h = ud;
-    long long at = atomic_load(h->abort_at);
-    return at && lf__mono_ns() >= at; /* nonzero aborts the transfer */
-}
-
 struct lf__http *lf__http_new(const char *userpwd, atomic_llong *abort_at)
 {
     struct lf__http *h = lf__calloc(1, sizeof(*h));
@@ -71,8 +64,9 @@ struct lf__http *lf__http_new(const char *userpwd, atomic_llong *abort_at)
         return NULL;
     h->abort_at = abort_at;
     lf__buf_init(&h->resp, LF__RESP_MAX + 1);
+    h->multi = curl_multi_init();
     h->easy = curl_easy_init();
-    if (!h->easy)
+    if (!h->multi || !h->easy)
         goto fail;
     struct curl_slist *a = curl_slist_append(NULL, "Content-Type: application/json");
     struct curl_slist *b = a ? curl_slist_append(a, "Expect:") : NULL;
@@ -98,9 +92,6 @@ struct lf__http *lf__http_new(const char *userpwd, atomic_llong *abort_at)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, h);
-    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(e, CURLOPT_XFERINFODATA, h);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     /* Redirects would resend credentials to another host; Langfuse does not redirect. */
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -117,6 +108,8 @@ void lf__http_free(struct lf__http *h)
         return;
     if (h->easy)
         curl_easy_cleanup(h->easy);
+    if (h->multi)
+        curl_multi_cleanup(h->multi);
     curl_slist_free_all(h->hdr_plain);
     curl_slist_free_all(h->hdr_gzip);
     lf__buf_free(&h->resp);
@@ -128,6 +121,51 @@ void lf__http_abandon(struct lf__http *h)
     /* Deliberately leaked: cleaning up would close (and for TLS, write to) sockets that the
      * parent process is still using. One handle per fork, bounded. */
     (void)h;
+}
+
+/*
+ * Runs the transfer on the multi handle, waking at least every POLL_MS to check the abort
+ * time: libcurl's own progress callback may go a whole second between calls on an idle
+ * connection, which is too coarse for a shutdown deadline.
+ */
+#define POLL_MS 50
+static CURLcode perform(struct lf__http *h, int *aborted)
+{
+    CURLcode result = CURLE_OK;
+    int running = 1;
+    *aborted = 0;
+    if (curl_multi_add_handle(h->multi, h->easy) != CURLM_OK)
+        return CURLE_OUT_OF_MEMORY;
+    while (running) {
+        if (curl_multi_perform(h->multi, &running) != CURLM_OK) {
+            result = CURLE_RECV_ERROR;
+            break;
+        }
+        if (!running)
+            break;
+        long long at = atomic_load(h->abort_at);
+        long long now = lf__mono_ns();
+        int wait = POLL_MS;
+        if (at) {
+            if (now >= at) {
+                *aborted = 1;
+                result = CURLE_ABORTED_BY_CALLBACK;
+                break;
+            }
+            if ((at - now) / 1000000 < wait)
+                wait = (int)((at - now) / 1000000) + 1;
+        }
+        curl_multi_poll(h->multi, NULL, 0, wait, NULL);
+    }
+    if (!*aborted) {
+        int left;
+        CURLMsg *m;
+        while ((m = curl_multi_info_read(h->multi, &left)))
+            if (m->msg == CURLMSG_DONE && m->easy_handle == h->easy)
+                result = m->data.result;
+    }
+    curl_multi_remove_handle(h->multi, h->easy);
+    return result;
 }
 
 int lf__http_post(struct lf__http *h, const char *url, const char *body, size_t len, int gz,
@@ -158,15 +196,13 @@ int lf__http_post(struct lf__http *h, const char *url, const char *body, size_t 
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout_ms > 0 ? timeout_ms : 1));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_ms > 0 ? timeout_ms : 1));
 
-    CURLcode rc = curl_easy_perform(e);
+    CURLcode rc = perform(h, &res->aborted);
     res->retry_after_ms = h->retry_after_ms;
     if (h->resp.data && !lf__buf_failed(&h->resp)) {
         res->body = lf__buf_steal(&h->resp, &res->body_len);
         lf__buf_init(&h->resp, LF__RESP_MAX + 1);
     }
     if (rc != CURLE_OK) {
-        long long at = atomic_load(h->abort_at);
-        res->aborted = rc == CURLE_ABORTED_BY_CALLBACK || (at && lf__mono_ns() >= at);
         res->timed_out = rc == CURLE_OPERATION_TIMEDOUT || res->aborted;
         snprintf(res->error, sizeof(res->error), "%s",
                  res->aborted ? "deadline passed during the request" : curl_easy_strerror(rc));

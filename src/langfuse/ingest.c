@@ -4,12 +4,15 @@
  * An export becomes a `<type>-create` event (the server merges events by observation id,
  * so creates after the first act as updates), preceded by a `trace-create` event when the
  * record carries trace fields, since in this format observations do not create the trace.
- * Agent, tool and the other newer types go as `observation-create` with their type in the
- * body, the form the published API schema has for them.
+ * Agent, tool and the other newer types have events of their own (`agent-create`,
+ * `tool-create`, ...): the server accepts them although the published OpenAPI document
+ * predates them, while the legacy `observation-create` takes only span, generation and
+ * event.
  *
  * Event ids are derived from the observation id and its export number, so a retried or
  * replayed request carries the same ids and the server's deduplication holds.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "encode.h"
@@ -203,14 +206,10 @@ static void observation_event(const struct lf__enc *e, struct lf__buf *out,
     struct lf__field f;
     uint32_t pos = 0;
     int first = 1;
-    int gen_fields = r->type == LF_OBS_GENERATION;
-    const char *type;
-    switch (r->type) {
-    case LF_OBS_SPAN: type = "span-create"; break;
-    case LF_OBS_GENERATION: type = "generation-create"; break;
-    case LF_OBS_EVENT: type = "event-create"; break;
-    default: type = "observation-create"; break;
-    }
+    /* Every type but span and event is generation-like: it keeps model, usage and cost. */
+    int gen_fields = r->type != LF_OBS_SPAN && r->type != LF_OBS_EVENT;
+    char type[32];
+    snprintf(type, sizeof(type), "%s-create", lf__obs_type_name(r->type));
 
     event_id(id, r, 'o');
     event_head(out, id, type, e->now_ns);
@@ -220,16 +219,6 @@ static void observation_event(const struct lf__enc *e, struct lf__buf *out,
     lf__hex(hex, r->trace_id, 16);
     field_name(out, &first, "traceId");
     lf__buf_printf(out, "\"%s\"", hex);
-    if (!strcmp(type, "observation-create")) {
-        char upper[16];
-        const char *t = lf__obs_type_name(r->type);
-        size_t i = 0;
-        for (; t[i] && i < sizeof(upper) - 1; i++)
-            upper[i] = (char)(t[i] - 'a' + 'A');
-        upper[i] = '\0';
-        field_name(out, &first, "type");
-        lf__buf_printf(out, "\"%s\"", upper);
-    }
     if (!(r->flags & LF__REC_ROOT)) {
         lf__hex(hex, r->parent_id, 8);
         field_name(out, &first, "parentObservationId");

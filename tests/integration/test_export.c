@@ -1,2 +1,698 @@
-/* placeholder: written next */
-int main(void) { return 0; }
+/*
+ * test_export.c - liblangfuse against the Langfuse test receiver, asserting on what a
+ * Langfuse user sees through the Langfuse-shaped read API, under every failure mode:
+ * delivered exactly once, in bounded time, or spooled and delivered by the next client.
+ */
+#include "../unit/cm.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "langfuse/langfuse.h"
+#include "testutil.h"
+
+static struct tu_server rx;
+static char *spool;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return tu_receiver_start(&rx);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    tu_server_stop(&rx);
+    return 0;
+}
+
+static int reset(void **state)
+{
+    (void)state;
+    long st;
+    json_decref(tu_post(&rx, "/_test/reset", "{}", &st));
+    assert_int_equal(st, 200);
+    tu_rmrf(spool);
+    free(spool);
+    spool = tu_mkdtemp("lf-itest-spool");
+    return 0;
+}
+
+static void set_mode(const char *json)
+{
+    long st;
+    json_decref(tu_post(&rx, "/_test/mode", json, &st));
+    assert_int_equal(st, 200);
+}
+
+struct opts {
+    enum lf_transport transport;
+    int flush_timeout_ms;
+    int request_timeout_ms;
+    int max_retries;
+    size_t max_event_bytes;
+    size_t spool_max_bytes;
+};
+
+static lf_client *client(const struct opts *o)
+{
+    struct lf_config c;
+    lf_config_init(&c);
+    c.public_key = TU_PK;
+    c.secret_key = TU_SK;
+    c.host = rx.base;
+    c.spool_dir = spool;
+    c.flush_interval_ms = 100;
+    if (o) {
+        c.transport = o->transport;
+        if (o->flush_timeout_ms)
+            c.flush_timeout_ms = o->flush_timeout_ms;
+        if (o->request_timeout_ms)
+            c.request_timeout_ms = o->request_timeout_ms;
+        if (o->max_retries)
+            c.max_retries = o->max_retries;
+        if (o->max_event_bytes)
+            c.max_event_bytes = o->max_event_bytes;
+        if (o->spool_max_bytes)
+            c.spool_max_bytes = o->spool_max_bytes;
+    }
+    c.debug = getenv("LF_TEST_DEBUG") != NULL;
+    lf_client *cl = lf_client_new(&c);
+    assert_non_null(cl);
+    assert_true(lf_client_enabled(cl));
+    return cl;
+}
+
+/* A small agent turn: root span, a generation with usage and cost, a failed tool, an
+ * event. Writes the trace id into tid. */
+static void record_turn(lf_client *c, char tid[33])
+{
+    lf_obs *t = lf_trace_start(c, "agentic-session", NULL);
+    assert_non_null(t);
+    lf_obs_trace_id(t, tid);
+    lf_trace_set_session_id(t, "session-42");
+    lf_trace_set_user_id(t, "user-7");
+    lf_trace_add_tag(t, "claude-code");
+    lf_trace_add_tag(t, "namespace:team-a");
+    lf_trace_set_input_json(t, "{\"prompt\":\"list files\"}");
+    lf_trace_set_metadata_string(t, "namespace", "team-a");
+    lf_trace_set_metadata_bool(t, "interactive", 0);
+
+    lf_obs *g = lf_obs_start(t, LF_OBS_GENERATION, "claude-query");
+    lf_obs_set_model(g, "claude-sonnet-4-5");
+    lf_obs_set_input_string(g, "list files");
+    lf_obs_set_completion_start(g, lf_now_ns());
+    lf_obs_set_usage(g, "input", 1200);
+    lf_obs_set_usage(g, "output", 80);
+    lf_obs_set_usage(g, "cache_read_input_tokens", 300);
+    lf_obs_set_cost(g, "input", 0.0036);
+    lf_obs_set_cost(g, "output", 0.0012);
+    lf_obs_set_cost(g, "total", 0.0048);
+    lf_obs_set_output_string(g, "I will run ls.");
+
+    lf_obs *tool = lf_obs_start(g, LF_OBS_TOOL, "Bash");
+    lf_obs_set_input_json(tool, "{\"command\":\"ls\"}");
+    lf_obs_set_output_string(tool, "permission denied");
+    lf_obs_set_level(tool, LF_LEVEL_ERROR);
+    lf_obs_set_status_message(tool, "the tool use was denied");
+    lf_obs_end(tool);
+    lf_obs_end(g);
+
+    lf_obs *ev = lf_obs_start(t, LF_OBS_EVENT, "api-retry");
+    lf_obs_set_metadata_int(ev, "attempt", 1);
+    lf_obs_end(ev);
+
+    lf_trace_set_output_json(t, "{\"success\":true,\"turns\":1}");
+    lf_obs_end(t);
+}
+
+static json_t *get_trace(const char *tid, long *status)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/public/traces/%s", tid);
+    return tu_get(&rx, path, status);
+}
+
+static json_t *obs_named(json_t *trace, const char *name)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(trace, "observations"), i, o)
+        if (!strcmp(json_string_value(json_object_get(o, "name")), name))
+            return o;
+    return NULL;
+}
+
+static json_t *rx_json(const char *path)
+{
+    long st;
+    json_t *v = tu_get(&rx, path, &st);
+    assert_int_equal(st, 200);
+    return v;
+}
+
+static long long stat_of(const char *key)
+{
+    json_t *s = rx_json("/_test/stats");
+    long long v = json_integer_value(json_object_get(s, key));
+    json_decref(s);
+    return v;
+}
+
+/* Every observation the receiver holds was applied exactly once. */
+static void assert_exactly_once(int expected_observations)
+{
+    json_t *d = rx_json("/_test/deliveries");
+    const char *id;
+    json_t *v;
+    int n = 0;
+    json_object_foreach(d, id, v)
+    {
+        n++;
+        if (json_integer_value(json_object_get(v, "applied")) != 1)
+            fail_msg("observation %s applied %lld times", id,
+                     (long long)json_integer_value(json_object_get(v, "applied")));
+    }
+    if (expected_observations >= 0)
+        assert_int_equal(n, expected_observations);
+    json_decref(d);
+}
+
+static void check_turn(const char *tid)
+{
+    long st;
+    json_t *t = get_trace(tid, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(t, "name")), "agentic-session");
+    assert_string_equal(json_string_value(json_object_get(t, "sessionId")), "session-42");
+    assert_string_equal(json_string_value(json_object_get(t, "userId")), "user-7");
+    assert_int_equal(json_array_size(json_object_get(t, "tags")), 2);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(t, "input"), "prompt")), "list files");
+    assert_true(json_is_true(json_object_get(json_object_get(t, "output"), "success")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(t, "metadata"), "namespace")), "team-a");
+    assert_int_equal(json_array_size(json_object_get(t, "observations")), 4);
+
+    json_t *root = obs_named(t, "agentic-session");
+    json_t *g = obs_named(t, "claude-query");
+    json_t *tool = obs_named(t, "Bash");
+    json_t *ev = obs_named(t, "api-retry");
+    assert_non_null(root);
+    assert_non_null(g);
+    assert_non_null(tool);
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(g, "type")), "GENERATION");
+    assert_string_equal(json_string_value(json_object_get(tool, "type")), "TOOL");
+    assert_string_equal(json_string_value(json_object_get(ev, "type")), "EVENT");
+    assert_string_equal(json_string_value(json_object_get(g, "parentObservationId")),
+                        json_string_value(json_object_get(root, "id")));
+    assert_string_equal(json_string_value(json_object_get(tool, "parentObservationId")),
+                        json_string_value(json_object_get(g, "id")));
+    assert_string_equal(json_string_value(json_object_get(g, "model")), "claude-sonnet-4-5");
+    json_t *u = json_object_get(g, "usageDetails");
+    assert_int_equal(json_integer_value(json_object_get(u, "input")), 1200);
+    assert_int_equal(json_integer_value(json_object_get(u, "output")), 80);
+    assert_int_equal(json_integer_value(json_object_get(u, "cache_read_input_tokens")), 300);
+    assert_true(json_number_value(json_object_get(json_object_get(g, "costDetails"), "total")) == 0.0048);
+    assert_non_null(json_string_value(json_object_get(g, "completionStartTime")));
+    assert_string_equal(json_string_value(json_object_get(g, "output")), "I will run ls.");
+    assert_string_equal(json_string_value(json_object_get(tool, "level")), "ERROR");
+    assert_string_equal(json_string_value(json_object_get(tool, "statusMessage")), "the tool use was denied");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(tool, "input"), "command")), "ls");
+    assert_true(json_number_value(json_object_get(t, "totalCost")) == 0.0048);
+    json_decref(t);
+}
+
+static void test_delivered_exactly_once(enum lf_transport transport)
+{
+    struct opts o = {.transport = transport};
+    lf_client *c = client(&o);
+    char tid[33];
+    record_turn(c, tid);
+    assert_int_equal(lf_client_flush(c, 5000), LF_OK);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.recorded, 4);
+    assert_int_equal(s.delivered, 4);
+    assert_int_equal(s.spooled + s.rejected + s.spool_dropped, 0);
+    check_turn(tid);
+    assert_exactly_once(4);
+    assert_int_equal(lf_client_shutdown(c, 2000), LF_OK);
+    lf_client_free(c);
+}
+
+static void test_otlp_exactly_once(void **state)
+{
+    (void)state;
+    test_delivered_exactly_once(LF_TRANSPORT_OTLP);
+}
+
+static void test_ingestion_exactly_once(void **state)
+{
+    (void)state;
+    test_delivered_exactly_once(LF_TRANSPORT_INGESTION);
+}
+
+static void test_5xx_retried_with_same_ids(void **state)
+{
+    (void)state;
+    set_mode("{\"mode\":\"status\",\"status\":503,\"count\":2}");
+    lf_client *c = client(NULL);
+    char tid[33];
+    record_turn(c, tid);
+    assert_int_equal(lf_client_flush(c, 10000), LF_OK);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.retries, 2);
+    assert_int_equal(s.delivered, 4);
+    json_t *reqs = rx_json("/_test/requests");
+    assert_int_equal(json_array_size(reqs), 3);
+    /* the same span ids each time: a retry, not new data */
+    char *first = json_dumps(json_object_get(json_array_get(reqs, 0), "span_ids"), JSON_SORT_KEYS);
+    char *last = json_dumps(json_object_get(json_array_get(reqs, 2), "span_ids"), JSON_SORT_KEYS);
+    assert_string_equal(first, last);
+    free(first);
+    free(last);
+    json_decref(reqs);
+    check_turn(tid);
+    assert_exactly_once(4);
+    lf_client_free(c);
+}
+
+static void test_429_honours_retry_after(void **state)
+{
+    (void)state;
+    set_mode("{\"mode\":\"status\",\"status\":429,\"count\":1,\"retry_after\":\"1\"}");
+    lf_client *c = client(NULL);
+    char tid[33];
+    long long t0 = tu_now_ms();
+    record_turn(c, tid);
+    assert_int_equal(lf_client_flush(c, 10000), LF_OK);
+    long long took = tu_now_ms() - t0;
+    assert_true(took >= 1000);
+    assert_true(took < 5000);
+    check_turn(tid);
+    assert_exactly_once(4);
+    lf_client_free(c);
+}
+
+static void random_text(char *out, size_t n, unsigned seed)
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ";
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        out[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+    }
+    out[n] = '\0';
+}
+
+static void test_413_splits_never_resends_whole(void **state)
+{
+    (void)state;
+    set_mode("{\"mode\":\"max_body\",\"bytes\":30000}");
+    lf_client *c = client(NULL);
+    lf_obs *t = lf_trace_start(c, "big", NULL);
+    char tid[33], text[2049];
+    lf_obs_trace_id(t, tid);
+    for (int i = 0; i < 100; i++) {
+        lf_obs *o = lf_obs_start(t, LF_OBS_SPAN, "chunk");
+        random_text(text, 2048, (unsigned)i);
+        lf_obs_set_output_string(o, text);
+        lf_obs_end(o);
+    }
+    lf_obs_end(t);
+    assert_int_equal(lf_client_flush(c, 15000), LF_OK);
+    json_t *reqs = rx_json("/_test/requests");
+    size_t i;
+    json_t *r;
+    int refused = 0;
+    json_array_foreach(reqs, i, r)
+    {
+        long long wire = json_integer_value(json_object_get(r, "wire_bytes"));
+        long long status = json_integer_value(json_object_get(r, "status"));
+        if (status == 413)
+            refused++;
+        else
+            assert_true(wire <= 30000);
+    }
+    assert_true(refused > 0);
+    json_decref(reqs);
+    long st;
+    json_t *tr = get_trace(tid, &st);
+    assert_int_equal(json_array_size(json_object_get(tr, "observations")), 101);
+    json_decref(tr);
+    assert_exactly_once(101);
+    lf_client_free(c);
+}
+
+static void test_400_reported_once_not_retried(void **state)
+{
+    (void)state;
+    set_mode("{\"mode\":\"status\",\"status\":400,\"count\":1,\"body\":\"{\\\"message\\\":\\\"bad span\\\"}\"}");
+    lf_client *c = client(NULL);
+    char tid[33];
+    record_turn(c, tid);
+    assert_int_equal(lf_client_flush(c, 5000), LF_ERR_HTTP);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.rejected, 4);
+    assert_int_equal(s.retries, 0);
+    assert_int_equal(s.spooled, 0);
+    /* the next batch goes through */
+    record_turn(c, tid);
+    assert_int_equal(lf_client_flush(c, 5000), LF_OK);
+    check_turn(tid);
+    assert_int_equal(stat_of("requests"), 2);
+    lf_client_free(c);
+}
+
+/* The spool's files right now. */
+static int spool_files(void)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "ls -1 %s | grep -c '^lf-'", spool);
+    FILE *p = popen(cmd, "r");
+    int n = 0;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1)
+            n = 0;
+        pclose(p);
+    }
+    return n;
+}
+
+static int trace_visible(void *arg)
+{
+    long st;
+    json_t *t = get_trace(arg, &st);
+    int ok = st == 200 && json_array_size(json_object_get(t, "observations")) == 4;
+    json_decref(t);
+    return ok;
+}
+
+static void test_401_spools_then_next_client_delivers(void **state)
+{
+    (void)state;
+    set_mode("{\"mode\":\"status\",\"status\":401}");
+    lf_client *c = client(NULL);
+    char tid[33];
+    record_turn(c, tid);
+    long long t0 = tu_now_ms();
+    assert_int_not_equal(lf_client_flush(c, 5000), LF_OK);
+    record_turn(c, tid); /* a second turn: the client no longer knocks */
+    assert_int_not_equal(lf_client_shutdown(c, 5000), LF_OK);
+    assert_true(tu_now_ms() - t0 < 2000);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.retries, 0);
+    assert_int_equal(s.spooled, 8);
+    assert_int_equal(stat_of("requests"), 1);
+    assert_true(spool_files() >= 1);
+    lf_client_free(c);
+
+    /* Fixed: the next client delivers the spool on its own. */
+    set_mode("{\"mode\":\"ok\"}");
+    c = client(NULL);
+    assert_true(tu_wait_until(trace_visible, tid, 10000));
+    assert_int_equal(lf_client_replay_spool(c, 5000), LF_OK);
+    lf_client_stats(c, &s);
+    assert_int_equal(s.replayed, 8);
+    assert_int_equal(spool_files(), 0);
+    check_turn(tid);
+    lf_client_free(c);
+    assert_exactly_once(8);
+}
+
+static void test_blackhole_shutdown_is_bounded(void **state)
+{
+    (void)state;
+    set_mode("{\"mode\":\"blackhole\"}");
+    struct opts o = {.flush_timeout_ms = 1500, .request_timeout_ms = 30000};
+    lf_client *c = client(&o);
+    char tid[33];
+    record_turn(c, tid);
+    usleep(300000); /* the first request is in flight, unanswered */
+    long long t0 = tu_now_ms();
+    int rc = lf_client_shutdown(c, -1);
+    long long took = tu_now_ms() - t0;
+    assert_int_equal(rc, LF_ERR_TIMEOUT);
+    if (took > 1500 + 100)
+        fail_msg("shutdown took %lld ms", took);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.spooled, 4);
+    lf_client_free(c);
+
+    set_mode("{\"mode\":\"ok\"}");
+    c = client(NULL);
+    assert_true(tu_wait_until(trace_visible, tid, 10000));
+    lf_client_free(c);
+    check_turn(tid);
+    assert_exactly_once(4);
+}
+
+static void test_dead_server_costs_nothing_at_shutdown(void **state)
+{
+    (void)state;
+    /* A server that answered nothing before: shutdown does not wait for it again. */
+    set_mode("{\"mode\":\"blackhole\"}");
+    struct opts o = {.flush_timeout_ms = 3000, .request_timeout_ms = 300};
+    lf_client *c = client(&o);
+    char tid[33];
+    record_turn(c, tid);
+    usleep(700000); /* one attempt timed out; the retry waits in backoff */
+    long long t0 = tu_now_ms();
+    lf_client_shutdown(c, -1);
+    assert_true(tu_now_ms() - t0 < 200);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.spooled, 4);
+    lf_client_free(c);
+}
+
+static void test_slow_server_still_delivers(void **state)
+{
+    (void)state;
+    set_mode("{\"mode\":\"slow\",\"delay_ms\":400}");
+    lf_client *c = client(NULL);
+    char tid[33];
+    record_turn(c, tid);
+    assert_int_equal(lf_client_flush(c, 5000), LF_OK);
+    check_turn(tid);
+    lf_client_free(c);
+}
+
+/* The ingestion event id of an observation's first export (see ingest.c). */
+static void event_id(char out[37], const char *span_hex, const char *trace_hex)
+{
+    char hex[33];
+    snprintf(hex, sizeof(hex), "%.16s000000006f%.6s", span_hex, trace_hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+static void test_207_only_failed_events_count(void **state)
+{
+    (void)state;
+    struct opts o = {.transport = LF_TRANSPORT_INGESTION};
+    lf_client *c = client(&o);
+    lf_obs *t = lf_trace_start(c, "partial", NULL);
+    char tid[33], sid[17], bad[37], mode[200];
+    lf_obs_trace_id(t, tid);
+    lf_obs *o1 = lf_obs_start(t, LF_OBS_SPAN, "kept");
+    lf_obs *o2 = lf_obs_start(t, LF_OBS_SPAN, "refused");
+    lf_obs_id(o2, sid);
+    event_id(bad, sid, tid);
+    snprintf(mode, sizeof(mode), "{\"mode\":\"reject_events\",\"ids\":[\"%s\"]}", bad);
+    set_mode(mode);
+    lf_obs_end(o1);
+    lf_obs_end(o2);
+    lf_obs_end(t);
+    assert_int_equal(lf_client_flush(c, 5000), LF_ERR_HTTP);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.rejected, 1);
+    assert_int_equal(s.delivered, 2);
+    assert_int_equal(s.retries, 0);
+    assert_int_equal(stat_of("requests"), 1);
+    long st;
+    json_t *tr = get_trace(tid, &st);
+    assert_non_null(obs_named(tr, "kept"));
+    assert_null(obs_named(tr, "refused"));
+    json_decref(tr);
+    lf_client_free(c);
+}
+
+static void test_secrets_never_reach_the_server(void **state)
+{
+    (void)state;
+    lf_client *c = client(NULL);
+    assert_int_equal(lf_client_add_secret(c, "my-bot-token-value"), LF_OK);
+    lf_obs *t = lf_trace_start(c, "secrets my-bot-token-value", NULL);
+    lf_trace_set_input_string(t, "key sk-ant-api03-ZZZZZZZZZZZZZZZZ and " TU_SK);
+    lf_trace_set_metadata_string(t, "auth", "Bearer abcdefghijklmnopqrstuv");
+    lf_obs *g = lf_obs_start(t, LF_OBS_GENERATION, "g");
+    lf_obs_set_output_json(g, "{\"token\":\"ghp_0123456789abcdefghijABCDEFGHIJ0123\"}");
+    lf_obs_set_status_message(g, "echo my-bot-token-value");
+    lf_obs_end(g);
+    lf_obs_end(t);
+    assert_int_equal(lf_client_flush(c, 5000), LF_OK);
+    char *raw = NULL;
+    size_t n = 0;
+    char url[128];
+    long st;
+    snprintf(url, sizeof(url), "%s/_test/raw", rx.base);
+    json_decref(tu_http("GET", url, NULL, NULL, &st, &raw, &n));
+    assert_non_null(raw);
+    assert_non_null(memmem(raw, n, "[REDACTED]", 10));
+    const char *secrets[] = {"my-bot-token-value", "sk-ant-api03", TU_SK, "abcdefghijklmnopqrstuv",
+                             "ghp_0123456789"};
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+        if (memmem(raw, n, secrets[i], strlen(secrets[i])))
+            fail_msg("secret %s reached the server", secrets[i]);
+    free(raw);
+    lf_client_free(c);
+}
+
+static void test_fork_child_gets_a_working_client(void **state)
+{
+    (void)state;
+    lf_client *c = client(NULL);
+    char parent_tid[33];
+    record_turn(c, parent_tid);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char tid[33];
+        record_turn(c, tid);
+        int ok = lf_client_flush(c, 5000) == LF_OK;
+        ssize_t w = write(fds[1], tid, 33);
+        (void)w;
+        lf_client_free(c);
+        _exit(ok ? 0 : 1);
+    }
+    char child_tid[33] = {0};
+    assert_int_equal(read(fds[0], child_tid, 33), 33);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(lf_client_flush(c, 5000), LF_OK);
+    check_turn(parent_tid);
+    check_turn(child_tid);
+    assert_exactly_once(8); /* the child did not resend the parent's queue */
+    lf_client_free(c);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+static void test_oversized_input_truncated_visibly(void **state)
+{
+    (void)state;
+    struct opts o = {.max_event_bytes = 8192};
+    lf_client *c = client(&o);
+    lf_obs *t = lf_trace_start(c, "big-input", NULL);
+    char tid[33];
+    lf_obs_trace_id(t, tid);
+    char *big = malloc(100001);
+    random_text(big, 100000, 7);
+    lf_obs *g = lf_obs_start(t, LF_OBS_GENERATION, "g");
+    lf_obs_set_input_string(g, big);
+    lf_obs_set_usage(g, "input", 5);
+    lf_obs_end(g);
+    lf_obs_end(t);
+    free(big);
+    assert_int_equal(lf_client_flush(c, 5000), LF_OK);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.truncated, 1);
+    long st;
+    json_t *tr = get_trace(tid, &st);
+    json_t *gv = obs_named(tr, "g");
+    const char *in = json_string_value(json_object_get(gv, "input"));
+    assert_non_null(in);
+    assert_non_null(strstr(in, "...[truncated "));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(gv, "usageDetails"), "input")), 5);
+    json_decref(tr);
+    lf_client_free(c);
+}
+
+static void test_visible_while_running(void **state)
+{
+    (void)state;
+    lf_client *c = client(NULL);
+    lf_obs *t = lf_trace_start(c, "running", NULL);
+    char tid[33];
+    lf_obs_trace_id(t, tid);
+    lf_trace_set_session_id(t, "live");
+    lf_obs_update(t);
+    assert_int_equal(lf_client_flush(c, 5000), LF_OK);
+    long st;
+    json_t *tr = get_trace(tid, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(tr, "sessionId")), "live");
+    assert_true(json_is_null(json_object_get(tr, "output")));
+    json_decref(tr);
+    lf_trace_set_output_string(t, "done");
+    lf_obs_end(t);
+    assert_int_equal(lf_client_flush(c, 5000), LF_OK);
+    tr = get_trace(tid, &st);
+    assert_string_equal(json_string_value(json_object_get(tr, "output")), "done");
+    assert_int_equal(json_array_size(json_object_get(tr, "observations")), 1);
+    json_decref(tr);
+    lf_client_free(c);
+}
+
+static void test_full_spool_drops_oldest_and_counts(void **state)
+{
+    (void)state;
+    set_mode("{\"mode\":\"status\",\"status\":401}");
+    struct opts o = {.spool_max_bytes = 3000};
+    lf_client *c = client(&o);
+    char text[2001], tid[33];
+    for (int i = 0; i < 5; i++) {
+        lf_obs *t = lf_trace_start(c, "spool", NULL);
+        lf_obs_trace_id(t, tid);
+        random_text(text, 2000, (unsigned)i + 100);
+        lf_obs_set_input_string(t, text);
+        lf_obs_end(t);
+        lf_client_flush(c, 2000);
+    }
+    lf_client_shutdown(c, 2000);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_true(s.spool_dropped >= 3);
+    assert_int_equal(s.spooled, 5);
+    assert_true(spool_files() <= 2);
+    lf_client_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_otlp_exactly_once, reset),
+        cmocka_unit_test_setup(test_ingestion_exactly_once, reset),
+        cmocka_unit_test_setup(test_5xx_retried_with_same_ids, reset),
+        cmocka_unit_test_setup(test_429_honours_retry_after, reset),
+        cmocka_unit_test_setup(test_413_splits_never_resends_whole, reset),
+        cmocka_unit_test_setup(test_400_reported_once_not_retried, reset),
+        cmocka_unit_test_setup(test_401_spools_then_next_client_delivers, reset),
+        cmocka_unit_test_setup(test_blackhole_shutdown_is_bounded, reset),
+        cmocka_unit_test_setup(test_dead_server_costs_nothing_at_shutdown, reset),
+        cmocka_unit_test_setup(test_slow_server_still_delivers, reset),
+        cmocka_unit_test_setup(test_207_only_failed_events_count, reset),
+        cmocka_unit_test_setup(test_secrets_never_reach_the_server, reset),
+        cmocka_unit_test_setup(test_fork_child_gets_a_working_client, reset),
+        cmocka_unit_test_setup(test_oversized_input_truncated_visibly, reset),
+        cmocka_unit_test_setup(test_visible_while_running, reset),
+        cmocka_unit_test_setup(test_full_spool_drops_oldest_and_counts, reset),
+    };
+    int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    tu_rmrf(spool);
+    free(spool);
+    return rc;
+}

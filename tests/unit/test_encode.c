@@ -247,8 +247,7 @@ static void test_ingestion_events(void **state)
     assert_true(json_number_value(json_object_get(json_object_get(body, "costDetails"), "total")) == 0.25);
     assert_string_equal(json_string_value(json_object_get(body, "parentObservationId")), "0101010101010101");
     ev = json_array_get(batch, 3);
-    assert_string_equal(json_string_value(json_object_get(ev, "type")), "observation-create");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "body"), "type")), "TOOL");
+    assert_string_equal(json_string_value(json_object_get(ev, "type")), "tool-create");
     /* event ids are a function of the observation and its export number */
     const char *id_a = json_string_value(json_object_get(json_array_get(batch, 2), "id"));
     assert_int_equal(strlen(id_a), 36);
