@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on Debian 12: the build toolchain and libraries
+# from Debian's packages, and the pinned Claude Code CLI from npm (package-lock.json).
+# Idempotent; safe to run again. Needs root (or sudo) for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake ninja-build pkg-config clang
+  libjansson-dev libcurl4-openssl-dev libwebsockets-dev zlib1g-dev libcmocka-dev
+  python3 ca-certificates
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node.js may come from Debian or from the machine image (which bundles npm and conflicts
+# with Debian's npm package): only a machine without npm gets Debian's.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: installing ${missing[*]}" >&2
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The real Claude Code CLI, pinned by package-lock.json; the tests drive it offline.
+if [ ! -x node_modules/.bin/claude ] || ! node_modules/.bin/claude --version 2>/dev/null | grep -q "$(node -p 'require("./package.json").dependencies["@anthropic-ai/claude-code"]')"; then
+  echo "install-deps: npm ci (Claude Code CLI)" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
