@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "alloc.h"
 #include "json.h"
@@ -285,27 +286,98 @@ static int encode_fitted(const struct lf__enc *e, struct lf__buf *tmp, const str
     return 0;
 }
 
-int lf__encode_body(const struct lf__enc *e, struct lf_obs **list, struct lf__body *body,
-                    uint64_t *truncated, uint64_t *dropped)
+void lf__encoder_init(struct lf__encoder *enc)
+{
+    memset(enc, 0, sizeof(*enc));
+    lf__buf_init(&enc->tmp, 0);
+    lf__buf_init(&enc->out, 0);
+}
+
+void lf__encoder_free(struct lf__encoder *enc)
+{
+    if (!enc)
+        return;
+    if (enc->z) {
+        deflateEnd(enc->z);
+        free(enc->z);
+    }
+    lf__buf_free(&enc->tmp);
+    lf__buf_free(&enc->out);
+    enc->z = NULL;
+}
+
+/* Appends plain bytes to the body: through deflate, or as they are. */
+static void emit(struct lf__encoder *enc, int gz, const char *p, size_t n, int finish)
+{
+    enc->plain_len += n;
+    if (!gz) {
+        lf__buf_append(&enc->out, p, n);
+        return;
+    }
+    z_stream *z = enc->z;
+    z->next_in = (Bytef *)p;
+    z->avail_in = (uInt)n;
+    for (;;) {
+        size_t want = enc->out.max - enc->out.len;
+        if (want > 65536)
+            want = 65536;
+        if (want < 2 || lf__buf_reserve(&enc->out, want - 1)) {
+            enc->out.toobig = 1;
+            return;
+        }
+        size_t room = enc->out.cap - enc->out.len - 1;
+        z->next_out = (Bytef *)enc->out.data + enc->out.len;
+        z->avail_out = (uInt)room;
+        int rc = deflate(z, finish ? Z_FINISH : Z_NO_FLUSH);
+        enc->out.len += room - z->avail_out;
+        if (rc == Z_STREAM_END || (!finish && z->avail_in == 0 && z->avail_out > 0))
+            return;
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            enc->out.oom = 1;
+            return;
+        }
+    }
+}
+
+int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_obs **list,
+                    struct lf__body *body, uint64_t *truncated, uint64_t *dropped)
 {
     int otlp = e->conf->transport == LF_TRANSPORT_OTLP;
+    int gz = e->conf->gzip;
     size_t cap = e->conf->max_request_bytes;
-    struct lf__buf out, tmp;
-    /* +1 so that a record that would overflow the event cap is detected, not silently cut */
-    lf__buf_init(&out, cap);
-    lf__buf_init(&tmp, e->conf->max_event_bytes + 1);
-    if (otlp)
-        lf__otlp_begin(e, &out);
-    else
-        lf__ingest_begin(e, &out);
-    const size_t suffix = 16; /* room for the closing brackets */
-    size_t head = out.len;
+    const size_t suffix = 128; /* room for the closing brackets and metadata */
     uint32_t n = 0;
     struct lf_obs *r = *list;
 
     memset(body, 0, sizeof(*body));
+    if (gz && !enc->z) {
+        enc->z = lf__calloc(1, sizeof(z_stream));
+        if (!enc->z)
+            return LF_ERR_NOMEM;
+        /* level 1: the exporter's CPU matters more than the last 20% of compression;
+         * 15 + 16: a gzip header and trailer */
+        if (deflateInit2(enc->z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+            free(enc->z);
+            enc->z = NULL;
+            return LF_ERR_NOMEM;
+        }
+    }
+    lf__buf_reset(&enc->out);
+    enc->out.max = cap + 4096; /* compressed output never exceeds the input by more */
+    enc->plain_len = 0;
+    enc->tmp.max = e->conf->max_event_bytes + 1; /* +1: an overflow is detected, not cut */
+
+    /* The frame's opening is written through tmp, which is free at this point. */
+    lf__buf_reset(&enc->tmp);
+    if (otlp)
+        lf__otlp_begin(e, &enc->tmp);
+    else
+        lf__ingest_begin(e, &enc->tmp);
+    emit(enc, gz, enc->tmp.data, enc->tmp.len, 0);
+    size_t head = enc->plain_len;
+
     while (r) {
-        int fit = encode_fitted(e, &tmp, r);
+        int fit = encode_fitted(e, &enc->tmp, r);
         if (fit < 0)
             goto nomem;
         if (fit == 0) {
@@ -316,12 +388,12 @@ int lf__encode_body(const struct lf__enc *e, struct lf_obs **list, struct lf__bo
             *list = r;
             continue;
         }
-        if (out.len + 1 + tmp.len + suffix > cap && n > 0)
+        if (enc->plain_len + 1 + enc->tmp.len + suffix > cap && n > 0)
             break;
-        if (out.len > head)
-            lf__buf_putc(&out, ',');
-        lf__buf_append(&out, tmp.data, tmp.len);
-        if (out.oom)
+        if (enc->plain_len > head)
+            emit(enc, gz, ",", 1, 0);
+        emit(enc, gz, enc->tmp.data, enc->tmp.len, 0);
+        if (lf__buf_failed(&enc->out))
             goto nomem;
         if (fit == 2)
             (*truncated)++;
@@ -331,23 +403,33 @@ int lf__encode_body(const struct lf__enc *e, struct lf_obs **list, struct lf__bo
         r = next;
         *list = r;
     }
+    lf__buf_reset(&enc->tmp);
     if (otlp)
-        lf__otlp_end(&out);
+        lf__otlp_end(&enc->tmp);
     else
-        lf__ingest_end(&out);
-    lf__buf_free(&tmp);
-    if (lf__buf_failed(&out)) {
-        lf__buf_free(&out);
-        return LF_ERR_NOMEM;
-    }
+        lf__ingest_end(&enc->tmp);
+    emit(enc, gz, enc->tmp.data, enc->tmp.len, 1);
+    if (gz)
+        deflateReset(enc->z);
+    if (lf__buf_failed(&enc->out) || lf__buf_failed(&enc->tmp))
+        goto nomem_reset;
     body->nrec = n;
-    body->data = lf__buf_steal(&out, &body->len);
+    body->gz = gz;
+    body->len = enc->out.len;
+    body->data = lf__malloc(body->len + 1);
+    if (!body->data)
+        goto nomem_reset;
+    memcpy(body->data, enc->out.data, body->len);
+    body->data[body->len] = '\0';
     return LF_OK;
 
 nomem:
+    if (gz)
+        deflateReset(enc->z);
+nomem_reset:
     /* Records already consumed are lost with the partial body: count them. */
     *dropped += n;
-    lf__buf_free(&tmp);
-    lf__buf_free(&out);
+    memset(body, 0, sizeof(*body));
+    lf__buf_reset(&enc->out);
     return LF_ERR_NOMEM;
 }

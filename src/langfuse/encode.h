@@ -66,19 +66,37 @@ void lf__ingest_end(struct lf__buf *out);
 
 /* A finished request body. */
 struct lf__body {
-    char *data;    /* owned, plain JSON */
+    char *data;    /* owned: the wire bytes (gzip when `gz`) */
     size_t len;
+    int gz;
     uint32_t nrec; /* observation exports inside */
 };
 
 /*
- * Encodes the records of list `*list` (linked by ->next) into one body of at most
- * conf->max_request_bytes, consuming from the front: encoded records are freed and *list
- * advances. Records larger than max_event_bytes are truncated (counted in *truncated); one
- * that cannot be made to fit is dropped (counted in *dropped). Returns 0 with body->nrec
- * possibly 0 when everything was dropped, or LF_ERR_NOMEM (the list is left as it was).
+ * The exporter's encoding state, kept across batches so that its buffers and the deflate
+ * stream are allocated once: each observation is encoded into `tmp` and fed straight to
+ * deflate, so an uncompressed body never exists whole and large buffers are not mapped
+ * and unmapped (page faults) for every request.
  */
-int lf__encode_body(const struct lf__enc *e, struct lf_obs **list, struct lf__body *body,
-                    uint64_t *truncated, uint64_t *dropped);
+struct lf__encoder {
+    struct lf__buf tmp;   /* one observation */
+    struct lf__buf out;   /* the body being built: compressed bytes, or plain ones */
+    void *z;              /* z_stream, allocated on first use */
+    size_t plain_len;     /* uncompressed bytes of the body so far */
+};
+
+void lf__encoder_init(struct lf__encoder *enc);
+void lf__encoder_free(struct lf__encoder *enc);
+
+/*
+ * Encodes the records of list `*list` (linked by ->next) into one body of at most
+ * conf->max_request_bytes before compression (gzip if conf->gzip), consuming from the
+ * front: encoded records are freed and *list advances. Records larger than
+ * max_event_bytes are truncated (counted in *truncated); one that cannot be made to fit
+ * is dropped (counted in *dropped). Returns 0 with body->nrec possibly 0 when everything
+ * was dropped, or LF_ERR_NOMEM (records consumed into the lost body count as dropped).
+ */
+int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_obs **list,
+                    struct lf__body *body, uint64_t *truncated, uint64_t *dropped);
 
 #endif

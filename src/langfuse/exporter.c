@@ -70,6 +70,7 @@ struct lf__exp {
     int64_t last_take;
     struct lf__redactor *retired[MAX_RETIRED];
     int nretired;
+    struct lf__encoder enc;
 };
 
 enum { SLOT_400, SLOT_BLOCKED, SLOT_4XX, SLOT_413, SLOT_SPOOL, SLOT_QUEUE };
@@ -77,7 +78,10 @@ enum { SLOT_400, SLOT_BLOCKED, SLOT_4XX, SLOT_413, SLOT_SPOOL, SLOT_QUEUE };
 int lf__exporter_init(struct lf_client *c)
 {
     c->exp = lf__calloc(1, sizeof(struct lf__exp));
-    return c->exp ? 0 : -1;
+    if (!c->exp)
+        return -1;
+    lf__encoder_init(&c->exp->enc);
+    return 0;
 }
 
 static void batch_free(struct lf__batch *b)
@@ -102,6 +106,7 @@ void lf__exporter_cleanup(struct lf_client *c)
         batch_free(b);
     }
     lf__http_free(x->http);
+    lf__encoder_free(&x->enc);
     for (int i = 0; i < x->nretired; i++)
         lf__redactor_free(x->retired[i]);
     free(x);
@@ -268,8 +273,9 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
         struct lf__body body;
         uint64_t truncated = 0, dropped = 0;
         uint64_t qmin = list->qseq;
-        if (lf__encode_body(&e, &list, &body, &truncated, &dropped)) {
-            /* Out of memory: lose this stretch rather than spin. */
+        if (lf__encode_body(&x->enc, &e, &list, &body, &truncated, &dropped)) {
+            count(&c->n.dropped_nomem, dropped);
+            /* Out of memory: lose a stretch rather than spin. */
             struct lf_obs *r = list;
             uint64_t n = 0;
             while (r && n < 1024) {
@@ -279,7 +285,7 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
                 n++;
             }
             list = r;
-            count(&c->n.dropped_nomem, n + dropped);
+            count(&c->n.dropped_nomem, n);
             continue;
         }
         count(&c->n.truncated, truncated);
@@ -301,17 +307,9 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
         b->endpoint = c->conf.transport;
         b->nrec = body.nrec;
         b->qseq_min = qmin;
-        char *gz;
-        size_t gzlen;
-        if (c->conf.gzip && lf__gzip(body.data, body.len, GZIP_LEVEL, &gz, &gzlen) == 0) {
-            free(body.data);
-            b->body = gz;
-            b->len = gzlen;
-            b->gz = 1;
-        } else {
-            b->body = body.data;
-            b->len = body.len;
-        }
+        b->body = body.data;
+        b->len = body.len;
+        b->gz = body.gz;
         append(x, b);
     }
     lf__redactor_put(c, red);
@@ -677,10 +675,14 @@ static void bound_pending(struct lf_client *c)
     }
 }
 
-static int64_t next_due(struct lf_client *c)
+/* When the exporter must look again by itself. With an empty queue that is one interval
+ * from now: the recording path signals only when a batch fills, so an idle exporter ticks
+ * once per interval to pick up a trickle, costing one wake-up per second. */
+static int64_t next_due(struct lf_client *c, int64_t now)
 {
     struct lf__exp *x = c->exp;
-    int64_t t = x->last_take + (int64_t)c->conf.flush_interval_ms * 1000000;
+    int64_t interval = (int64_t)c->conf.flush_interval_ms * 1000000;
+    int64_t t = c->qcount ? x->last_take + interval : now + interval;
     if (x->head && !x->blocked && x->head->next_try < t)
         t = x->head->next_try;
     return t;
@@ -731,7 +733,7 @@ void *lf__exporter_main(void *arg)
     for (;;) {
         int64_t now = lf__mono_ns();
         while (!work_ready(c, now)) {
-            int64_t due = next_due(c);
+            int64_t due = next_due(c, now);
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             int64_t wait = due - now;

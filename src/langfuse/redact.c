@@ -23,10 +23,21 @@ struct needle {
 };
 
 struct lf__redactor {
-    uint8_t first[256]; /* nonzero where some needle starts with that byte */
+    uint8_t first[256];   /* nonzero where some needle starts with that byte */
+    uint64_t pair[1024];  /* bit (b0 << 8 | b1) set where some needle starts with b0 b1 */
     struct needle *needles;
     size_t n;
 };
+
+/* Every needle is at least two bytes long, so the pair filter rejects nearly every
+ * candidate position in ordinary text ("s" is common, "sk" is not) before any compare. */
+static void mark(struct lf__redactor *r, const char *lit)
+{
+    unsigned b0 = (unsigned char)lit[0], b1 = (unsigned char)lit[1];
+    unsigned idx = b0 << 8 | b1;
+    r->first[b0] = 1;
+    r->pair[idx >> 6] |= (uint64_t)1 << (idx & 63);
+}
 
 static const struct needle shapes[] = {
     {"sk-ant-", 7, SET_KEY, 8, LF__REDACTED, NULL},
@@ -79,7 +90,7 @@ struct lf__redactor *lf__redactor_new(void)
     memcpy(r->needles, shapes, sizeof(shapes));
     r->n = n;
     for (size_t i = 0; i < n; i++)
-        r->first[(unsigned char)shapes[i].lit[0]] = 1;
+        mark(r, shapes[i].lit);
     return r;
 }
 
@@ -95,6 +106,7 @@ struct lf__redactor *lf__redactor_with(const struct lf__redactor *r, const char 
         return NULL;
     }
     memcpy(d->first, r->first, sizeof(d->first));
+    memcpy(d->pair, r->pair, sizeof(d->pair));
     for (size_t i = 0; i < r->n; i++) {
         d->needles[i] = r->needles[i];
         if (r->needles[i].owned) {
@@ -111,7 +123,7 @@ struct lf__redactor *lf__redactor_with(const struct lf__redactor *r, const char 
     /* Order does not matter: lf__redact_at() takes the longest match. */
     d->needles[r->n] = (struct needle){copy, len, SET_NONE, 0, LF__REDACTED, copy};
     d->n = r->n + 1;
-    d->first[(unsigned char)secret[0]] = 1;
+    mark(d, secret);
     return d;
 }
 
@@ -139,12 +151,16 @@ int lf__redact_candidate(const struct lf__redactor *r, unsigned char c)
 size_t lf__redact_at(const struct lf__redactor *r, const char *s, size_t n, size_t i,
                      const char **repl)
 {
-    if (!r || !r->first[(unsigned char)s[i]])
+    if (!r || i + 1 >= n)
+        return 0;
+    unsigned idx = (unsigned)(unsigned char)s[i] << 8 | (unsigned char)s[i + 1];
+    if (!(r->pair[idx >> 6] >> (idx & 63) & 1))
         return 0;
     size_t best = 0;
     for (size_t k = 0; k < r->n; k++) {
         const struct needle *nd = &r->needles[k];
-        if (nd->litlen > n - i || memcmp(s + i, nd->lit, nd->litlen) != 0)
+        if (nd->lit[0] != s[i] || nd->lit[1] != s[i + 1] || nd->litlen > n - i ||
+            memcmp(s + i, nd->lit, nd->litlen) != 0)
             continue;
         size_t end = i + nd->litlen;
         if (nd->set != SET_NONE) {

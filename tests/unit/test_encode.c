@@ -12,6 +12,7 @@
 
 static struct lf__conf conf;
 static struct lf__redactor *red;
+static struct lf__encoder enc;
 
 static int setup(void **state)
 {
@@ -25,6 +26,7 @@ static int setup(void **state)
     struct lf__redactor *r2 = lf__redactor_with(red, "topsecret-123", 13);
     lf__redactor_free(red);
     red = r2;
+    lf__encoder_init(&enc);
     return 0;
 }
 
@@ -32,6 +34,7 @@ static int teardown(void **state)
 {
     (void)state;
     lf__redactor_free(red);
+    lf__encoder_free(&enc);
     return 0;
 }
 
@@ -73,7 +76,7 @@ static json_t *encode(struct lf_obs *list, uint64_t *truncated, uint64_t *droppe
     size_t ml = 0;
     while (list) {
         struct lf__body b;
-        assert_int_equal(lf__encode_body(&e, &list, &b, &t, &d), 0);
+        assert_int_equal(lf__encode_body(&enc, &e, &list, &b, &t, &d), 0);
         if (!b.nrec) {
             free(b.data);
             continue;
@@ -376,7 +379,7 @@ static void test_secrets_never_encoded(void **state)
     struct lf__body b;
     uint64_t t = 0, d = 0;
     struct lf_obs *list = r;
-    assert_int_equal(lf__encode_body(&e, &list, &b, &t, &d), 0);
+    assert_int_equal(lf__encode_body(&enc, &e, &list, &b, &t, &d), 0);
     assert_null(strstr(b.data, "topsecret"));
     assert_null(strstr(b.data, "sk-ant-api03"));
     assert_null(strstr(b.data, "abcdefghijklmnop"));
@@ -398,7 +401,7 @@ static void test_allocation_failures(void **state)
         struct lf_obs *list = r;
         conf.transport = n % 2 ? LF_TRANSPORT_INGESTION : LF_TRANSPORT_OTLP;
         lf__alloc_fail_after(n / 2, 0);
-        int rc = lf__encode_body(&e, &list, &b, &t, &d);
+        int rc = lf__encode_body(&enc, &e, &list, &b, &t, &d);
         long failed = lf__alloc_failures();
         lf__alloc_fail_after(-1, 0);
         if (rc == 0) {
