@@ -12,7 +12,6 @@
  * next record start a fresh exporter; the parent's libcurl handle is never touched in the
  * child, since its sockets belong to the parent.
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,7 +80,6 @@ static void atfork_child(void)
 
 static void global_init(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
@@ -242,17 +240,10 @@ lf_client *lf_client_new(const struct lf_config *cfg)
     if (lf_client_add_secret(c, cfg->secret_key) == LF_ERR_NOMEM ||
         lf_client_add_secret(c, cfg->public_key) == LF_ERR_NOMEM)
         goto fail_exporter;
-    const char *base = c->conf.host;
-    size_t n = strlen(base) + 40;
-    c->url_otlp = lf__malloc(n);
-    c->url_ingestion = lf__malloc(n);
-    c->auth_basic = lf__malloc(strlen(cfg->public_key) + strlen(cfg->secret_key) + 2);
-    if (!c->url_otlp || !c->url_ingestion || !c->auth_basic)
-        goto fail_exporter;
-    snprintf(c->url_otlp, n, "%s/api/public/otel/v1/traces", base);
-    snprintf(c->url_ingestion, n, "%s/api/public/ingestion", base);
-    sprintf(c->auth_basic, "%s:%s", cfg->public_key, cfg->secret_key);
-
+    if (lf__exporter_connect(c, why, sizeof(why))) {
+        lf__log(c, LF_LOG_WARN, "tracing disabled: %s", why);
+        return c;
+    }
     pthread_mutex_lock(&clients_mu);
     c->next_client = clients;
     clients = c;
@@ -267,19 +258,17 @@ lf_client *lf_client_new(const struct lf_config *cfg)
         return c;
     }
     c->enabled = 1;
-    lf__log(c, LF_LOG_DEBUG, "client started: %s, transport %s, spool %s", base,
+    lf__log(c, LF_LOG_DEBUG, "client started: %s, transport %s, spool %s", c->conf.host,
             c->conf.transport == LF_TRANSPORT_OTLP ? "otlp" : "ingestion",
             c->conf.spool_dir ? c->conf.spool_dir : "(none)");
     return c;
 
 fail_exporter:
     lf__exporter_cleanup(c);
+    free(c->userpwd);
 fail_red:
     lf__redactor_free(c->red);
 fail_conf:
-    free(c->url_otlp);
-    free(c->url_ingestion);
-    free(c->auth_basic);
     conf_free(&c->conf);
     free(c);
     return NULL;
@@ -469,13 +458,11 @@ void lf_client_free(lf_client *c)
     }
     lf__exporter_cleanup(c);
     lf__redactor_free(c->red);
-    free(c->url_otlp);
-    free(c->url_ingestion);
-    if (c->auth_basic) {
-        volatile char *p = c->auth_basic;
+    if (c->userpwd) {
+        volatile char *p = c->userpwd;
         for (size_t i = 0; p[i]; i++)
             p[i] = 0;
-        free(c->auth_basic);
+        free(c->userpwd);
     }
     conf_free(&c->conf);
     pthread_mutex_destroy(&c->mu);

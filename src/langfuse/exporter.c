@@ -61,11 +61,10 @@ struct lf__batch {
 };
 
 struct lf__exp {
-    struct lf__http *http;
     struct lf__batch *head, *tail;
     size_t bytes;            /* wire bytes of pending batches */
     int blocked;             /* 401/403/404 seen: spool everything */
-    int last_no_answer;      /* the last failed attempt got no HTTP answer */
+    atomic_int last_no_answer; /* the last failed attempt got no HTTP answer */
     int spooled_this_run;    /* replay the spool after the next success */
     int64_t last_take;
     struct lf__redactor *retired[MAX_RETIRED];
@@ -74,6 +73,20 @@ struct lf__exp {
 };
 
 enum { SLOT_400, SLOT_BLOCKED, SLOT_4XX, SLOT_413, SLOT_SPOOL, SLOT_QUEUE };
+
+int lf__exporter_connect(struct lf_client *c, char *err, size_t errlen)
+{
+    size_t n = strlen(c->conf.public_key) + strlen(c->conf.secret_key) + 2;
+    c->userpwd = lf__malloc(n);
+    if (!c->userpwd) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(c->userpwd, n, "%s:%s", c->conf.public_key, c->conf.secret_key);
+    c->http_opts = (struct lf__http_opts){c->conf.host, c->userpwd, &c->abort_at_ns, NULL, NULL};
+    c->http = lf__http_new(&c->http_opts, err, errlen);
+    return c->http ? 0 : -1;
+}
 
 int lf__exporter_init(struct lf_client *c)
 {
@@ -105,7 +118,8 @@ void lf__exporter_cleanup(struct lf_client *c)
         x->head = b->next;
         batch_free(b);
     }
-    lf__http_free(x->http);
+    lf__http_free(c->http);
+    c->http = NULL;
     lf__encoder_free(&x->enc);
     for (int i = 0; i < x->nretired; i++)
         lf__redactor_free(x->retired[i]);
@@ -136,8 +150,11 @@ void lf__exporter_forget_after_fork(struct lf_client *c)
     }
     x->tail = NULL;
     x->bytes = 0;
-    lf__http_abandon(x->http);
-    x->http = NULL;
+    /* A new connection for the child; the parent's stays the parent's. */
+    struct lf__http_opts o = c->http_opts;
+    lf__http_abandon(c->http);
+    char err[256];
+    c->http = lf__http_new(&o, err, sizeof(err));
 }
 
 static int64_t spool_reserve_ns(const struct lf_client *c)
@@ -148,7 +165,10 @@ static int64_t spool_reserve_ns(const struct lf_client *c)
 
 void lf__exporter_stop_by(struct lf_client *c, int64_t deadline_ns)
 {
-    atomic_store(&c->abort_at_ns, deadline_ns - spool_reserve_ns(c));
+    /* A server that did not answer the last attempt will not answer this one: an attempt in
+     * flight is cut short at once and its data spooled. */
+    int64_t at = atomic_load(&c->exp->last_no_answer) ? lf__mono_ns() : deadline_ns - spool_reserve_ns(c);
+    atomic_store(&c->abort_at_ns, at);
 }
 
 int64_t lf__exporter_grace_ns(const struct lf_client *c)
@@ -505,7 +525,7 @@ static const char *body_excerpt(const struct lf__http_result *res, char *out, si
 enum outcome { SENT, RETRY_LATER, GIVE_UP, REQUEUED };
 
 /* Sends the head batch once and settles it. */
-static enum outcome send_head(struct lf_client *c, struct lf__http *http, int stopping)
+static enum outcome send_head(struct lf_client *c, int stopping)
 {
     struct lf__exp *x = c->exp;
     struct lf__batch *b = x->head;
@@ -522,12 +542,13 @@ static enum outcome send_head(struct lf_client *c, struct lf__http *http, int st
         }
         x->bytes += b->len;
     }
-    const char *url = b->endpoint == LF_TRANSPORT_OTLP ? c->url_otlp : c->url_ingestion;
+    const char *url = b->endpoint == LF_TRANSPORT_OTLP ? "/api/public/otel/v1/traces"
+                                                       : "/api/public/ingestion";
     count(&c->n.requests, 1);
     if (b->attempts)
         count(&c->n.retries, 1);
     b->attempts++;
-    int got = lf__http_post(http, url, b->body, b->len, b->gz, c->conf.request_timeout_ms, &res);
+    int got = lf__http_post(c->http, url, b->body, b->len, b->gz, c->conf.request_timeout_ms, &res);
     int st = got == 0 ? res.status : 0;
     if (st)
         atomic_store(&c->n.last_http_status, st);
@@ -645,8 +666,11 @@ static void process_pending(struct lf_client *c, int stopping, int64_t deadline)
             return;
         }
         if (!give_up) {
-            atomic_store(&c->abort_at_ns, stopping ? spool_by : 0);
-            enum outcome o = send_head(c, x->http, stopping);
+            /* Only shutdown sets an abort time (lf__exporter_stop_by); never clear it here,
+             * or a shutdown racing with this send would lose its deadline. */
+            if (stopping && !atomic_load(&c->abort_at_ns))
+                atomic_store(&c->abort_at_ns, spool_by);
+            enum outcome o = send_head(c, stopping);
             if (o == SENT || o == REQUEUED)
                 continue;
             if (o == RETRY_LATER && !stopping)
@@ -720,11 +744,10 @@ void *lf__exporter_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
 
-    if (!x->http)
-        x->http = lf__http_new(c->auth_basic, &c->abort_at_ns);
-    if (!x->http)
-        lf__log(c, LF_LOG_ERROR, "cannot create an HTTP handle; everything will be spooled");
-    x->blocked = x->blocked || !x->http;
+    if (!c->http)
+        lf__log(c, LF_LOG_ERROR, "no HTTP connection state (out of memory?); everything will be "
+                "spooled");
+    x->blocked = x->blocked || !c->http;
     if (c->conf.spool_replay)
         queue_spool_files(c);
     x->last_take = lf__mono_ns();

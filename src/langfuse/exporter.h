@@ -4,11 +4,14 @@
 #ifndef LF_EXPORTER_H
 #define LF_EXPORTER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "internal.h"
 
 int lf__exporter_init(struct lf_client *c);
+/* Creates the client's HTTP connection state for its host; 0 or -1 with a reason. */
+int lf__exporter_connect(struct lf_client *c, char *err, size_t errlen);
 void lf__exporter_cleanup(struct lf_client *c);
 /* Keeps a replaced redactor alive until the client goes (the exporter may still use it). */
 int lf__exporter_retire_redactor(struct lf_client *c, struct lf__redactor *r);

@@ -1,13 +1,15 @@
 /*
- * http.c - the exporter's HTTP client on libcurl, and gzip on zlib; see http.h.
+ * http.c - the HTTP client's front: picks the implementation by URL scheme, and holds what
+ * both share: the response head parser, chunked decoding, Retry-After, gzip.
  *
- * libcurl does no retries of its own; the exporter owns the retry policy and this file
- * only reports what happened: a status, a Retry-After, or the reason nothing came back.
+ * The parsers are strict and bounded (they are fed by a remote peer): header lines longer
+ * than the head buffer, status codes outside 100..599, malformed lengths or chunk sizes
+ * are errors, never undefined behaviour. fuzz/fuzz_http_head.c exercises them.
  */
 #include "http.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -18,206 +20,203 @@
 #include "buf.h"
 #include "langfuse/langfuse.h"
 
-int64_t lf__mono_ns(void);
-
-struct lf__http {
-    CURLM *multi; /* drives the transfer so that the abort time is checked precisely */
-    CURL *easy;
-    struct curl_slist *hdr_plain, *hdr_gzip;
-    atomic_llong *abort_at;
-    struct lf__buf resp;
-    long retry_after_ms;
-};
-
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
+struct lf__http *lf__http_new(const struct lf__http_opts *opts, char *err, size_t errlen)
 {
-    struct lf__http *h = ud;
-    size_t len = size * n;
-    if (h->resp.len < LF__RESP_MAX) {
-        size_t room = LF__RESP_MAX - h->resp.len;
-        lf__buf_append(&h->resp, p, len < room ? len : room);
-    }
-    return len;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
-{
-    struct lf__http *h = ud;
-    size_t len = size * n;
-    static const char name[] = "retry-after:";
-    if (len > sizeof(name) && strncasecmp(p, name, sizeof(name) - 1) == 0) {
-        char v[64];
-        size_t vl = len - (sizeof(name) - 1);
-        if (vl >= sizeof(v))
-            vl = sizeof(v) - 1;
-        memcpy(v, p + sizeof(name) - 1, vl);
-        v[vl] = '\0';
-        h->retry_after_ms = lf__parse_retry_after(v, (long long)time(NULL));
-    }
-    return len;
-}
-
-struct lf__http *lf__http_new(const char *userpwd, atomic_llong *abort_at)
-{
-    struct lf__http *h = lf__calloc(1, sizeof(*h));
-    if (!h)
-        return NULL;
-    h->abort_at = abort_at;
-    lf__buf_init(&h->resp, LF__RESP_MAX + 1);
-    h->multi = curl_multi_init();
-    h->easy = curl_easy_init();
-    if (!h->multi || !h->easy)
-        goto fail;
-    struct curl_slist *a = curl_slist_append(NULL, "Content-Type: application/json");
-    struct curl_slist *b = a ? curl_slist_append(a, "Expect:") : NULL;
-    h->hdr_plain = b;
-    if (!b) {
-        curl_slist_free_all(a);
-        goto fail;
-    }
-    struct curl_slist *c = curl_slist_append(NULL, "Content-Type: application/json");
-    struct curl_slist *d = c ? curl_slist_append(c, "Expect:") : NULL;
-    struct curl_slist *g = d ? curl_slist_append(d, "Content-Encoding: gzip") : NULL;
-    h->hdr_gzip = g;
-    if (!g) {
-        curl_slist_free_all(d ? d : c);
-        goto fail;
-    }
-    CURL *e = h->easy;
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-    curl_easy_setopt(e, CURLOPT_USERPWD, userpwd);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "liblangfuse/" LF_VERSION_STRING);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, h);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* Redirects would resend credentials to another host; Langfuse does not redirect. */
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    return h;
-fail:
-    lf__http_free(h);
+    if (!strncmp(opts->base_url, "http://", 7))
+        return lf__http_plain_new(opts, err, errlen);
+    if (!strncmp(opts->base_url, "https://", 8))
+        return lf__http_curl_new(opts, err, errlen);
+    snprintf(err, errlen, "the host must start with http:// or https://");
     return NULL;
 }
 
 void lf__http_free(struct lf__http *h)
 {
-    if (!h)
-        return;
-    if (h->easy)
-        curl_easy_cleanup(h->easy);
-    if (h->multi)
-        curl_multi_cleanup(h->multi);
-    curl_slist_free_all(h->hdr_plain);
-    curl_slist_free_all(h->hdr_gzip);
-    lf__buf_free(&h->resp);
-    free(h);
+    if (h)
+        h->impl->free(h, 0);
 }
 
 void lf__http_abandon(struct lf__http *h)
 {
-    /* Deliberately leaked: cleaning up would close (and for TLS, write to) sockets that the
-     * parent process is still using. One handle per fork, bounded. */
-    (void)h;
+    if (h)
+        h->impl->free(h, 1);
 }
 
-/*
- * Runs the transfer on the multi handle, waking at least every POLL_MS to check the abort
- * time: libcurl's own progress callback may go a whole second between calls on an idle
- * connection, which is too coarse for a shutdown deadline.
- */
-#define POLL_MS 50
-static CURLcode perform(struct lf__http *h, int *aborted)
+void lf__http_wakeup(struct lf__http *h)
 {
-    CURLcode result = CURLE_OK;
-    int running = 1;
-    *aborted = 0;
-    if (curl_multi_add_handle(h->multi, h->easy) != CURLM_OK)
-        return CURLE_OUT_OF_MEMORY;
-    while (running) {
-        if (curl_multi_perform(h->multi, &running) != CURLM_OK) {
-            result = CURLE_RECV_ERROR;
-            break;
-        }
-        if (!running)
-            break;
-        long long at = atomic_load(h->abort_at);
-        long long now = lf__mono_ns();
-        int wait = POLL_MS;
-        if (at) {
-            if (now >= at) {
-                *aborted = 1;
-                result = CURLE_ABORTED_BY_CALLBACK;
-                break;
-            }
-            if ((at - now) / 1000000 < wait)
-                wait = (int)((at - now) / 1000000) + 1;
-        }
-        curl_multi_poll(h->multi, NULL, 0, wait, NULL);
-    }
-    if (!*aborted) {
-        int left;
-        CURLMsg *m;
-        while ((m = curl_multi_info_read(h->multi, &left)))
-            if (m->msg == CURLMSG_DONE && m->easy_handle == h->easy)
-                result = m->data.result;
-    }
-    curl_multi_remove_handle(h->multi, h->easy);
-    return result;
+    if (h)
+        h->impl->wakeup(h);
 }
 
-int lf__http_post(struct lf__http *h, const char *url, const char *body, size_t len, int gz,
+int lf__http_post(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
                   int timeout_ms, struct lf__http_result *res)
 {
     memset(res, 0, sizeof(*res));
     res->retry_after_ms = -1;
-    lf__buf_reset(&h->resp);
-    h->retry_after_ms = -1;
-
-    long long abort_at = atomic_load(h->abort_at);
-    if (abort_at) {
-        long long left_ms = (abort_at - lf__mono_ns()) / 1000000;
-        if (left_ms <= 0) {
-            res->timed_out = res->aborted = 1;
-            snprintf(res->error, sizeof(res->error), "deadline passed before the request");
-            return -1;
-        }
-        if (left_ms < timeout_ms)
-            timeout_ms = (int)left_ms;
-    }
-    CURL *e = h->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, gz ? h->hdr_gzip : h->hdr_plain);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout_ms > 0 ? timeout_ms : 1));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_ms > 0 ? timeout_ms : 1));
-
-    CURLcode rc = perform(h, &res->aborted);
-    res->retry_after_ms = h->retry_after_ms;
-    if (h->resp.data && !lf__buf_failed(&h->resp)) {
-        res->body = lf__buf_steal(&h->resp, &res->body_len);
-        lf__buf_init(&h->resp, LF__RESP_MAX + 1);
-    }
-    if (rc != CURLE_OK) {
-        res->timed_out = rc == CURLE_OPERATION_TIMEDOUT || res->aborted;
-        snprintf(res->error, sizeof(res->error), "%s",
-                 res->aborted ? "deadline passed during the request" : curl_easy_strerror(rc));
-        return -1;
-    }
-    long status = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    res->status = (int)status;
-    return 0;
+    return h->impl->post(h, path, body, len, gz, timeout_ms, res);
 }
 
 void lf__http_result_free(struct lf__http_result *res)
 {
     free(res->body);
     res->body = NULL;
+}
+
+/* ---- response head ------------------------------------------------------------------ */
+
+long lf__http_parse_head(const char *buf, size_t len, int *status, long long *content_length,
+                         int *chunked, int *close, long *retry_after_ms, long long now)
+{
+    const char *end = NULL;
+    for (size_t i = 3; i < len; i++)
+        if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r') {
+            end = buf + i + 1;
+            break;
+        }
+    if (!end)
+        return 0;
+    *status = 0;
+    *content_length = -1;
+    *chunked = 0;
+    *close = 0;
+    *retry_after_ms = -1;
+    /* "HTTP/1.1 200 OK\r\n" */
+    if (end - buf < 14 || memcmp(buf, "HTTP/1.", 7) != 0 || (buf[7] != '0' && buf[7] != '1') ||
+        buf[8] != ' ' || !isdigit((unsigned char)buf[9]) || !isdigit((unsigned char)buf[10]) ||
+        !isdigit((unsigned char)buf[11]) || (buf[12] != ' ' && buf[12] != '\r'))
+        return -1;
+    *status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    if (*status < 100 || *status > 599)
+        return -1;
+    if (buf[7] == '0')
+        *close = 1; /* HTTP/1.0 closes unless told otherwise; we do not ask */
+    const char *p = (const char *)memchr(buf, '\n', (size_t)(end - buf)) + 1;
+    while (p < end - 2) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol || eol == p || eol[-1] != '\r')
+            return -1;
+        const char *colon = memchr(p, ':', (size_t)(eol - p));
+        if (!colon || colon == p)
+            return -1;
+        size_t nlen = (size_t)(colon - p);
+        const char *v = colon + 1;
+        while (v < eol - 1 && (*v == ' ' || *v == '\t'))
+            v++;
+        size_t vlen = (size_t)(eol - 1 - v);
+        while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+            vlen--;
+        char val[128];
+        size_t cl = vlen < sizeof(val) - 1 ? vlen : sizeof(val) - 1;
+        memcpy(val, v, cl);
+        val[cl] = '\0';
+        if (nlen == 14 && !strncasecmp(p, "content-length", 14)) {
+            char *e;
+            if (!isdigit((unsigned char)val[0]) || vlen > 18)
+                return -1;
+            long long n = strtoll(val, &e, 10);
+            if (*e || (*content_length >= 0 && *content_length != n))
+                return -1;
+            *content_length = n;
+        } else if (nlen == 17 && !strncasecmp(p, "transfer-encoding", 17)) {
+            if (strcasestr(val, "chunked"))
+                *chunked = 1;
+        } else if (nlen == 10 && !strncasecmp(p, "connection", 10)) {
+            if (strcasestr(val, "close"))
+                *close = 1;
+            else if (strcasestr(val, "keep-alive"))
+                *close = 0;
+        } else if (nlen == 11 && !strncasecmp(p, "retry-after", 11)) {
+            *retry_after_ms = lf__parse_retry_after(val, now);
+        }
+        p = eol + 1;
+    }
+    return (long)(end - buf);
+}
+
+enum { CH_SIZE, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_TRAILER, CH_TRAILER_LINE,
+       CH_TRAILER_LF, CH_DONE };
+
+long lf__chunked_feed(struct lf__chunked *c, const char *in, size_t n, char *out, size_t keep,
+                      size_t *out_len, int *done)
+{
+    size_t i = 0;
+    *done = c->state == CH_DONE;
+    while (i < n && c->state != CH_DONE) {
+        char ch = in[i];
+        switch (c->state) {
+        case CH_SIZE:
+            if (isxdigit((unsigned char)ch)) {
+                if (++c->digits > 15)
+                    return -1;
+                c->left = c->left * 16 + (unsigned long long)(isdigit((unsigned char)ch) ? ch - '0' : (tolower((unsigned char)ch) - 'a' + 10));
+                i++;
+            } else if (c->digits && (ch == ';' || ch == ' ' || ch == '\t')) {
+                c->state = CH_EXT;
+                i++;
+            } else if (c->digits && ch == '\r') {
+                c->state = CH_SIZE_LF;
+                i++;
+            } else {
+                return -1;
+            }
+            break;
+        case CH_EXT:
+            if (ch == '\r')
+                c->state = CH_SIZE_LF;
+            i++;
+            break;
+        case CH_SIZE_LF:
+            if (ch != '\n')
+                return -1;
+            i++;
+            c->digits = 0;
+            c->state = c->left ? CH_DATA : CH_TRAILER;
+            break;
+        case CH_DATA: {
+            size_t take = n - i < c->left ? n - i : (size_t)c->left;
+            if (*out_len < keep) {
+                size_t room = keep - *out_len;
+                size_t k = take < room ? take : room;
+                memcpy(out + *out_len, in + i, k);
+                *out_len += k;
+            }
+            i += take;
+            c->left -= take;
+            if (!c->left)
+                c->state = CH_DATA_CR;
+            break;
+        }
+        case CH_DATA_CR:
+            if (ch != '\r')
+                return -1;
+            c->state = CH_DATA_LF;
+            i++;
+            break;
+        case CH_DATA_LF:
+            if (ch != '\n')
+                return -1;
+            c->state = CH_SIZE;
+            i++;
+            break;
+        case CH_TRAILER: /* start of a trailer line, or the final CRLF */
+            c->state = ch == '\r' ? CH_TRAILER_LF : CH_TRAILER_LINE;
+            i++;
+            break;
+        case CH_TRAILER_LINE:
+            if (ch == '\n')
+                c->state = CH_TRAILER;
+            i++;
+            break;
+        case CH_TRAILER_LF:
+            if (ch != '\n')
+                return -1;
+            c->state = CH_DONE;
+            i++;
+            break;
+        }
+    }
+    *done = c->state == CH_DONE;
+    return (long)i;
 }
 
 long lf__parse_retry_after(const char *v, long long now)

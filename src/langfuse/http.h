@@ -1,10 +1,18 @@
 /*
- * http.h - one HTTP POST at a time over a kept-alive libcurl handle, and gzip.
+ * http.h - the exporter's HTTP client: one POST at a time on a kept-alive connection.
  *
- * Used only by the exporter thread. Every request is bounded twice: by its own timeout and
- * by an abort time that flush and shutdown may pull in while the request is in flight
- * (checked from libcurl's progress callback), so no server can hold the exporter past a
- * deadline.
+ * Two implementations behind one interface:
+ *  - http_plain.c, for http:// servers (in-cluster Langfuse, local receivers): HTTP/1.1
+ *    over a plain TCP socket, written here because Debian's libcurl drags in OpenSSL,
+ *    GnuTLS, Kerberos, LDAP, libssh2 and more, which cost 8.6 MB of resident memory at
+ *    load time (measured; see README, "Foundations") against a 12 MiB budget.
+ *  - http_curl.c, for https:// servers: libcurl, loaded with dlopen() only then.
+ *
+ * Every request is bounded twice: by its own timeout and by an abort time that shutdown
+ * may pull in while the request is in flight. While it waits, the client calls the
+ * `on_wait` hook at least every LF__HTTP_TICK_MS and whenever lf__http_wakeup() is called,
+ * so the exporter can serve urgent work (spilling a filling queue) in the middle of a
+ * slow request.
  */
 #ifndef LF_HTTP_H
 #define LF_HTTP_H
@@ -14,6 +22,7 @@
 #include <stdint.h>
 
 #define LF__RESP_MAX 65536 /* bytes of a response body kept */
+#define LF__HTTP_TICK_MS 50
 
 struct lf__http;
 
@@ -22,23 +31,35 @@ struct lf__http_result {
     int timed_out;         /* the request's timeout or the abort time passed */
     int aborted;           /* the abort time passed */
     long retry_after_ms;   /* from Retry-After, -1 if absent */
-    char error[256];       /* libcurl's reason when status is 0 */
+    char error[256];       /* why, when status is 0 */
     char *body;            /* response body (NUL-terminated, at most LF__RESP_MAX), owned */
     size_t body_len;
 };
 
-/* `abort_at` points at a CLOCK_MONOTONIC nanosecond time (0: none) read during transfers. */
-struct lf__http *lf__http_new(const char *userpwd, atomic_llong *abort_at);
+struct lf__http_opts {
+    const char *base_url;  /* "http://host:port[/prefix]" or "https://..." */
+    const char *userpwd;   /* "public:secret" for Basic auth; copied */
+    atomic_llong *abort_at; /* CLOCK_MONOTONIC ns read during transfers; 0: none */
+    void (*on_wait)(void *ud);
+    void *ud;
+};
+
+/* A client for opts->base_url; NULL with a one-line reason in err (bad URL, https without
+ * libcurl, out of memory). */
+struct lf__http *lf__http_new(const struct lf__http_opts *opts, char *err, size_t errlen);
 void lf__http_free(struct lf__http *h);
-/* Forgets the handle without closing its sockets (they belong to a parent after fork). */
+/* Forgets the client without closing its connection (it belongs to the parent after
+ * fork(): for TLS, closing would write to the parent's stream). */
 void lf__http_abandon(struct lf__http *h);
+/* Makes a waiting lf__http_post() call on_wait soon. Thread-safe, async-signal-safe. */
+void lf__http_wakeup(struct lf__http *h);
 
 /*
- * POSTs `body` as application/json (gzip-encoded if `gz`). Returns 0 when a status arrived
- * (see res->status), -1 when none did (res->error says why). Caller frees res->body with
- * lf__http_result_free().
+ * POSTs `body` (JSON, gzip-encoded if `gz`) to base_url + path. Returns 0 when a status
+ * arrived (res->status), -1 when none did (res->error says why). Caller frees res->body
+ * with lf__http_result_free().
  */
-int lf__http_post(struct lf__http *h, const char *url, const char *body, size_t len, int gz,
+int lf__http_post(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
                   int timeout_ms, struct lf__http_result *res);
 void lf__http_result_free(struct lf__http_result *res);
 
@@ -50,5 +71,47 @@ long lf__parse_retry_after(const char *v, long long now);
 int lf__gzip(const char *in, size_t len, int level, char **out, size_t *out_len);
 /* gunzip with an output cap; 0 on success, -1 on bad data, -2 when larger than `max`. */
 int lf__gunzip(const char *in, size_t len, size_t max, char **out, size_t *out_len);
+
+/* ---- shared by the implementations ---- */
+
+/* The implementations' vtable. */
+struct lf__http_impl {
+    int (*post)(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
+                int timeout_ms, struct lf__http_result *res);
+    void (*wakeup)(struct lf__http *h);
+    void (*free)(struct lf__http *h, int abandon);
+};
+
+struct lf__http {
+    const struct lf__http_impl *impl;
+    struct lf__http_opts opts;
+    char *userpwd;
+};
+
+struct lf__http *lf__http_plain_new(const struct lf__http_opts *opts, char *err, size_t errlen);
+struct lf__http *lf__http_curl_new(const struct lf__http_opts *opts, char *err, size_t errlen);
+
+/*
+ * Parses the head of an HTTP/1.x response (status line and headers, up to the blank
+ * line). Returns the head's length in bytes when complete, 0 when more bytes are needed,
+ * -1 when it is malformed. Fills *status, *content_length (-1 if absent), *chunked,
+ * *close (the server will close the connection) and *retry_after_ms (-1 if absent).
+ */
+long lf__http_parse_head(const char *buf, size_t len, int *status, long long *content_length,
+                         int *chunked, int *close, long *retry_after_ms, long long now);
+
+/*
+ * Decodes chunked transfer coding incrementally. Feed bytes with lf__chunked_feed(); it
+ * appends decoded data (up to `keep` bytes in total) to out/out_len and returns the
+ * number of input bytes consumed, or -1 on malformed input. *done is set after the last
+ * chunk and its trailer.
+ */
+struct lf__chunked {
+    int state;
+    unsigned long long left; /* bytes left in the current chunk */
+    int digits;
+};
+long lf__chunked_feed(struct lf__chunked *c, const char *in, size_t n, char *out, size_t keep,
+                      size_t *out_len, int *done);
 
 #endif

@@ -16,9 +16,11 @@
 
 #include "langfuse/langfuse.h"
 #include "record.h"
+#include "http.h"
 #include "redact.h"
 
 struct lf__exp;
+struct lf__http;
 
 struct lf__conf {
     char *public_key, *secret_key, *host, *environment, *release, *service_name, *spool_dir;
@@ -45,7 +47,9 @@ struct lf__counters {
 struct lf_client {
     struct lf__conf conf;
     int enabled;           /* configured and not shut down; read without the lock */
-    char *url_otlp, *url_ingestion, *auth_basic; /* auth_basic: "pk:sk" for libcurl */
+    struct lf__http *http;   /* created with the client; used by the exporter thread only */
+    struct lf__http_opts http_opts;
+    char *userpwd;           /* "public:secret", wiped when freed */
 
     pthread_mutex_t mu;
     pthread_cond_t wake;     /* exporter: work arrived, a flush or stop was asked */
