@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build pkg-config clang
-  libjansson-dev libcurl4-openssl-dev libwebsockets-dev zlib1g-dev libcmocka-dev
+  libjansson-dev libcurl4-openssl-dev libwebsockets-dev zlib1g-dev libcmocka-dev libdeflate-dev
   python3 ca-certificates
 )
 missing=()

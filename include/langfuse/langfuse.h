@@ -121,7 +121,7 @@ struct lf_config {
     int flush_timeout_ms;      /* default deadline of flush and shutdown; default 5000 */
     int max_retries;           /* retries of a request after the first try; default 6 */
     size_t max_queue_bytes;    /* cap on recorded, not yet encoded bytes; default 8 MiB */
-    size_t max_request_bytes;  /* cap on one request body before gzip; default 3 MiB */
+    size_t max_request_bytes;  /* cap on one request body before gzip; default 2 MiB */
     size_t max_event_bytes;    /* cap on one encoded observation; larger ones are truncated,
                                   largest field first; default 1 MiB */
     int gzip;                  /* compress request bodies; default 1 */

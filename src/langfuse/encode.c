@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include "alloc.h"
 #include "json.h"
@@ -297,84 +297,62 @@ void lf__encoder_free(struct lf__encoder *enc)
 {
     if (!enc)
         return;
-    if (enc->z) {
-        deflateEnd(enc->z);
-        free(enc->z);
-    }
+    if (enc->compressor)
+        libdeflate_free_compressor(enc->compressor);
+    free(enc->gz);
     lf__buf_free(&enc->tmp);
     lf__buf_free(&enc->out);
-    enc->z = NULL;
+    memset(enc, 0, sizeof(*enc));
 }
 
-/* Appends plain bytes to the body: through deflate, or as they are. */
-static void emit(struct lf__encoder *enc, int gz, const char *p, size_t n, int finish)
+/* Compresses enc->out into a new exact-size allocation; 0, or -1 when memory ran out. */
+static int compress_body(struct lf__encoder *enc, struct lf__body *body)
 {
-    enc->plain_len += n;
-    if (!gz) {
-        lf__buf_append(&enc->out, p, n);
-        return;
+    if (!enc->compressor) {
+        /* level 1: the exporter's CPU matters more than the last few percent of size */
+        enc->compressor = libdeflate_alloc_compressor(1);
+        if (!enc->compressor)
+            return -1;
     }
-    z_stream *z = enc->z;
-    z->next_in = (Bytef *)p;
-    z->avail_in = (uInt)n;
-    for (;;) {
-        size_t want = enc->out.max - enc->out.len;
-        if (want > 65536)
-            want = 65536;
-        if (want < 2 || lf__buf_reserve(&enc->out, want - 1)) {
-            enc->out.toobig = 1;
-            return;
-        }
-        size_t room = enc->out.cap - enc->out.len - 1;
-        z->next_out = (Bytef *)enc->out.data + enc->out.len;
-        z->avail_out = (uInt)room;
-        int rc = deflate(z, finish ? Z_FINISH : Z_NO_FLUSH);
-        enc->out.len += room - z->avail_out;
-        if (rc == Z_STREAM_END || (!finish && z->avail_in == 0 && z->avail_out > 0))
-            return;
-        if (rc != Z_OK && rc != Z_BUF_ERROR) {
-            enc->out.oom = 1;
-            return;
-        }
+    size_t bound = libdeflate_gzip_compress_bound(enc->compressor, enc->out.len);
+    if (bound > enc->gz_cap) {
+        char *g = lf__realloc(enc->gz, bound);
+        if (!g)
+            return -1;
+        enc->gz = g;
+        enc->gz_cap = bound;
     }
+    size_t n = libdeflate_gzip_compress(enc->compressor, enc->out.data, enc->out.len, enc->gz,
+                                        enc->gz_cap);
+    if (!n)
+        return -1;
+    body->data = lf__malloc(n);
+    if (!body->data)
+        return -1;
+    memcpy(body->data, enc->gz, n);
+    body->len = n;
+    body->gz = 1;
+    return 0;
 }
 
 int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_obs **list,
                     struct lf__body *body, uint64_t *truncated, uint64_t *dropped)
 {
     int otlp = e->conf->transport == LF_TRANSPORT_OTLP;
-    int gz = e->conf->gzip;
     size_t cap = e->conf->max_request_bytes;
     const size_t suffix = 128; /* room for the closing brackets and metadata */
     uint32_t n = 0;
     struct lf_obs *r = *list;
 
     memset(body, 0, sizeof(*body));
-    if (gz && !enc->z) {
-        enc->z = lf__calloc(1, sizeof(z_stream));
-        if (!enc->z)
-            return LF_ERR_NOMEM;
-        /* level 1: the exporter's CPU matters more than the last 20% of compression;
-         * 15 + 16: a gzip header and trailer */
-        if (deflateInit2(enc->z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-            free(enc->z);
-            enc->z = NULL;
-            return LF_ERR_NOMEM;
-        }
-    }
     lf__buf_reset(&enc->out);
-    enc->out.max = cap + 4096; /* compressed output never exceeds the input by more */
-    enc->plain_len = 0;
+    enc->out.max = cap;
     enc->tmp.max = e->conf->max_event_bytes + 1; /* +1: an overflow is detected, not cut */
-
-    /* The frame's opening is written through tmp, which is free at this point. */
-    lf__buf_reset(&enc->tmp);
     if (otlp)
-        lf__otlp_begin(e, &enc->tmp);
+        lf__otlp_begin(e, &enc->out);
     else
-        lf__ingest_begin(e, &enc->tmp);
-    emit(enc, gz, enc->tmp.data, enc->tmp.len, 0);
-    size_t head = enc->plain_len;
+        lf__ingest_begin(e, &enc->out);
+    size_t head = enc->out.len;
 
     while (r) {
         int fit = encode_fitted(e, &enc->tmp, r);
@@ -388,11 +366,11 @@ int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_
             *list = r;
             continue;
         }
-        if (enc->plain_len + 1 + enc->tmp.len + suffix > cap && n > 0)
+        if (enc->out.len + 1 + enc->tmp.len + suffix > cap && n > 0)
             break;
-        if (enc->plain_len > head)
-            emit(enc, gz, ",", 1, 0);
-        emit(enc, gz, enc->tmp.data, enc->tmp.len, 0);
+        if (enc->out.len > head)
+            lf__buf_putc(&enc->out, ',');
+        lf__buf_append(&enc->out, enc->tmp.data, enc->tmp.len);
         if (lf__buf_failed(&enc->out))
             goto nomem;
         if (fit == 2)
@@ -403,33 +381,28 @@ int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_
         r = next;
         *list = r;
     }
-    lf__buf_reset(&enc->tmp);
     if (otlp)
-        lf__otlp_end(&enc->tmp);
+        lf__otlp_end(&enc->out);
     else
-        lf__ingest_end(&enc->tmp);
-    emit(enc, gz, enc->tmp.data, enc->tmp.len, 1);
-    if (gz)
-        deflateReset(enc->z);
-    if (lf__buf_failed(&enc->out) || lf__buf_failed(&enc->tmp))
-        goto nomem_reset;
+        lf__ingest_end(&enc->out);
+    if (lf__buf_failed(&enc->out))
+        goto nomem;
     body->nrec = n;
-    body->gz = gz;
-    body->len = enc->out.len;
-    body->data = lf__malloc(body->len + 1);
-    if (!body->data)
-        goto nomem_reset;
-    memcpy(body->data, enc->out.data, body->len);
-    body->data[body->len] = '\0';
+    if (e->conf->gzip) {
+        if (compress_body(enc, body))
+            goto nomem;
+    } else {
+        body->data = lf__malloc(enc->out.len + 1);
+        if (!body->data)
+            goto nomem;
+        memcpy(body->data, enc->out.data, enc->out.len + 1);
+        body->len = enc->out.len;
+    }
     return LF_OK;
 
 nomem:
-    if (gz)
-        deflateReset(enc->z);
-nomem_reset:
     /* Records already consumed are lost with the partial body: count them. */
     *dropped += n;
     memset(body, 0, sizeof(*body));
-    lf__buf_reset(&enc->out);
     return LF_ERR_NOMEM;
 }

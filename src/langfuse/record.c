@@ -21,9 +21,11 @@ int lf__rec_put(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, si
     if (need > UINT32_MAX / 2)
         return -1;
     if (need > r->cap) {
-        size_t ncap = r->cap ? r->cap : 128;
-        while (ncap < need)
-            ncap *= 2;
+        /* Grow to half again what is needed (at least double): a generation with a prompt
+         * and an answer settles in two or three allocations instead of five. */
+        size_t ncap = r->cap ? (size_t)r->cap * 2 : 256;
+        if (ncap < need + need / 2)
+            ncap = need + need / 2;
         unsigned char *p = lf__realloc(r->data, ncap);
         if (!p)
             return -1;

@@ -25,6 +25,8 @@ struct needle {
 struct lf__redactor {
     uint8_t first[256];   /* nonzero where some needle starts with that byte */
     uint64_t pair[1024];  /* bit (b0 << 8 | b1) set where some needle starts with b0 b1 */
+    uint8_t b0[LF__MAX_PAIRS], b1[LF__MAX_PAIRS]; /* the distinct pairs, for SIMD scans */
+    int npairs;           /* -1: more than LF__MAX_PAIRS */
     struct needle *needles;
     size_t n;
 };
@@ -36,7 +38,25 @@ static void mark(struct lf__redactor *r, const char *lit)
     unsigned b0 = (unsigned char)lit[0], b1 = (unsigned char)lit[1];
     unsigned idx = b0 << 8 | b1;
     r->first[b0] = 1;
+    if (!(r->pair[idx >> 6] >> (idx & 63) & 1) && r->npairs >= 0) {
+        if (r->npairs == LF__MAX_PAIRS) {
+            r->npairs = -1;
+        } else {
+            r->b0[r->npairs] = (uint8_t)b0;
+            r->b1[r->npairs] = (uint8_t)b1;
+            r->npairs++;
+        }
+    }
     r->pair[idx >> 6] |= (uint64_t)1 << (idx & 63);
+}
+
+int lf__redact_pairs(const struct lf__redactor *r, const uint8_t **b0, const uint8_t **b1)
+{
+    if (!r)
+        return 0;
+    *b0 = r->b0;
+    *b1 = r->b1;
+    return r->npairs;
 }
 
 static const struct needle shapes[] = {
@@ -107,6 +127,9 @@ struct lf__redactor *lf__redactor_with(const struct lf__redactor *r, const char 
     }
     memcpy(d->first, r->first, sizeof(d->first));
     memcpy(d->pair, r->pair, sizeof(d->pair));
+    memcpy(d->b0, r->b0, sizeof(d->b0));
+    memcpy(d->b1, r->b1, sizeof(d->b1));
+    d->npairs = r->npairs;
     for (size_t i = 0; i < r->n; i++) {
         d->needles[i] = r->needles[i];
         if (r->needles[i].owned) {

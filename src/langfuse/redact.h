@@ -30,6 +30,12 @@ struct lf__redactor *lf__redactor_with(const struct lf__redactor *r, const char 
                                        size_t len);
 void lf__redactor_free(struct lf__redactor *r);
 
+#define LF__MAX_PAIRS 24
+
+/* The distinct two-byte beginnings of the needles: their count, or -1 when there are more
+ * than LF__MAX_PAIRS (then scan byte by byte). */
+int lf__redact_pairs(const struct lf__redactor *r, const uint8_t **b0, const uint8_t **b1);
+
 /* Nonzero if some needle starts with byte `c`. */
 int lf__redact_candidate(const struct lf__redactor *r, unsigned char c);
 

@@ -117,15 +117,33 @@ static void test_doubles_shortest_roundtrip(void **state)
         assert_true(strtod(b.data, NULL) == vals[i]);
         lf__buf_free(&b);
     }
-    struct lf__buf b;
-    lf__buf_init(&b, 0);
-    lf__json_double(&b, 0.1);
-    lf__buf_putc(&b, ' ');
-    lf__json_double(&b, NAN);
-    lf__buf_putc(&b, ' ');
-    lf__json_double(&b, INFINITY);
-    assert_string_equal(b.data, "0.1 0 0");
-    lf__buf_free(&b);
+    static const struct {
+        double v;
+        const char *text;
+    } exact[] = {{0.1, "0.1"}, {0.0036, "0.0036"}, {0.0050775, "0.0050775"}, {-2.5, "-2.5"},
+                 {123456.789, "123456.789"}, {42, "42"}, {1e-9, "0.000000001"}, {NAN, "0"},
+                 {INFINITY, "0"}, {0, "0"}};
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
+        struct lf__buf b;
+        lf__buf_init(&b, 0);
+        lf__json_double(&b, exact[i].v);
+        assert_string_equal(b.data, exact[i].text);
+        lf__buf_free(&b);
+    }
+    /* every double of a sweep reads back exactly */
+    uint64_t x = 88172645463325252u;
+    for (int i = 0; i < 100000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v = (double)(x % 100000000) / (double)(1u << (x % 30)) * ((x & 1) ? 1 : -1e-6);
+        struct lf__buf b;
+        lf__buf_init(&b, 0);
+        lf__json_double(&b, v);
+        if (strtod(b.data, NULL) != v)
+            fail_msg("%.17g printed as %s", v, b.data);
+        lf__buf_free(&b);
+    }
 }
 
 static void test_times_and_hex(void **state)
