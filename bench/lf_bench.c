@@ -116,6 +116,7 @@ int main(int argc, char **argv)
     cfg.host = host;
     lf_client *c = lf_client_new(&cfg);
 
+    double record_start = now_us();
     lf_obs *trace = lf_trace_start(c, "bench-trace", NULL);
     text(trace_io, "trace-in", 0, 500);
     lf_trace_set_input_string(trace, trace_io);
@@ -162,6 +163,7 @@ int main(int argc, char **argv)
             nanosleep(&ms, NULL);
         }
     }
+    double record_end = now_us();
     text(trace_io, "trace-out", 0, 500);
     lf_trace_set_output_string(trace, trace_io);
     lf_obs_end(trace);
@@ -181,11 +183,12 @@ int main(int argc, char **argv)
     double p99 = rec[(int)(0.99 * OBSERVATIONS + 0.999999) - 1];
     fprintf(stderr,
             "[liblangfuse] shutdown: %s; recorded %llu delivered %llu dropped %llu spooled %llu "
-            "lost %llu requests %llu peak queue %llu bytes\n",
+            "lost %llu spilled %llu requests %llu peak queue %llu bytes; recording took %.1f ms\n",
             lf_strerror(rc), (unsigned long long)s.recorded, (unsigned long long)s.delivered,
             (unsigned long long)(s.dropped_queue + s.dropped_nomem + s.dropped_closed),
             (unsigned long long)s.spooled, (unsigned long long)s.spool_dropped,
-            (unsigned long long)s.requests, (unsigned long long)s.queue_peak_bytes);
+            (unsigned long long)s.spilled, (unsigned long long)s.requests,
+            (unsigned long long)s.queue_peak_bytes, (record_end - record_start) / 1000);
     printf("{\"client\":\"liblangfuse\",\"mode\":\"%s\",\"observations\":%d,"
            "\"record_us_median\":%.2f,\"record_us_p99\":%.2f,\"cpu_ms_per_1000\":%.2f,"
            "\"peak_rss_mib\":%.1f,\"shutdown_ms\":%.1f}\n",

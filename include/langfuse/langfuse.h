@@ -120,10 +120,14 @@ struct lf_config {
     int request_timeout_ms;    /* one HTTP request's limit; default 10000 */
     int flush_timeout_ms;      /* default deadline of flush and shutdown; default 5000 */
     int max_retries;           /* retries of a request after the first try; default 6 */
-    size_t max_queue_bytes;    /* cap on recorded, not yet encoded bytes; default 8 MiB */
-    size_t max_request_bytes;  /* cap on one request body before gzip; default 2 MiB */
+    size_t max_queue_bytes;    /* cap on recorded, not yet encoded bytes in memory; default
+                                  8 MiB. Past an eighth of it the exporter moves the queue to a
+                                  spill file (in spool_dir, else $TMPDIR), so a burst costs
+                                  disk rather than memory or data */
+    size_t max_request_bytes;  /* cap on one request body before gzip; default 1 MiB (what
+                                  proxies in front of Langfuse commonly accept) */
     size_t max_event_bytes;    /* cap on one encoded observation; larger ones are truncated,
-                                  largest field first; default 1 MiB */
+                                  largest field first; default 768 KiB */
     int gzip;                  /* compress request bodies; default 1 */
 
     const char *spool_dir;     /* where undeliverable batches go; NULL: no spool (counted lost) */
@@ -229,6 +233,7 @@ struct lf_stats {
     uint64_t spool_dropped;  /* evicted from the full spool, or lost without one */
     uint64_t replayed;       /* delivered from the spool (of an earlier run or this one) */
     uint64_t truncated;      /* exports shortened to fit max_event_bytes */
+    uint64_t spilled;        /* moved to the spill file when the queue passed its memory mark */
     uint64_t requests;       /* HTTP requests made */
     uint64_t retries;        /* of which were retries */
     uint64_t queue_bytes;    /* bytes queued now */

@@ -38,6 +38,7 @@ static void atfork_prepare(void)
     pthread_mutex_lock(&clients_mu);
     for (struct lf_client *c = clients; c; c = c->next_client) {
         pthread_mutex_lock(&c->red_mu);
+        pthread_mutex_lock(&c->pool_mu);
         pthread_mutex_lock(&c->mu);
     }
 }
@@ -46,6 +47,7 @@ static void atfork_parent(void)
 {
     for (struct lf_client *c = clients; c; c = c->next_client) {
         pthread_mutex_unlock(&c->mu);
+        pthread_mutex_unlock(&c->pool_mu);
         pthread_mutex_unlock(&c->red_mu);
     }
     pthread_mutex_unlock(&clients_mu);
@@ -58,8 +60,9 @@ static void atfork_child(void)
     for (struct lf_client *c = clients; c; c = c->next_client) {
         pthread_mutex_init(&c->mu, NULL);
         pthread_mutex_init(&c->red_mu, NULL);
-        pthread_cond_init(&c->wake, NULL);
-        pthread_cond_init(&c->done, NULL);
+        pthread_mutex_init(&c->pool_mu, NULL);
+        lf__cond_init(&c->wake);
+        lf__cond_init(&c->done);
         /* The parent delivers what it had queued; the child starts empty. The records'
          * memory is the child's copy and is released here. */
         struct lf_obs *r = c->head;
@@ -218,11 +221,13 @@ lf_client *lf_client_new(const struct lf_config *cfg)
         return NULL;
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->red_mu, NULL);
-    pthread_cond_init(&c->wake, NULL);
-    pthread_cond_init(&c->done, NULL);
+    pthread_mutex_init(&c->pool_mu, NULL);
+    lf__cond_init(&c->wake);
+    lf__cond_init(&c->done);
     c->stopped = 1;
     if (conf_copy(&c->conf, cfg))
         goto fail_conf;
+    c->pool_max = c->conf.max_queue_bytes / 4 < (2u << 20) ? c->conf.max_queue_bytes / 4 : (2u << 20);
     c->red = lf__redactor_new();
     if (!c->red)
         goto fail_conf;
@@ -307,7 +312,8 @@ void lf__enqueue(struct lf_client *c, struct lf_obs *r)
         lf__rec_free(r);
         return;
     }
-    if (c->qbytes + size > c->conf.max_queue_bytes) {
+    size_t held = atomic_load_explicit(&c->held_bytes, memory_order_relaxed);
+    if (c->qbytes + held + size > c->conf.max_queue_bytes) {
         pthread_mutex_unlock(&c->mu);
         atomic_fetch_add(&c->n.dropped_queue, 1);
         lf__rec_free(r);
@@ -334,33 +340,85 @@ void lf__enqueue(struct lf_client *c, struct lf_obs *r)
     c->tail = r;
     c->qcount++;
     c->qbytes += size;
-    size_t qbytes = c->qbytes;
+    size_t qbytes = c->qbytes + held;
     int kick = c->qcount == (size_t)c->conf.flush_at ||
                (qbytes >= c->conf.max_request_bytes / 2 &&
                 qbytes - size < c->conf.max_request_bytes / 2);
+    int spill = 0;
+    if (c->spill_at && qbytes >= c->spill_at && !c->spill_signaled) {
+        c->spill_signaled = 1;
+        atomic_store(&c->spill_wanted, 1);
+        kick = spill = 1;
+    }
     if (kick)
         pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->mu);
+    /* The exporter may be waiting on the network: one wake-up byte makes it spill now. This
+     * happens once per crossing of the mark, never per record. */
+    if (spill)
+        lf__http_wakeup(c->http);
     atomic_fetch_add_explicit(&c->n.recorded, 1, memory_order_relaxed);
     uint64_t peak = atomic_load_explicit(&c->n.queue_peak_bytes, memory_order_relaxed);
     if (qbytes > peak)
         atomic_store_explicit(&c->n.queue_peak_bytes, qbytes, memory_order_relaxed);
 }
 
+/* ---- the record pool ------------------------------------------------------------------ */
+
+struct lf_obs *lf__obs_alloc(struct lf_client *c)
+{
+    struct lf_obs *o = NULL;
+    if (c->pool) { /* a racy peek: at worst we lock for nothing or miss one */
+        pthread_mutex_lock(&c->pool_mu);
+        o = c->pool;
+        if (o) {
+            c->pool = o->next;
+            c->pool_bytes -= lf__rec_size(o);
+        }
+        pthread_mutex_unlock(&c->pool_mu);
+    }
+    if (o) {
+        unsigned char *data = o->data;
+        uint32_t cap = o->cap;
+        memset(o, 0, sizeof(*o));
+        o->data = data;
+        o->cap = cap;
+        return o;
+    }
+    o = lf__malloc(sizeof(*o));
+    if (o)
+        memset(o, 0, sizeof(*o));
+    return o;
+}
+
+void lf__obs_recycle(struct lf_client *c, struct lf_obs *list)
+{
+    struct lf_obs *excess = NULL;
+    if (list) {
+        pthread_mutex_lock(&c->pool_mu);
+        while (list) {
+            struct lf_obs *r = list;
+            list = r->next;
+            size_t sz = lf__rec_size(r);
+            if (c->pool_bytes + sz <= c->pool_max && r->cap <= 65536) {
+                r->next = c->pool;
+                c->pool = r;
+                c->pool_bytes += sz;
+            } else {
+                r->next = excess;
+                excess = r;
+            }
+        }
+        pthread_mutex_unlock(&c->pool_mu);
+    }
+    while (excess) {
+        struct lf_obs *r = excess;
+        excess = r->next;
+        lf__rec_free(r);
+    }
+}
+
 /* ---- flush and shutdown -------------------------------------------------------------- */
-
-static struct timespec abs_time(int64_t ns_monotonic)
-{
-    struct timespec ts = {(time_t)(ns_monotonic / 1000000000), (long)(ns_monotonic % 1000000000)};
-    return ts;
-}
-
-int64_t lf__mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Waits until every record enqueued before the call is finished or the deadline passed.
  * Called with c->mu held. */
@@ -377,8 +435,7 @@ static int wait_finished_locked(struct lf_client *c, int64_t deadline)
             rc = LF_ERR_TIMEOUT;
             break;
         }
-        struct timespec ts = abs_time(deadline);
-        pthread_cond_timedwait(&c->done, &c->mu, &ts);
+        lf__cond_wait_until(&c->done, &c->mu, deadline);
     }
     if (c->done_below < target)
         rc = LF_ERR_TIMEOUT;
@@ -457,6 +514,12 @@ void lf_client_free(lf_client *c)
         r = next;
     }
     lf__exporter_cleanup(c);
+    lf__obs_recycle(c, NULL);
+    while (c->pool) {
+        struct lf_obs *p = c->pool;
+        c->pool = p->next;
+        lf__rec_free(p);
+    }
     lf__redactor_free(c->red);
     if (c->userpwd) {
         volatile char *p = c->userpwd;
@@ -467,6 +530,7 @@ void lf_client_free(lf_client *c)
     conf_free(&c->conf);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->red_mu);
+    pthread_mutex_destroy(&c->pool_mu);
     pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->done);
     free(c);
@@ -488,6 +552,7 @@ void lf_client_stats(const lf_client *c, struct lf_stats *out)
     out->spool_dropped = atomic_load(&m->n.spool_dropped);
     out->replayed = atomic_load(&m->n.replayed);
     out->truncated = atomic_load(&m->n.truncated);
+    out->spilled = atomic_load(&m->n.spilled);
     out->requests = atomic_load(&m->n.requests);
     out->retries = atomic_load(&m->n.retries);
     out->queue_peak_bytes = atomic_load(&m->n.queue_peak_bytes);

@@ -31,8 +31,8 @@ void lf_config_init(struct lf_config *cfg)
     cfg->flush_timeout_ms = 5000;
     cfg->max_retries = 6;
     cfg->max_queue_bytes = 8u << 20;
-    cfg->max_request_bytes = 2u << 20;
-    cfg->max_event_bytes = 1u << 20;
+    cfg->max_request_bytes = 1u << 20;
+    cfg->max_event_bytes = 768u << 10;
     cfg->gzip = 1;
     cfg->spool_max_bytes = 64u << 20;
     cfg->spool_replay = 1;

@@ -335,6 +335,14 @@ static int compress_body(struct lf__encoder *enc, struct lf__body *body)
     return 0;
 }
 
+static void release(const struct lf__enc *e, struct lf_obs *r)
+{
+    if (e->release)
+        e->release(e->tick_ud, r);
+    else
+        lf__rec_free(r);
+}
+
 int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_obs **list,
                     struct lf__body *body, uint64_t *truncated, uint64_t *dropped)
 {
@@ -355,13 +363,15 @@ int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_
     size_t head = enc->out.len;
 
     while (r) {
+        if (e->tick && (n & 31) == 31)
+            e->tick(e->tick_ud);
         int fit = encode_fitted(e, &enc->tmp, r);
         if (fit < 0)
             goto nomem;
         if (fit == 0) {
             (*dropped)++;
             struct lf_obs *next = r->next;
-            lf__rec_free(r);
+            release(e, r);
             r = next;
             *list = r;
             continue;
@@ -377,7 +387,7 @@ int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_
             (*truncated)++;
         n++;
         struct lf_obs *next = r->next;
-        lf__rec_free(r);
+        release(e, r);
         r = next;
         *list = r;
     }

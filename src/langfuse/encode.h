@@ -31,6 +31,10 @@ struct lf__enc {
     const struct lf__conf *conf;
     const struct lf__redactor *red;
     int64_t now_ns; /* the export time stamped on ingestion events */
+    void (*tick)(void *ud); /* called every few records, so urgent work is not held up */
+    void *tick_ud;
+    /* takes each record once encoded (NULL: lf__rec_free) */
+    void (*release)(void *ud, struct lf_obs *r);
 };
 
 /* How a value is written. */

@@ -38,6 +38,7 @@
 #include "body.h"
 #include "encode.h"
 #include "http.h"
+#include "spill.h"
 #include "spool.h"
 
 #define BACKOFF_BASE_MS 500
@@ -70,7 +71,29 @@ struct lf__exp {
     struct lf__redactor *retired[MAX_RETIRED];
     int nretired;
     struct lf__encoder enc;
+    struct lf__spill spill;
+    /* Records taken from the queue but not encoded yet, oldest first. Taking the whole
+     * queue at once keeps the queue lock held for nanoseconds, so recording threads never
+     * wait on the exporter; their bytes stay counted in c->held_bytes. */
+    struct lf_obs *bl_head, *bl_tail;
+    size_t bl_bytes;
+    struct lf_obs *done_recs; /* finished records, returned to the pool in one go */
 };
+
+/* Collects a finished record for the pool (see lf_client.pool). */
+static void release_rec(void *ud, struct lf_obs *r)
+{
+    struct lf__exp *x = ((struct lf_client *)ud)->exp;
+    r->next = x->done_recs;
+    x->done_recs = r;
+}
+
+static void return_recs(struct lf_client *c)
+{
+    struct lf_obs *list = c->exp->done_recs;
+    c->exp->done_recs = NULL;
+    lf__obs_recycle(c, list);
+}
 
 enum { SLOT_400, SLOT_BLOCKED, SLOT_4XX, SLOT_413, SLOT_SPOOL, SLOT_QUEUE };
 
@@ -83,7 +106,9 @@ int lf__exporter_connect(struct lf_client *c, char *err, size_t errlen)
         return -1;
     }
     snprintf(c->userpwd, n, "%s:%s", c->conf.public_key, c->conf.secret_key);
-    c->http_opts = (struct lf__http_opts){c->conf.host, c->userpwd, &c->abort_at_ns, NULL, NULL};
+    c->http_opts = (struct lf__http_opts){c->conf.host, c->userpwd, &c->abort_at_ns,
+                                          lf__exporter_service, c};
+    c->spill_at = c->conf.max_queue_bytes / 8;
     c->http = lf__http_new(&c->http_opts, err, errlen);
     return c->http ? 0 : -1;
 }
@@ -94,6 +119,9 @@ int lf__exporter_init(struct lf_client *c)
     if (!c->exp)
         return -1;
     lf__encoder_init(&c->exp->enc);
+    lf__spill_init(&c->exp->spill, c->conf.spool_dir, c->conf.spool_max_bytes > (256u << 20)
+                                                          ? c->conf.spool_max_bytes
+                                                          : (256u << 20));
     return 0;
 }
 
@@ -118,9 +146,15 @@ void lf__exporter_cleanup(struct lf_client *c)
         x->head = b->next;
         batch_free(b);
     }
+    while (x->bl_head) {
+        struct lf_obs *r = x->bl_head;
+        x->bl_head = r->next;
+        lf__rec_free(r);
+    }
     lf__http_free(c->http);
     c->http = NULL;
     lf__encoder_free(&x->enc);
+    lf__spill_close(&x->spill);
     for (int i = 0; i < x->nretired; i++)
         lf__redactor_free(x->retired[i]);
     free(x);
@@ -150,6 +184,18 @@ void lf__exporter_forget_after_fork(struct lf_client *c)
     }
     x->tail = NULL;
     x->bytes = 0;
+    /* The backlog and the spill file's records are the parent's to send. */
+    while (x->bl_head) {
+        struct lf_obs *r = x->bl_head;
+        x->bl_head = r->next;
+        lf__rec_free(r);
+    }
+    x->bl_tail = NULL;
+    x->bl_bytes = 0;
+    atomic_store(&c->held_bytes, 0);
+    lf__spill_close(&x->spill);
+    x->spill.nrec = 0;
+    x->spill.wpos = x->spill.rpos = 0;
     /* A new connection for the child; the parent's stays the parent's. */
     struct lf__http_opts o = c->http_opts;
     lf__http_abandon(c->http);
@@ -204,14 +250,77 @@ static void unlink_head(struct lf__exp *x)
     x->bytes -= b->len;
 }
 
-/* Records below this qseq are finished: none is queued or pending. Called with c->mu. */
+/* Records below this qseq are finished: none is queued, spilled or pending. Called with
+ * c->mu. */
 static uint64_t finished_below(struct lf_client *c)
 {
     uint64_t low = c->head ? c->head->qseq : c->enq_seq;
+    if (c->exp->bl_head && c->exp->bl_head->qseq < low)
+        low = c->exp->bl_head->qseq;
+    if (c->exp->spill.nrec && c->exp->spill.head_qseq < low)
+        low = c->exp->spill.head_qseq;
     for (struct lf__batch *b = c->exp->head; b; b = b->next)
         if (b->qseq_min < low)
             low = b->qseq_min;
     return low;
+}
+
+/* ---- spilling --------------------------------------------------------------------------- */
+
+/*
+ * Moves the whole queue to the spill file when the recording side asked for it (the queue
+ * passed its memory mark). Called wherever the exporter waits or works: its main loop,
+ * every few records while encoding, and from the HTTP client's wait.
+ */
+/* Moves the queue to the backlog: O(1) under the lock. Called with c->mu held. */
+static void detach_queue_locked(struct lf_client *c)
+{
+    struct lf__exp *x = c->exp;
+    if (!c->head)
+        return;
+    if (x->bl_tail)
+        x->bl_tail->next = c->head;
+    else
+        x->bl_head = c->head;
+    x->bl_tail = c->tail;
+    x->bl_bytes += c->qbytes;
+    atomic_store(&c->held_bytes, x->bl_bytes);
+    c->head = c->tail = NULL;
+    c->qcount = 0;
+    c->qbytes = 0;
+}
+
+void lf__exporter_service(void *arg)
+{
+    struct lf_client *c = arg;
+    struct lf__exp *x = c->exp;
+    if (!atomic_load_explicit(&c->spill_wanted, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (x->spill.failed)
+        c->spill_at = 0; /* no file to spill to: the memory cap alone bounds the queue */
+    else
+        detach_queue_locked(c);
+    c->spill_signaled = 0;
+    atomic_store(&c->spill_wanted, 0);
+    pthread_mutex_unlock(&c->mu);
+    if (x->spill.failed || !x->bl_head)
+        return;
+    struct lf_obs *list = x->bl_head;
+    x->bl_head = x->bl_tail = NULL;
+    x->bl_bytes = 0;
+    atomic_store(&c->held_bytes, 0);
+    uint64_t dropped = 0;
+    uint64_t n = lf__spill_write(&x->spill, list, &dropped, release_rec, c);
+    return_recs(c);
+    count(&c->n.spilled, n);
+    if (dropped) {
+        count(&c->n.dropped_queue, dropped);
+        lf__log_once(c, SLOT_QUEUE, LF_LOG_WARN,
+                     "the spill file in %s is full or failing (%s); %llu observations dropped",
+                     x->spill.dir, x->spill.failed ? "cannot be created" : "cap reached",
+                     (unsigned long long)dropped);
+    }
 }
 
 /* ---- spooling ------------------------------------------------------------------------- */
@@ -288,7 +397,7 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
 {
     struct lf__exp *x = c->exp;
     struct lf__redactor *red = lf__redactor_get(c);
-    struct lf__enc e = {&c->conf, red, lf_now_ns()};
+    struct lf__enc e = {&c->conf, red, lf_now_ns(), lf__exporter_service, c, release_rec};
     while (list) {
         struct lf__body body;
         uint64_t truncated = 0, dropped = 0;
@@ -332,6 +441,7 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
         b->gz = body.gz;
         append(x, b);
     }
+    return_recs(c);
     lf__redactor_put(c, red);
 }
 
@@ -702,6 +812,46 @@ static void bound_pending(struct lf_client *c)
 /* When the exporter must look again by itself. With an empty queue that is one interval
  * from now: the recording path signals only when a batch fills, so an idle exporter ticks
  * once per interval to pick up a trickle, costing one wake-up per second. */
+/*
+ * The next records to encode, about one request's worth: the spill file's first (they are
+ * older), else the front of the queue. Taking a bounded slice rather than the whole queue
+ * keeps what the exporter holds in memory bounded too. Called with c->mu held.
+ */
+static struct lf_obs *take(struct lf_client *c)
+{
+    struct lf__exp *x = c->exp;
+    size_t want = c->conf.max_request_bytes;
+    if (x->spill.nrec) {
+        uint64_t lost = 0;
+        pthread_mutex_unlock(&c->mu);
+        struct lf_obs *list = lf__spill_read(&x->spill, want, &lost);
+        pthread_mutex_lock(&c->mu);
+        if (lost) {
+            count(&c->n.dropped_nomem, lost);
+            lf__log(c, LF_LOG_WARN, "the spill file could not be read back: %llu observations "
+                    "lost", (unsigned long long)lost);
+        }
+        return list;
+    }
+    detach_queue_locked(c);
+    struct lf_obs *head = x->bl_head, *last = NULL, *r = head;
+    size_t bytes = 0;
+    while (r && (bytes < want || !last)) {
+        bytes += lf__rec_size(r);
+        last = r;
+        r = r->next;
+    }
+    if (!last)
+        return NULL;
+    x->bl_head = r;
+    if (!r)
+        x->bl_tail = NULL;
+    last->next = NULL;
+    x->bl_bytes -= bytes;
+    atomic_store(&c->held_bytes, x->bl_bytes);
+    return head;
+}
+
 static int64_t next_due(struct lf_client *c, int64_t now)
 {
     struct lf__exp *x = c->exp;
@@ -723,7 +873,9 @@ static int work_ready(struct lf_client *c, int64_t now)
         return 1;
     if (x->head && (x->blocked || x->head->next_try <= now))
         return 1;
-    return c->replay_asked;
+    if ((x->spill.nrec || x->bl_head) && (!x->head || x->blocked))
+        return 1; /* a backlog: encode it as soon as the line is free */
+    return c->replay_asked || atomic_load(&c->spill_wanted);
 }
 
 static int spool_batches_pending(const struct lf__exp *x)
@@ -757,30 +909,17 @@ void *lf__exporter_main(void *arg)
         int64_t now = lf__mono_ns();
         while (!work_ready(c, now)) {
             int64_t due = next_due(c, now);
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t wait = due - now;
-            if (wait < 1000000)
-                wait = 1000000;
-            int64_t abs_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + wait;
-            ts.tv_sec = (time_t)(abs_ns / 1000000000);
-            ts.tv_nsec = (long)(abs_ns % 1000000000);
-            pthread_cond_timedwait(&c->wake, &c->mu, &ts);
+            lf__cond_wait_until(&c->wake, &c->mu, due > now + 1000000 ? due : now + 1000000);
             now = lf__mono_ns();
         }
-        struct lf_obs *list = c->head;
-        c->head = c->tail = NULL;
-        c->qcount = 0;
-        c->qbytes = 0;
+        pthread_mutex_unlock(&c->mu);
+        lf__exporter_service(c);
+        pthread_mutex_lock(&c->mu);
+        struct lf_obs *list = take(c);
         int stopping = c->stopping;
         int64_t deadline = c->stop_deadline_ns;
         int replay = c->replay_asked;
         c->replay_asked = 0;
-        /* Until encoded, the taken records are not in the queue: keep flush accounting
-         * right by holding done_below where it is. */
-        uint64_t hold = list ? list->qseq : UINT64_MAX;
-        if (hold < c->done_below)
-            c->done_below = hold;
         pthread_mutex_unlock(&c->mu);
 
         if (list) {
@@ -797,7 +936,7 @@ void *lf__exporter_main(void *arg)
         if (!spool_batches_pending(x))
             c->replay_gen++;
         pthread_cond_broadcast(&c->done);
-        if (stopping && !c->head && !x->head)
+        if (stopping && !c->head && !x->head && !x->spill.nrec && !x->bl_head)
             break;
     }
     c->stopped = 1;
@@ -816,15 +955,8 @@ int lf__exporter_request_replay(struct lf_client *c, int64_t deadline_ns)
     c->replay_asked = 1;
     pthread_cond_signal(&c->wake);
     /* Two generations: the first may have been counted before our files were queued. */
-    while (c->replay_gen < gen + 2 && !c->stopped && lf__mono_ns() < deadline_ns) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t left = deadline_ns - lf__mono_ns();
-        int64_t abs_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (left > 0 ? left : 0);
-        ts.tv_sec = (time_t)(abs_ns / 1000000000);
-        ts.tv_nsec = (long)(abs_ns % 1000000000);
-        pthread_cond_timedwait(&c->done, &c->mu, &ts);
-    }
+    while (c->replay_gen < gen + 2 && !c->stopped && lf__mono_ns() < deadline_ns)
+        lf__cond_wait_until(&c->done, &c->mu, deadline_ns);
     pthread_mutex_unlock(&c->mu);
     struct lf__spool_entry *v;
     size_t n;

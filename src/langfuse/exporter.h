@@ -24,6 +24,8 @@ int64_t lf__exporter_grace_ns(const struct lf_client *c);
 /* Synchronous spool replay on the caller's thread (lf_client_replay_spool). */
 int lf__exporter_request_replay(struct lf_client *c, int64_t deadline_ns);
 
-int64_t lf__mono_ns(void);
+/* Serves urgent work (a spill the queue asked for); the HTTP wait's hook. */
+void lf__exporter_service(void *c);
+
 
 #endif

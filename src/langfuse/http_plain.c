@@ -30,9 +30,8 @@
 #include "alloc.h"
 #include "buf.h"
 #include "http.h"
+#include "internal.h"
 #include "langfuse/langfuse.h"
-
-int64_t lf__mono_ns(void);
 
 #define HEAD_MAX 16384
 #define DNS_TTL_NS (60LL * 1000000000) /* re-resolve a name at most once a minute */
@@ -179,7 +178,7 @@ static int resolve(struct plain *p, int64_t start, int timeout_ms, struct lf__ht
         return -1;
     }
     pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->done_cv, NULL);
+    lf__cond_init(&l->done_cv);
     l->refs = 2;
     snprintf(l->host, sizeof(l->host), "%s", p->host);
     snprintf(l->port, sizeof(l->port), "%s", p->port);
@@ -213,12 +212,7 @@ static int resolve(struct plain *p, int64_t start, int timeout_ms, struct lf__ht
             break;
         }
         int64_t wait = deadline - now < 50000000 ? deadline - now : 50000000;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t abs_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + wait;
-        ts.tv_sec = (time_t)(abs_ns / 1000000000);
-        ts.tv_nsec = (long)(abs_ns % 1000000000);
-        pthread_cond_timedwait(&l->done_cv, &l->mu, &ts);
+        lf__cond_wait_until(&l->done_cv, &l->mu, now + wait);
         if (!l->done && p->base.opts.on_wait) {
             pthread_mutex_unlock(&l->mu);
             p->base.opts.on_wait(p->base.opts.ud);

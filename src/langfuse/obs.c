@@ -14,12 +14,11 @@
 
 static struct lf_obs *obs_new(struct lf_client *c, unsigned type)
 {
-    struct lf_obs *o = lf__malloc(sizeof(*o));
+    struct lf_obs *o = lf__obs_alloc(c);
     if (!o) {
         atomic_fetch_add(&c->n.dropped_nomem, 1);
         return NULL;
     }
-    memset(o, 0, sizeof(*o));
     o->client = c;
     o->type = (uint8_t)type;
     o->start_ns = lf_now_ns();

@@ -70,7 +70,7 @@ static void put_d(struct lf_obs *r, uint8_t tag, const char *key, double v)
 /* Encodes a list into bodies; returns them parsed, in a JSON array. */
 static json_t *encode(struct lf_obs *list, uint64_t *truncated, uint64_t *dropped, size_t *max_len)
 {
-    struct lf__enc e = {&conf, red, 1700000002000000000LL};
+    struct lf__enc e = {&conf, red, 1700000002000000000LL, NULL, NULL, NULL};
     json_t *all = json_array();
     uint64_t t = 0, d = 0;
     size_t ml = 0;
@@ -375,7 +375,7 @@ static void test_secrets_never_encoded(void **state)
     put_s(r, LF__F_INPUT, LF__V_JSON, NULL, "{\"k\":\"topsecret-123\",\"t\":\"sk-ant-api03-xxxxxxxxxxxx\"}");
     put_s(r, LF__F_META, LF__V_STR, "m", "Bearer abcdefghijklmnopqrstuvwxyz");
     put_s(r, LF__T_USER, LF__V_STR, NULL, "topsecret-123");
-    struct lf__enc e = {&conf, red, 0};
+    struct lf__enc e = {&conf, red, 0, NULL, NULL, NULL};
     struct lf__body b;
     uint64_t t = 0, d = 0;
     struct lf_obs *list = r;
@@ -395,7 +395,7 @@ static void test_allocation_failures(void **state)
         put_s(r, LF__F_INPUT, LF__V_JSON, NULL, "{\"a\":[1,2,3],\"b\":\"text\"}");
         put_s(r, LF__T_TAG, LF__V_STR, NULL, "t");
         put_i(r, LF__F_USAGE, "input", 1);
-        struct lf__enc e = {&conf, red, 0};
+        struct lf__enc e = {&conf, red, 0, NULL, NULL, NULL};
         struct lf__body b;
         uint64_t t = 0, d = 0;
         struct lf_obs *list = r;
