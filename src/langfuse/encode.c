@@ -398,6 +398,8 @@ int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_
     if (lf__buf_failed(&enc->out))
         goto nomem;
     body->nrec = n;
+    if (e->tick)
+        e->tick(e->tick_ud); /* compression takes a while: serve urgent work first */
     if (e->conf->gzip) {
         if (compress_body(enc, body))
             goto nomem;

@@ -824,7 +824,7 @@ static struct lf_obs *take(struct lf_client *c)
     if (x->spill.nrec) {
         uint64_t lost = 0;
         pthread_mutex_unlock(&c->mu);
-        struct lf_obs *list = lf__spill_read(&x->spill, want, &lost);
+        struct lf_obs *list = lf__spill_read(&x->spill, want, &lost, lf__exporter_service, c);
         pthread_mutex_lock(&c->mu);
         if (lost) {
             count(&c->n.dropped_nomem, lost);

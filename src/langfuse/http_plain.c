@@ -368,33 +368,38 @@ static int read_response(struct plain *p, int64_t start, int timeout_ms,
     long long clen = -1;
     long retry = -1;
     *got_any = 0;
+    int need_more = 1;
     for (;;) {
-        if (hlen == sizeof(head)) {
-            snprintf(res->error, sizeof(res->error), "response head larger than %d bytes", HEAD_MAX);
-            return -1;
+        if (need_more) {
+            if (hlen == sizeof(head)) {
+                snprintf(res->error, sizeof(res->error), "response head larger than %d bytes", HEAD_MAX);
+                return -1;
+            }
+            ssize_t r = recv_some(p, head + hlen, sizeof(head) - hlen, start, timeout_ms, res);
+            if (r < 0)
+                return -1;
+            if (r == 0) {
+                snprintf(res->error, sizeof(res->error), "the server closed the connection without an answer");
+                return -1;
+            }
+            *got_any = 1;
+            hlen += (size_t)r;
         }
-        ssize_t r = recv_some(p, head + hlen, sizeof(head) - hlen, start, timeout_ms, res);
-        if (r < 0)
-            return -1;
-        if (r == 0) {
-            snprintf(res->error, sizeof(res->error), "the server closed the connection without an answer");
-            return -1;
-        }
-        *got_any = 1;
-        hlen += (size_t)r;
         hsize = lf__http_parse_head(head, hlen, &status, &clen, &chunked, &closing, &retry,
                                     (long long)time(NULL));
         if (hsize < 0) {
             snprintf(res->error, sizeof(res->error), "malformed response head");
             return -1;
         }
+        need_more = hsize == 0;
         if (hsize == 0)
             continue;
         if (status >= 100 && status < 200) {
-            /* an interim answer: drop it and read on */
+            /* an interim answer: drop it, then look at what follows it */
             memmove(head, head + hsize, hlen - (size_t)hsize);
             hlen -= (size_t)hsize;
             hsize = 0;
+            need_more = hlen == 0;
             continue;
         }
         break;

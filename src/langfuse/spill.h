@@ -45,7 +45,9 @@ uint64_t lf__spill_write(struct lf__spill *s, struct lf_obs *list, uint64_t *dro
 
 /* Reads the oldest records, about `max_bytes` of them (at least one), as a list the caller
  * owns. NULL when empty (or on a read error, after which the file is dropped and its
- * records counted in *lost). */
-struct lf_obs *lf__spill_read(struct lf__spill *s, size_t max_bytes, uint64_t *lost);
+ * records counted in *lost). `tick` (may be NULL) is called every few dozen records; it may
+ * append to the file. */
+struct lf_obs *lf__spill_read(struct lf__spill *s, size_t max_bytes, uint64_t *lost,
+                              void (*tick)(void *ud), void *ud);
 
 #endif

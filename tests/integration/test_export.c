@@ -57,6 +57,7 @@ struct opts {
     int max_retries;
     size_t max_event_bytes;
     size_t spool_max_bytes;
+    size_t max_queue_bytes;
 };
 
 static lf_client *client(const struct opts *o)
@@ -80,6 +81,8 @@ static lf_client *client(const struct opts *o)
             c.max_event_bytes = o->max_event_bytes;
         if (o->spool_max_bytes)
             c.spool_max_bytes = o->spool_max_bytes;
+        if (o->max_queue_bytes)
+            c.max_queue_bytes = o->max_queue_bytes;
     }
     c.debug = getenv("LF_TEST_DEBUG") != NULL;
     lf_client *cl = lf_client_new(&c);
@@ -671,6 +674,43 @@ static void test_full_spool_drops_oldest_and_counts(void **state)
     lf_client_free(c);
 }
 
+static void test_burst_spills_and_loses_nothing(void **state)
+{
+    (void)state;
+    /* The default 8 MiB queue against 8,000 observations of 1 KiB (about 11 MiB in memory)
+     * recorded as fast as possible, with a slow server: memory alone cannot hold them; the
+     * spill file must, and nothing is lost. (A smaller queue would test the machine's
+     * scheduling too: with two cores shared by this test, the receiver and the exporter,
+     * the exporter can lose its core for milliseconds.) */
+    set_mode("{\"mode\":\"slow\",\"delay_ms\":50}");
+    struct opts o = {.max_queue_bytes = 0};
+    lf_client *c = client(&o);
+    lf_obs *t = lf_trace_start(c, "burst", NULL);
+    char tid[33], text[1025];
+    lf_obs_trace_id(t, tid);
+    random_text(text, 1024, 99);
+    for (int i = 0; i < 8000; i++) {
+        lf_obs *g = lf_obs_start(t, LF_OBS_GENERATION, "g");
+        lf_obs_set_input_string(g, text);
+        lf_obs_set_usage(g, "input", i);
+        lf_obs_end(g);
+    }
+    lf_obs_end(t);
+    assert_int_equal(lf_client_flush(c, 30000), LF_OK);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_true(s.spilled > 0);
+    assert_int_equal(s.dropped_queue, 0);
+    assert_int_equal(s.delivered, 8001);
+    assert_true(s.queue_peak_bytes <= (8 << 20) + 4096);
+    long st;
+    json_t *tr = get_trace(tid, &st);
+    assert_int_equal(json_array_size(json_object_get(tr, "observations")), 8001);
+    json_decref(tr);
+    assert_exactly_once(8001);
+    lf_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -690,6 +730,7 @@ int main(void)
         cmocka_unit_test_setup(test_oversized_input_truncated_visibly, reset),
         cmocka_unit_test_setup(test_visible_while_running, reset),
         cmocka_unit_test_setup(test_full_spool_drops_oldest_and_counts, reset),
+        cmocka_unit_test_setup(test_burst_spills_and_loses_nothing, reset),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     tu_rmrf(spool);

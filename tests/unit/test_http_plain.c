@@ -1,0 +1,320 @@
+/* test_http_plain.c - the plain HTTP/1.1 client against a scripted server on loopback:
+ * what it sends, keep-alive and reconnects, body framings, timeouts, abort, wake-ups. */
+#include "cm.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "internal.h"
+
+/* ---- a scripted server ------------------------------------------------------------------ */
+
+struct reply {
+    const char *raw;  /* bytes to answer with; NULL: never answer */
+    int close_after;  /* close the connection after answering */
+};
+
+struct server {
+    int lfd, port;
+    pthread_t thread;
+    struct reply script[8];
+    int nscript, next;
+    int accepts;
+    char last_request[8192];
+    size_t last_len;
+    volatile int stop;
+};
+
+static size_t read_request(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    long long want = -1;
+    while (n < cap) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 5000) <= 0)
+            break;
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        char *end = memmem(buf, n, "\r\n\r\n", 4);
+        if (end && want < 0) {
+            char *cl = strcasestr(buf, "Content-Length:");
+            want = (end + 4 - buf) + (cl ? atoll(cl + 15) : 0);
+        }
+        if (want >= 0 && (long long)n >= want)
+            break;
+    }
+    return n;
+}
+
+static void *serve(void *arg)
+{
+    struct server *s = arg;
+    while (!s->stop) {
+        struct pollfd p = {s->lfd, POLLIN, 0};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        s->accepts++;
+        for (;;) {
+            size_t n = read_request(fd, s->last_request, sizeof(s->last_request) - 1);
+            if (n == 0)
+                break;
+            s->last_request[n] = '\0';
+            s->last_len = n;
+            struct reply *r = &s->script[s->next < s->nscript ? s->next++ : s->nscript - 1];
+            if (!r->raw) {
+                while (!s->stop)
+                    usleep(10000);
+                break;
+            }
+            ssize_t w = write(fd, r->raw, strlen(r->raw));
+            (void)w;
+            if (r->close_after)
+                break;
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+static void server_start(struct server *s)
+{
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(s->lfd, 8), 0);
+    socklen_t len = sizeof(a);
+    getsockname(s->lfd, (struct sockaddr *)&a, &len);
+    s->port = ntohs(a.sin_port);
+    pthread_create(&s->thread, NULL, serve, s);
+}
+
+static void server_stop(struct server *s)
+{
+    s->stop = 1;
+    pthread_join(s->thread, NULL);
+    close(s->lfd);
+}
+
+static atomic_llong abort_at;
+static int waits;
+static void on_wait(void *ud)
+{
+    (void)ud;
+    waits++;
+}
+
+static struct lf__http *client(struct server *s, const char *prefix)
+{
+    char url[128], err[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, prefix);
+    struct lf__http_opts o = {url, "pk-lf-1:sk-lf-2", &abort_at, on_wait, NULL};
+    struct lf__http *h = lf__http_new(&o, err, sizeof(err));
+    if (!h)
+        fail_msg("%s", err);
+    return h;
+}
+
+#define OK200 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+static void test_request_and_keep_alive(void **state)
+{
+    (void)state;
+    struct server s = {.script = {{OK200, 0}}, .nscript = 1};
+    server_start(&s);
+    struct lf__http *h = client(&s, "/langfuse/");
+    struct lf__http_result res;
+    assert_int_equal(lf__http_post(h, "/api/public/ingestion", "{\"batch\":[]}", 12, 1, 5000, &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(res.body, "{}");
+    lf__http_result_free(&res);
+    const char *req = s.last_request;
+    assert_non_null(strstr(req, "POST /langfuse/api/public/ingestion HTTP/1.1\r\n"));
+    char host[64];
+    snprintf(host, sizeof(host), "Host: 127.0.0.1:%d\r\n", s.port);
+    assert_non_null(strstr(req, host));
+    /* base64("pk-lf-1:sk-lf-2") */
+    assert_non_null(strstr(req, "Authorization: Basic cGstbGYtMTpzay1sZi0y\r\n"));
+    assert_non_null(strstr(req, "Content-Encoding: gzip\r\n"));
+    assert_non_null(strstr(req, "Content-Length: 12\r\n"));
+    assert_memory_equal(req + s.last_len - 12, "{\"batch\":[]}", 12);
+    /* a second request reuses the connection */
+    assert_int_equal(lf__http_post(h, "/x", "ab", 2, 0, 5000, &res), 0);
+    lf__http_result_free(&res);
+    assert_null(strstr(s.last_request, "Content-Encoding"));
+    assert_int_equal(s.accepts, 1);
+    lf__http_free(h);
+    server_stop(&s);
+}
+
+static void test_reconnects_when_server_closed(void **state)
+{
+    (void)state;
+    /* answers without saying so, then closes: the client finds out and reconnects */
+    struct server s = {.script = {{OK200, 1}}, .nscript = 1};
+    server_start(&s);
+    struct lf__http *h = client(&s, "");
+    struct lf__http_result res;
+    for (int i = 0; i < 3; i++) {
+        usleep(20000);
+        assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), 0);
+        assert_int_equal(res.status, 200);
+        lf__http_result_free(&res);
+    }
+    assert_int_equal(s.accepts, 3);
+    lf__http_free(h);
+    server_stop(&s);
+}
+
+static void test_framings(void **state)
+{
+    (void)state;
+    struct server s = {
+        .script = {{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", 0},
+                   {"HTTP/1.1 429 Too Many\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n", 0},
+                   {"HTTP/1.1 503 Busy\r\nConnection: close\r\n\r\nuntil close", 1},
+                   {"HTTP/1.1 204 No Content\r\n\r\n", 0}},
+        .nscript = 4};
+    server_start(&s);
+    struct lf__http *h = client(&s, "");
+    struct lf__http_result res;
+    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), 0);
+    assert_int_equal(res.status, 201);
+    assert_string_equal(res.body, "abcde");
+    lf__http_result_free(&res);
+    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), 0);
+    assert_int_equal(res.status, 429);
+    assert_int_equal(res.retry_after_ms, 2000);
+    lf__http_result_free(&res);
+    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), 0);
+    assert_int_equal(res.status, 503);
+    assert_string_equal(res.body, "until close");
+    lf__http_result_free(&res);
+    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), 0);
+    assert_int_equal(res.status, 204);
+    lf__http_result_free(&res);
+    lf__http_free(h);
+    server_stop(&s);
+}
+
+static void test_malformed_answer(void **state)
+{
+    (void)state;
+    struct server s = {.script = {{"SMTP ready\r\n\r\n", 1}}, .nscript = 1};
+    server_start(&s);
+    struct lf__http *h = client(&s, "");
+    struct lf__http_result res;
+    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), -1);
+    assert_int_equal(res.status, 0);
+    assert_non_null(strstr(res.error, "malformed"));
+    lf__http_free(h);
+    server_stop(&s);
+}
+
+static void test_timeout_abort_and_wakeup(void **state)
+{
+    (void)state;
+    struct server s = {.script = {{NULL, 0}}, .nscript = 1}; /* a black hole */
+    server_start(&s);
+    struct lf__http *h = client(&s, "");
+    struct lf__http_result res;
+    long long t0 = lf__mono_ns() / 1000000;
+    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 300, &res), -1);
+    long long took = lf__mono_ns() / 1000000 - t0;
+    assert_true(res.timed_out);
+    assert_false(res.aborted);
+    assert_true(took >= 290 && took < 1000);
+    /* an abort time shorter than the timeout wins, and says so */
+    atomic_store(&abort_at, lf__mono_ns() + 200000000);
+    waits = 0;
+    t0 = lf__mono_ns() / 1000000;
+    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 10000, &res), -1);
+    took = lf__mono_ns() / 1000000 - t0;
+    assert_true(res.aborted);
+    assert_true(took < 600);
+    assert_true(waits >= 1); /* the wait ticks call the hook */
+    atomic_store(&abort_at, 0);
+    lf__http_free(h);
+    server_stop(&s);
+}
+
+static void *wake_later(void *arg)
+{
+    usleep(100000);
+    lf__http_wakeup(arg);
+    return NULL;
+}
+
+static void test_wakeup_calls_hook_promptly(void **state)
+{
+    (void)state;
+    struct server s = {.script = {{NULL, 0}}, .nscript = 1};
+    server_start(&s);
+    struct lf__http *h = client(&s, "");
+    pthread_t t;
+    waits = 0;
+    pthread_create(&t, NULL, wake_later, h);
+    struct lf__http_result res;
+    lf__http_post(h, "/p", "x", 1, 0, 160, &res);
+    pthread_join(t, NULL);
+    /* ticks every 50 ms plus one extra for the wake-up */
+    assert_true(waits >= 3);
+    lf__http_free(h);
+    server_stop(&s);
+}
+
+static void test_refused_and_bad_urls(void **state)
+{
+    (void)state;
+    char err[256];
+    struct lf__http_opts o = {"http://127.0.0.1:1", "a:b", NULL, NULL, NULL};
+    struct lf__http *h = lf__http_new(&o, err, sizeof(err));
+    assert_non_null(h);
+    struct lf__http_result res;
+    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 2000, &res), -1);
+    assert_non_null(strstr(res.error, "cannot connect"));
+    lf__http_free(h);
+    const char *bad[] = {"http://", "http://host:99999", "http://host:80x", "http://[::1",
+                         "http://ho st", "ftp://host"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        o.base_url = bad[i];
+        err[0] = '\0';
+        assert_null(lf__http_new(&o, err, sizeof(err)));
+        assert_true(strlen(err) > 0);
+    }
+    o.base_url = "http://[::1]:8080/base";
+    h = lf__http_new(&o, err, sizeof(err));
+    assert_non_null(h);
+    lf__http_free(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_and_keep_alive),
+        cmocka_unit_test(test_reconnects_when_server_closed),
+        cmocka_unit_test(test_framings),
+        cmocka_unit_test(test_malformed_answer),
+        cmocka_unit_test(test_timeout_abort_and_wakeup),
+        cmocka_unit_test(test_wakeup_calls_hook_promptly),
+        cmocka_unit_test(test_refused_and_bad_urls),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

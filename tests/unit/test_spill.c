@@ -1,0 +1,132 @@
+/* test_spill.c - the spill file: order, sizes, caps, failure. */
+#include "cm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "spill.h"
+#include "testutil.h"
+
+static struct lf_obs *mk(uint64_t qseq, size_t len)
+{
+    struct lf_obs *r = calloc(1, sizeof(*r));
+    r->qseq = qseq;
+    r->seq = (uint32_t)qseq * 3;
+    r->start_ns = (int64_t)qseq * 1000;
+    r->end_ns = r->start_ns + 7;
+    r->type = LF_OBS_TOOL;
+    r->flags = LF__REC_ENDED;
+    memset(r->span_id, (int)qseq, 8);
+    if (len) {
+        r->data = malloc(len);
+        for (size_t i = 0; i < len; i++)
+            r->data[i] = (unsigned char)(qseq + i);
+        r->len = r->cap = (uint32_t)len;
+    }
+    return r;
+}
+
+static struct lf_obs *chain(uint64_t from, int n, size_t len)
+{
+    struct lf_obs *head = NULL, **tail = &head;
+    for (int i = 0; i < n; i++) {
+        /* sizes vary, one is larger than the read buffer */
+        size_t l = i == 7 ? 300000 : len + (size_t)i * 13;
+        *tail = mk(from + (uint64_t)i, l);
+        tail = &(*tail)->next;
+    }
+    return head;
+}
+
+static void check(struct lf_obs *r, uint64_t qseq)
+{
+    assert_int_equal(r->qseq, qseq);
+    assert_int_equal(r->seq, (uint32_t)qseq * 3);
+    assert_int_equal(r->end_ns - r->start_ns, 7);
+    assert_int_equal(r->type, LF_OBS_TOOL);
+    assert_int_equal(r->span_id[3], (uint8_t)qseq);
+    for (uint32_t i = 0; i < r->len; i++)
+        if (r->data[i] != (unsigned char)(qseq + i))
+            fail_msg("record %llu byte %u differs", (unsigned long long)qseq, i);
+}
+
+static void test_fifo_roundtrip(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("lf-spill");
+    struct lf__spill s;
+    lf__spill_init(&s, dir, 64 << 20);
+    uint64_t dropped = 0, lost = 0;
+    assert_int_equal(lf__spill_write(&s, chain(100, 40, 1000), &dropped, NULL, NULL), 40);
+    assert_int_equal(lf__spill_write(&s, chain(140, 10, 10), &dropped, NULL, NULL), 10);
+    assert_int_equal(dropped, 0);
+    assert_int_equal(s.nrec, 50);
+    assert_int_equal(s.head_qseq, 100);
+    uint64_t next = 100;
+    while (s.nrec) {
+        struct lf_obs *list = lf__spill_read(&s, 20000, &lost, NULL, NULL);
+        assert_non_null(list);
+        while (list) {
+            struct lf_obs *r = list;
+            list = r->next;
+            check(r, next++);
+            lf__rec_free(r);
+        }
+        if (s.nrec)
+            assert_int_equal(s.head_qseq, next);
+    }
+    assert_int_equal(next, 150);
+    assert_int_equal(lost, 0);
+    assert_int_equal(s.wpos, 0); /* emptied: the file starts over */
+    assert_null(lf__spill_read(&s, 1000, &lost, NULL, NULL));
+    lf__spill_close(&s);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_cap_drops_and_counts(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("lf-spill");
+    struct lf__spill s;
+    lf__spill_init(&s, dir, 10000);
+    uint64_t dropped = 0;
+    uint64_t n = lf__spill_write(&s, chain(0, 6, 3000), &dropped, NULL, NULL);
+    assert_int_equal(n + dropped, 6);
+    assert_true(dropped >= 3);
+    lf__spill_close(&s);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static int released;
+static void count_release(void *ud, struct lf_obs *r)
+{
+    (void)ud;
+    released++;
+    lf__rec_free(r);
+}
+
+static void test_unwritable_dir_drops_everything_counted(void **state)
+{
+    (void)state;
+    struct lf__spill s;
+    lf__spill_init(&s, "/proc/no-such-dir", 1 << 20);
+    uint64_t dropped = 0;
+    released = 0;
+    assert_int_equal(lf__spill_write(&s, chain(0, 5, 100), &dropped, count_release, NULL), 0);
+    assert_int_equal(dropped, 5);
+    assert_int_equal(released, 5);
+    assert_true(s.failed);
+    lf__spill_close(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fifo_roundtrip),
+        cmocka_unit_test(test_cap_drops_and_counts),
+        cmocka_unit_test(test_unwritable_dir_drops_everything_counted),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
