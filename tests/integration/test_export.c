@@ -703,10 +703,8 @@ static void test_burst_spills_and_loses_nothing(void **state)
     assert_int_equal(s.dropped_queue, 0);
     assert_int_equal(s.delivered, 8001);
     assert_true(s.queue_peak_bytes <= (8 << 20) + 4096);
-    long st;
-    json_t *tr = get_trace(tid, &st);
-    assert_int_equal(json_array_size(json_object_get(tr, "observations")), 8001);
-    json_decref(tr);
+    (void)tid; /* 8,001 observations: the receiver's counters, not its (slow) trace view */
+    assert_int_equal(stat_of("observations"), 8001);
     assert_exactly_once(8001);
     lf_client_free(c);
 }
