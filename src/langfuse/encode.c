@@ -213,6 +213,30 @@ void lf__enc_map(struct lf__buf *out, const struct lf_obs *r, uint8_t tag)
     lf__buf_putc(out, '}');
 }
 
+int lf__enc_tags(struct lf__buf *out, const struct lf_obs *r, const struct lf__redactor *red,
+                 const char *pre, const char *post)
+{
+    struct lf__field f, g;
+    uint32_t pos = 0;
+    int n = 0;
+    while (lf__rec_next(r, &pos, &f)) {
+        if (f.tag != LF__T_TAG)
+            continue;
+        uint32_t p2 = 0;
+        int dup = 0;
+        while (!dup && lf__rec_next(r, &p2, &g) && p2 < pos)
+            dup = g.tag == LF__T_TAG && g.vlen == f.vlen && !memcmp(g.val, f.val, f.vlen);
+        if (dup)
+            continue;
+        if (n++)
+            lf__buf_putc(out, ',');
+        lf__buf_puts(out, pre);
+        lf__json_str(out, f.val, f.vlen, red, 0);
+        lf__buf_puts(out, post);
+    }
+    return n;
+}
+
 /* ---- packing ----------------------------------------------------------------------------- */
 
 static int is_cuttable(uint8_t tag)

@@ -53,6 +53,10 @@ void lf__enc_value(const struct lf__enc *e, struct lf__buf *out, const struct lf
                    const struct lf__limits *lim, enum lf__vmode mode);
 /* Writes a usage (integers) or cost (doubles) map of `tag` as a JSON object. */
 void lf__enc_map(struct lf__buf *out, const struct lf_obs *r, uint8_t tag);
+/* Writes the trace tags of `r`, in order, duplicates removed, comma-separated, each as
+ * `pre` + JSON string + `post`. Returns how many were written. */
+int lf__enc_tags(struct lf__buf *out, const struct lf_obs *r, const struct lf__redactor *red,
+                 const char *pre, const char *post);
 /* Nonzero if the entry is the last of its tag (and key): earlier ones are superseded. */
 int lf__enc_is_last(const struct lf_obs *r, uint32_t next_pos, const struct lf__field *f);
 

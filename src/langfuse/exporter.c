@@ -634,6 +634,18 @@ static const char *body_excerpt(const struct lf__http_result *res, char *out, si
 
 enum outcome { SENT, RETRY_LATER, GIVE_UP, REQUEUED };
 
+/* The head batch is done with for good (delivered or refused): drop it, and its spool file
+ * if it came from one. */
+static void retire_head(struct lf_client *c, struct lf__batch *b)
+{
+    unlink_head(c->exp);
+    if (b->spool_path && b->spool_fd > 0) {
+        lf__spool_done(b->spool_path, b->spool_fd);
+        b->spool_fd = 0;
+    }
+    batch_free(b);
+}
+
 /* Sends the head batch once and settles it. */
 static enum outcome send_head(struct lf_client *c, int stopping)
 {
@@ -674,14 +686,10 @@ static enum outcome send_head(struct lf_client *c, int stopping)
         uint32_t ok = b->nrec > rejected + later ? b->nrec - rejected - later : 0;
         count(&c->n.rejected, rejected);
         count(&c->n.delivered, ok);
-        if (b->spool_path) {
+        if (b->spool_path)
             count(&c->n.replayed, ok);
-            lf__spool_done(b->spool_path, b->spool_fd);
-            b->spool_fd = 0;
-        }
         x->last_no_answer = 0;
-        unlink_head(x);
-        batch_free(b);
+        retire_head(c, b);
         if (retry) {
             retry->next = x->head;
             x->head = retry;
@@ -707,12 +715,7 @@ static enum outcome send_head(struct lf_client *c, int stopping)
         count(&c->n.rejected, b->nrec);
         lf__log(c, LF_LOG_WARN, "an observation is too large for the server even when cut "
                 "down; dropped");
-        unlink_head(x);
-        if (b->spool_path) {
-            lf__spool_done(b->spool_path, b->spool_fd);
-            b->spool_fd = 0;
-        }
-        batch_free(b);
+        retire_head(c, b);
         return SENT;
     }
     if (st == 400 || (st >= 402 && st < 500 && st != 403 && st != 404 && st != 405 &&
@@ -722,12 +725,7 @@ static enum outcome send_head(struct lf_client *c, int stopping)
                      "the server rejected %u observations (HTTP %d): %s; not retried", b->nrec,
                      st, body_excerpt(&res, excerpt, sizeof(excerpt)));
         lf__http_result_free(&res);
-        unlink_head(x);
-        if (b->spool_path) {
-            lf__spool_done(b->spool_path, b->spool_fd);
-            b->spool_fd = 0;
-        }
-        batch_free(b);
+        retire_head(c, b);
         return SENT;
     }
     if (st == 401 || st == 403 || st == 404 || st == 405 || st == 415) {

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "iov.h"
 #include "buf.h"
 #include "http.h"
 #include "internal.h"
@@ -310,16 +311,7 @@ static int send_all(struct plain *p, struct iovec *iov, int n, int64_t start, in
             }
             continue;
         }
-        size_t done = (size_t)w;
-        while (n > 0 && done >= iov->iov_len) {
-            done -= iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + done;
-            iov->iov_len -= done;
-        }
+        lf__iov_advance(&iov, &n, (size_t)w);
     }
     return 0;
 }

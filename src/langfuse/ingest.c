@@ -170,24 +170,7 @@ static void trace_event(const struct lf__enc *e, struct lf__buf *out, const stru
     if (ntags) {
         field_name(out, &first, "tags");
         lf__buf_putc(out, '[');
-        int tfirst = 1;
-        pos = 0;
-        while (lf__rec_next(r, &pos, &f)) {
-            if (f.tag != LF__T_TAG)
-                continue;
-            struct lf__field g;
-            uint32_t p2 = 0;
-            int dup = 0;
-            while (lf__rec_next(r, &p2, &g) && p2 < pos)
-                if (g.tag == LF__T_TAG && g.vlen == f.vlen && !memcmp(g.val, f.val, f.vlen))
-                    dup = 1;
-            if (dup)
-                continue;
-            if (!tfirst)
-                lf__buf_putc(out, ',');
-            tfirst = 0;
-            lf__json_str(out, f.val, f.vlen, e->red, 0);
-        }
+        lf__enc_tags(out, r, e->red, "", "");
         lf__buf_putc(out, ']');
     }
     lf__buf_puts(out, "}}");

@@ -292,26 +292,7 @@ void lf__otlp_span(const struct lf__enc *e, struct lf__buf *out, const struct lf
         /* All tags, in order, duplicates removed. */
         key(out, &first, "langfuse.trace.tags", 19, "arrayValue");
         lf__buf_puts(out, "{\"values\":[");
-        int tfirst = 1;
-        pos = 0;
-        while (lf__rec_next(r, &pos, &f)) {
-            if (f.tag != LF__T_TAG)
-                continue;
-            struct lf__field g;
-            uint32_t p2 = 0;
-            int dup = 0;
-            while (lf__rec_next(r, &p2, &g) && p2 < pos)
-                if (g.tag == LF__T_TAG && g.vlen == f.vlen && !memcmp(g.val, f.val, f.vlen))
-                    dup = 1;
-            if (dup)
-                continue;
-            if (!tfirst)
-                lf__buf_putc(out, ',');
-            tfirst = 0;
-            lf__buf_puts(out, "{\"stringValue\":");
-            lf__json_str(out, f.val, f.vlen, e->red, 0);
-            lf__buf_putc(out, '}');
-        }
+        lf__enc_tags(out, r, e->red, "{\"stringValue\":", "}");
         lf__buf_puts(out, "]}}}");
     }
 

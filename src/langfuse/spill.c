@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "iov.h"
 
 #define SPILL_MAGIC 0x4C465350u /* "LFSP" */
 #define IOV_GROUP 64
@@ -110,16 +111,7 @@ static int write_iov(int fd, struct iovec *iov, int n, off_t at)
             return -1;
         }
         at += w;
-        size_t done = (size_t)w;
-        while (n > 0 && done >= iov->iov_len) {
-            done -= iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + done;
-            iov->iov_len -= done;
-        }
+        lf__iov_advance(&iov, &n, (size_t)w);
     }
     return 0;
 }
