@@ -6,6 +6,7 @@
 #include "../unit/cm.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -709,6 +710,79 @@ static void test_burst_spills_and_loses_nothing(void **state)
     lf_client_free(c);
 }
 
+struct worker {
+    lf_obs *trace;
+    int n;
+};
+
+static void *record_many(void *arg)
+{
+    struct worker *w = arg;
+    for (int i = 0; i < w->n; i++) {
+        lf_obs *o = lf_obs_start(w->trace, i % 2 ? LF_OBS_TOOL : LF_OBS_GENERATION, "work");
+        lf_obs_set_input_string(o, "from a worker thread");
+        lf_obs_set_usage(o, "input", 1);
+        lf_obs_end(o);
+    }
+    return NULL;
+}
+
+static void test_any_thread_may_record(void **state)
+{
+    (void)state;
+    lf_client *c = client(NULL);
+    lf_obs *t = lf_trace_start(c, "threads", NULL);
+    pthread_t th[4];
+    struct worker w = {t, 500};
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, record_many, &w);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    lf_obs_end(t);
+    assert_int_equal(lf_client_flush(c, 10000), LF_OK);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.delivered, 2001);
+    assert_int_equal(stat_of("observations"), 2001);
+    assert_exactly_once(2001);
+    lf_client_free(c);
+}
+
+static char logged[8192];
+static void capture_log(void *ud, enum lf_log_level level, const char *msg)
+{
+    (void)ud, (void)level;
+    size_t n = strlen(logged);
+    snprintf(logged + n, sizeof(logged) - n, "%s\n", msg);
+}
+
+static void test_secrets_never_reach_the_log(void **state)
+{
+    (void)state;
+    /* a server that echoes the credentials in its error: the log line must not */
+    set_mode("{\"mode\":\"status\",\"status\":400,\"count\":1,\"body\":\"bad key " TU_SK
+             " for " TU_PK " token sk-ant-api03-QQQQQQQQQQQQQQ\"}");
+    struct lf_config cfg;
+    lf_config_init(&cfg);
+    cfg.public_key = TU_PK;
+    cfg.secret_key = TU_SK;
+    cfg.host = rx.base;
+    cfg.flush_interval_ms = 100;
+    cfg.log = capture_log;
+    cfg.debug = 1; /* debug lines too */
+    logged[0] = '\0';
+    lf_client *c = lf_client_new(&cfg);
+    char tid[33];
+    record_turn(c, tid);
+    lf_client_flush(c, 5000);
+    lf_client_free(c);
+    assert_non_null(strstr(logged, "HTTP 400"));
+    assert_non_null(strstr(logged, "[REDACTED]"));
+    assert_null(strstr(logged, TU_SK));
+    assert_null(strstr(logged, TU_PK "\n"));
+    assert_null(strstr(logged, "sk-ant-api03"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -729,6 +803,8 @@ int main(void)
         cmocka_unit_test_setup(test_visible_while_running, reset),
         cmocka_unit_test_setup(test_full_spool_drops_oldest_and_counts, reset),
         cmocka_unit_test_setup(test_burst_spills_and_loses_nothing, reset),
+        cmocka_unit_test_setup(test_any_thread_may_record, reset),
+        cmocka_unit_test_setup(test_secrets_never_reach_the_log, reset),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     tu_rmrf(spool);
