@@ -783,6 +783,57 @@ static void test_secrets_never_reach_the_log(void **state)
     assert_null(strstr(logged, "sk-ant-api03"));
 }
 
+static void test_https_through_libcurl(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("lf-tls");
+    char cmd[2048], cert[600], key[600];
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s >/dev/null 2>&1", key, cert);
+    if (system(cmd) != 0)
+        skip(); /* no openssl command: nothing to test against */
+    struct tu_server tls;
+    assert_int_equal(tu_receiver_start_tls(&tls, cert, key), 0);
+    setenv("LANGFUSE_CA_BUNDLE", cert, 1); /* a private CA, as in a cluster */
+    struct lf_config c;
+    lf_config_init(&c);
+    c.public_key = TU_PK;
+    c.secret_key = TU_SK;
+    c.host = tls.base;
+    c.flush_interval_ms = 100;
+    lf_client *cl = lf_client_new(&c);
+    assert_true(lf_client_enabled(cl));
+    char tid[33];
+    record_turn(cl, tid);
+    assert_int_equal(lf_client_flush(cl, 10000), LF_OK);
+    lf_client_free(cl);
+    char path[128];
+    long st;
+    snprintf(path, sizeof(path), "/api/public/traces/%s", tid);
+    json_t *t = tu_get(&tls, path, &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(json_array_size(json_object_get(t, "observations")), 4);
+    json_decref(t);
+    /* without the CA the certificate is refused: nothing is sent, the data is spooled */
+    unsetenv("LANGFUSE_CA_BUNDLE");
+    c.spool_dir = spool;
+    c.max_retries = 0;
+    cl = lf_client_new(&c);
+    record_turn(cl, tid);
+    lf_client_shutdown(cl, 3000);
+    struct lf_stats s;
+    lf_client_stats(cl, &s);
+    assert_int_equal(s.delivered, 0);
+    assert_int_equal(s.spooled, 4);
+    lf_client_free(cl);
+    tu_server_stop(&tls);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -805,6 +856,7 @@ int main(void)
         cmocka_unit_test_setup(test_burst_spills_and_loses_nothing, reset),
         cmocka_unit_test_setup(test_any_thread_may_record, reset),
         cmocka_unit_test_setup(test_secrets_never_reach_the_log, reset),
+        cmocka_unit_test_setup(test_https_through_libcurl, reset),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     tu_rmrf(spool);

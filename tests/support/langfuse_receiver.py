@@ -2398,10 +2398,17 @@ def main(argv=None) -> int:
     parser.add_argument("--public-key", required=True)
     parser.add_argument("--secret-key", required=True)
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="... and this private key (PEM)")
     args = parser.parse_args(argv)
 
     state = ReceiverState(args.public_key, args.secret_key, args.verbose)
     server = ReceiverServer((args.host, args.port), state)
+    if args.tls_cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     stop = threading.Event()
 
     def request_stop(_signum, _frame):

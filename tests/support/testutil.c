@@ -99,6 +99,17 @@ int tu_receiver_start(struct tu_server *s)
     return tu_server_start(s, argv, 15000);
 }
 
+int tu_receiver_start_tls(struct tu_server *s, const char *cert, const char *key)
+{
+    char *argv[] = {TU_PYTHON, TU_SUPPORT_DIR "/langfuse_receiver.py", "--port", "0",
+                    "--public-key", TU_PK, "--secret-key", TU_SK, "--tls-cert", (char *)cert,
+                    "--tls-key", (char *)key, NULL};
+    if (tu_server_start(s, argv, 15000))
+        return -1;
+    snprintf(s->base, sizeof(s->base), "https://127.0.0.1:%d", s->port);
+    return 0;
+}
+
 struct membuf {
     char *p;
     size_t n;
@@ -132,6 +143,9 @@ json_t *tu_http(const char *method, const char *url, const char *userpwd, const 
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &m);
     if (userpwd)
         curl_easy_setopt(e, CURLOPT_USERPWD, userpwd);
+    const char *ca = getenv("LANGFUSE_CA_BUNDLE");
+    if (ca && *ca)
+        curl_easy_setopt(e, CURLOPT_CAINFO, ca);
     if (body)
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     CURLcode rc = curl_easy_perform(e);

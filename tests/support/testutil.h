@@ -24,6 +24,8 @@ void tu_server_stop(struct tu_server *s);
 
 /* Starts the Langfuse test receiver with keys pk-lf-test / sk-lf-test-secret. */
 int tu_receiver_start(struct tu_server *s);
+/* The same over HTTPS with a certificate and key (PEM files); base is https://. */
+int tu_receiver_start_tls(struct tu_server *s, const char *cert, const char *key);
 #define TU_PK "pk-lf-test"
 #define TU_SK "sk-lf-test-secret"
 
