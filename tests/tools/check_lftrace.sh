@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# lftrace reads request bodies from disk (as the spool keeps them) and prints the trace as a
+# tree: names, types, model, tokens, cost, errors, nesting, and the totals at the top.
+# Usage: check_lftrace.sh LFTRACE
+set -euo pipefail
+lftrace=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+t=0123456789abcdef0123456789abcdef
+cat > "$dir/body.json" <<JSON
+{"resourceSpans":[{"resource":{"attributes":[]},"scopeSpans":[{"scope":{"name":"liblangfuse"},"spans":[
+ {"traceId":"$t","spanId":"1111111111111111","name":"agentic-session","kind":1,
+  "startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000002500000000",
+  "attributes":[{"key":"langfuse.trace.name","value":{"stringValue":"agentic-session"}},
+                {"key":"session.id","value":{"stringValue":"sess-9"}},
+                {"key":"user.id","value":{"stringValue":"alice"}}]},
+ {"traceId":"$t","spanId":"2222222222222222","parentSpanId":"1111111111111111","name":"claude-query","kind":1,
+  "startTimeUnixNano":"1700000000100000000","endTimeUnixNano":"1700000002000000000",
+  "attributes":[{"key":"langfuse.observation.type","value":{"stringValue":"generation"}},
+                {"key":"langfuse.observation.model.name","value":{"stringValue":"claude-sonnet-4-5"}},
+                {"key":"langfuse.observation.usage_details","value":{"stringValue":"{\"input\":1200,\"output\":80}"}},
+                {"key":"langfuse.observation.cost_details","value":{"stringValue":"{\"total\":0.0048}"}}]},
+ {"traceId":"$t","spanId":"3333333333333333","parentSpanId":"2222222222222222","name":"Write","kind":1,
+  "startTimeUnixNano":"1700000001000000000","endTimeUnixNano":"1700000001500000000",
+  "attributes":[{"key":"langfuse.observation.type","value":{"stringValue":"tool"}},
+                {"key":"langfuse.observation.level","value":{"stringValue":"ERROR"}},
+                {"key":"langfuse.observation.status_message","value":{"stringValue":"permission denied"}}]}
+]}]}]}
+JSON
+gzip -c "$dir/body.json" > "$dir/lf-00000001700000000000-1-1-r3.otlp.json.gz"
+out=$("$lftrace" "$dir/lf-00000001700000000000-1-1-r3.otlp.json.gz")
+echo "$out"
+expect() { grep -qF -- "$1" <<<"$out" || { echo "lftrace: missing: $1" >&2; exit 1; }; }
+expect "trace agentic-session  $t"
+expect "session sess-9  user alice"
+expect "2.500 s  \$0.004800  tokens in 1200 out 80  3 observations, 1 errors"
+expect "└─ agentic-session [span]  2.500 s"
+expect "   └─ claude-query [generation claude-sonnet-4-5]  1.900 s  tokens: input 1200, output 80  \$0.004800"
+expect "      └─ Write [tool]  0.500 s  ERROR: permission denied"
+# a file that is not a body: one clear line, exit 1
+echo "not json" > "$dir/bad.json"
+if "$lftrace" "$dir/bad.json" 2>"$dir/err"; then echo "lftrace accepted garbage" >&2; exit 1; fi
+grep -q "bad.json: not JSON" "$dir/err"
+echo "lftrace: ok"
