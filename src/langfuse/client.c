@@ -73,7 +73,7 @@ static void atfork_child(void)
         }
         c->head = c->tail = NULL;
         c->qcount = c->qbytes = 0;
-        c->done_below = c->flush_target = c->enq_seq;
+        c->done_below = c->enq_seq;
         c->flushing = 0;
         c->thread_running = 0;
         lf__exporter_forget_after_fork(c);
@@ -94,14 +94,6 @@ struct lf__redactor *lf__redactor_get(struct lf_client *c)
     struct lf__redactor *r = c->red;
     pthread_mutex_unlock(&c->red_mu);
     return r;
-}
-
-void lf__redactor_put(struct lf_client *c, struct lf__redactor *r)
-{
-    /* Redactors are retired, not freed, until the client goes (see retired list): secrets
-     * are added a handful of times per process, so that costs nothing worth counting. */
-    (void)c;
-    (void)r;
 }
 
 int lf_client_add_secret(lf_client *c, const char *value)
@@ -317,7 +309,7 @@ void lf__enqueue(struct lf_client *c, struct lf_obs *r)
         pthread_mutex_unlock(&c->mu);
         atomic_fetch_add(&c->n.dropped_queue, 1);
         lf__rec_free(r);
-        lf__log_once(c, 5, LF_LOG_WARN,
+        lf__log_once(c, LF__REPORT_QUEUE_FULL, LF_LOG_WARN,
                      "queue full (%zu bytes): dropping observations until the exporter catches "
                      "up; the count is in the statistics",
                      c->conf.max_queue_bytes);
@@ -425,8 +417,6 @@ void lf__obs_recycle(struct lf_client *c, struct lf_obs *list)
 static int wait_finished_locked(struct lf_client *c, int64_t deadline)
 {
     uint64_t target = c->enq_seq;
-    if (target > c->flush_target)
-        c->flush_target = target;
     c->flushing++;
     pthread_cond_signal(&c->wake);
     int rc = LF_OK;
@@ -459,7 +449,6 @@ int lf_client_flush(lf_client *c, int timeout_ms)
         lf__mono_ns() + (int64_t)(timeout_ms < 0 ? c->conf.flush_timeout_ms : timeout_ms) * 1000000;
     uint64_t lost = undelivered(c);
     pthread_mutex_lock(&c->mu);
-    c->flush_deadline_ns = deadline;
     int rc = wait_finished_locked(c, deadline);
     pthread_mutex_unlock(&c->mu);
     return rc ? rc : undelivered(c) != lost ? LF_ERR_HTTP : LF_OK;

@@ -95,7 +95,6 @@ static void return_recs(struct lf_client *c)
     lf__obs_recycle(c, list);
 }
 
-enum { SLOT_400, SLOT_BLOCKED, SLOT_4XX, SLOT_413, SLOT_SPOOL, SLOT_QUEUE };
 
 int lf__exporter_connect(struct lf_client *c, char *err, size_t errlen)
 {
@@ -316,7 +315,7 @@ void lf__exporter_service(void *arg)
     count(&c->n.spilled, n);
     if (dropped) {
         count(&c->n.dropped_queue, dropped);
-        lf__log_once(c, SLOT_QUEUE, LF_LOG_WARN,
+        lf__log_once(c, LF__REPORT_SPILL, LF_LOG_WARN,
                      "the spill file in %s is full or failing (%s); %llu observations dropped",
                      x->spill.dir, x->spill.failed ? "cannot be created" : "cap reached",
                      (unsigned long long)dropped);
@@ -336,7 +335,7 @@ static void spool_batch(struct lf_client *c, struct lf__batch *b, const char *wh
     }
     if (!c->conf.spool_dir) {
         count(&c->n.spool_dropped, b->nrec);
-        lf__log_once(c, SLOT_SPOOL, LF_LOG_WARN,
+        lf__log_once(c, LF__REPORT_SPOOL, LF_LOG_WARN,
                      "%s; no spool directory is set (LANGFUSE_SPOOL_DIR), so %u observations "
                      "are lost, and later ones will be too",
                      why, b->nrec);
@@ -442,7 +441,6 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
         append(x, b);
     }
     return_recs(c);
-    lf__redactor_put(c, red);
 }
 
 /* ---- sending --------------------------------------------------------------------------- */
@@ -597,7 +595,7 @@ static uint32_t handle_multi_status(struct lf_client *c, struct lf__batch *b, co
         } else {
             rejected++;
             const char *msg = json_string_value(json_object_get(e, "message"));
-            lf__log_once(c, SLOT_400, LF_LOG_WARN,
+            lf__log_once(c, LF__REPORT_400, LF_LOG_WARN,
                          "the server rejected an event (status %d): %.300s; such events are "
                          "dropped, the count is in the statistics",
                          (int)st, msg ? msg : "no reason given");
@@ -706,7 +704,7 @@ static enum outcome send_head(struct lf_client *c, int stopping)
         return SENT;
     }
     if (st == 413) {
-        lf__log_once(c, SLOT_413, LF_LOG_INFO,
+        lf__log_once(c, LF__REPORT_413, LF_LOG_INFO,
                      "the server refused a %zu-byte request as too large; splitting requests",
                      b->len);
         lf__http_result_free(&res);
@@ -721,7 +719,7 @@ static enum outcome send_head(struct lf_client *c, int stopping)
     if (st == 400 || (st >= 402 && st < 500 && st != 403 && st != 404 && st != 405 &&
                       st != 408 && st != 415 && st != 429)) {
         count(&c->n.rejected, b->nrec);
-        lf__log_once(c, SLOT_400, LF_LOG_WARN,
+        lf__log_once(c, LF__REPORT_400, LF_LOG_WARN,
                      "the server rejected %u observations (HTTP %d): %s; not retried", b->nrec,
                      st, body_excerpt(&res, excerpt, sizeof(excerpt)));
         lf__http_result_free(&res);
@@ -730,7 +728,7 @@ static enum outcome send_head(struct lf_client *c, int stopping)
     }
     if (st == 401 || st == 403 || st == 404 || st == 405 || st == 415) {
         x->blocked = 1;
-        lf__log_once(c, SLOT_BLOCKED, LF_LOG_WARN,
+        lf__log_once(c, LF__REPORT_BLOCKED, LF_LOG_WARN,
                      "the server refused the data (HTTP %d: %s); check LANGFUSE_HOST and the "
                      "keys. Nothing more is sent this run; it is spooled for a later one",
                      st, body_excerpt(&res, excerpt, sizeof(excerpt)));

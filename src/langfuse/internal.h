@@ -45,6 +45,10 @@ struct lf__counters {
     atomic_int last_http_status;
 };
 
+/* Problems reported once per client (lf__log_once), then only counted. */
+enum lf__report { LF__REPORT_400, LF__REPORT_BLOCKED, LF__REPORT_413, LF__REPORT_SPOOL,
+                  LF__REPORT_SPILL, LF__REPORT_QUEUE_FULL, LF__SLOTS };
+
 struct lf_client {
     struct lf__conf conf;
     int enabled;           /* configured and not shut down; read without the lock */
@@ -59,12 +63,10 @@ struct lf_client {
     size_t qcount, qbytes;
     uint64_t enq_seq;        /* sequence number of the next enqueued record */
     uint64_t done_below;     /* every record with qseq below this is finished */
-    uint64_t flush_target;   /* flushers wait for done_below > target - 1 */
     int flushing;            /* number of threads in flush */
     int stopping;            /* shutdown asked: exporter drains and exits */
     int stopped;             /* exporter exited */
     int64_t stop_deadline_ns;
-    int64_t flush_deadline_ns;
     int thread_running;
     pthread_t thread;
     int fork_gen;            /* the fork generation the thread belongs to */
@@ -92,7 +94,7 @@ struct lf_client {
 
     struct lf__counters n;
     struct lf_client *next_client; /* global list, for fork handling */
-    int reported_status[6];   /* once-only reports: 400, 401, 403, 413, spool full, queue */
+    int reported_status[LF__SLOTS]; /* once-only reports, by enum lf__report */
 };
 
 /* ids.c: clocks and condition variables on CLOCK_MONOTONIC, so that deadlines do not move
@@ -110,7 +112,7 @@ uint64_t lf__sample_bound(double rate, int *all);
 /* log.c: formats, redacts with the client's secrets and hands the line to the sink. */
 void lf__log(struct lf_client *c, enum lf_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Logs once per client per `slot` (see reported_status). */
+/* Logs once per client per `slot` (an enum lf__report). */
 void lf__log_once(struct lf_client *c, int slot, enum lf_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -122,9 +124,9 @@ struct lf_obs *lf__obs_alloc(struct lf_client *c);
 /* Gives a list of finished records (linked by ->next) back to the pool; what the pool
  * cannot take is freed. */
 void lf__obs_recycle(struct lf_client *c, struct lf_obs *list);
-/* The current redactor, with a reference the caller drops with lf__redactor_put(). */
+/* The current redactor. Replaced ones are kept until the client goes (secrets are added a
+ * handful of times per process), so the pointer stays valid without a reference count. */
 struct lf__redactor *lf__redactor_get(struct lf_client *c);
-void lf__redactor_put(struct lf_client *c, struct lf__redactor *r);
 
 /* exporter.c */
 void *lf__exporter_main(void *arg);

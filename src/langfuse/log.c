@@ -44,8 +44,6 @@ static void vlog(struct lf_client *c, enum lf_log_level level, const char *fmt, 
         lf__redact_append(red, &out, raw, strlen(raw));
     else
         lf__buf_puts(&out, raw);
-    if (c)
-        lf__redactor_put(c, red);
     const char *msg = out.data && !lf__buf_failed(&out) ? out.data : "(log line lost: no memory)";
     if (c && c->conf.log)
         c->conf.log(c->conf.log_ud, level, msg);

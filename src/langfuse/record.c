@@ -116,17 +116,6 @@ size_t lf__rec_size(const struct lf_obs *r)
     return sizeof(*r) + r->cap;
 }
 
-void lf__rec_shrink(struct lf_obs *r)
-{
-    if (r->cap - r->len < 64)
-        return;
-    unsigned char *p = realloc(r->data, r->len ? r->len : 1);
-    if (p) {
-        r->data = p;
-        r->cap = r->len;
-    }
-}
-
 void lf__rec_free(struct lf_obs *r)
 {
     if (!r)

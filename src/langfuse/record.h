@@ -99,8 +99,6 @@ int64_t lf__field_i64(const struct lf__field *f);
 double lf__field_dbl(const struct lf__field *f);
 /* Bytes a queued record accounts for. */
 size_t lf__rec_size(const struct lf_obs *r);
-/* Gives back the slack of a finished record's buffer (cheap: shrinking in place). */
-void lf__rec_shrink(struct lf_obs *r);
 /* Frees a record and its data. Accepts NULL. */
 void lf__rec_free(struct lf_obs *r);
 /* A deep copy (for lf_obs_update), or NULL when memory ran out. */
