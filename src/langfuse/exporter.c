@@ -295,15 +295,18 @@ void lf__exporter_service(void *arg)
     struct lf__exp *x = c->exp;
     if (!atomic_load_explicit(&c->spill_wanted, memory_order_relaxed))
         return;
+    /* Check the file before taking anything: without one, the records stay in memory and
+     * the memory cap alone bounds the queue. */
+    int usable = lf__spill_usable(&x->spill);
     pthread_mutex_lock(&c->mu);
-    if (x->spill.failed)
-        c->spill_at = 0; /* no file to spill to: the memory cap alone bounds the queue */
+    if (!usable)
+        c->spill_at = 0;
     else
         detach_queue_locked(c);
     c->spill_signaled = 0;
     atomic_store(&c->spill_wanted, 0);
     pthread_mutex_unlock(&c->mu);
-    if (x->spill.failed || !x->bl_head)
+    if (!usable || !x->bl_head)
         return;
     struct lf_obs *list = x->bl_head;
     x->bl_head = x->bl_tail = NULL;

@@ -101,6 +101,11 @@ static int open_file(struct lf__spill *s)
     return 0;
 }
 
+int lf__spill_usable(struct lf__spill *s)
+{
+    return open_file(s) == 0;
+}
+
 static int write_iov(int fd, struct iovec *iov, int n, off_t at)
 {
     while (n > 0) {

@@ -34,6 +34,9 @@ struct lf__spill {
 void lf__spill_init(struct lf__spill *s, const char *dir, size_t max_bytes);
 void lf__spill_close(struct lf__spill *s);
 
+/* Nonzero if the file exists or can be created now (it is created on first use). */
+int lf__spill_usable(struct lf__spill *s);
+
 /*
  * Appends the records of `list` (linked by ->next) in order and hands each to `release`
  * (NULL: lf__rec_free). Records that do not fit under max_bytes, or all of them when the
