@@ -1,0 +1,363 @@
+/*
+ * messages.c - envelopes, their two stdout formats, and the mapping from Claude Code's
+ * messages. An envelope is serialized once; stdout and the sink get the same bytes, so the
+ * WebSocket and the log can never disagree about a seq.
+ */
+#include "messages.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Text mode bounds what a single tool input or result prints; JSON mode never cuts. */
+#define TEXT_MAX 2000
+
+void cc_timestamp(char out[32])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
+}
+
+void cc_out_init(struct cc_out *o, FILE *fp, enum cc_output format)
+{
+    memset(o, 0, sizeof *o);
+    o->fp = fp;
+    o->format = format;
+}
+
+/* Prints s, cut at TEXT_MAX bytes with a note of what was left out. */
+static void put_bounded(FILE *fp, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n <= TEXT_MAX) {
+        fputs(s ? s : "", fp);
+        return;
+    }
+    size_t cut = TEXT_MAX;
+    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) /* keep UTF-8 whole */
+        cut--;
+    fwrite(s, 1, cut, fp);
+    fprintf(fp, " ... (%zu more bytes)", n - cut);
+}
+
+/* The readable transcript line of one envelope (--output text). */
+static void put_text(FILE *fp, const char *ts, const char *type, const json_t *p)
+{
+    const char *kind = cc_json_str(p, "type");
+    fprintf(fp, "[%.8s] ", ts + 11);
+    if (strcmp(type, "status.update") == 0) {
+        fprintf(fp, "status %s: %s", cc_json_str(p, "phase") ? cc_json_str(p, "phase") : "?",
+                cc_json_str(p, "message") ? cc_json_str(p, "message") : "");
+    } else if (strcmp(type, "agent.running") == 0) {
+        fputs("agent running", fp);
+    } else if (strcmp(type, "agent.waiting") == 0) {
+        fputs("waiting for a user message", fp);
+    } else if (strcmp(type, "system.message") == 0) {
+        fprintf(fp, "system: %s", cc_json_str(p, "message") ? cc_json_str(p, "message") : "");
+    } else if (kind && strcmp(kind, "text") == 0) {
+        fputs("assistant: ", fp);
+        fputs(cc_json_str(p, "content") ? cc_json_str(p, "content") : "", fp);
+    } else if (kind && strcmp(kind, "thinking") == 0) {
+        fputs("thinking: ", fp);
+        put_bounded(fp, cc_json_str(p, "content"));
+    } else if (kind && strcmp(kind, "tool_use") == 0) {
+        char *in = json_dumps(json_object_get(p, "tool_input"), JSON_COMPACT);
+        fprintf(fp, "tool %s ", cc_json_str(p, "tool_name") ? cc_json_str(p, "tool_name") : "?");
+        put_bounded(fp, in);
+        free(in);
+    } else if (kind && strcmp(kind, "tool_result") == 0) {
+        fprintf(fp, "tool result%s: ",
+                json_is_true(json_object_get(p, "is_error")) ? " (error)" : "");
+        put_bounded(fp, cc_json_str(p, "content"));
+    } else if (kind && strcmp(kind, "result") == 0) {
+        json_t *cost = json_object_get(p, "cost");
+        fprintf(fp, "result: %s%s in %lld ms, %lld turns",
+                cc_json_str(p, "subtype") ? cc_json_str(p, "subtype") : "?",
+                json_is_true(json_object_get(p, "is_error")) ? " (error)" : "",
+                cc_json_int(p, "duration_ms"), cc_json_int(p, "num_turns"));
+        if (json_is_number(cost))
+            fprintf(fp, ", $%.4f total", json_number_value(cost));
+    } else if (kind && strcmp(kind, "error") == 0) {
+        fputs(cc_json_str(p, "content") ? cc_json_str(p, "content") : "Error", fp);
+    } else {
+        char *s = json_dumps(p, JSON_COMPACT);
+        fprintf(fp, "%s %s", type, s ? s : "");
+        free(s);
+    }
+    fputc('\n', fp);
+}
+
+uint64_t cc_out_emit(struct cc_out *o, const char *type, json_t *payload)
+{
+    char ts[32];
+    if (!payload)
+        payload = json_object();
+    if (!payload)
+        return 0;
+    cc_timestamp(ts);
+    json_t *env = json_pack("{s:I, s:s, s:s, s:O}", "seq", (json_int_t)(o->seq + 1), "type",
+                            type, "timestamp", ts, "payload", payload);
+    char *s = env ? json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    if (!s) {
+        json_decref(env);
+        json_decref(payload);
+        return 0;
+    }
+    o->seq++;
+    if (o->fp) {
+        if (o->format == CC_OUTPUT_TEXT)
+            put_text(o->fp, ts, type, payload);
+        else {
+            fputs(s, o->fp);
+            fputc('\n', o->fp);
+        }
+        if (fflush(o->fp) != 0 && !o->write_failed) {
+            o->write_failed = 1;
+            fprintf(stderr, "ccrunner: stdout refused a write; the message stream continues "
+                            "on the WebSocket only\n");
+        }
+    }
+    if (o->sink)
+        o->sink(o->sink_ctx, s, strlen(s));
+    free(s);
+    json_decref(env);
+    json_decref(payload);
+    return o->seq;
+}
+
+void cc_out_status(struct cc_out *o, const char *phase, const char *message)
+{
+    cc_out_emit(o, "status.update", json_pack("{s:s, s:s}", "phase", phase, "message",
+                                              message ? message : ""));
+}
+
+void cc_out_running(struct cc_out *o)
+{
+    cc_out_emit(o, "agent.running", NULL);
+}
+
+void cc_out_waiting(struct cc_out *o)
+{
+    cc_out_emit(o, "agent.waiting", NULL);
+}
+
+void cc_out_system(struct cc_out *o, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cc_out_emit(o, "system.message", json_pack("{s:s}", "message", msg));
+}
+
+static json_t *error_payload(const char *text)
+{
+    return json_pack("{s:s, s:s, s:s++}", "role", "system", "type", "error", "content",
+                     "Error: ", text);
+}
+
+void cc_out_error(struct cc_out *o, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cc_out_emit(o, "agent.message", error_payload(msg));
+}
+
+/* Adds parent_tool_use_id to a payload of a subagent's message, so a reader can nest it. */
+static json_t *nested(const struct cc_msg *m, json_t *payload)
+{
+    if (payload && m->parent_tool_use_id)
+        json_object_set_new(payload, "parent_tool_use_id", json_string(m->parent_tool_use_id));
+    return payload;
+}
+
+/* The text of a tool result's content: a string, or the text blocks of a list joined by
+ * newlines (images and other blocks are named, not inlined). Caller frees. */
+static char *tool_result_text(const json_t *content)
+{
+    if (json_is_string(content))
+        return strdup(json_string_value(content));
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+    size_t i;
+    json_t *b;
+    json_array_foreach(content, i, b) {
+        const char *t = cc_json_str(b, "type");
+        if (i > 0)
+            fputc('\n', f);
+        if (t && strcmp(t, "text") == 0)
+            fputs(cc_json_str(b, "text") ? cc_json_str(b, "text") : "", f);
+        else
+            fprintf(f, "[%s]", t ? t : "content");
+    }
+    fclose(f);
+    return out;
+}
+
+static int map_assistant(struct cc_out *o, const struct cc_msg *m)
+{
+    json_t *content = json_object_get(m->message, "content");
+    int api_error = json_is_true(json_object_get(m->root, "is_api_error_message"));
+    size_t i;
+    json_t *b;
+    int n = 0;
+    json_array_foreach(content, i, b) {
+        const char *t = cc_json_str(b, "type");
+        json_t *p = NULL;
+        if (!t)
+            continue;
+        if (strcmp(t, "text") == 0 && api_error)
+            p = error_payload(cc_json_str(b, "text") ? cc_json_str(b, "text") : "API error");
+        else if (strcmp(t, "text") == 0)
+            p = json_pack("{s:s, s:s, s:s}", "role", "assistant", "type", "text", "content",
+                          cc_json_str(b, "text") ? cc_json_str(b, "text") : "");
+        else if (strcmp(t, "thinking") == 0)
+            p = json_pack("{s:s, s:s, s:s}", "role", "assistant", "type", "thinking",
+                          "content", cc_json_str(b, "thinking") ? cc_json_str(b, "thinking") : "");
+        else if (strcmp(t, "tool_use") == 0) {
+            const char *name = cc_json_str(b, "name");
+            json_t *input = json_object_get(b, "input");
+            p = json_pack("{s:s, s:s, s:s+, s:s, s:O, s:s}", "role", "assistant", "type",
+                          "tool_use", "content", "Using tool: ", name ? name : "?", "tool_name",
+                          name ? name : "", "tool_input", input ? input : json_null(),
+                          "tool_use_id", cc_json_str(b, "id") ? cc_json_str(b, "id") : "");
+        } else
+            continue; /* redacted_thinking, server tool blocks: nothing a user reads */
+        if (cc_out_emit(o, "agent.message", nested(m, p)))
+            n++;
+    }
+    return n;
+}
+
+static int map_user(struct cc_out *o, const struct cc_msg *m)
+{
+    json_t *content = json_object_get(m->message, "content");
+    size_t i;
+    json_t *b;
+    int n = 0;
+    json_array_foreach(content, i, b) {
+        const char *t = cc_json_str(b, "type");
+        if (!t || strcmp(t, "tool_result") != 0)
+            continue; /* the CLI's own notices ("[Request interrupted by user]") */
+        char *text = tool_result_text(json_object_get(b, "content"));
+        json_t *p = json_pack("{s:s, s:s, s:s, s:s, s:b}", "role", "user", "type",
+                              "tool_result", "content", text ? text : "", "tool_use_id",
+                              cc_json_str(b, "tool_use_id") ? cc_json_str(b, "tool_use_id") : "",
+                              "is_error", json_is_true(json_object_get(b, "is_error")));
+        free(text);
+        if (cc_out_emit(o, "agent.message", nested(m, p)))
+            n++;
+    }
+    return n;
+}
+
+/* What a failed result's subtype means to a user. */
+static const char *subtype_text(const char *subtype)
+{
+    if (!subtype)
+        return "the turn failed";
+    if (strcmp(subtype, "error_max_turns") == 0)
+        return "Claude Code reached the maximum number of turns (--max-turns)";
+    if (strcmp(subtype, "error_max_budget_usd") == 0)
+        return "Claude Code reached its budget limit";
+    if (strcmp(subtype, "error_during_execution") == 0)
+        return "the turn was interrupted or failed during execution";
+    return NULL;
+}
+
+static int map_result(struct cc_out *o, const struct cc_msg *m)
+{
+    struct cc_result r;
+    int n = 0;
+    cc_msg_result(m, &r);
+    /* API failures end as subtype "success" with is_error: the synthetic assistant line
+     * already said what happened. Other failures would otherwise go unexplained. */
+    if (r.is_error && r.subtype && strcmp(r.subtype, "success") != 0) {
+        const char *why = subtype_text(r.subtype);
+        if (why)
+            cc_out_error(o, "%s (%s)", why, r.subtype);
+        else
+            cc_out_error(o, "the turn ended with %s", r.subtype);
+        n++;
+    }
+    char content[64];
+    snprintf(content, sizeof content, "Session completed in %lldms", r.duration_ms);
+    json_t *p = json_pack("{s:s, s:s, s:s, s:O, s:f, s:I, s:I, s:b, s:s}", "role", "system",
+                          "type", "result", "content", content, "usage",
+                          r.usage ? r.usage : json_null(), "cost", r.total_cost_usd,
+                          "num_turns", (json_int_t)r.num_turns, "duration_ms",
+                          (json_int_t)r.duration_ms, "is_error", r.is_error, "subtype",
+                          r.subtype ? r.subtype : "");
+    if (cc_out_emit(o, "agent.message", p))
+        n++;
+    return n;
+}
+
+static int map_system(struct cc_out *o, const struct cc_msg *m)
+{
+    const char *sub = m->subtype ? m->subtype : "";
+    const json_t *r = m->root;
+    if (strcmp(sub, "init") == 0) {
+        if (o->init_seen)
+            return 0;
+        o->init_seen = 1;
+        cc_out_system(o, "Claude Code %s started: model %s, permission mode %s",
+                      cc_json_str(r, "claude_code_version") ? cc_json_str(r, "claude_code_version")
+                                                             : "(unknown version)",
+                      cc_json_str(r, "model") ? cc_json_str(r, "model") : "(default)",
+                      cc_json_str(r, "permissionMode") ? cc_json_str(r, "permissionMode") : "?");
+        return 1;
+    }
+    if (strcmp(sub, "api_retry") == 0) {
+        long long status = cc_json_int(r, "error_status");
+        const char *error = cc_json_str(r, "error");
+        char what[64] = "no response";
+        if (status)
+            snprintf(what, sizeof what, "HTTP %lld", status);
+        cc_out_system(o, "Model API error (%s%s%s); retrying in %.1f s, attempt %lld of %lld",
+                      what, error ? ", " : "", error ? error : "",
+                      (double)cc_json_int(r, "retry_delay_ms") / 1000.0,
+                      cc_json_int(r, "attempt"), cc_json_int(r, "max_retries"));
+        return 1;
+    }
+    if (strcmp(sub, "permission_denied") == 0) {
+        const char *msg = cc_json_str(r, "message");
+        cc_out_system(o, "Permission denied for %s: %s",
+                      cc_json_str(r, "tool_name") ? cc_json_str(r, "tool_name") : "a tool",
+                      msg ? msg : "not allowed by the permission mode");
+        return 1;
+    }
+    if (strcmp(sub, "compact_boundary") == 0) {
+        cc_out_system(o, "Claude Code compacted the conversation to fit its context window");
+        return 1;
+    }
+    return 0; /* status, thinking_tokens, task_* progress: not a user's concern */
+}
+
+int cc_out_claude(struct cc_out *o, const struct cc_msg *m)
+{
+    switch (m->kind) {
+    case CC_MSG_ASSISTANT:
+        return m->message ? map_assistant(o, m) : 0;
+    case CC_MSG_USER:
+        return m->message ? map_user(o, m) : 0;
+    case CC_MSG_RESULT:
+        return map_result(o, m);
+    case CC_MSG_SYSTEM:
+        return map_system(o, m);
+    default:
+        return 0;
+    }
+}

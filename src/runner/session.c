@@ -1,0 +1,722 @@
+/*
+ * session.c - the session loop.
+ *
+ * One thread, one poll(): Claude Code's stdout, stderr and stdin pipes, its pidfd, the
+ * interactive input (stdin or the WebSocket's inbound queue), and a self-pipe for signals.
+ * Every wait is bounded by a deadline computed each round (session timeout, idle limit,
+ * interrupt and reaping escalation), so no path can hang.
+ *
+ * Turn discipline (reference/CLAUDE-CODE.md): a user line sent during a turn would be
+ * folded into that turn, so messages that arrive during a turn wait in `queue` until its
+ * result. End of session is a queue item too: it takes effect after what was asked before.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "input.h"
+#include "lines.h"
+#include "stream.h"
+
+#define TAIL_LINES 8    /* stderr lines kept for a crash report */
+#define TAIL_WIDTH 300
+#define QUEUE_MAX 1000  /* user messages waiting for a turn to end */
+#define INPUT_MAX (1u << 20)
+
+enum phase {
+    PH_RUNNING,   /* turns are taken */
+    PH_STOPPING,  /* timeout or signal: an interrupt is out, waiting for the result */
+    PH_CLOSING,   /* stdin closed: waiting for claude to exit */
+    PH_DONE,
+};
+
+struct item {
+    struct item *next;
+    char *text; /* NULL: end of session */
+};
+
+struct session {
+    const struct cc_session_config *cfg;
+    const struct cc_options *o;
+    struct cc_out *out;
+    struct cc_child child;
+    struct cc_lines out_lines, err_lines, in_lines;
+    enum phase phase;
+
+    char tail[TAIL_LINES][TAIL_WIDTH]; /* last stderr lines, a ring */
+    int tail_n;
+
+    char *wbuf;         /* bytes for claude's stdin not yet written */
+    size_t wlen, wcap;
+
+    struct item *q_head, *q_tail;
+    int q_len;
+    int turn_active;
+    int interrupt_sent;      /* for the current turn */
+    int user_interrupted;    /* ... by the user (its error result does not fail the session) */
+    int results;
+    int last_error;          /* the last result had is_error, not caused by the user */
+    char last_error_text[300];
+    int input_eof;
+
+    char fail[512];          /* set: the session failed, this says why */
+    long long start_ms, deadline_ms, idle_since_ms, stop_deadline_ms, close_deadline_ms;
+    int term_sent, kill_sent;
+    unsigned req_seq;
+    int ended_idle;
+};
+
+static int sig_pipe[2] = {-1, -1};
+static volatile sig_atomic_t sig_count;
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    sig_count++;
+    (void)!write(sig_pipe[1], &b, 1);
+    errno = saved;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void logm(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logm(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ccrunner: %s\n", line);
+}
+
+/* Records why the session failed (the first reason wins) and tells the user. */
+static void fail(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct session *s, const char *fmt, ...)
+{
+    if (s->fail[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->fail, sizeof s->fail, fmt, ap);
+    va_end(ap);
+    cc_out_error(s->out, "%s", s->fail);
+}
+
+/* ---- claude's stdin ------------------------------------------------------------------ */
+
+static void flush_stdin(struct session *s)
+{
+    while (s->wlen > 0 && s->child.in_fd >= 0) {
+        ssize_t n = write(s->child.in_fd, s->wbuf, s->wlen);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                /* EPIPE: claude is gone; its exit is noticed through the pidfd. */
+                s->wlen = 0;
+                cc_child_close_stdin(&s->child);
+            }
+            return;
+        }
+        memmove(s->wbuf, s->wbuf + n, s->wlen - (size_t)n);
+        s->wlen -= (size_t)n;
+    }
+}
+
+/* Queues one line (takes ownership) for claude's stdin. */
+static int send_line(struct session *s, char *line)
+{
+    if (!line) {
+        fail(s, "out of memory composing a message for Claude Code");
+        return -1;
+    }
+    size_t n = strlen(line);
+    if (s->child.in_fd < 0) {
+        free(line);
+        return -1;
+    }
+    if (s->wlen + n > s->wcap) {
+        size_t cap = s->wcap ? s->wcap : 4096;
+        while (cap < s->wlen + n)
+            cap *= 2;
+        char *b = realloc(s->wbuf, cap);
+        if (!b) {
+            free(line);
+            fail(s, "out of memory composing a message for Claude Code");
+            return -1;
+        }
+        s->wbuf = b;
+        s->wcap = cap;
+    }
+    memcpy(s->wbuf + s->wlen, line, n);
+    s->wlen += n;
+    free(line);
+    flush_stdin(s);
+    return 0;
+}
+
+static void send_interrupt(struct session *s)
+{
+    char id[32];
+    if (!s->turn_active || s->interrupt_sent)
+        return;
+    snprintf(id, sizeof id, "ccrunner-interrupt-%u", ++s->req_seq);
+    if (send_line(s, cc_stdin_interrupt(id)) == 0)
+        s->interrupt_sent = 1;
+}
+
+/* ---- the turn queue ------------------------------------------------------------------ */
+
+static int enqueue(struct session *s, char *text)
+{
+    struct item *it = malloc(sizeof *it);
+    if (!it) {
+        free(text);
+        return -1;
+    }
+    it->next = NULL;
+    it->text = text;
+    if (s->q_tail)
+        s->q_tail->next = it;
+    else
+        s->q_head = it;
+    s->q_tail = it;
+    s->q_len++;
+    return 0;
+}
+
+static void begin_closing(struct session *s)
+{
+    if (s->phase >= PH_CLOSING)
+        return;
+    s->phase = PH_CLOSING;
+    s->wlen = 0; /* nothing more for claude */
+    cc_child_close_stdin(&s->child);
+    s->close_deadline_ms = now_ms() + s->cfg->grace_ms;
+}
+
+/* Starts the next queued turn, or ends the session at an end-of-session item. */
+static void next_turn(struct session *s)
+{
+    while (!s->turn_active && s->phase == PH_RUNNING && s->q_head) {
+        struct item *it = s->q_head;
+        s->q_head = it->next;
+        if (!s->q_head)
+            s->q_tail = NULL;
+        s->q_len--;
+        char *text = it->text;
+        free(it);
+        if (!text) {
+            begin_closing(s);
+            return;
+        }
+        int rc = send_line(s, cc_stdin_user_turn(text));
+        free(text);
+        if (rc == 0) {
+            s->turn_active = 1;
+            s->interrupt_sent = s->user_interrupted = 0;
+            cc_out_running(s->out);
+        }
+    }
+}
+
+/* A turn ended or the session became idle: take the next message or wait for one. */
+static void after_turn(struct session *s)
+{
+    if (s->phase != PH_RUNNING)
+        return;
+    if (!s->o->interactive) {
+        begin_closing(s);
+        return;
+    }
+    next_turn(s);
+    if (!s->turn_active && s->phase == PH_RUNNING) {
+        s->idle_since_ms = now_ms();
+        cc_out_waiting(s->out);
+    }
+}
+
+/* ---- what claude prints -------------------------------------------------------------- */
+
+static void on_result(struct session *s, const struct cc_msg *m)
+{
+    struct cc_result r;
+    cc_msg_result(m, &r);
+    s->results++;
+    if (!s->turn_active)
+        return; /* a turn Claude Code started by itself (a background agent finished) */
+    s->turn_active = 0;
+    s->last_error = r.is_error && !s->user_interrupted;
+    if (s->last_error) {
+        if (r.api_error_status)
+            snprintf(s->last_error_text, sizeof s->last_error_text,
+                     "the model API failed with HTTP %lld", r.api_error_status);
+        else if (r.subtype && strcmp(r.subtype, "success") != 0)
+            snprintf(s->last_error_text, sizeof s->last_error_text, "the turn ended with %s",
+                     r.subtype);
+        else
+            snprintf(s->last_error_text, sizeof s->last_error_text, "%.200s",
+                     r.result ? r.result : "the turn failed");
+    }
+    if (s->phase == PH_STOPPING)
+        begin_closing(s);
+    else
+        after_turn(s);
+}
+
+static int on_claude_line(void *ctx, char *line, size_t len)
+{
+    struct session *s = ctx;
+    struct cc_msg m;
+    char err[200];
+    if (!line) {
+        logm("Claude Code printed a line of %zu bytes, over the %zu-byte limit; it was skipped",
+             len, s->cfg->max_line);
+        cc_out_system(s->out, "A message from Claude Code of %zu bytes was too long to relay "
+                              "and was skipped", len);
+        return 0;
+    }
+    if (cc_msg_parse(&m, line, len, err, sizeof err) < 0) {
+        logm("Claude Code printed a line that is not JSON (%s): %.200s", err, line);
+        return 0;
+    }
+    switch (m.kind) {
+    case CC_MSG_CONTROL_REQUEST: {
+        char *answer = cc_stdin_answer_control(&m);
+        if (answer)
+            send_line(s, answer);
+        break;
+    }
+    case CC_MSG_CONTROL_RESPONSE: {
+        json_t *resp = json_object_get(m.root, "response");
+        if (cc_json_str(resp, "subtype") && strcmp(cc_json_str(resp, "subtype"), "error") == 0)
+            logm("Claude Code refused a control request: %.300s",
+                 cc_json_str(resp, "error") ? cc_json_str(resp, "error") : "no reason");
+        break;
+    }
+    default:
+        cc_out_claude(s->out, &m);
+        if (m.kind == CC_MSG_RESULT)
+            on_result(s, &m);
+        break;
+    }
+    cc_msg_clear(&m);
+    return 0;
+}
+
+static int on_stderr_line(void *ctx, char *line, size_t len)
+{
+    struct session *s = ctx;
+    if (!line) {
+        logm("claude: (a stderr line of %zu bytes, skipped)", len);
+        return 0;
+    }
+    fprintf(stderr, "ccrunner: claude: %s\n", line);
+    snprintf(s->tail[s->tail_n % TAIL_LINES], TAIL_WIDTH, "%s", line);
+    s->tail_n++;
+    return 0;
+}
+
+/* The last stderr lines, joined with " | ", for an error message. */
+static void stderr_tail(const struct session *s, char *buf, size_t len)
+{
+    size_t used = 0;
+    int first = s->tail_n > TAIL_LINES ? s->tail_n - TAIL_LINES : 0;
+    buf[0] = '\0';
+    for (int i = first; i < s->tail_n && used < len; i++) {
+        const char *l = s->tail[i % TAIL_LINES];
+        if (!*l)
+            continue;
+        int n = snprintf(buf + used, len - used, "%s%s", used ? " | " : "", l);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+/* Reads what a pipe has; at EOF closes it and flushes the partial line. */
+static void drain(struct session *s, int *fd, struct cc_lines *lines, cc_line_fn fn)
+{
+    static char buf[1 << 16];
+    for (;;) {
+        ssize_t n = read(*fd, buf, sizeof buf);
+        if (n > 0) {
+            cc_lines_feed(lines, buf, (size_t)n, fn, s);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        cc_lines_finish(lines, fn, s);
+        close(*fd);
+        *fd = -1;
+        return;
+    }
+}
+
+/* ---- interactive input --------------------------------------------------------------- */
+
+static void on_input(struct session *s, const char *line, size_t len, const char *from)
+{
+    struct cc_input in;
+    cc_input_parse(line, len, &in);
+    switch (in.kind) {
+    case CC_IN_NONE:
+        break;
+    case CC_IN_INVALID:
+        cc_out_system(s->out, "Ignored input from %s: %s", from, in.why);
+        break;
+    case CC_IN_MESSAGE:
+        if (s->phase != PH_RUNNING) {
+            cc_out_system(s->out, "Ignored a user message: the session is ending");
+        } else if (s->q_len >= QUEUE_MAX) {
+            cc_out_system(s->out, "Ignored a user message: %d messages already wait for the "
+                                  "current turn", QUEUE_MAX);
+        } else {
+            if (s->turn_active)
+                cc_out_system(s->out, "Message queued: it will be sent when the current turn "
+                                      "ends");
+            enqueue(s, in.text);
+            in.text = NULL;
+            next_turn(s);
+        }
+        break;
+    case CC_IN_INTERRUPT:
+        if (s->turn_active && !s->interrupt_sent) {
+            send_interrupt(s);
+            s->user_interrupted = 1;
+            cc_out_system(s->out, "Interrupting the current turn");
+        } else {
+            cc_out_system(s->out, "Nothing to interrupt: no turn is running");
+        }
+        break;
+    case CC_IN_END:
+        if (s->phase == PH_RUNNING) {
+            enqueue(s, NULL);
+            next_turn(s);
+        }
+        break;
+    }
+    cc_input_clear(&in);
+}
+
+static int on_stdin_line(void *ctx, char *line, size_t len)
+{
+    struct session *s = ctx;
+    if (!line)
+        cc_out_system(s->out, "Ignored input: a line of %zu bytes is over the %u-byte limit",
+                      len, INPUT_MAX);
+    else
+        on_input(s, line, len, "stdin");
+    return 0;
+}
+
+static void read_input(struct session *s, int fd)
+{
+    char buf[8192];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+        cc_lines_feed(&s->in_lines, buf, (size_t)n, on_stdin_line, s);
+        return;
+    }
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    cc_lines_finish(&s->in_lines, on_stdin_line, s);
+    s->input_eof = 1;
+    /* Without a backend, the end of stdin is the end of the conversation; with one, input
+     * comes from the WebSocket and stdin is usually closed from the start. */
+    if (!s->cfg->ws && s->phase == PH_RUNNING) {
+        enqueue(s, NULL);
+        next_turn(s);
+    }
+}
+
+static void read_ws(struct session *s)
+{
+    char *msg;
+    size_t len;
+    while ((msg = cc_ws_recv(s->cfg->ws, &len))) {
+        on_input(s, msg, len, "the backend");
+        free(msg);
+    }
+}
+
+/* ---- ending -------------------------------------------------------------------------- */
+
+/* Timeout or signal: interrupt the turn and wait (bounded) for its result. */
+static void stop(struct session *s)
+{
+    if (s->phase != PH_RUNNING)
+        return;
+    if (s->turn_active) {
+        s->phase = PH_STOPPING;
+        send_interrupt(s);
+        s->stop_deadline_ms = now_ms() + s->cfg->interrupt_wait_ms;
+    } else {
+        begin_closing(s);
+    }
+}
+
+static void on_signal_byte(struct session *s)
+{
+    unsigned char sig;
+    while (read(sig_pipe[0], &sig, 1) == 1) {
+        if (s->phase <= PH_STOPPING) {
+            fail(s, "Session interrupted by %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            logm("%s received: interrupting Claude Code and ending the session (again to stop "
+                 "at once)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            stop(s);
+        } else if (!s->kill_sent) {
+            logm("second signal: stopping Claude Code now");
+            cc_child_signal(&s->child, SIGKILL);
+            s->kill_sent = 1;
+        }
+    }
+}
+
+/* Deadlines: timeout, idle limit, the interrupt's answer, claude's exit. */
+static void check_deadlines(struct session *s, long long now)
+{
+    if (s->deadline_ms && now >= s->deadline_ms && s->phase == PH_RUNNING) {
+        fail(s, "Session timed out after %g s (TIMEOUT); the running turn was interrupted",
+             s->o->timeout_s);
+        stop(s);
+    }
+    if (s->o->interactive && s->phase == PH_RUNNING && !s->turn_active && !s->q_head &&
+        s->o->idle_timeout_s > 0 && now - s->idle_since_ms >= (long long)(s->o->idle_timeout_s * 1000)) {
+        cc_out_system(s->out, "No user message for %g s (the idle limit); ending the session",
+                      s->o->idle_timeout_s);
+        s->ended_idle = 1;
+        begin_closing(s);
+    }
+    if (s->phase == PH_STOPPING && now >= s->stop_deadline_ms) {
+        logm("Claude Code did not end the turn within %d ms of the interrupt",
+             s->cfg->interrupt_wait_ms);
+        begin_closing(s);
+    }
+    if (s->phase == PH_CLOSING && now >= s->close_deadline_ms) {
+        if (!s->term_sent) {
+            logm("Claude Code did not exit %d ms after its input closed; sending SIGTERM",
+                 s->cfg->grace_ms);
+            cc_child_signal(&s->child, SIGTERM);
+            s->term_sent = 1;
+            s->close_deadline_ms = now + 5000;
+        } else if (!s->kill_sent) {
+            logm("Claude Code ignored SIGTERM; sending SIGKILL");
+            cc_child_signal(&s->child, SIGKILL);
+            s->kill_sent = 1;
+            s->close_deadline_ms = now + 5000;
+        }
+    }
+}
+
+static int next_timeout(const struct session *s, long long now)
+{
+    long long t = -1;
+#define CONSIDER(when)                                                                         \
+    do {                                                                                       \
+        long long d_ = (when) - now;                                                           \
+        if (d_ < 0)                                                                            \
+            d_ = 0;                                                                            \
+        if (t < 0 || d_ < t)                                                                   \
+            t = d_;                                                                            \
+    } while (0)
+    if (s->deadline_ms && s->phase == PH_RUNNING)
+        CONSIDER(s->deadline_ms);
+    if (s->o->interactive && s->phase == PH_RUNNING && !s->turn_active &&
+        s->o->idle_timeout_s > 0)
+        CONSIDER(s->idle_since_ms + (long long)(s->o->idle_timeout_s * 1000));
+    if (s->phase == PH_STOPPING)
+        CONSIDER(s->stop_deadline_ms);
+    if (s->phase == PH_CLOSING)
+        CONSIDER(s->close_deadline_ms);
+    if (s->child.pidfd < 0 && !s->child.exited)
+        CONSIDER(now + 50); /* no pidfd: look at the child every 50 ms */
+#undef CONSIDER
+    if (t > 60000)
+        t = 60000;
+    return (int)t;
+}
+
+/* The child is gone and its pipes are drained: decide how the session ended. */
+static int conclude(struct session *s)
+{
+    char how[128], tail[1200];
+    int status = s->child.status;
+    cc_child_describe(status, how, sizeof how);
+    if (!s->fail[0] && s->phase == PH_RUNNING) {
+        /* claude ended on its own: a crash unless it was between turns with input done */
+        stderr_tail(s, tail, sizeof tail);
+        if (s->turn_active || !s->o->interactive)
+            fail(s, "Claude Code exited unexpectedly during a turn (%s)%s%s", how,
+                 tail[0] ? ": " : "", tail);
+        else
+            fail(s, "Claude Code exited unexpectedly between turns (%s)%s%s", how,
+                 tail[0] ? ": " : "", tail);
+    }
+    if (!s->fail[0] && !s->o->interactive && s->results == 0) {
+        stderr_tail(s, tail, sizeof tail);
+        fail(s, "Claude Code ended without a result (%s)%s%s", how, tail[0] ? ": " : "", tail);
+    }
+    if (s->fail[0]) {
+        cc_out_status(s->out, "Failed", s->fail);
+        return 1;
+    }
+    if (s->last_error) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "Session failed: %s", s->last_error_text);
+        cc_out_status(s->out, "Failed", msg);
+        return 1;
+    }
+    cc_out_status(s->out, "Completed",
+                  s->ended_idle ? "Session completed (ended at the idle limit)"
+                                : "Session completed");
+    return 0;
+}
+
+static void free_queue(struct session *s)
+{
+    while (s->q_head) {
+        struct item *it = s->q_head;
+        s->q_head = it->next;
+        free(it->text);
+        free(it);
+    }
+    s->q_tail = NULL;
+    s->q_len = 0;
+}
+
+int cc_session_run(const struct cc_session_config *cfg)
+{
+    struct session s;
+    char err[512];
+    struct sigaction sa, old_term, old_int;
+    int rc;
+
+    memset(&s, 0, sizeof s);
+    s.cfg = cfg;
+    s.o = cfg->opt;
+    s.out = cfg->out;
+    s.child.pidfd = s.child.in_fd = s.child.out_fd = s.child.err_fd = -1;
+    cc_lines_init(&s.out_lines, cfg->max_line);
+    cc_lines_init(&s.err_lines, 1 << 16);
+    cc_lines_init(&s.in_lines, INPUT_MAX);
+
+    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK)) {
+        logm("cannot create a pipe: %s", strerror(errno));
+        return 2;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
+
+    s.start_ms = s.idle_since_ms = now_ms();
+    if (s.o->timeout_s > 0)
+        s.deadline_ms = s.start_ms + (long long)(s.o->timeout_s * 1000);
+    char msg[300];
+    snprintf(msg, sizeof msg, "Session %s started (%s)", cfg->session_id,
+             s.o->interactive ? "interactive" : "batch");
+    cc_out_status(s.out, "Running", msg);
+    if (cc_child_start(&s.child, cfg->claude_exe, s.o, err, sizeof err) < 0) {
+        cc_out_error(s.out, "%s", err);
+        cc_out_status(s.out, "Failed", err);
+        logm("%s", err);
+        rc = 2;
+        goto out;
+    }
+    if (s.o->prompt && *s.o->prompt) {
+        char *p = strdup(s.o->prompt);
+        if (p)
+            enqueue(&s, p);
+        next_turn(&s);
+    } else {
+        after_turn(&s); /* interactive with no first prompt: wait for one */
+    }
+
+    while (s.child.out_fd >= 0 || s.child.err_fd >= 0 || !s.child.exited) {
+        struct pollfd p[7];
+        int n = 0, i_out = -1, i_err = -1, i_in = -1, i_sig, i_pid = -1, i_input = -1, i_ws = -1;
+        if (s.child.out_fd >= 0)
+            p[i_out = n++] = (struct pollfd){.fd = s.child.out_fd, .events = POLLIN};
+        if (s.child.err_fd >= 0)
+            p[i_err = n++] = (struct pollfd){.fd = s.child.err_fd, .events = POLLIN};
+        if (s.child.in_fd >= 0 && s.wlen > 0)
+            p[i_in = n++] = (struct pollfd){.fd = s.child.in_fd, .events = POLLOUT};
+        p[i_sig = n++] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
+        if (s.child.pidfd >= 0 && !s.child.exited)
+            p[i_pid = n++] = (struct pollfd){.fd = s.child.pidfd, .events = POLLIN};
+        if (s.o->interactive && cfg->input_fd >= 0 && !s.input_eof && s.phase == PH_RUNNING)
+            p[i_input = n++] = (struct pollfd){.fd = cfg->input_fd, .events = POLLIN};
+        if (s.o->interactive && cfg->ws && s.phase == PH_RUNNING)
+            p[i_ws = n++] = (struct pollfd){.fd = cc_ws_fd(cfg->ws), .events = POLLIN};
+
+        long long now = now_ms();
+        int r = poll(p, (nfds_t)n, next_timeout(&s, now));
+        if (r < 0 && errno != EINTR) {
+            logm("poll failed: %s", strerror(errno));
+            break;
+        }
+        if (r > 0) {
+            if (p[i_sig].revents)
+                on_signal_byte(&s);
+            if (i_out >= 0 && p[i_out].revents)
+                drain(&s, &s.child.out_fd, &s.out_lines, on_claude_line);
+            if (i_err >= 0 && p[i_err].revents)
+                drain(&s, &s.child.err_fd, &s.err_lines, on_stderr_line);
+            if (i_in >= 0 && p[i_in].revents)
+                flush_stdin(&s);
+            if (i_input >= 0 && p[i_input].revents)
+                read_input(&s, cfg->input_fd);
+            if (i_ws >= 0 && p[i_ws].revents)
+                read_ws(&s);
+            if (i_pid >= 0 && p[i_pid].revents)
+                cc_child_poll(&s.child);
+        }
+        if (s.child.pidfd < 0)
+            cc_child_poll(&s.child);
+        /* claude is gone: whatever it wrote is in the pipes; read it all, then stop. A
+         * grandchild holding the pipes open must not keep the session alive. */
+        if (s.child.exited) {
+            if (s.child.out_fd >= 0)
+                drain(&s, &s.child.out_fd, &s.out_lines, on_claude_line);
+            if (s.child.err_fd >= 0)
+                drain(&s, &s.child.err_fd, &s.err_lines, on_stderr_line);
+            break;
+        }
+        check_deadlines(&s, now_ms());
+    }
+    rc = conclude(&s);
+out:
+    cc_child_reap(&s.child, 0, 0);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    close(sig_pipe[0]);
+    close(sig_pipe[1]);
+    sig_pipe[0] = sig_pipe[1] = -1;
+    free_queue(&s);
+    free(s.wbuf);
+    cc_lines_free(&s.out_lines);
+    cc_lines_free(&s.err_lines);
+    cc_lines_free(&s.in_lines);
+    return rc;
+}

@@ -1,0 +1,81 @@
+/*
+ * stream.h - Claude Code's stream-json protocol: reading what the CLI prints on stdout and
+ * writing what it reads on stdin (reference/CLAUDE-CODE.md).
+ *
+ * A line is parsed once into a struct cc_msg, which the session loop, the message stream
+ * and the tracer all read. Nothing here knows about processes or sockets.
+ */
+#ifndef CC_STREAM_H
+#define CC_STREAM_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+enum cc_msg_kind {
+    CC_MSG_UNKNOWN = 0,       /* a type this runner does not use (rate_limit_event, ...) */
+    CC_MSG_SYSTEM,            /* init, api_retry, permission_denied, status, ... */
+    CC_MSG_ASSISTANT,         /* one content block of a model response */
+    CC_MSG_USER,              /* tool results (and interruption notices) */
+    CC_MSG_STREAM_EVENT,      /* a raw SSE event (--include-partial-messages) */
+    CC_MSG_RESULT,            /* the end of a turn */
+    CC_MSG_CONTROL_REQUEST,   /* the CLI asks the host something; must be answered */
+    CC_MSG_CONTROL_RESPONSE,  /* the CLI answers one of ours */
+};
+
+/* One parsed stdout line. Every pointer is borrowed from `root`, valid until
+ * cc_msg_clear(). */
+struct cc_msg {
+    enum cc_msg_kind kind;
+    json_t *root;                   /* owned */
+    const char *type;               /* "type" ("" when missing) */
+    const char *subtype;            /* "subtype" or NULL */
+    const char *parent_tool_use_id; /* non-NULL inside a subagent */
+    json_t *message;                /* "message" of assistant and user lines, else NULL */
+    json_t *event;                  /* "event" of stream_event lines, else NULL */
+};
+
+/* The fields of a result line that the runner uses (borrowed from the cc_msg). */
+struct cc_result {
+    int is_error;
+    const char *subtype;          /* success, error_max_turns, error_during_execution, ... */
+    const char *result;           /* the turn's final text, or NULL */
+    const char *stop_reason;      /* or NULL */
+    const char *terminal_reason;  /* completed, aborted_streaming, ... or NULL */
+    double total_cost_usd;        /* cumulative for the CLI process */
+    long long duration_ms, duration_api_ms, num_turns;
+    long long api_error_status;   /* 0 when none */
+    json_t *usage;                /* this turn's usage object, or NULL */
+    json_t *model_usage;          /* cumulative modelUsage, or NULL */
+    const char *session_id;
+};
+
+/* Parses one line. 0, or -1 with err ("line 1 column 5: ...") when it is not a JSON object.
+ * On success m owns the parsed document. */
+int cc_msg_parse(struct cc_msg *m, const char *line, size_t len, char *err, size_t errlen);
+
+/* Frees what cc_msg_parse() took; accepts a cleared or zeroed cc_msg. */
+void cc_msg_clear(struct cc_msg *m);
+
+/* Fills r from a CC_MSG_RESULT. */
+void cc_msg_result(const struct cc_msg *m, struct cc_result *r);
+
+/* Convenience readers that tolerate missing keys: the string or NULL, the integer or 0. */
+const char *cc_json_str(const json_t *obj, const char *key);
+long long cc_json_int(const json_t *obj, const char *key);
+double cc_json_num(const json_t *obj, const char *key);
+
+/* Lines for the CLI's stdin, each ending in '\n'. Caller frees; NULL when out of memory. */
+char *cc_stdin_user_turn(const char *text);
+char *cc_stdin_interrupt(const char *request_id);
+/* Answer to a control request: `response` is borrowed (NULL: {}), or an error answer when
+ * `error` is non-NULL. */
+char *cc_stdin_control_response(const char *request_id, const json_t *response,
+                                const char *error);
+
+/* The answer this runner gives to a control request from the CLI (`m` is a
+ * CC_MSG_CONTROL_REQUEST): permission questions are denied with a message naming the
+ * permission mode setting (the session runs unattended), hook and MCP callbacks this runner
+ * never registered get an error answer. Caller frees the line. */
+char *cc_stdin_answer_control(const struct cc_msg *m);
+
+#endif
