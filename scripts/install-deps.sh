@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libjansson-dev libcurl4-openssl-dev libwebsockets-dev zlib1g-dev libcmocka-dev libdeflate-dev
-  python3 ca-certificates
+  python3 python3-websockets ca-certificates
 )
 missing=()
 for p in "${packages[@]}"; do
