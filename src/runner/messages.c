@@ -158,7 +158,7 @@ void cc_out_system(struct cc_out *o, const char *fmt, ...)
 
 static json_t *error_payload(const char *text)
 {
-    return json_pack("{s:s, s:s, s:s++}", "role", "system", "type", "error", "content",
+    return json_pack("{s:s, s:s, s:s+}", "role", "system", "type", "error", "content",
                      "Error: ", text);
 }
 
