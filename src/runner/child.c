@@ -145,6 +145,9 @@ static char **child_env(const struct cc_options *o, char ***owned_out)
     static const char *const replaced[] = {
         "CLAUDE_CODE_USE_VERTEX", "ANTHROPIC_VERTEX_PROJECT_ID", "CLOUD_ML_REGION", NULL,
     };
+    /* Claude Code refuses bypassPermissions as root outside a declared sandbox, and only
+     * IS_SANDBOX=1 declares one; a session container is one. */
+    int sandbox = geteuid() == 0 && strcmp(o->permission_mode, "bypassPermissions") == 0;
     size_t k = 0, nown = 0;
     for (size_t i = 0; i < n; i++) {
         const char *e = environ[i];
@@ -154,6 +157,8 @@ static char **child_env(const struct cc_options *o, char ***owned_out)
             skip = strlen(withheld[j]) == len && strncmp(e, withheld[j], len) == 0;
         for (int j = 0; replaced[j] && !skip && o->use_vertex; j++)
             skip = strlen(replaced[j]) == len && strncmp(e, replaced[j], len) == 0;
+        if (sandbox && len == 10 && strncmp(e, "IS_SANDBOX", 10) == 0)
+            skip = 1;
         if (!skip)
             env[k++] = environ[i];
     }
@@ -171,10 +176,7 @@ static char **child_env(const struct cc_options *o, char ***owned_out)
     }
     if (!getenv("DISABLE_AUTOUPDATER")) /* an unattended run must not update itself */
         SETENV("DISABLE_AUTOUPDATER", "1");
-    /* Claude Code refuses bypassPermissions as root outside a declared sandbox; a session
-     * container is one. */
-    if (geteuid() == 0 && strcmp(o->permission_mode, "bypassPermissions") == 0 &&
-        !getenv("IS_SANDBOX"))
+    if (sandbox)
         SETENV("IS_SANDBOX", "1");
 #undef SETENV
     env[k] = NULL;

@@ -28,6 +28,8 @@ static const char usage_text[] =
     "      --add-dir DIR        another directory the agent may use (repeatable)\n"
     "      --session-id ID      the AgenticSession name (SESSION_ID, AGENTIC_SESSION_NAME)\n"
     "      --timeout S          whole-session limit in seconds (TIMEOUT); default none\n"
+    "      --idle-timeout S     interactive: end after S s without a user message\n"
+    "                           (IDLE_TIMEOUT); default 3600\n"
     "      --max-turns N        passed to Claude Code\n"
     "      --permission-mode M  Claude Code permission mode (PERMISSION_MODE); default acceptEdits\n"
     "      --system-prompt TEXT appended to Claude Code's system prompt (SYSTEM_PROMPT)\n"
@@ -142,6 +144,8 @@ static int from_env(struct cc_options *o, char *err, size_t errlen)
     o->session_id = env_any(session_vars, NULL);
     if ((v = env1("TIMEOUT")) && parse_seconds(v, &o->timeout_s))
         return bad(err, errlen, "TIMEOUT", v, "use a number of seconds, e.g. TIMEOUT=1800");
+    if ((v = env1("IDLE_TIMEOUT")) && parse_seconds(v, &o->idle_timeout_s))
+        return bad(err, errlen, "IDLE_TIMEOUT", v, "use a number of seconds, e.g. IDLE_TIMEOUT=600");
     if ((v = env1("PERMISSION_MODE")))
         o->permission_mode = v;
     o->system_prompt = env1("SYSTEM_PROMPT");
@@ -245,6 +249,12 @@ int cc_options_parse(struct cc_options *o, int argc, char **argv, char *err, siz
             if (!(v = value_of(argc, argv, &i, "--session-id", err, errlen)))
                 return CC_OPT_USAGE;
             o->session_id = v;
+        } else if (is(a, "--idle-timeout")) {
+            if (!(v = value_of(argc, argv, &i, "--idle-timeout", err, errlen)))
+                return CC_OPT_USAGE;
+            if (parse_seconds(v, &o->idle_timeout_s))
+                return bad(err, errlen, "--idle-timeout", v,
+                           "use a number of seconds, e.g. --idle-timeout 600");
         } else if (is(a, "--timeout")) {
             if (!(v = value_of(argc, argv, &i, "--timeout", err, errlen)))
                 return CC_OPT_USAGE;

@@ -10,7 +10,7 @@
 #include "testutil.h"
 
 static const char *vars[] = {"INITIAL_PROMPT", "PROMPT", "INTERACTIVE", "LLM_MODEL", "WORKSPACE_PATH",
-                             "SESSION_ID", "AGENTIC_SESSION_NAME", "TIMEOUT", "PERMISSION_MODE",
+                             "SESSION_ID", "AGENTIC_SESSION_NAME", "TIMEOUT", "IDLE_TIMEOUT", "PERMISSION_MODE",
                              "SYSTEM_PROMPT", "CLAUDE_CODE_PATH", "ANTHROPIC_API_KEY",
                              "ANTHROPIC_BASE_URL", "USE_VERTEX_AI", "CLAUDE_CODE_USE_VERTEX",
                              "VERTEX_PROJECT_ID", "ANTHROPIC_VERTEX_PROJECT_ID", "VERTEX_LOCATION",
@@ -54,6 +54,7 @@ static void test_defaults_and_env(void **state)
     setenv("NAMESPACE", "team-a", 1);
     setenv("INTERACTIVE", "yes", 1);
     setenv("TIMEOUT", "90.5", 1);
+    setenv("IDLE_TIMEOUT", "120", 1);
     setenv("CLAUDE_CODE_USE_VERTEX", "1", 1);
     setenv("ANTHROPIC_VERTEX_PROJECT_ID", "proj", 1);
     setenv("CLOUD_ML_REGION", "europe-west4", 1);
@@ -63,6 +64,7 @@ static void test_defaults_and_env(void **state)
     assert_string_equal(o.namespace_name, "team-a");
     assert_true(o.interactive);
     assert_true(o.timeout_s == 90.5);
+    assert_true(o.idle_timeout_s == 120);
     assert_true(o.use_vertex);
     assert_string_equal(o.vertex_project, "proj");
     assert_string_equal(o.vertex_location, "europe-west4");
@@ -114,6 +116,8 @@ static void test_bad_values_one_clear_line(void **state)
     } cases[] = {
         {"TIMEOUT", "abc", NULL, NULL, "TIMEOUT=abc"},
         {"TIMEOUT", "10s", NULL, NULL, "TIMEOUT=10s"},
+        {"IDLE_TIMEOUT", "never", NULL, NULL, "IDLE_TIMEOUT=never"},
+        {NULL, NULL, "--idle-timeout", "0", "--idle-timeout=0"},
         {"INTERACTIVE", "maybe", NULL, NULL, "INTERACTIVE=maybe"},
         {"USE_VERTEX_AI", "perhaps", NULL, NULL, "USE_VERTEX_AI=perhaps"},
         {"PERMISSION_MODE", "yolo", NULL, NULL, "permission mode=yolo"},
