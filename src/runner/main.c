@@ -19,6 +19,7 @@
 #include "messages.h"
 #include "options.h"
 #include "session.h"
+#include "trace.h"
 #include "ws.h"
 
 #ifndef CC_VERSION
@@ -97,6 +98,8 @@ int main(int argc, char **argv)
         out.sink_ctx = ws;
     }
 
+    /* Tracing starts after every check: a session that cannot run leaves no trace. */
+    struct cc_trace *trace = cc_trace_start(&o, o.session_id);
     struct cc_session_config cfg = {
         .opt = &o,
         .claude_exe = claude,
@@ -107,8 +110,12 @@ int main(int argc, char **argv)
         .max_line = MAX_LINE,
         .grace_ms = 10000,
         .interrupt_wait_ms = 10000,
+        .trace = trace,
     };
-    int rc = cc_session_run(&cfg);
+    struct cc_session_end end;
+    int rc = cc_session_run(&cfg, &end);
+    struct cc_outcome how = {end.failed, end.message, end.exception_type};
+    cc_trace_end(trace, &how); /* bounded by LANGFUSE_FLUSH_TIMEOUT */
     cc_ws_close(ws, WS_CLOSE_MS);
     return rc;
 }

@@ -70,6 +70,7 @@ struct session {
     int input_eof;
 
     char fail[512];          /* set: the session failed, this says why */
+    const char *exception;   /* ... and its kind (struct cc_outcome) */
     long long start_ms, deadline_ms, idle_since_ms, stop_deadline_ms, close_deadline_ms;
     int term_sent, kill_sent;
     unsigned req_seq;
@@ -107,11 +108,13 @@ static void logm(const char *fmt, ...)
 }
 
 /* Records why the session failed (the first reason wins) and tells the user. */
-static void fail(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(struct session *s, const char *fmt, ...)
+static void fail(struct session *s, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(struct session *s, const char *kind, const char *fmt, ...)
 {
     if (s->fail[0])
         return;
+    s->exception = kind;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->fail, sizeof s->fail, fmt, ap);
@@ -144,7 +147,7 @@ static void flush_stdin(struct session *s)
 static int send_line(struct session *s, char *line)
 {
     if (!line) {
-        fail(s, "out of memory composing a message for Claude Code");
+        fail(s, "OutOfMemory", "out of memory composing a message for Claude Code");
         return -1;
     }
     size_t n = strlen(line);
@@ -159,7 +162,7 @@ static int send_line(struct session *s, char *line)
         char *b = realloc(s->wbuf, cap);
         if (!b) {
             free(line);
-            fail(s, "out of memory composing a message for Claude Code");
+            fail(s, "OutOfMemory", "out of memory composing a message for Claude Code");
             return -1;
         }
         s->wbuf = b;
@@ -228,6 +231,8 @@ static void next_turn(struct session *s)
             return;
         }
         int rc = send_line(s, cc_stdin_user_turn(text));
+        if (rc == 0)
+            cc_trace_prompt(s->cfg->trace, text);
         free(text);
         if (rc == 0) {
             s->turn_active = 1;
@@ -312,6 +317,7 @@ static int on_claude_line(void *ctx, char *line, size_t len)
         break;
     }
     default:
+        cc_trace_claude(s->cfg->trace, &m);
         cc_out_claude(s->out, &m);
         if (m.kind == CC_MSG_RESULT)
             on_result(s, &m);
@@ -480,7 +486,7 @@ static void on_signal_byte(struct session *s)
     unsigned char sig;
     while (read(sig_pipe[0], &sig, 1) == 1) {
         if (s->phase <= PH_STOPPING) {
-            fail(s, "Session interrupted by %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            fail(s, "Signal", "Session interrupted by %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
             logm("%s received: interrupting Claude Code and ending the session (again to stop "
                  "at once)", sig == SIGINT ? "SIGINT" : "SIGTERM");
             stop(s);
@@ -496,7 +502,7 @@ static void on_signal_byte(struct session *s)
 static void check_deadlines(struct session *s, long long now)
 {
     if (s->deadline_ms && now >= s->deadline_ms && s->phase == PH_RUNNING) {
-        fail(s, "Session timed out after %g s (TIMEOUT); the running turn was interrupted",
+        fail(s, "Timeout", "Session timed out after %g s (TIMEOUT); the running turn was interrupted",
              s->o->timeout_s);
         stop(s);
     }
@@ -557,7 +563,7 @@ static int next_timeout(const struct session *s, long long now)
 }
 
 /* The child is gone and its pipes are drained: decide how the session ended. */
-static int conclude(struct session *s)
+static int conclude(struct session *s, struct cc_session_end *end)
 {
     char how[128], tail[1200];
     int status = s->child.status;
@@ -566,29 +572,33 @@ static int conclude(struct session *s)
         /* claude ended on its own: a crash unless it was between turns with input done */
         stderr_tail(s, tail, sizeof tail);
         if (s->turn_active || !s->o->interactive)
-            fail(s, "Claude Code exited unexpectedly during a turn (%s)%s%s", how,
+            fail(s, "ClaudeCodeExit", "Claude Code exited unexpectedly during a turn (%s)%s%s", how,
                  tail[0] ? ": " : "", tail);
         else
-            fail(s, "Claude Code exited unexpectedly between turns (%s)%s%s", how,
+            fail(s, "ClaudeCodeExit", "Claude Code exited unexpectedly between turns (%s)%s%s", how,
                  tail[0] ? ": " : "", tail);
     }
     if (!s->fail[0] && !s->o->interactive && s->results == 0) {
         stderr_tail(s, tail, sizeof tail);
-        fail(s, "Claude Code ended without a result (%s)%s%s", how, tail[0] ? ": " : "", tail);
+        fail(s, "ClaudeCodeExit", "Claude Code ended without a result (%s)%s%s", how, tail[0] ? ": " : "", tail);
     }
     if (s->fail[0]) {
         cc_out_status(s->out, "Failed", s->fail);
+        end->failed = 1;
+        end->exception_type = s->exception;
+        snprintf(end->message, sizeof end->message, "%s", s->fail);
         return 1;
     }
     if (s->last_error) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "Session failed: %s", s->last_error_text);
-        cc_out_status(s->out, "Failed", msg);
+        snprintf(end->message, sizeof end->message, "Session failed: %s", s->last_error_text);
+        cc_out_status(s->out, "Failed", end->message);
+        end->failed = 1;
+        end->exception_type = "TurnError";
         return 1;
     }
-    cc_out_status(s->out, "Completed",
-                  s->ended_idle ? "Session completed (ended at the idle limit)"
-                                : "Session completed");
+    snprintf(end->message, sizeof end->message, "%s",
+             s->ended_idle ? "Session completed (ended at the idle limit)" : "Session completed");
+    cc_out_status(s->out, "Completed", end->message);
     return 0;
 }
 
@@ -604,7 +614,7 @@ static void free_queue(struct session *s)
     s->q_len = 0;
 }
 
-int cc_session_run(const struct cc_session_config *cfg)
+int cc_session_run(const struct cc_session_config *cfg, struct cc_session_end *end)
 {
     struct session s;
     char err[512];
@@ -612,6 +622,7 @@ int cc_session_run(const struct cc_session_config *cfg)
     int rc;
 
     memset(&s, 0, sizeof s);
+    memset(end, 0, sizeof *end);
     s.cfg = cfg;
     s.o = cfg->opt;
     s.out = cfg->out;
@@ -641,6 +652,9 @@ int cc_session_run(const struct cc_session_config *cfg)
         cc_out_error(s.out, "%s", err);
         cc_out_status(s.out, "Failed", err);
         logm("%s", err);
+        end->failed = 1;
+        end->exception_type = "StartError";
+        snprintf(end->message, sizeof end->message, "%s", err);
         rc = 2;
         goto out;
     }
@@ -705,7 +719,7 @@ int cc_session_run(const struct cc_session_config *cfg)
         }
         check_deadlines(&s, now_ms());
     }
-    rc = conclude(&s);
+    rc = conclude(&s, end);
 out:
     cc_child_reap(&s.child, 0, 0);
     sigaction(SIGTERM, &old_term, NULL);

@@ -8,6 +8,7 @@
 
 #include "messages.h"
 #include "options.h"
+#include "trace.h"
 #include "ws.h"
 
 struct cc_session_config {
@@ -21,10 +22,18 @@ struct cc_session_config {
     int grace_ms;            /* after stdin is closed: how long claude may take to exit */
     int interrupt_wait_ms;   /* after an interrupt on timeout/signal: how long to wait for
                               * the turn's result before stopping claude */
+    struct cc_trace *trace;  /* the Langfuse trace, or NULL; borrowed */
+};
+
+/* How the session ended (for the trace). */
+struct cc_session_end {
+    int failed;
+    char message[512];          /* the final status message */
+    const char *exception_type; /* on failure, see struct cc_outcome */
 };
 
 /* Runs the session to its end. Returns the exit code: 0 success, 1 failure, 2 when
  * Claude Code could not be started. Installs SIGTERM/SIGINT handlers for its duration. */
-int cc_session_run(const struct cc_session_config *cfg);
+int cc_session_run(const struct cc_session_config *cfg, struct cc_session_end *end);
 
 #endif

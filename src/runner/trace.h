@@ -1,0 +1,40 @@
+/*
+ * trace.h - the Langfuse trace of a session (SPEC.md, "The trace of a session"), recorded
+ * through liblangfuse's public API only.
+ *
+ * The session loop reports what happens (a prompt sent, each Claude Code message, the end);
+ * this module turns it into one trace `agentic-session`, a `claude-query` per prompt, an
+ * observation per model call and per tool use, with usage and cost that add up exactly to
+ * Claude Code's own totals. Recording only copies bytes into the library's queue; nothing
+ * here waits on the network except cc_trace_end(), bounded by LANGFUSE_FLUSH_TIMEOUT.
+ */
+#ifndef CC_TRACE_H
+#define CC_TRACE_H
+
+#include "options.h"
+#include "stream.h"
+
+struct cc_trace;
+
+/* How a session ended, for the trace's output, level and status. */
+struct cc_outcome {
+    int failed;
+    const char *message;        /* the status message (borrowed) */
+    const char *exception_type; /* on failure: Timeout, Signal, ClaudeCodeExit, TurnError,
+                                   StartError */
+};
+
+/* Starts tracing when LANGFUSE_ENABLED says so; NULL when tracing is off (a bad or
+ * incomplete configuration gives one warning on stderr and NULL: the session runs). */
+struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_id);
+
+/* A prompt went to Claude Code: a new claude-query. */
+void cc_trace_prompt(struct cc_trace *t, const char *text);
+
+/* Every message Claude Code printed, in order. */
+void cc_trace_claude(struct cc_trace *t, const struct cc_msg *m);
+
+/* Ends the trace and flushes within the flush deadline; frees t. Accepts NULL. */
+void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how);
+
+#endif
