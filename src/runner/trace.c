@@ -44,6 +44,7 @@ struct call {
     char msg_id[96];
     char model[96];
     struct usage u;
+    int64_t start_ns;
     int64_t end_ns;     /* 0 while streaming */
     int got_first;      /* first content delta seen (time to first token) */
     json_t *content;    /* the blocks it returned */
@@ -273,6 +274,7 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
         snprintf(c->model, sizeof c->model, "%s", cc_json_str(msg, "model") ? cc_json_str(msg, "model") : "");
         read_usage(json_object_get(msg, "usage"), &c->u, 0);
         c->content = json_array();
+        c->start_ns = lf_now_ns();
         c->obs = lf_obs_start(t->query, t->per_call ? LF_OBS_GENERATION : LF_OBS_SPAN, "model-call");
         lf_obs_set_model(c->obs, c->model);
         char *in = json_dumps(t->pending_input, JSON_COMPACT);
@@ -287,8 +289,12 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
     } else if (!t->cur) {
         return;
     } else if (strcmp(type, "content_block_delta") == 0 && !t->cur->got_first) {
+        int64_t now = lf_now_ns();
         t->cur->got_first = 1;
-        lf_obs_set_completion_start(t->cur->obs, lf_now_ns());
+        /* Langfuse shows completionStartTime on generations; spans keep it in metadata */
+        lf_obs_set_completion_start(t->cur->obs, now);
+        lf_obs_set_metadata_int(t->cur->obs, "time_to_first_token_ms",
+                                (now - t->cur->start_ns) / 1000000);
     } else if (strcmp(type, "message_delta") == 0) {
         read_usage(json_object_get(m->event, "usage"), &t->cur->u, 1);
         const char *stop = cc_json_str(json_object_get(m->event, "delta"), "stop_reason");
