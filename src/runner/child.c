@@ -7,6 +7,7 @@
  * not available the loop falls back to a short poll timeout and waitpid(WNOHANG).
  */
 #include "child.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -295,18 +296,11 @@ int cc_child_poll(struct cc_child *c)
     return 0;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int cc_child_wait(struct cc_child *c, int timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = cc_mono_ms() + timeout_ms;
     while (!cc_child_poll(c)) {
-        long long left = deadline - now_ms();
+        long long left = deadline - cc_mono_ms();
         if (left <= 0)
             return 0;
         if (c->pidfd >= 0) {

@@ -24,8 +24,10 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "clock.h"
 #include "input.h"
 #include "lines.h"
+#include "log.h"
 #include "stream.h"
 
 #define TAIL_LINES 8    /* stderr lines kept for a crash report */
@@ -78,33 +80,13 @@ struct session {
 };
 
 static int sig_pipe[2] = {-1, -1};
-static volatile sig_atomic_t sig_count;
 
 static void on_signal(int sig)
 {
     int saved = errno;
     unsigned char b = (unsigned char)sig;
-    sig_count++;
     (void)!write(sig_pipe[1], &b, 1);
     errno = saved;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void logm(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logm(const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "ccrunner: %s\n", line);
 }
 
 /* Records why the session failed (the first reason wins) and tells the user. */
@@ -212,7 +194,7 @@ static void begin_closing(struct session *s)
     s->phase = PH_CLOSING;
     s->wlen = 0; /* nothing more for claude */
     cc_child_close_stdin(&s->child);
-    s->close_deadline_ms = now_ms() + s->cfg->grace_ms;
+    s->close_deadline_ms = cc_mono_ms() + s->cfg->grace_ms;
 }
 
 /* Starts the next queued turn, or ends the session at an end-of-session item. */
@@ -253,7 +235,7 @@ static void after_turn(struct session *s)
     }
     next_turn(s);
     if (!s->turn_active && s->phase == PH_RUNNING) {
-        s->idle_since_ms = now_ms();
+        s->idle_since_ms = cc_mono_ms();
         cc_out_waiting(s->out);
     }
 }
@@ -292,14 +274,14 @@ static int on_claude_line(void *ctx, char *line, size_t len)
     struct cc_msg m;
     char err[200];
     if (!line) {
-        logm("Claude Code printed a line of %zu bytes, over the %zu-byte limit; it was skipped",
+        cc_log("Claude Code printed a line of %zu bytes, over the %zu-byte limit; it was skipped",
              len, s->cfg->max_line);
         cc_out_system(s->out, "A message from Claude Code of %zu bytes was too long to relay "
                               "and was skipped", len);
         return 0;
     }
     if (cc_msg_parse(&m, line, len, err, sizeof err) < 0) {
-        logm("Claude Code printed a line that is not JSON (%s): %.200s", err, line);
+        cc_log("Claude Code printed a line that is not JSON (%s): %.200s", err, line);
         return 0;
     }
     switch (m.kind) {
@@ -312,7 +294,7 @@ static int on_claude_line(void *ctx, char *line, size_t len)
     case CC_MSG_CONTROL_RESPONSE: {
         json_t *resp = json_object_get(m.root, "response");
         if (cc_json_str(resp, "subtype") && strcmp(cc_json_str(resp, "subtype"), "error") == 0)
-            logm("Claude Code refused a control request: %.300s",
+            cc_log("Claude Code refused a control request: %.300s",
                  cc_json_str(resp, "error") ? cc_json_str(resp, "error") : "no reason");
         break;
     }
@@ -331,7 +313,7 @@ static int on_stderr_line(void *ctx, char *line, size_t len)
 {
     struct session *s = ctx;
     if (!line) {
-        logm("claude: (a stderr line of %zu bytes, skipped)", len);
+        cc_log("claude: (a stderr line of %zu bytes, skipped)", len);
         return 0;
     }
     fprintf(stderr, "ccrunner: claude: %s\n", line);
@@ -475,7 +457,7 @@ static void stop(struct session *s)
     if (s->turn_active) {
         s->phase = PH_STOPPING;
         send_interrupt(s);
-        s->stop_deadline_ms = now_ms() + s->cfg->interrupt_wait_ms;
+        s->stop_deadline_ms = cc_mono_ms() + s->cfg->interrupt_wait_ms;
     } else {
         begin_closing(s);
     }
@@ -487,15 +469,25 @@ static void on_signal_byte(struct session *s)
     while (read(sig_pipe[0], &sig, 1) == 1) {
         if (s->phase <= PH_STOPPING) {
             fail(s, "Signal", "Session interrupted by %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-            logm("%s received: interrupting Claude Code and ending the session (again to stop "
+            cc_log("%s received: interrupting Claude Code and ending the session (again to stop "
                  "at once)", sig == SIGINT ? "SIGINT" : "SIGTERM");
             stop(s);
         } else if (!s->kill_sent) {
-            logm("second signal: stopping Claude Code now");
+            cc_log("second signal: stopping Claude Code now");
             cc_child_signal(&s->child, SIGKILL);
             s->kill_sent = 1;
         }
     }
+}
+
+/* When the idle limit ends the session, or 0 while it does not apply (batch, a turn
+ * running, messages waiting). */
+static long long idle_deadline(const struct session *s)
+{
+    if (!s->o->interactive || s->phase != PH_RUNNING || s->turn_active || s->q_head ||
+        s->o->idle_timeout_s <= 0)
+        return 0;
+    return s->idle_since_ms + (long long)(s->o->idle_timeout_s * 1000);
 }
 
 /* Deadlines: timeout, idle limit, the interrupt's answer, claude's exit. */
@@ -506,27 +498,26 @@ static void check_deadlines(struct session *s, long long now)
              s->o->timeout_s);
         stop(s);
     }
-    if (s->o->interactive && s->phase == PH_RUNNING && !s->turn_active && !s->q_head &&
-        s->o->idle_timeout_s > 0 && now - s->idle_since_ms >= (long long)(s->o->idle_timeout_s * 1000)) {
+    if (idle_deadline(s) && now >= idle_deadline(s)) {
         cc_out_system(s->out, "No user message for %g s (the idle limit); ending the session",
                       s->o->idle_timeout_s);
         s->ended_idle = 1;
         begin_closing(s);
     }
     if (s->phase == PH_STOPPING && now >= s->stop_deadline_ms) {
-        logm("Claude Code did not end the turn within %d ms of the interrupt",
+        cc_log("Claude Code did not end the turn within %d ms of the interrupt",
              s->cfg->interrupt_wait_ms);
         begin_closing(s);
     }
     if (s->phase == PH_CLOSING && now >= s->close_deadline_ms) {
         if (!s->term_sent) {
-            logm("Claude Code did not exit %d ms after its input closed; sending SIGTERM",
+            cc_log("Claude Code did not exit %d ms after its input closed; sending SIGTERM",
                  s->cfg->grace_ms);
             cc_child_signal(&s->child, SIGTERM);
             s->term_sent = 1;
             s->close_deadline_ms = now + 5000;
         } else if (!s->kill_sent) {
-            logm("Claude Code ignored SIGTERM; sending SIGKILL");
+            cc_log("Claude Code ignored SIGTERM; sending SIGKILL");
             cc_child_signal(&s->child, SIGKILL);
             s->kill_sent = 1;
             s->close_deadline_ms = now + 5000;
@@ -547,9 +538,8 @@ static int next_timeout(const struct session *s, long long now)
     } while (0)
     if (s->deadline_ms && s->phase == PH_RUNNING)
         CONSIDER(s->deadline_ms);
-    if (s->o->interactive && s->phase == PH_RUNNING && !s->turn_active &&
-        s->o->idle_timeout_s > 0)
-        CONSIDER(s->idle_since_ms + (long long)(s->o->idle_timeout_s * 1000));
+    if (idle_deadline(s))
+        CONSIDER(idle_deadline(s));
     if (s->phase == PH_STOPPING)
         CONSIDER(s->stop_deadline_ms);
     if (s->phase == PH_CLOSING)
@@ -632,7 +622,7 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_session_end *e
     cc_lines_init(&s.in_lines, INPUT_MAX);
 
     if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK)) {
-        logm("cannot create a pipe: %s", strerror(errno));
+        cc_log("cannot create a pipe: %s", strerror(errno));
         return 2;
     }
     memset(&sa, 0, sizeof sa);
@@ -641,7 +631,7 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_session_end *e
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGINT, &sa, &old_int);
 
-    s.start_ms = s.idle_since_ms = now_ms();
+    s.start_ms = s.idle_since_ms = cc_mono_ms();
     if (s.o->timeout_s > 0)
         s.deadline_ms = s.start_ms + (long long)(s.o->timeout_s * 1000);
     char msg[300];
@@ -651,7 +641,7 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_session_end *e
     if (cc_child_start(&s.child, cfg->claude_exe, s.o, err, sizeof err) < 0) {
         cc_out_error(s.out, "%s", err);
         cc_out_status(s.out, "Failed", err);
-        logm("%s", err);
+        cc_log("%s", err);
         end->failed = 1;
         end->exception_type = "StartError";
         snprintf(end->message, sizeof end->message, "%s", err);
@@ -684,10 +674,10 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_session_end *e
         if (s.o->interactive && cfg->ws && s.phase == PH_RUNNING)
             p[i_ws = n++] = (struct pollfd){.fd = cc_ws_fd(cfg->ws), .events = POLLIN};
 
-        long long now = now_ms();
+        long long now = cc_mono_ms();
         int r = poll(p, (nfds_t)n, next_timeout(&s, now));
         if (r < 0 && errno != EINTR) {
-            logm("poll failed: %s", strerror(errno));
+            cc_log("poll failed: %s", strerror(errno));
             break;
         }
         if (r > 0) {
@@ -717,7 +707,7 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_session_end *e
                 drain(&s, &s.child.err_fd, &s.err_lines, on_stderr_line);
             break;
         }
-        check_deadlines(&s, now_ms());
+        check_deadlines(&s, cc_mono_ms());
     }
     rc = conclude(&s, end);
 out:

@@ -11,6 +11,9 @@
  */
 #include "ws.h"
 
+#include "clock.h"
+#include "log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libwebsockets.h>
@@ -20,6 +23,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
 
 #define BACKOFF_MIN_US (200 * 1000)
 #define BACKOFF_MAX_US (5 * 1000 * 1000)
@@ -64,24 +70,6 @@ struct cc_ws {
     int failures_logged;      /* consecutive failures already reported */
     unsigned rng;
 };
-
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "ccrunner: websocket: %s\n", line);
-}
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void schedule_connect(struct cc_ws *ws);
 
@@ -135,7 +123,7 @@ static void push_inbound(struct cc_ws *ws, const unsigned char *data, size_t len
 {
     struct msg *m = malloc(sizeof *m + len + 1);
     if (!m) {
-        logf_("out of memory: an inbound message of %zu bytes was dropped", len);
+        cc_log("websocket: out of memory: an inbound message of %zu bytes was dropped", len);
         return;
     }
     m->next = NULL;
@@ -158,7 +146,7 @@ static int on_receive(struct cc_ws *ws, struct lws *wsi, const void *in, size_t 
 {
     if (!ws->rx_skip) {
         if (ws->rx_len + len > RX_MAX) {
-            logf_("an inbound message longer than %u bytes was dropped", RX_MAX);
+            cc_log("websocket: an inbound message longer than %u bytes was dropped", RX_MAX);
             ws->rx_skip = 1;
         } else {
             unsigned char *p = realloc(ws->rx, ws->rx_len + len + 1);
@@ -234,7 +222,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         uint64_t connects = ws->st.connects;
         pthread_mutex_unlock(&ws->mu);
         if (connects > 1 || ws->failures_logged)
-            logf_("connected to the backend again (connection %llu)",
+            cc_log("websocket: connected to the backend again (connection %llu)",
                   (unsigned long long)connects);
         ws->failures_logged = 0;
         lws_callback_on_writable(wsi);
@@ -245,14 +233,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return on_writable(ws, wsi);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (ws->failures_logged++ == 0)
-            logf_("cannot connect to the backend (%s); retrying with backoff, messages are "
+            cc_log("websocket: cannot connect to the backend (%s); retrying with backoff, messages are "
                   "kept meanwhile", in ? (const char *)in : "no reason given");
         ws->wsi = NULL;
         schedule_connect(ws);
         break;
     case LWS_CALLBACK_CLIENT_CLOSED:
         if (!ws->close_sent)
-            logf_("the backend closed the connection; reconnecting");
+            cc_log("websocket: the backend closed the connection; reconnecting");
         ws->wsi = NULL;
         ws->rx_len = 0;
         ws->rx_skip = 0;
@@ -350,7 +338,7 @@ struct cc_ws *cc_ws_start(const char *url, const char *token, size_t max_pending
     }
     ws->max_pending = max_pending;
     ws->backoff = BACKOFF_MIN_US;
-    ws->rng = (unsigned)getpid() ^ (unsigned)mono_ms();
+    ws->rng = (unsigned)getpid() ^ (unsigned)cc_mono_ms();
     pthread_mutex_init(&ws->mu, NULL);
     if (pipe2(ws->notify, O_CLOEXEC | O_NONBLOCK)) {
         snprintf(err, errlen, "cannot create a pipe: %s", strerror(errno));
@@ -430,7 +418,7 @@ void cc_ws_send(struct cc_ws *ws, const char *text, size_t len)
     free_list(drop);
     /* Report the first drop and then every power of two, not every message. */
     if (dropped_now && (total_dropped & (total_dropped - 1)) == 0)
-        logf_("backend unreachable and %zu bytes queued: %llu oldest messages dropped so far",
+        cc_log("websocket: backend unreachable and %zu bytes queued: %llu oldest messages dropped so far",
               ws->max_pending, (unsigned long long)total_dropped);
     lws_cancel_service(ws->ctx);
 }
@@ -495,7 +483,7 @@ uint64_t cc_ws_close(struct cc_ws *ws, int timeout_ms)
     struct cc_ws_stats st;
     cc_ws_stats(ws, &st);
     if (st.pending || st.dropped)
-        logf_("%llu messages not delivered to the backend (%llu dropped from a full queue, "
+        cc_log("websocket: %llu messages not delivered to the backend (%llu dropped from a full queue, "
               "%llu still queued at the end)",
               (unsigned long long)(st.pending + st.dropped), (unsigned long long)st.dropped,
               (unsigned long long)st.pending);
