@@ -76,9 +76,11 @@ struct cc_trace {
     char model[96];             /* the session's model (option or init) */
 };
 
+/* Values that must never leave the process; the library refuses ones too short to be
+ * secrets (they would redact ordinary words). */
 static void record_secret(lf_client *c, const char *v)
 {
-    if (v && strlen(v) >= 6)
+    if (v)
         lf_client_add_secret(c, v);
 }
 
@@ -93,38 +95,40 @@ static void record_credentials_file(lf_client *c, const char *path)
     json_decref(doc);
 }
 
-static int env_true(const char *name)
-{
-    const char *v = getenv(name);
-    return v && (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "TRUE"));
-}
-
-/* $HOME/.cache/ccrunner/langfuse-spool unless LANGFUSE_SPOOL_DIR says otherwise: what a
- * dead Langfuse leaves undelivered waits there for the next run. */
-static void default_spool_dir(void)
+/* $HOME/.cache/ccrunner/langfuse-spool, created: what a dead Langfuse leaves undelivered
+ * waits there for the next run. NULL when there is no HOME or it cannot be created. */
+static const char *default_spool_dir(char *path, size_t len)
 {
     const char *home = getenv("HOME");
-    char path[4096];
-    if (getenv("LANGFUSE_SPOOL_DIR") || !home || !*home)
-        return;
-    snprintf(path, sizeof path, "%s/.cache", home);
+    if (!home || !*home)
+        return NULL;
+    snprintf(path, len, "%s/.cache", home);
     mkdir(path, 0700);
-    snprintf(path, sizeof path, "%s/.cache/ccrunner", home);
+    snprintf(path, len, "%s/.cache/ccrunner", home);
     mkdir(path, 0700);
-    snprintf(path, sizeof path, "%s/.cache/ccrunner/langfuse-spool", home);
-    if (mkdir(path, 0700) == 0 || errno == EEXIST)
-        setenv("LANGFUSE_SPOOL_DIR", path, 0);
+    snprintf(path, len, "%s/.cache/ccrunner/langfuse-spool", home);
+    return mkdir(path, 0700) == 0 || errno == EEXIST ? path : NULL;
 }
 
 struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_id)
 {
-    if (!env_true("LANGFUSE_ENABLED"))
+    struct lf_config cfg;
+    char err[256], spool[4096];
+    /* The library reads LANGFUSE_*; only LANGFUSE_ENABLED switches tracing on. */
+    lf_config_init(&cfg);
+    cfg.enabled = 0;
+    if (lf_config_from_env(&cfg, err, sizeof err)) {
+        fprintf(stderr, "ccrunner: tracing off: %s\n", err);
         return NULL;
-    default_spool_dir();
-    lf_client *lf = lf_client_new_from_env();
+    }
+    if (!cfg.enabled)
+        return NULL;
+    if (!cfg.spool_dir)
+        cfg.spool_dir = default_spool_dir(spool, sizeof spool);
+    lf_client *lf = lf_client_new(&cfg);
     if (!lf || !lf_client_enabled(lf)) {
         lf_client_free(lf);
-        return NULL; /* the library said why, once */
+        return NULL; /* missing keys: the library said so, once */
     }
     struct cc_trace *t = calloc(1, sizeof *t);
     if (!t) {
