@@ -105,13 +105,7 @@ class Backend:
         cmd = [sys.executable, str(WS_BACKEND), "--port", "0"]
         if token:
             cmd += ["--token", token]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL)
-        line = read_line(self.proc.stdout, timeout=15)
-        if not line.startswith(b"READY "):
-            self.stop()
-            raise RuntimeError(f"ws_backend said {line!r}")
-        self.port = int(line.split()[1])
+        self.proc, self.port = start_ready(cmd)
         self.url = f"ws://127.0.0.1:{self.port}/ws/session"
 
     def call(self, method, path, body=None, timeout=70):
@@ -125,14 +119,7 @@ class Backend:
         return self.call("GET", "/_test/frames")["frames"]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
+        stop_process(self.proc)
 
 
 class Live:
@@ -175,8 +162,7 @@ class Live:
             seen = len(self.envs)
             left = deadline - time.monotonic()
             if left <= 0 or (self.proc.poll() is not None and not self._pump(0.2)):
-                raise AssertionError(f"no {what} within {timeout}s; got {self.codes()}; "
-                                     f"stderr: {self.stderr_so_far()}")
+                raise AssertionError(f"no {what} within {timeout}s; got {self.codes()}")
             self._pump(min(left, 0.5))
 
     def count(self, pred):
@@ -184,9 +170,6 @@ class Live:
 
     def codes(self):
         return Stream("\n".join(json.dumps(e) for e in self.envs)).codes()
-
-    def stderr_so_far(self):
-        return "(see finish)"
 
     def finish(self, timeout=60):
         """Closes stdin (communicate does), waits for the exit, collects the rest."""
@@ -204,6 +187,31 @@ class Live:
         self.elapsed = time.monotonic() - self.start
         self.stream = Stream("\n".join(json.dumps(e) for e in self.envs))
         return self
+
+
+def start_ready(cmd):
+    """Starts a test server that prints `READY <port>`; returns (process, port)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    try:
+        line = read_line(proc.stdout, timeout=15)
+        if not line.startswith(b"READY "):
+            raise RuntimeError(f"{cmd[1]} said {line!r}")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc, int(line.split()[1])
+
+
+def stop_process(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    proc.stdout.close()
 
 
 def is_type(t, ptype=None):

@@ -3,9 +3,7 @@ Langfuse test receiver, asserted through the receiver's Langfuse-shaped read API
 person reading the trace in Langfuse sees)."""
 
 import json
-import os
 import socket
-import subprocess
 import sys
 import time
 import unittest
@@ -14,8 +12,8 @@ import base64
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_ccrunner import (API_KEY, BOT_TOKEN, REPO, CcrunnerTest, Live, is_type,  # noqa: E402
-                           read_line)
+from test_ccrunner import (API_KEY, BOT_TOKEN, REPO, CcrunnerTest,  # noqa: E402
+                           start_ready, stop_process)
 
 RECEIVER = REPO / "tests" / "support" / "langfuse_receiver.py"
 PK, SK = "pk-lf-integration-1234", "sk-lf-integration-secret-5678"
@@ -23,15 +21,8 @@ PK, SK = "pk-lf-integration-1234", "sk-lf-integration-secret-5678"
 
 class Receiver:
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, str(RECEIVER), "--port", "0",
-                                      "--public-key", PK, "--secret-key", SK],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL)
-        line = read_line(self.proc.stdout, timeout=15)
-        if not line.startswith(b"READY "):
-            self.stop()
-            raise RuntimeError(f"receiver said {line!r}")
-        self.port = int(line.split()[1])
+        self.proc, self.port = start_ready([sys.executable, str(RECEIVER), "--port", "0",
+                                            "--public-key", PK, "--secret-key", SK])
         self.url = f"http://127.0.0.1:{self.port}"
 
     def get(self, path):
@@ -55,10 +46,7 @@ class Receiver:
         return self.get("/_test/raw")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc.stdout.close()
+        stop_process(self.proc)
 
 
 def free_port():
@@ -186,6 +174,20 @@ class TraceTests(CcrunnerTest):
         self.rx.session_trace("s-next")
         t = self.rx.session_trace("s-down")
         self.assertEqual(t["output"]["success"], True)
+
+    def test_misconfigured_langfuse_is_one_warning(self):
+        for extra, says in (({"LANGFUSE_SECRET_KEY": ""}, "LANGFUSE_SECRET_KEY"),
+                            ({"LANGFUSE_FLUSH_TIMEOUT": "soon"}, "LANGFUSE_FLUSH_TIMEOUT")):
+            with self.subTest(extra=extra):
+                env = self.lf_env(**extra)
+                if not extra.get("LANGFUSE_SECRET_KEY", True):
+                    del env["LANGFUSE_SECRET_KEY"]
+                run = self.run_cc("say hello", env=env)
+                self.assertEqual(run.code, 0, run.describe())
+                self.assertEqual(run.stream.final_status()["phase"], "Completed")
+                warnings = [l for l in run.stderr.splitlines() if says in l]
+                self.assertEqual(len(warnings), 1, run.stderr)
+        self.assertEqual(self.rx.get("/api/public/traces")["data"], [])
 
     def test_no_secret_anywhere(self):
         self.use("bash")
