@@ -115,6 +115,8 @@ int main(int argc, char **argv)
     struct cc_session_end end;
     int rc = cc_session_run(&cfg, &end);
     struct cc_outcome how = {end.failed, end.message, end.exception_type};
+    /* The backend drains while telemetry flushes: the two deadlines overlap, not add. */
+    cc_ws_drain(ws, WS_CLOSE_MS);
     cc_trace_end(trace, &how); /* bounded by LANGFUSE_FLUSH_TIMEOUT */
     cc_ws_close(ws, WS_CLOSE_MS);
     return rc;

@@ -51,7 +51,7 @@ struct cc_ws {
     struct msg *out_head, *out_tail;
     size_t out_bytes;
     struct msg *in_head, *in_tail;
-    int closing;              /* cc_ws_close() was called */
+    int closing;              /* cc_ws_drain() or cc_ws_close() was called */
     struct timespec deadline; /* ... and must be done by then (CLOCK_MONOTONIC) */
     struct cc_ws_stats st;
     int notify[2];            /* [0] polled by the session, [1] written on arrival */
@@ -460,10 +460,10 @@ void cc_ws_stats(struct cc_ws *ws, struct cc_ws_stats *st)
     pthread_mutex_unlock(&ws->mu);
 }
 
-uint64_t cc_ws_close(struct cc_ws *ws, int timeout_ms)
+void cc_ws_drain(struct cc_ws *ws, int timeout_ms)
 {
     if (!ws)
-        return 0;
+        return;
     struct timespec dl;
     clock_gettime(CLOCK_MONOTONIC, &dl);
     dl.tv_sec += timeout_ms / 1000;
@@ -473,10 +473,19 @@ uint64_t cc_ws_close(struct cc_ws *ws, int timeout_ms)
         dl.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&ws->mu);
-    ws->closing = 1;
-    ws->deadline = dl;
+    if (!ws->closing) { /* the first deadline stands */
+        ws->closing = 1;
+        ws->deadline = dl;
+    }
     pthread_mutex_unlock(&ws->mu);
     lws_cancel_service(ws->ctx);
+}
+
+uint64_t cc_ws_close(struct cc_ws *ws, int timeout_ms)
+{
+    if (!ws)
+        return 0;
+    cc_ws_drain(ws, timeout_ms);
     pthread_join(ws->thread, NULL);
     lws_context_destroy(ws->ctx);
 

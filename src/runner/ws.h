@@ -40,9 +40,14 @@ char *cc_ws_recv(struct cc_ws *ws, size_t *len);
 
 void cc_ws_stats(struct cc_ws *ws, struct cc_ws_stats *st);
 
-/* Delivers what is queued for up to timeout_ms (if connected or able to reconnect in
- * time), closes the connection, stops the thread and frees everything. Returns the number
- * of messages left undelivered. Accepts NULL. */
+/* Starts delivering what is queued and closing, for up to timeout_ms from now, without
+ * waiting: the end of a session drains the backend while it flushes telemetry. */
+void cc_ws_drain(struct cc_ws *ws, int timeout_ms);
+
+/* Delivers what is queued (connected, or able to reconnect in time) until the deadline of
+ * an earlier cc_ws_drain() or else timeout_ms from now, closes the connection, stops the
+ * thread and frees everything. Returns the number of messages left undelivered. Accepts
+ * NULL. */
 uint64_t cc_ws_close(struct cc_ws *ws, int timeout_ms);
 
 #endif

@@ -42,6 +42,12 @@ class Receiver:
                 raise AssertionError(f"no trace for session {session_id}")
             time.sleep(0.1)
 
+    def post(self, path, body):
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.read()
+
     def raw(self):
         return self.get("/_test/raw")
 
@@ -174,6 +180,18 @@ class TraceTests(CcrunnerTest):
         self.rx.session_trace("s-next")
         t = self.rx.session_trace("s-down")
         self.assertEqual(t["output"]["success"], True)
+
+    def test_dead_backend_and_dead_langfuse_overlap_at_the_end(self):
+        """A black-hole Langfuse and an unreachable backend each cost their 5 s deadline, at
+        the same time, not one after the other."""
+        off = self.run_cc("--session-id", "s-off2", "hello")
+        self.rx.post("/_test/mode", {"mode": "blackhole"})
+        env = self.lf_env(WEBSOCKET_URL=f"ws://127.0.0.1:{free_port()}/ws", BOT_TOKEN=BOT_TOKEN)
+        both = self.run_cc("--session-id", "s-both", "hello", env=env)
+        self.assertEqual(both.code, 0, both.describe())
+        self.assertEqual(both.stream.codes(), off.stream.codes())
+        self.assertGreater(both.elapsed, off.elapsed + 3, "the black hole holds the flush")
+        self.assertLess(both.elapsed, off.elapsed + 7.5, "5 s + 5 s would mean they added up")
 
     def test_misconfigured_langfuse_is_one_warning(self):
         for extra, says in (({"LANGFUSE_SECRET_KEY": ""}, "LANGFUSE_SECRET_KEY"),
