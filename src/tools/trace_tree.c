@@ -54,7 +54,7 @@ static void lower(char *out, const char *in, size_t n)
     out[i] = '\0';
 }
 
-static void print_usage(FILE *out, json_t *usage)
+static void print_usage(FILE *out, json_t *usage, const char *lead)
 {
     const char *k;
     json_t *v;
@@ -66,10 +66,36 @@ static void print_usage(FILE *out, json_t *usage)
         const char *label = !strcmp(k, "cache_read_input_tokens")       ? "cache-read"
                             : !strcmp(k, "cache_creation_input_tokens") ? "cache-write"
                                                                         : k;
-        fprintf(out, "%s%s %lld", first ? "  tokens: " : ", ", label,
-                (long long)json_integer_value(v));
+        fprintf(out, "%s%s %lld", first ? lead : ", ", label, (long long)json_integer_value(v));
         first = 0;
     }
+}
+
+/* Metadata values arrive as JSON or, through OTLP attributes, as strings holding JSON. */
+static json_t *metadata_value(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(json_object_get(o, "metadata"), key);
+    if (!json_is_string(v))
+        return json_incref(v);
+    return json_loads(json_string_value(v), JSON_DECODE_ANY, NULL);
+}
+
+/* A status message on one line: newlines become " | ", at most `max` bytes. */
+static void print_oneline(FILE *out, const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s && *s && n < max; s++, n++) {
+        if (*s == '\n' || *s == '\r') {
+            while (s[1] == '\n' || s[1] == '\r')
+                s++;
+            if (s[1])
+                fputs(" | ", out);
+        } else {
+            fputc(*s, out);
+        }
+    }
+    if (s && *s)
+        fputs("...", out);
 }
 
 static double obs_cost(json_t *o)
@@ -98,14 +124,29 @@ static void print_node(FILE *out, json_t *o, json_t *all, const char *prefix, in
     fprintf(out, "]");
     if (end > 0)
         fprintf(out, "  %.3f s", end - start);
-    print_usage(out, json_object_get(o, "usageDetails"));
+    print_usage(out, json_object_get(o, "usageDetails"), "  tokens: ");
     double cost = obs_cost(o);
     if (cost > 0)
         fprintf(out, "  $%.6f", cost);
-    if (str(o, "level") && !strcmp(str(o, "level"), "ERROR"))
-        fprintf(out, "  ERROR: %.120s", str(o, "statusMessage") ? str(o, "statusMessage") : "");
-    else if (str(o, "level") && !strcmp(str(o, "level"), "WARNING"))
-        fprintf(out, "  WARNING: %.120s", str(o, "statusMessage") ? str(o, "statusMessage") : "");
+    if (!json_object_size(json_object_get(o, "usageDetails"))) {
+        /* a span's own numbers (per-query model calls) are kept in metadata: shown in
+           parentheses, as part of what the generation above already counts */
+        json_t *u = metadata_value(o, "usage"), *c = metadata_value(o, "cost_usd");
+        if (json_is_object(u) || json_is_number(c)) {
+            fputs("  (", out);
+            print_usage(out, u, "tokens: ");
+            if (json_is_number(c))
+                fprintf(out, "%s$%.6f", json_is_object(u) ? "; " : "", json_number_value(c));
+            fputc(')', out);
+        }
+        json_decref(u);
+        json_decref(c);
+    }
+    const char *level = str(o, "level");
+    if (level && (!strcmp(level, "ERROR") || !strcmp(level, "WARNING"))) {
+        fprintf(out, "  %s: ", level);
+        print_oneline(out, str(o, "statusMessage"), 120);
+    }
     fputc('\n', out);
 
     /* children, in start order */

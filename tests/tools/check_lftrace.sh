@@ -20,11 +20,15 @@ cat > "$dir/body.json" <<JSON
                 {"key":"langfuse.observation.model.name","value":{"stringValue":"claude-sonnet-4-5"}},
                 {"key":"langfuse.observation.usage_details","value":{"stringValue":"{\"input\":1200,\"output\":80}"}},
                 {"key":"langfuse.observation.cost_details","value":{"stringValue":"{\"total\":0.0048}"}}]},
+ {"traceId":"$t","spanId":"4444444444444444","parentSpanId":"2222222222222222","name":"model-call","kind":1,
+  "startTimeUnixNano":"1700000000200000000","endTimeUnixNano":"1700000000900000000",
+  "attributes":[{"key":"langfuse.observation.metadata.usage","value":{"stringValue":"{\"input\":1200,\"output\":80}"}},
+                {"key":"langfuse.observation.metadata.cost_usd","value":{"doubleValue":0.0048}}]},
  {"traceId":"$t","spanId":"3333333333333333","parentSpanId":"2222222222222222","name":"Write","kind":1,
   "startTimeUnixNano":"1700000001000000000","endTimeUnixNano":"1700000001500000000",
   "attributes":[{"key":"langfuse.observation.type","value":{"stringValue":"tool"}},
                 {"key":"langfuse.observation.level","value":{"stringValue":"ERROR"}},
-                {"key":"langfuse.observation.status_message","value":{"stringValue":"permission denied"}}]}
+                {"key":"langfuse.observation.status_message","value":{"stringValue":"permission denied\\n\\nby the policy"}}]}
 ]}]}]}
 JSON
 gzip -c "$dir/body.json" > "$dir/lf-00000001700000000000-1-1-r3.otlp.json.gz"
@@ -33,10 +37,12 @@ echo "$out"
 expect() { grep -qF -- "$1" <<<"$out" || { echo "lftrace: missing: $1" >&2; exit 1; }; }
 expect "trace agentic-session  $t"
 expect "session sess-9  user alice"
-expect "2.500 s  \$0.004800  tokens in 1200 out 80  3 observations, 1 errors"
+expect "2.500 s  \$0.004800  tokens in 1200 out 80  4 observations, 1 errors"
 expect "└─ agentic-session [span]  2.500 s"
 expect "   └─ claude-query [generation claude-sonnet-4-5]  1.900 s  tokens: input 1200, output 80  \$0.004800"
-expect "      └─ Write [tool]  0.500 s  ERROR: permission denied"
+# a span's own numbers (in metadata) are shown as part of its generation's, not added again
+expect "      ├─ model-call [span]  0.700 s  (tokens: input 1200, output 80; \$0.004800)"
+expect "      └─ Write [tool]  0.500 s  ERROR: permission denied | by the policy"
 # a file that is not a body: one clear line, exit 1
 echo "not json" > "$dir/bad.json"
 if "$lftrace" "$dir/bad.json" 2>"$dir/err"; then echo "lftrace accepted garbage" >&2; exit 1; fi
