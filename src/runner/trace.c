@@ -62,6 +62,7 @@ struct cc_trace {
     lf_client *lf;
     const struct cc_options *o;
     int per_call;
+    int mask;                   /* LANGFUSE_MASK_MESSAGES: no tool text in status messages */
     lf_obs *trace;
     lf_obs *query;
     int turns;
@@ -139,6 +140,7 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
     t->o = o;
     const char *layout = getenv("LANGFUSE_GENERATIONS");
     t->per_call = layout && strcmp(layout, "per-call") == 0;
+    t->mask = cfg.mask_messages;
     if (layout && strcmp(layout, "per-call") && strcmp(layout, "per-query"))
         fprintf(stderr, "ccrunner: LANGFUSE_GENERATIONS=%.40s is not per-query or per-call; "
                         "using per-query\n", layout);
@@ -401,7 +403,8 @@ static void on_user(struct cc_trace *t, const struct cc_msg *m)
         }
         if (json_is_true(json_object_get(b, "is_error"))) {
             lf_obs_set_level(x->obs, LF_LEVEL_ERROR);
-            lf_obs_set_status_message(x->obs, text && *text ? text : "the tool use failed");
+            /* the library masks inputs and outputs; a failed tool's text is also its status */
+            lf_obs_set_status_message(x->obs, text && *text && !t->mask ? text : "the tool use failed");
         }
         free(text);
         if (x->agent) {

@@ -3,7 +3,10 @@ Langfuse test receiver, asserted through the receiver's Langfuse-shaped read API
 person reading the trace in Langfuse sees)."""
 
 import json
+import os
+import signal
 import socket
+import subprocess
 import sys
 import time
 import unittest
@@ -12,8 +15,8 @@ import base64
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_ccrunner import (API_KEY, BOT_TOKEN, REPO, CcrunnerTest,  # noqa: E402
-                           start_ready, stop_process)
+from test_ccrunner import (API_KEY, BOT_TOKEN, REPO, CcrunnerTest, Live,  # noqa: E402
+                           children_of, is_type, start_ready, stop_process)
 
 RECEIVER = REPO / "tests" / "support" / "langfuse_receiver.py"
 PK, SK = "pk-lf-integration-1234", "sk-lf-integration-secret-5678"
@@ -65,6 +68,15 @@ def tokens(obs):
     u = obs.get("usageDetails") or {}
     return sum(u.get(k, 0) for k in ("input", "output", "cache_read_input_tokens",
                                      "cache_creation_input_tokens"))
+
+
+def usage_tokens(usage):
+    return sum(usage.get(k, 0) for k in ("input_tokens", "output_tokens", "cache_read_input_tokens",
+                                         "cache_creation_input_tokens"))
+
+
+def scenario(name):
+    return json.loads((REPO / "tests" / "support" / "scenarios" / f"{name}.json").read_text())
 
 
 class TraceTests(CcrunnerTest):
@@ -143,12 +155,67 @@ class TraceTests(CcrunnerTest):
     def test_interactive_one_query_per_message(self):
         stdin = "".join(json.dumps({"type": "user_message", "payload": {"content": c}}) + "\n"
                         for c in ("first", "second"))
-        run = self.run_cc("-i", "--session-id", "s-int", stdin=stdin, env=self.lf_env())
-        self.assertEqual(run.code, 0, run.describe())
-        t = self.rx.session_trace("s-int")
-        self.assertEqual(sorted(q["input"] for q in self.obs(t, "claude-query")), ["first", "second"])
-        self.assertAlmostEqual(t["totalCost"], run.stream.of("result")[-1]["cost"], places=12)
-        self.assertEqual(t["output"]["turns"], 2)
+        for layout in ("per-query", "per-call"):
+            with self.subTest(layout=layout):
+                sid = f"s-int-{layout}"
+                run = self.run_cc("-i", "--session-id", sid, stdin=stdin,
+                                  env=self.lf_env(LANGFUSE_GENERATIONS=layout))
+                self.assertEqual(run.code, 0, run.describe())
+                t = self.rx.session_trace(sid)
+                queries = self.obs(t, "claude-query")
+                self.assertEqual(sorted(q["input"] for q in queries), ["first", "second"])
+                calls = self.obs(t, "model-call")
+                self.assertEqual(len(calls), 2)
+                self.assertEqual({c["parentObservationId"] for c in calls}, {q["id"] for q in queries})
+                self.assertAlmostEqual(t["totalCost"], run.stream.of("result")[-1]["cost"], places=12)
+                self.assertEqual(t["output"], {"success": True, "turns": 2, "interactive": True})
+
+    def test_a_finished_turn_is_exported_while_the_session_goes_on(self):
+        live = Live(["--workspace", str(self.ws), "-i", "--session-id", "s-live"], self.lf_env())
+        self.addCleanup(lambda: live.proc.poll() is None and live.proc.kill())
+        live.say("first")
+        live.wait_for(lambda e: e["type"] == "agent.message" and e["payload"]["type"] == "result")
+        t = self.rx.session_trace("s-live")  # visible while the session runs
+        deadline = time.monotonic() + 10
+        while not [q for q in self.obs(t, "claude-query") if q.get("endTime")]:
+            self.assertLess(time.monotonic(), deadline, "the first turn was not exported in 10 s")
+            time.sleep(0.2)
+            t = self.rx.session_trace("s-live")
+        self.assertIsNone(live.proc.poll(), "the session is still running")
+        q = self.obs(t, "claude-query")[0]
+        self.assertEqual((q["input"], q["output"]),
+                         ("first", scenario("text")["responses"][0]["content"][0]["text"]))
+        self.assertEqual(len(self.obs(t, "model-call")), 1)
+        live.say("second")
+        live.finish(timeout=30)
+        self.assertEqual(live.code, 0, live.stderr)
+        t = self.rx.session_trace("s-live")
+        self.assertEqual(len(self.obs(t, "claude-query")), 2)
+
+    def test_tokens_and_cost_equal_what_claude_code_accounted(self):
+        """modelUsage counts a subagent's calls, which Claude Code does not stream: Langfuse's
+        sums hold them once, in both layouts, and equal every token the model server served."""
+        sc = scenario("subagent")
+        served = sum(usage_tokens(r["usage"]) for r in sc["responses"] + sc["agent_responses"])
+        for layout in ("per-query", "per-call"):
+            with self.subTest(layout=layout):
+                sid = f"s-exact-{layout}"
+                self.use("subagent")
+                before = self.server.count()
+                run = self.run_cc("--session-id", sid, "use an agent",
+                                  env=self.lf_env(LANGFUSE_GENERATIONS=layout))
+                self.assertEqual(run.code, 0, run.describe())
+                after = self.server.count()
+                self.assertEqual((after["main_calls"] - before["main_calls"],
+                                  after["agent_calls"] - before["agent_calls"]),
+                                 (len(sc["responses"]), len(sc["agent_responses"])))
+                t = self.rx.session_trace(sid)
+                gens = self.obs(t, type_="GENERATION")
+                self.assertEqual(sum(tokens(g) for g in gens), served, gens)
+                result = run.stream.of("result")[-1]
+                self.assertLess(usage_tokens(result["usage"]), served, "the result leaves out the subagent")
+                self.assertAlmostEqual(t["totalCost"], result["cost"], places=12)
+                self.assertAlmostEqual(sum(g["calculatedTotalCost"] for g in gens), result["cost"], places=12)
 
     def test_failed_session_is_an_error_trace(self):
         self.use("error_500")
@@ -163,6 +230,111 @@ class TraceTests(CcrunnerTest):
         q = self.obs(t, "claude-query")[0]
         self.assertEqual(q["level"], "ERROR")
         self.assertIn("HTTP 500", q["statusMessage"])
+
+    def assert_failed_trace(self, sid, exception_type, says):
+        t = self.rx.session_trace(sid)
+        self.assertEqual(t["output"]["success"], False, t["output"])
+        self.assertIn(says, t["output"]["error"])
+        self.assertEqual(str(t["metadata"]["exception_type"]).strip('"'), exception_type)
+        root = self.obs(t, "agentic-session")[0]
+        self.assertEqual(root["level"], "ERROR")
+        self.assertIn(says, root["statusMessage"])
+        self.assertTrue(all(q["level"] == "ERROR" for q in self.obs(t, "claude-query")), t)
+        open_ = [o for o in t["observations"] if not o.get("endTime") and o["type"] != "EVENT"]
+        self.assertEqual(open_, [], "everything ended")
+        return t
+
+    def test_each_session_failure_says_what_happened(self):
+        with self.subTest(failure="the model API refuses the key after start"):
+            self.use("error_401")
+            run = self.run_cc("--session-id", "s-401", "hello", env=self.lf_env())
+            self.assertEqual(run.code, 1, run.describe())
+            self.assert_failed_trace("s-401", "TurnError", "401")
+        with self.subTest(failure="timeout"):
+            self.use("slow")
+            run = self.run_cc("--session-id", "s-timeout", "--timeout", "1.5", "take your time",
+                              env=self.lf_env())
+            self.assertEqual(run.code, 1, run.describe())
+            self.assert_failed_trace("s-timeout", "Timeout", "timed out after 1.5 s")
+        for sig, kill_what, exc, says in ((signal.SIGTERM, "ccrunner", "Signal", "Session interrupted by SIGTERM"),
+                                          (signal.SIGKILL, "claude", "ClaudeCodeExit", "Claude Code")):
+            with self.subTest(failure=f"{sig.name} to {kill_what}"):
+                self.use("slow")
+                sid = f"s-{kill_what}"
+                live = Live(["--workspace", str(self.ws), "--session-id", sid, "take your time"],
+                            self.lf_env(), stdin=subprocess.DEVNULL)
+                self.addCleanup(lambda p=live.proc: p.poll() is None and p.kill())
+                live.wait_for(is_type("agent.running"))
+                time.sleep(0.5)  # mid-stream
+                for pid in ([live.proc.pid] if kill_what == "ccrunner" else children_of(live.proc.pid)):
+                    os.kill(pid, sig)
+                live.finish(timeout=30)
+                self.assertEqual(live.code, 1, live.stderr)
+                self.assert_failed_trace(sid, exc, says)
+
+    def test_langfuse_failures_change_nothing_and_lose_nothing(self):
+        """Each way Langfuse can fail: the session is what it is with tracing off, its end is
+        late by at most LANGFUSE_FLUSH_TIMEOUT, and the whole trace reaches Langfuse, now or
+        through the spool with the next run."""
+        self.use("bash")
+        off = self.run_cc("--session-id", "s-ref", "run echo hi")
+        self.assertEqual(off.code, 0, off.describe())
+        modes = {"slow": {"mode": "slow", "delay_ms": 1500},
+                 "500": {"mode": "status", "status": 500},
+                 "429": {"mode": "status", "status": 429, "retry_after": "1"},
+                 "401": {"mode": "status", "status": 401},
+                 "black hole": {"mode": "blackhole"}}
+        for name, mode in modes.items():
+            with self.subTest(langfuse=name):
+                sid = "s-lf-" + name.replace(" ", "-")
+                self.use("bash")
+                self.rx.post("/_test/mode", mode)
+                run = self.run_cc("--session-id", sid, "run echo hi",
+                                  env=self.lf_env(LANGFUSE_FLUSH_TIMEOUT="2"))
+                self.rx.post("/_test/mode", {"mode": "ok"})
+                self.assertEqual(run.code, 0, run.describe())
+                self.assertEqual(run.stream.codes(), off.stream.codes())
+                self.assertLess(run.elapsed, off.elapsed + 2 + 1.5, "the flush deadline holds")
+                self.use("text")
+                nxt = self.run_cc("--session-id", sid + "-next", "hello", env=self.lf_env())
+                self.assertEqual(nxt.code, 0, nxt.describe())
+                t = self.rx.session_trace(sid)
+                self.assertEqual(t["output"]["success"], True, t["output"])
+                self.assertEqual(len(self.obs(t, "model-call")), 2)
+                self.assertEqual(self.obs(t, "Bash")[0]["output"], "hi")
+                self.assertAlmostEqual(t["totalCost"], run.stream.of("result")[0]["cost"], places=12)
+
+    def test_ingestion_transport(self):
+        self.use("bash")
+        run = self.run_cc("--session-id", "s-ingest", "run echo hi",
+                          env=self.lf_env(LANGFUSE_TRANSPORT="ingestion"))
+        self.assertEqual(run.code, 0, run.describe())
+        paths = {r["path"] for r in self.rx.get("/_test/requests")}
+        self.assertEqual(paths, {"/api/public/ingestion"})
+        t = self.rx.session_trace("s-ingest")
+        self.assertEqual((t["name"], t["userId"]), ("agentic-session", "alice"))
+        self.assertEqual(t["output"], {"success": True, "turns": 1, "interactive": False})
+        q = self.obs(t, "claude-query")[0]
+        result = run.stream.of("result")[0]
+        self.assertEqual((q["type"], q["input"]), ("GENERATION", "run echo hi"))
+        self.assertAlmostEqual(t["totalCost"], result["cost"], places=12)
+        self.assertEqual(tokens(q), usage_tokens(result["usage"]))
+        self.assertEqual(len(self.obs(t, "model-call")), 2)
+        self.assertEqual(self.obs(t, "Bash")[0]["input"]["command"], "echo hi")
+
+    def test_masked_messages_leave_no_text(self):
+        self.use("demo")
+        run = self.run_cc("--session-id", "s-mask", "Write NOTES.md, then summarise the build log",
+                          env=self.lf_env(LANGFUSE_MASK_MESSAGES="true"))
+        self.assertEqual(run.code, 0, run.describe())
+        t = self.rx.session_trace("s-mask")
+        stored = self.rx.raw().decode(errors="replace") + json.dumps(t)
+        for text in ("NOTES", "build.log", "Written by the ccrunner demo", "workspace is empty",
+                     "ls -a", "No such file"):
+            self.assertNotIn(text, stored)
+        failed = [o for o in t["observations"] if o["type"] == "TOOL" and o["level"] == "ERROR"]
+        self.assertEqual(len(failed), 1, "the failure itself is still shown")
+        self.assertAlmostEqual(t["totalCost"], run.stream.of("result")[0]["cost"], places=12)
 
     def test_langfuse_down_changes_nothing_and_the_spool_delivers_later(self):
         dead = f"http://127.0.0.1:{free_port()}"
@@ -209,7 +381,8 @@ class TraceTests(CcrunnerTest):
 
     def test_no_secret_anywhere(self):
         self.use("bash")
-        env = self.lf_env(BOT_TOKEN=BOT_TOKEN, GITHUB_TOKEN="ghp_integrationSecret0123456789")
+        env = self.lf_env(BOT_TOKEN=BOT_TOKEN, GITHUB_TOKEN="ghp_integrationSecret0123456789",
+                          LANGFUSE_DEBUG="true")
         run = self.run_cc("--session-id", "s-sec", "run echo hi", env=env)
         self.assertEqual(run.code, 0, run.describe())
         self.rx.session_trace("s-sec")
