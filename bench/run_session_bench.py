@@ -9,6 +9,12 @@ whole run and its ratio to bare `claude`, and the CPU time and peak RSS of the r
 own process (its `claude` child excluded). See bench/README.md, "Session benchmark".
 
     python3 bench/run_session_bench.py [--runs 5] [--json FILE]
+    python3 bench/run_session_bench.py --tracing [--runs 5]     the tracing benchmark (below)
+
+--tracing: ccrunner with tracing off (the baseline), on against a live Langfuse test receiver
+(`traced`), and on against a receiver that never answers (`blackhole`, the default flush
+deadline), each started here on 127.0.0.1. Adds the "end tail" figure: the time from the
+last line on stdout to the process's exit, which is where the final flush happens.
 
 Contenders (a list: add one to CONTENDERS, or derive one with --variant):
   claude    node_modules/.bin/claude in stream-json mode, driven as ccrunner drives it
@@ -159,6 +165,70 @@ def parse_variant(spec, by_name):
                      argv=list(base.argv), env=env, stdin=base.stdin, requires=list(base.requires))
 
 
+# ------------------------------------------------------------------ Langfuse receivers (--tracing)
+
+RECEIVER = ROOT / "tests" / "support" / "langfuse_receiver.py"
+LF_KEYS = ("pk-lf-bench", "sk-lf-bench")
+# Targets from the tracing issue, checked for the `traced` and `blackhole` variants.
+TARGET_TRACED_RATIO = 1.01
+TARGET_FLUSH_MS = 50.0
+DEFAULT_FLUSH_TIMEOUT_MS = 5000.0
+
+
+class Receiver:
+    """tests/support/langfuse_receiver.py on a free loopback port, optionally a black hole."""
+
+    def __init__(self, mode=None):
+        self.proc = subprocess.Popen([sys.executable, str(RECEIVER), "--port", "0", "--public-key",
+                                      LF_KEYS[0], "--secret-key", LF_KEYS[1]],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        line = self.proc.stdout.readline().decode()  # READY <port>, printed once it listens
+        if not line.startswith("READY "):
+            self.close()
+            raise RuntimeError("the Langfuse receiver did not start: %r" % line)
+        self.url = "http://127.0.0.1:%d" % int(line.split()[1])
+        if mode:
+            req = urllib.request.Request(self.url + "/_test/mode", data=json.dumps(mode).encode(),
+                                         headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=10).read()
+
+    def stats(self):
+        return json.loads(urllib.request.urlopen(self.url + "/_test/stats", timeout=10).read())
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def tracing_variants(live, hole):
+    common = ":LANGFUSE_ENABLED=true:LANGFUSE_PUBLIC_KEY=%s:LANGFUSE_SECRET_KEY=%s" % LF_KEYS
+    return ["traced:ccrunner" + common + ":LANGFUSE_HOST=" + live.url,
+            "blackhole:ccrunner" + common + ":LANGFUSE_HOST=" + hole.url]
+
+
+def print_tracing_targets(summary, delivered, out=sys.stdout):
+    base, on, hole = summary.get("ccrunner"), summary.get("traced"), summary.get("blackhole")
+    if not (base and on and base["ok_runs"] and on["ok_runs"]):
+        return
+    r, n = on["ratio_median_of_rounds"], len(on["ratio_per_round"])
+    if r is not None:
+        verdict = "not enough runs (need >= 5)" if n < 5 else "PASS" if r <= TARGET_TRACED_RATIO else "FAIL"
+        print("target: traced wall vs tracing off x%.4f (%+.2f%%), median of %d per-round ratios "
+              "(range %.3f..%.3f); <= x%.2f: %s" % (r, (r - 1) * 100, n, min(on["ratio_per_round"]),
+                                                     max(on["ratio_per_round"]), TARGET_TRACED_RATIO, verdict),
+              file=out)
+    flush = on["tail_ms_median"] - base["tail_ms_median"]
+    print("target: final flush (end tail traced - off, medians) %.1f ms; <= %.0f ms: %s"
+          % (flush, TARGET_FLUSH_MS, "PASS" if flush <= TARGET_FLUSH_MS else "FAIL"), file=out)
+    if hole and hole["ok_runs"]:
+        late = hole["tail_ms_max"] - base["tail_ms_median"]
+        print("bound: black hole end tail max %.0f ms over tracing off; <= the flush deadline %.0f ms (+%.0f): %s"
+              % (late, DEFAULT_FLUSH_TIMEOUT_MS, TARGET_FLUSH_MS,
+                 "PASS" if late <= DEFAULT_FLUSH_TIMEOUT_MS + TARGET_FLUSH_MS else "FAIL"), file=out)
+    print("traces delivered to the live receiver: %d of %d traced runs (warm-up included)" % delivered, file=out)
+
+
 # ------------------------------------------------------------------ the model server
 
 
@@ -303,6 +373,7 @@ def measure(argv, env, cwd, stdin_mode, stdin_line, timeout, use_ptrace, poll_in
     process's own CPU/RSS (see own_usage), taken at its exit stop under ptrace."""
     rec = {}
     out_lines = []
+    last_line_at = [None]
     err_chunks = []
     result_seen = threading.Event()
     t0 = time.perf_counter()
@@ -325,6 +396,7 @@ def measure(argv, env, cwd, stdin_mode, stdin_line, timeout, use_ptrace, poll_in
         for raw in p.stdout:
             line = raw.decode("utf-8", "replace")
             out_lines.append(line)
+            last_line_at[0] = time.perf_counter()
             if stdin_mode == "prompt-until-result" and not result_seen.is_set() and '"result"' in line:
                 try:
                     obj = json.loads(line)
@@ -390,7 +462,8 @@ def measure(argv, env, cwd, stdin_mode, stdin_line, timeout, use_ptrace, poll_in
                 rec.setdefault("ptrace_error", str(e))
     finally:
         timer.cancel()
-    wall = time.perf_counter() - t0
+    t_end = time.perf_counter()
+    wall = t_end - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     if poller is not None:
         poller.stop.set()
@@ -404,6 +477,8 @@ def measure(argv, env, cwd, stdin_mode, stdin_line, timeout, use_ptrace, poll_in
             pass
 
     rec["wall_ms"] = round(wall * 1000, 3)
+    # from the last line on stdout to the exit: ccrunner's teardown, the final flush included
+    rec["tail_ms"] = round((t_end - last_line_at[0]) * 1000, 3) if last_line_at[0] else None
     rec["exit_code"] = p.returncode
     if timed_out.is_set():
         rec["error"] = "timed out after %ss (killed)" % timeout
@@ -544,6 +619,8 @@ def summarize(order, runs, baseline):
             "wall_ms_min": min((r["wall_ms"] for r in ok), default=None),
             "wall_ms_max": max((r["wall_ms"] for r in ok), default=None),
             "cpu_ms_median": med([r["cpu_ms"] for r in ok]),
+            "tail_ms_median": med([r.get("tail_ms") for r in ok]),
+            "tail_ms_max": max((r["tail_ms"] for r in ok if r.get("tail_ms") is not None), default=None),
             "tree_cpu_ms_median": med([r["tree_cpu_ms"] for r in ok]),
             "peak_rss_mib_median": med([r["peak_rss_kib"] / 1024 for r in ok]),
             "peak_rss_mib_max": max((r["peak_rss_kib"] / 1024 for r in ok), default=None),
@@ -588,10 +665,11 @@ def print_table(order, summary, baseline, out=sys.stdout):
         rows.append([c, "%d/%d" % (s["ok_runs"], s["runs"]), fmt(s["wall_ms_median"], 0),
                      "%s..%s" % (fmt(s["wall_ms_min"], 0), fmt(s["wall_ms_max"], 0)), ratio,
                      fmt(s["cpu_ms_median"], 1), fmt(s["tree_cpu_ms_median"], 0),
+                     "%s / %s" % (fmt(s["tail_ms_median"], 1), fmt(s["tail_ms_max"], 1)),
                      "%s / %s" % (fmt(s["peak_rss_mib_median"], 1), fmt(s["peak_rss_mib_max"], 1)), calls,
                      "%s / %s" % (fmt(s["foreign_cpu_ms_median"], 0), fmt(s["foreign_cpu_ms_max"], 0))])
-    head = ["contender", "ok", "wall ms", "min..max", "x claude: medians / rounds (range)", "own CPU ms",
-            "tree CPU ms", "own peak RSS MiB med / max", "model calls", "foreign CPU ms med / max"]
+    head = ["contender", "ok", "wall ms", "min..max", "x %s: medians / rounds (range)" % baseline, "own CPU ms",
+            "tree CPU ms", "end tail ms med / max", "own peak RSS MiB med / max", "model calls", "foreign CPU ms med / max"]
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
     print(line(head), file=out)
@@ -600,14 +678,15 @@ def print_table(order, summary, baseline, out=sys.stdout):
         print(line(r), file=out)
     print("", file=out)
     print("Medians over the successful measured runs (warm-up excluded).\n"
-          "x claude: median wall / bare claude's median wall; then the median (and range) of the per-round\n"
-          "  ratios, each run divided by bare claude's run in the same round.\n"
+          "x %s: median wall / %s's median wall; then the median (and range) of the per-round\n"
+          "  ratios, each run divided by %s's run in the same round.\n"
+          "end tail: from the last line on stdout to the exit (a runner's teardown and final flush).\n"
           "own CPU ms / own peak RSS: the contender's own process only (bare claude: claude itself; a runner:\n"
           "  without its claude child), read at its exit: process CPU clock (all threads), VmHWM.\n"
           "tree CPU ms: the process plus every descendant it waited for (claude, tool shells), from wait4().\n"
           "foreign CPU ms: CPU the machine spent during the run on other programs (all busy CPU time less the\n"
-          "  tree, the model server and this driver); far from 0 means something competed with the session.",
-          file=out)
+          "  tree, the model server and this driver); far from 0 means something competed with the session."
+          % (baseline, baseline, baseline), file=out)
 
 
 def print_targets(summary, out=sys.stdout):
@@ -663,7 +742,9 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=5, help="measured rounds (default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
     ap.add_argument("--json", metavar="FILE", help="write the raw runs and the summary as JSON to FILE")
-    ap.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
+    ap.add_argument("--tracing", action="store_true",
+                    help="the tracing benchmark: ccrunner off vs traced vs blackhole (see the top of this file)")
+    ap.add_argument("--contenders", default=None,
                     help="comma-separated list, in run order (default %s; known: %s)"
                     % (",".join(DEFAULT_CONTENDERS), ",".join(names)))
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:BASE[:KEY=VALUE|:-KEY...]",
@@ -684,6 +765,22 @@ def main(argv=None):
     if args.runs < 1:
         ap.error("--runs must be >= 1")
 
+    global BASELINE
+    receivers = []
+    if args.tracing:
+        BASELINE = "ccrunner"
+        args.contenders = args.contenders or "ccrunner"
+        receivers = [Receiver(), Receiver({"mode": "blackhole"})]
+        args.variant = tracing_variants(*receivers) + args.variant
+    args.contenders = args.contenders or ",".join(DEFAULT_CONTENDERS)
+    try:
+        return run_all(args, ap, receivers)
+    finally:
+        for r in receivers:
+            r.close()
+
+
+def run_all(args, ap, receivers):
     by_name = {c.name: c for c in CONTENDERS}
     for spec in args.variant:
         try:
@@ -717,7 +814,7 @@ def main(argv=None):
     for n in notes:
         log("note: " + n)
     if BASELINE not in order:
-        log("note: bare claude (the baseline) is not run: no ratios")
+        log("note: the baseline (%s) is not run: no ratios" % BASELINE)
     if not order:
         log("nothing to run")
         return 1
@@ -762,7 +859,11 @@ def main(argv=None):
     print()
     print_table(order, summary, BASELINE)
     print()
-    print_targets(summary)
+    if args.tracing:
+        traced = sum(1 for r in runs + warmups if r["contender"] == "traced")
+        print_tracing_targets(summary, (receivers[0].stats()["traces"], traced))
+    else:
+        print_targets(summary)
     busy = [r for r in runs if r["ok"] and r.get("foreign_cpu_ms") is not None
             and r["foreign_cpu_ms"] > FOREIGN_CPU_FRACTION * r["wall_ms"]]
     if busy:
