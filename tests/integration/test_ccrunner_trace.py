@@ -15,7 +15,7 @@ import base64
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_ccrunner import (API_KEY, BOT_TOKEN, REPO, CcrunnerTest, Live,  # noqa: E402
+from test_ccrunner import (API_KEY, BOT_TOKEN, CCRUNNER, REPO, CcrunnerTest, Live,  # noqa: E402
                            children_of, is_type, start_ready, stop_process)
 
 RECEIVER = REPO / "tests" / "support" / "langfuse_receiver.py"
@@ -344,7 +344,14 @@ class TraceTests(CcrunnerTest):
         self.assertEqual(down.code, 0, down.describe())
         self.assertEqual(down.stream.codes(), off.stream.codes())
         self.assertLess(down.elapsed, off.elapsed + 6, "at most the flush deadline (5 s) more")
-        self.assertTrue(list(self.spool.glob("lf-*")), "undelivered telemetry is spooled")
+        spooled = sorted(self.spool.glob("lf-*"))
+        self.assertTrue(spooled, "undelivered telemetry is spooled")
+        # and can be read without any server: lftrace prints the spooled trace as a tree
+        tree = subprocess.run([str(CCRUNNER.parent / "lftrace"), *map(str, spooled)],
+                              capture_output=True, text=True, timeout=30)
+        self.assertEqual(tree.returncode, 0, tree.stderr)
+        self.assertIn("session s-down  user alice", tree.stdout)
+        self.assertIn("claude-query [generation claude-opus-5-5]", tree.stdout)
         # the next run, with Langfuse up, delivers the spooled trace too
         self.use("text")
         up = self.run_cc("--session-id", "s-next", "hello", env=self.lf_env())
