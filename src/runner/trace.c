@@ -89,7 +89,20 @@ static void record_secret(lf_client *c, const char *v)
 static void record_credentials_file(lf_client *c, const char *path)
 {
     json_t *doc = path ? json_load_file(path, 0, NULL) : NULL;
-    record_secret(c, cc_json_str(doc, "private_key"));
+    const char *pem = cc_json_str(doc, "private_key");
+    record_secret(c, pem);
+    /* and each line of its body, which is what a log or a pasted fragment would carry */
+    for (const char *line = pem; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        char part[256];
+        if (n < sizeof part && strncmp(line, "-----", 5) != 0) {
+            memcpy(part, line, n);
+            part[n] = '\0';
+            record_secret(c, part);
+        }
+        line = nl ? nl + 1 : NULL;
+    }
     record_secret(c, cc_json_str(doc, "private_key_id"));
     record_secret(c, cc_json_str(doc, "refresh_token"));
     record_secret(c, cc_json_str(doc, "client_secret"));

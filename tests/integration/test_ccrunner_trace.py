@@ -387,18 +387,30 @@ class TraceTests(CcrunnerTest):
         self.assertEqual(self.rx.get("/api/public/traces")["data"], [])
 
     def test_no_secret_anywhere(self):
-        self.use("bash")
-        env = self.lf_env(BOT_TOKEN=BOT_TOKEN, GITHUB_TOKEN="ghp_integrationSecret0123456789",
-                          LANGFUSE_DEBUG="true")
-        run = self.run_cc("--session-id", "s-sec", "run echo hi", env=env)
-        self.assertEqual(run.code, 0, run.describe())
-        self.rx.session_trace("s-sec")
-        stored = self.rx.raw().decode(errors="replace") + json.dumps(self.rx.session_trace("s-sec"))
-        for secret in (API_KEY, SK, BOT_TOKEN, "ghp_integrationSecret0123456789"):
-            self.assertNotIn(secret, stored)
-            self.assertNotIn(secret, run.stdout)
-            self.assertNotIn(secret, run.stderr)
-
+        """Secret values never leave in telemetry, logs or the stream: not from the
+        environment, and not when the prompt itself carries them (a pasted key)."""
+        gh = "ghp_integrationSecret0123456789"
+        gkey = "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCintegration\\n-----END PRIVATE KEY-----\\n"
+        creds = self.dir / "sa.json"
+        creds.write_text(json.dumps({"type": "service_account", "project_id": "p",
+                                     "private_key_id": "0123456789abcdef0123456789abcdef01234567",
+                                     "private_key": gkey.replace("\\n", "\n")}))
+        secrets = (API_KEY, SK, BOT_TOKEN, gh, "0123456789abcdef0123456789abcdef01234567",
+                   "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCintegration")
+        env = self.lf_env(BOT_TOKEN=BOT_TOKEN, GITHUB_TOKEN=gh, LANGFUSE_DEBUG="true",
+                          GOOGLE_APPLICATION_CREDENTIALS=str(creds))
+        for sid, prompt in (("s-sec", "run echo hi"),
+                            ("s-sec-pasted", "run echo hi; keys: " + " ".join(secrets))):
+            with self.subTest(prompt=prompt[:20]):
+                self.use("bash")
+                run = self.run_cc("--session-id", sid, prompt, env=env)
+                self.assertEqual(run.code, 0, run.describe())
+                stored = self.rx.raw().decode(errors="replace") + json.dumps(self.rx.session_trace(sid))
+                for secret in secrets:
+                    self.assertNotIn(secret, stored)
+                    self.assertNotIn(secret, run.stderr)
+                    if sid == "s-sec":
+                        self.assertNotIn(secret, run.stdout)
 
 if __name__ == "__main__":
     unittest.main()
