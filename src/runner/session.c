@@ -391,6 +391,7 @@ static void on_input(struct session *s, const char *line, size_t len, const char
         if (s->turn_active && !s->interrupt_sent) {
             send_interrupt(s);
             s->user_interrupted = 1;
+            cc_trace_interrupt(s->cfg->trace, "the user asked for it", 0);
             cc_out_system(s->out, "Interrupting the current turn");
         } else {
             cc_out_system(s->out, "Nothing to interrupt: no turn is running");
@@ -457,6 +458,7 @@ static void stop(struct session *s)
     if (s->turn_active) {
         s->phase = PH_STOPPING;
         send_interrupt(s);
+        cc_trace_interrupt(s->cfg->trace, s->fail, 1);
         s->stop_deadline_ms = cc_mono_ms() + s->cfg->interrupt_wait_ms;
     } else {
         begin_closing(s);

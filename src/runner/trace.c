@@ -63,6 +63,8 @@ struct cc_trace {
     const struct cc_options *o;
     int per_call;
     int mask;                   /* LANGFUSE_MASK_MESSAGES: no tool text in status messages */
+    char interrupted[160];      /* why the running turn was interrupted, "" when it was not */
+    int interrupt_fails;        /* ... and whether that fails the session (timeout, signal) */
     lf_obs *trace;
     lf_obs *query;
     int turns;
@@ -609,7 +611,13 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
         if (t->model[0])
             lf_obs_set_model(q, t->model);
     }
-    if (r.is_error) {
+    if (r.is_error && t->interrupted[0]) {
+        /* an interrupt the user asked for ends the turn, not the session: a warning */
+        char msg[200];
+        snprintf(msg, sizeof msg, "interrupted: %s", t->interrupted);
+        lf_obs_set_level(q, t->interrupt_fails ? LF_LEVEL_ERROR : LF_LEVEL_WARNING);
+        lf_obs_set_status_message(q, msg);
+    } else if (r.is_error) {
         char msg[300];
         if (r.api_error_status)
             snprintf(msg, sizeof msg, "the model API failed with HTTP %lld", r.api_error_status);
@@ -633,6 +641,7 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
     }
     lf_obs_end(q);
     t->query = NULL;
+    t->interrupted[0] = '\0';
     t->prev_cost = t->last_cost = r.total_cost_usd;
     json_decref(t->prev_usage);
     t->prev_usage = r.model_usage ? json_deep_copy(r.model_usage) : NULL;
@@ -670,6 +679,14 @@ static void on_system(struct cc_trace *t, const struct cc_msg *m)
         lf_obs_set_status_message(ev, msg);
         lf_obs_end(ev);
     }
+}
+
+void cc_trace_interrupt(struct cc_trace *t, const char *why, int fails)
+{
+    if (!t || !t->query)
+        return;
+    snprintf(t->interrupted, sizeof t->interrupted, "%s", why);
+    t->interrupt_fails = fails;
 }
 
 void cc_trace_claude(struct cc_trace *t, const struct cc_msg *m)

@@ -31,6 +31,10 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
 /* A prompt went to Claude Code: a new claude-query. */
 void cc_trace_prompt(struct cc_trace *t, const char *text);
 
+/* The running turn was interrupted: `why` becomes its status message, level WARNING, or
+ * ERROR when the interrupt `fails` the session (timeout, signal). */
+void cc_trace_interrupt(struct cc_trace *t, const char *why, int fails);
+
 /* Every message Claude Code printed, in order. */
 void cc_trace_claude(struct cc_trace *t, const struct cc_msg *m);
 

@@ -192,6 +192,29 @@ class TraceTests(CcrunnerTest):
         t = self.rx.session_trace("s-live")
         self.assertEqual(len(self.obs(t, "claude-query")), 2)
 
+    def test_a_user_interrupt_is_a_warning_on_its_query(self):
+        self.use("slow")
+        live = Live(["--workspace", str(self.ws), "-i", "--session-id", "s-intr"], self.lf_env())
+        self.addCleanup(lambda: live.proc.poll() is None and live.proc.kill())
+        live.say("slow one")
+        live.wait_for(is_type("agent.running"))
+        time.sleep(0.8)  # mid-stream
+        live.send({"type": "interrupt"})
+        live.wait_for(is_type("agent.message", "result"), timeout=20)
+        self.use(scenario("text"))
+        live.say("after the interrupt")
+        live.wait_for(lambda e: sum(1 for x in live.envs if is_type("agent.message", "result")(x)) == 2)
+        live.send({"type": "end_session"})
+        live.finish()
+        self.assertEqual(live.code, 0, live.stderr)
+        t = self.rx.session_trace("s-intr")
+        self.assertEqual(t["output"], {"success": True, "turns": 2, "interactive": True})
+        first, second = sorted(self.obs(t, "claude-query"), key=lambda q: q["startTime"])
+        self.assertEqual((first["level"], first["statusMessage"]),
+                         ("WARNING", "interrupted: the user asked for it"))
+        self.assertEqual(second["level"], "DEFAULT")
+        self.assertAlmostEqual(t["totalCost"], live.stream.of("result")[-1]["cost"], places=12)
+
     def test_tokens_and_cost_equal_what_claude_code_accounted(self):
         """modelUsage counts a subagent's calls, which Claude Code does not stream: Langfuse's
         sums hold them once, in both layouts, and equal every token the model server served."""
@@ -255,7 +278,8 @@ class TraceTests(CcrunnerTest):
             run = self.run_cc("--session-id", "s-timeout", "--timeout", "1.5", "take your time",
                               env=self.lf_env())
             self.assertEqual(run.code, 1, run.describe())
-            self.assert_failed_trace("s-timeout", "Timeout", "timed out after 1.5 s")
+            t = self.assert_failed_trace("s-timeout", "Timeout", "timed out after 1.5 s")
+            self.assertIn("interrupted: Session timed out", self.obs(t, "claude-query")[0]["statusMessage"])
         for sig, kill_what, exc, says in ((signal.SIGTERM, "ccrunner", "Signal", "Session interrupted by SIGTERM"),
                                           (signal.SIGKILL, "claude", "ClaudeCodeExit", "Claude Code")):
             with self.subTest(failure=f"{sig.name} to {kill_what}"):
