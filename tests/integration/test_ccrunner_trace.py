@@ -177,7 +177,8 @@ class TraceTests(CcrunnerTest):
         live.wait_for(lambda e: e["type"] == "agent.message" and e["payload"]["type"] == "result")
         t = self.rx.session_trace("s-live")  # visible while the session runs
         deadline = time.monotonic() + 10
-        while not [q for q in self.obs(t, "claude-query") if q.get("endTime")]:
+        # (an update sent while an observation runs shows endTime = startTime; the end has output)
+        while not [q for q in self.obs(t, "claude-query") if q.get("output")]:
             self.assertLess(time.monotonic(), deadline, "the first turn was not exported in 10 s")
             time.sleep(0.2)
             t = self.rx.session_trace("s-live")
