@@ -218,6 +218,10 @@ def print_tracing_targets(summary, delivered, out=sys.stdout):
               "(range %.3f..%.3f); <= x%.2f: %s" % (r, (r - 1) * 100, n, min(on["ratio_per_round"]),
                                                      max(on["ratio_per_round"]), TARGET_TRACED_RATIO, verdict),
               file=out)
+    cpu = on["cpu_ms_median"] - base["cpu_ms_median"]
+    print("tracing's own CPU: %+.1f ms per session (medians), %.2f%% of tracing off's median wall; the wall "
+          "ratio above carries the machine's noise, this does not" % (cpu, cpu / base["wall_ms_median"] * 100),
+          file=out)
     flush = on["tail_ms_median"] - base["tail_ms_median"]
     print("target: final flush (end tail traced - off, medians) %.1f ms; <= %.0f ms: %s"
           % (flush, TARGET_FLUSH_MS, "PASS" if flush <= TARGET_FLUSH_MS else "FAIL"), file=out)
