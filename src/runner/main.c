@@ -112,12 +112,11 @@ int main(int argc, char **argv)
         .interrupt_wait_ms = 10000,
         .trace = trace,
     };
-    struct cc_session_end end;
+    struct cc_outcome end;
     int rc = cc_session_run(&cfg, &end);
-    struct cc_outcome how = {end.failed, end.message, end.exception_type};
     /* The backend drains while telemetry flushes: the two deadlines overlap, not add. */
     cc_ws_drain(ws, WS_CLOSE_MS);
-    cc_trace_end(trace, &how); /* bounded by LANGFUSE_FLUSH_TIMEOUT */
+    cc_trace_end(trace, &end); /* bounded by LANGFUSE_FLUSH_TIMEOUT */
     cc_ws_close(ws, WS_CLOSE_MS);
     return rc;
 }

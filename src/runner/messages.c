@@ -13,13 +13,6 @@
 /* Text mode bounds what a single tool input or result prints; JSON mode never cuts. */
 #define TEXT_MAX 2000
 
-/* The string at key, or `def` when it is missing or not a string. */
-static const char *str_or(const json_t *obj, const char *key, const char *def)
-{
-    const char *v = cc_json_str(obj, key);
-    return v ? v : def;
-}
-
 void cc_timestamp(char out[32])
 {
     struct timespec ts;
@@ -58,23 +51,23 @@ static void put_text(FILE *fp, const char *ts, const char *type, const json_t *p
     const char *kind = cc_json_str(p, "type");
     fprintf(fp, "[%.8s] ", ts + 11);
     if (strcmp(type, "status.update") == 0) {
-        fprintf(fp, "status %s: %s", str_or(p, "phase", "?"),
-                str_or(p, "message", ""));
+        fprintf(fp, "status %s: %s", cc_json_str_or(p, "phase", "?"),
+                cc_json_str_or(p, "message", ""));
     } else if (strcmp(type, "agent.running") == 0) {
         fputs("agent running", fp);
     } else if (strcmp(type, "agent.waiting") == 0) {
         fputs("waiting for a user message", fp);
     } else if (strcmp(type, "system.message") == 0) {
-        fprintf(fp, "system: %s", str_or(p, "message", ""));
+        fprintf(fp, "system: %s", cc_json_str_or(p, "message", ""));
     } else if (kind && strcmp(kind, "text") == 0) {
         fputs("assistant: ", fp);
-        fputs(str_or(p, "content", ""), fp);
+        fputs(cc_json_str_or(p, "content", ""), fp);
     } else if (kind && strcmp(kind, "thinking") == 0) {
         fputs("thinking: ", fp);
         put_bounded(fp, cc_json_str(p, "content"));
     } else if (kind && strcmp(kind, "tool_use") == 0) {
         char *in = json_dumps(json_object_get(p, "tool_input"), JSON_COMPACT);
-        fprintf(fp, "tool %s ", str_or(p, "tool_name", "?"));
+        fprintf(fp, "tool %s ", cc_json_str_or(p, "tool_name", "?"));
         put_bounded(fp, in);
         free(in);
     } else if (kind && strcmp(kind, "tool_result") == 0) {
@@ -84,13 +77,13 @@ static void put_text(FILE *fp, const char *ts, const char *type, const json_t *p
     } else if (kind && strcmp(kind, "result") == 0) {
         json_t *cost = json_object_get(p, "cost");
         fprintf(fp, "result: %s%s in %lld ms, %lld turns",
-                str_or(p, "subtype", "?"),
+                cc_json_str_or(p, "subtype", "?"),
                 json_is_true(json_object_get(p, "is_error")) ? " (error)" : "",
                 cc_json_int(p, "duration_ms"), cc_json_int(p, "num_turns"));
         if (json_is_number(cost))
             fprintf(fp, ", $%.4f total", json_number_value(cost));
     } else if (kind && strcmp(kind, "error") == 0) {
-        fputs(str_or(p, "content", "Error"), fp);
+        fputs(cc_json_str_or(p, "content", "Error"), fp);
     } else {
         char *s = json_dumps(p, JSON_COMPACT);
         fprintf(fp, "%s %s", type, s ? s : "");
@@ -205,7 +198,7 @@ static char *tool_result_text(const json_t *content)
         if (i > 0)
             fputc('\n', f);
         if (t && strcmp(t, "text") == 0)
-            fputs(str_or(b, "text", ""), f);
+            fputs(cc_json_str_or(b, "text", ""), f);
         else
             fprintf(f, "[%s]", t ? t : "content");
     }
@@ -226,20 +219,20 @@ static int map_assistant(struct cc_out *o, const struct cc_msg *m)
         if (!t)
             continue;
         if (strcmp(t, "text") == 0 && api_error)
-            p = error_payload(str_or(b, "text", "API error"));
+            p = error_payload(cc_json_str_or(b, "text", "API error"));
         else if (strcmp(t, "text") == 0)
             p = json_pack("{s:s, s:s, s:s}", "role", "assistant", "type", "text", "content",
-                          str_or(b, "text", ""));
+                          cc_json_str_or(b, "text", ""));
         else if (strcmp(t, "thinking") == 0)
             p = json_pack("{s:s, s:s, s:s}", "role", "assistant", "type", "thinking",
-                          "content", str_or(b, "thinking", ""));
+                          "content", cc_json_str_or(b, "thinking", ""));
         else if (strcmp(t, "tool_use") == 0) {
             const char *name = cc_json_str(b, "name");
             json_t *input = json_object_get(b, "input");
             p = json_pack("{s:s, s:s, s:s+, s:s, s:O, s:s}", "role", "assistant", "type",
                           "tool_use", "content", "Using tool: ", name ? name : "?", "tool_name",
                           name ? name : "", "tool_input", input ? input : json_null(),
-                          "tool_use_id", str_or(b, "id", ""));
+                          "tool_use_id", cc_json_str_or(b, "id", ""));
         } else
             continue; /* redacted_thinking, server tool blocks: nothing a user reads */
         if (cc_out_emit(o, "agent.message", nested(m, p)))
@@ -261,27 +254,13 @@ static int map_user(struct cc_out *o, const struct cc_msg *m)
         char *text = tool_result_text(json_object_get(b, "content"));
         json_t *p = json_pack("{s:s, s:s, s:s, s:s, s:b}", "role", "user", "type",
                               "tool_result", "content", text ? text : "", "tool_use_id",
-                              str_or(b, "tool_use_id", ""),
+                              cc_json_str_or(b, "tool_use_id", ""),
                               "is_error", json_is_true(json_object_get(b, "is_error")));
         free(text);
         if (cc_out_emit(o, "agent.message", nested(m, p)))
             n++;
     }
     return n;
-}
-
-/* What a failed result's subtype means to a user. */
-static const char *subtype_text(const char *subtype)
-{
-    if (!subtype)
-        return "the turn failed";
-    if (strcmp(subtype, "error_max_turns") == 0)
-        return "Claude Code reached the maximum number of turns (--max-turns)";
-    if (strcmp(subtype, "error_max_budget_usd") == 0)
-        return "Claude Code reached its budget limit";
-    if (strcmp(subtype, "error_during_execution") == 0)
-        return "the turn was interrupted or failed during execution";
-    return NULL;
 }
 
 static int map_result(struct cc_out *o, const struct cc_msg *m)
@@ -292,11 +271,9 @@ static int map_result(struct cc_out *o, const struct cc_msg *m)
     /* API failures end as subtype "success" with is_error: the synthetic assistant line
      * already said what happened. Other failures would otherwise go unexplained. */
     if (r.is_error && r.subtype && strcmp(r.subtype, "success") != 0) {
-        const char *why = subtype_text(r.subtype);
-        if (why)
-            cc_out_error(o, "%s (%s)", why, r.subtype);
-        else
-            cc_out_error(o, "the turn ended with %s", r.subtype);
+        char why[300];
+        cc_result_describe(&r, why, sizeof why);
+        cc_out_error(o, "%s", why);
         n++;
     }
     char content[64];
@@ -321,9 +298,9 @@ static int map_system(struct cc_out *o, const struct cc_msg *m)
             return 0;
         o->init_seen = 1;
         cc_out_system(o, "Claude Code %s started: model %s, permission mode %s",
-                      str_or(r, "claude_code_version", "(unknown version)"),
-                      str_or(r, "model", "(default)"),
-                      str_or(r, "permissionMode", "?"));
+                      cc_json_str_or(r, "claude_code_version", "(unknown version)"),
+                      cc_json_str_or(r, "model", "(default)"),
+                      cc_json_str_or(r, "permissionMode", "?"));
         return 1;
     }
     if (strcmp(sub, "api_retry") == 0) {
@@ -341,7 +318,7 @@ static int map_system(struct cc_out *o, const struct cc_msg *m)
     if (strcmp(sub, "permission_denied") == 0) {
         const char *msg = cc_json_str(r, "message");
         cc_out_system(o, "Permission denied for %s: %s",
-                      str_or(r, "tool_name", "a tool"),
+                      cc_json_str_or(r, "tool_name", "a tool"),
                       msg ? msg : "not allowed by the permission mode");
         return 1;
     }

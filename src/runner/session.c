@@ -157,14 +157,19 @@ static int send_line(struct session *s, char *line)
     return 0;
 }
 
-static void send_interrupt(struct session *s)
+/* Interrupts the running turn; `why` goes on its trace, `fails` when the session fails
+ * with it (timeout, signal) rather than going on (the user asked). */
+static void send_interrupt(struct session *s, const char *why, int fails)
 {
     char id[32];
     if (!s->turn_active || s->interrupt_sent)
         return;
     snprintf(id, sizeof id, "ccrunner-interrupt-%u", ++s->req_seq);
-    if (send_line(s, cc_stdin_interrupt(id)) == 0)
+    if (send_line(s, cc_stdin_interrupt(id)) == 0) {
         s->interrupt_sent = 1;
+        s->user_interrupted = !fails;
+        cc_trace_interrupt(s->cfg->trace, why, fails);
+    }
 }
 
 /* ---- the turn queue ------------------------------------------------------------------ */
@@ -251,17 +256,8 @@ static void on_result(struct session *s, const struct cc_msg *m)
         return; /* a turn Claude Code started by itself (a background agent finished) */
     s->turn_active = 0;
     s->last_error = r.is_error && !s->user_interrupted;
-    if (s->last_error) {
-        if (r.api_error_status)
-            snprintf(s->last_error_text, sizeof s->last_error_text,
-                     "the model API failed with HTTP %lld", r.api_error_status);
-        else if (r.subtype && strcmp(r.subtype, "success") != 0)
-            snprintf(s->last_error_text, sizeof s->last_error_text, "the turn ended with %s",
-                     r.subtype);
-        else
-            snprintf(s->last_error_text, sizeof s->last_error_text, "%.200s",
-                     r.result ? r.result : "the turn failed");
-    }
+    if (s->last_error)
+        cc_result_describe(&r, s->last_error_text, sizeof s->last_error_text);
     if (s->phase == PH_STOPPING)
         begin_closing(s);
     else
@@ -295,7 +291,7 @@ static int on_claude_line(void *ctx, char *line, size_t len)
         json_t *resp = json_object_get(m.root, "response");
         if (cc_json_str(resp, "subtype") && strcmp(cc_json_str(resp, "subtype"), "error") == 0)
             cc_log("Claude Code refused a control request: %.300s",
-                 cc_json_str(resp, "error") ? cc_json_str(resp, "error") : "no reason");
+                 cc_json_str_or(resp, "error", "no reason"));
         break;
     }
     default:
@@ -389,9 +385,7 @@ static void on_input(struct session *s, const char *line, size_t len, const char
         break;
     case CC_IN_INTERRUPT:
         if (s->turn_active && !s->interrupt_sent) {
-            send_interrupt(s);
-            s->user_interrupted = 1;
-            cc_trace_interrupt(s->cfg->trace, "the user asked for it", 0);
+            send_interrupt(s, "the user asked for it", 0);
             cc_out_system(s->out, "Interrupting the current turn");
         } else {
             cc_out_system(s->out, "Nothing to interrupt: no turn is running");
@@ -457,8 +451,7 @@ static void stop(struct session *s)
         return;
     if (s->turn_active) {
         s->phase = PH_STOPPING;
-        send_interrupt(s);
-        cc_trace_interrupt(s->cfg->trace, s->fail, 1);
+        send_interrupt(s, s->fail, 1);
         s->stop_deadline_ms = cc_mono_ms() + s->cfg->interrupt_wait_ms;
     } else {
         begin_closing(s);
@@ -555,7 +548,7 @@ static int next_timeout(const struct session *s, long long now)
 }
 
 /* The child is gone and its pipes are drained: decide how the session ended. */
-static int conclude(struct session *s, struct cc_session_end *end)
+static int conclude(struct session *s, struct cc_outcome *end)
 {
     char how[128], tail[1200];
     int status = s->child.status;
@@ -606,7 +599,7 @@ static void free_queue(struct session *s)
     s->q_len = 0;
 }
 
-int cc_session_run(const struct cc_session_config *cfg, struct cc_session_end *end)
+int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end)
 {
     struct session s;
     char err[512];

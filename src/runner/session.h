@@ -25,15 +25,8 @@ struct cc_session_config {
     struct cc_trace *trace;  /* the Langfuse trace, or NULL; borrowed */
 };
 
-/* How the session ended (for the trace). */
-struct cc_session_end {
-    int failed;
-    char message[512];          /* the final status message */
-    const char *exception_type; /* on failure, see struct cc_outcome */
-};
-
 /* Runs the session to its end. Returns the exit code: 0 success, 1 failure, 2 when
  * Claude Code could not be started. Installs SIGTERM/SIGINT handlers for its duration. */
-int cc_session_run(const struct cc_session_config *cfg, struct cc_session_end *end);
+int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end);
 
 #endif

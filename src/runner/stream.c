@@ -30,6 +30,37 @@ const char *cc_json_str(const json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
+/* What a failed result's subtype means to a user, or NULL for one not known here. */
+static const char *subtype_text(const char *subtype)
+{
+    if (strcmp(subtype, "error_max_turns") == 0)
+        return "Claude Code reached the maximum number of turns (--max-turns)";
+    if (strcmp(subtype, "error_max_budget_usd") == 0)
+        return "Claude Code reached its budget limit";
+    if (strcmp(subtype, "error_during_execution") == 0)
+        return "the turn was interrupted or failed during execution";
+    return NULL;
+}
+
+void cc_result_describe(const struct cc_result *r, char *buf, size_t len)
+{
+    if (r->api_error_status)
+        snprintf(buf, len, "the model API failed with HTTP %lld", r->api_error_status);
+    else if (r->subtype && strcmp(r->subtype, "success") != 0 && subtype_text(r->subtype))
+        snprintf(buf, len, "%s (%s)", subtype_text(r->subtype), r->subtype);
+    else if (r->subtype && strcmp(r->subtype, "success") != 0)
+        snprintf(buf, len, "the turn ended with %s%s%s", r->subtype,
+                 r->terminal_reason ? ": " : "", r->terminal_reason ? r->terminal_reason : "");
+    else
+        snprintf(buf, len, "%.200s", r->result ? r->result : "the turn failed");
+}
+
+const char *cc_json_str_or(const json_t *obj, const char *key, const char *def)
+{
+    const char *v = cc_json_str(obj, key);
+    return v ? v : def;
+}
+
 long long cc_json_int(const json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);

@@ -59,8 +59,15 @@ void cc_msg_clear(struct cc_msg *m);
 /* Fills r from a CC_MSG_RESULT. */
 void cc_msg_result(const struct cc_msg *m, struct cc_result *r);
 
+/* What went wrong in a failed turn, in one line for a user: the model API's HTTP status,
+ * else what the subtype means (or the subtype and terminal reason), else the result text.
+ * The message stream, the session's failure and the trace all say it this way. */
+void cc_result_describe(const struct cc_result *r, char *buf, size_t len);
+
 /* Convenience readers that tolerate missing keys: the string or NULL, the integer or 0. */
 const char *cc_json_str(const json_t *obj, const char *key);
+/* The string at key, or `def` when it is missing or not a string. */
+const char *cc_json_str_or(const json_t *obj, const char *key, const char *def);
 long long cc_json_int(const json_t *obj, const char *key);
 double cc_json_num(const json_t *obj, const char *key);
 

@@ -73,26 +73,18 @@ struct cc_trace {
     json_t *pending_input;      /* what leads to the next model call */
     double prev_cost;           /* total_cost_usd at the previous result */
     json_t *prev_usage;         /* modelUsage at the previous result */
-    double last_cost;
     int64_t start_ns;
     int init_seen;
     char model[96];             /* the session's model (option or init) */
 };
 
-/* Values that must never leave the process; the library refuses ones too short to be
- * secrets (they would redact ordinary words). */
-static void record_secret(lf_client *c, const char *v)
-{
-    if (v)
-        lf_client_add_secret(c, v);
-}
-
-/* The service-account key's secret parts (the file's whole text would redact too much). */
+/* The service-account key's secret parts (the file's whole text would redact too much).
+ * lf_client_add_secret() takes NULL, and refuses values too short to be secrets. */
 static void record_credentials_file(lf_client *c, const char *path)
 {
     json_t *doc = path ? json_load_file(path, 0, NULL) : NULL;
     const char *pem = cc_json_str(doc, "private_key");
-    record_secret(c, pem);
+    lf_client_add_secret(c, pem);
     /* and each line of its body, which is what a log or a pasted fragment would carry */
     for (const char *line = pem; line && *line;) {
         const char *nl = strchr(line, '\n');
@@ -101,13 +93,13 @@ static void record_credentials_file(lf_client *c, const char *path)
         if (n < sizeof part && strncmp(line, "-----", 5) != 0) {
             memcpy(part, line, n);
             part[n] = '\0';
-            record_secret(c, part);
+            lf_client_add_secret(c, part);
         }
         line = nl ? nl + 1 : NULL;
     }
-    record_secret(c, cc_json_str(doc, "private_key_id"));
-    record_secret(c, cc_json_str(doc, "refresh_token"));
-    record_secret(c, cc_json_str(doc, "client_secret"));
+    lf_client_add_secret(c, cc_json_str(doc, "private_key_id"));
+    lf_client_add_secret(c, cc_json_str(doc, "refresh_token"));
+    lf_client_add_secret(c, cc_json_str(doc, "client_secret"));
     json_decref(doc);
 }
 
@@ -124,6 +116,16 @@ static const char *default_spool_dir(char *path, size_t len)
     mkdir(path, 0700);
     snprintf(path, len, "%s/.cache/ccrunner/langfuse-spool", home);
     return mkdir(path, 0700) == 0 || errno == EEXIST ? path : NULL;
+}
+
+/* The session's model: tag, metadata, and the model of its queries. */
+static void set_model(struct cc_trace *t, const char *model)
+{
+    char tag[300];
+    snprintf(t->model, sizeof t->model, "%s", model);
+    snprintf(tag, sizeof tag, "model:%s", model);
+    lf_trace_add_tag(t->trace, tag);
+    lf_trace_set_metadata_string(t->trace, "model", model);
 }
 
 struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_id)
@@ -159,13 +161,12 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
     if (layout && strcmp(layout, "per-call") && strcmp(layout, "per-query"))
         fprintf(stderr, "ccrunner: LANGFUSE_GENERATIONS=%.40s is not per-query or per-call; "
                         "using per-query\n", layout);
-    record_secret(lf, o->anthropic_api_key);
-    record_secret(lf, o->bot_token);
-    record_secret(lf, getenv("GITHUB_TOKEN"));
+    lf_client_add_secret(lf, o->anthropic_api_key);
+    lf_client_add_secret(lf, o->bot_token);
+    lf_client_add_secret(lf, getenv("GITHUB_TOKEN"));
     record_credentials_file(lf, o->google_credentials);
     t->pending_input = json_array();
     t->start_ns = lf_now_ns();
-    snprintf(t->model, sizeof t->model, "%s", o->model ? o->model : "");
 
     lf_obs *tr = t->trace = lf_trace_start(lf, "agentic-session", NULL);
     lf_trace_set_session_id(tr, session_id);
@@ -190,12 +191,8 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
     lf_trace_set_metadata_bool(tr, "interactive", o->interactive);
     lf_trace_set_metadata_string(tr, "workspace", o->workspace);
     lf_trace_set_metadata_string(tr, "session_id", session_id);
-    if (o->model) {
-        char tag[300];
-        snprintf(tag, sizeof tag, "model:%s", o->model);
-        lf_trace_add_tag(tr, tag);
-        lf_trace_set_metadata_string(tr, "model", o->model);
-    }
+    if (o->model)
+        set_model(t, o->model);
     lf_obs_update(tr); /* visible in Langfuse while the session runs */
     return t;
 }
@@ -249,6 +246,15 @@ static struct call *find_call(struct cc_trace *t, const char *msg_id)
     return NULL;
 }
 
+/* a += sign * b */
+static void usage_add(struct usage *a, const struct usage *b, int sign)
+{
+    a->in += sign * b->in;
+    a->out += sign * b->out;
+    a->cr += sign * b->cr;
+    a->cw += sign * b->cw;
+}
+
 static void set_usage(lf_obs *o, const struct usage *u)
 {
     lf_obs_set_usage(o, "input", u->in);
@@ -291,8 +297,8 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
         struct call *c = calloc(1, sizeof *c);
         if (!c)
             return;
-        snprintf(c->msg_id, sizeof c->msg_id, "%s", cc_json_str(msg, "id") ? cc_json_str(msg, "id") : "");
-        snprintf(c->model, sizeof c->model, "%s", cc_json_str(msg, "model") ? cc_json_str(msg, "model") : "");
+        snprintf(c->msg_id, sizeof c->msg_id, "%s", cc_json_str_or(msg, "id", ""));
+        snprintf(c->model, sizeof c->model, "%s", cc_json_str_or(msg, "model", ""));
         read_usage(json_object_get(msg, "usage"), &c->u, 0);
         c->content = json_array();
         c->start_ns = lf_now_ns();
@@ -340,13 +346,13 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
 static void start_tool(struct cc_trace *t, const struct cc_msg *m, const json_t *b)
 {
     struct tool *parent = find_tool(t, m->parent_tool_use_id);
-    const char *name = cc_json_str(b, "name") ? cc_json_str(b, "name") : "tool";
+    const char *name = cc_json_str_or(b, "name", "tool");
     struct tool *x = calloc(1, sizeof *x);
     if (!x)
         return;
     ensure_query(t);
     x->obs = lf_obs_start(parent ? parent->obs : t->query, LF_OBS_TOOL, name);
-    snprintf(x->id, sizeof x->id, "%s", cc_json_str(b, "id") ? cc_json_str(b, "id") : "");
+    snprintf(x->id, sizeof x->id, "%s", cc_json_str_or(b, "id", ""));
     x->agent = !strcmp(name, "Agent") || !strcmp(name, "Task");
     char *in = json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
     if (in)
@@ -433,6 +439,35 @@ static void on_user(struct cc_trace *t, const struct cc_msg *m)
     }
 }
 
+/* Ends the turn's calls and tool uses still open, each at the time it really ended when
+ * known (a call's message_stop, an Agent tool's result), else now; a tool use that never
+ * got its result is marked unfinished. */
+static void end_open(struct cc_trace *t)
+{
+    for (struct call *c = t->calls; c;) {
+        struct call *next = c->next;
+        if (c->end_ns)
+            lf_obs_end_at(c->obs, c->end_ns);
+        else
+            lf_obs_end(c->obs); /* interrupted mid-stream */
+        json_decref(c->content);
+        free(c);
+        c = next;
+    }
+    t->calls = t->cur = NULL;
+    while (t->tools) {
+        struct tool *x = t->tools;
+        t->tools = x->next;
+        if (!x->end_ns && !x->agent)
+            lf_obs_set_metadata_bool(x->obs, "unfinished", 1);
+        if (x->end_ns)
+            lf_obs_end_at(x->obs, x->end_ns);
+        else
+            lf_obs_end(x->obs);
+        free(x);
+    }
+}
+
 /* Splits `total` picodollars between n parts in proportion to w[] (exactly: the last part
  * takes the rest). */
 static void split(long long total, const double *w, int n, long long *out)
@@ -473,7 +508,7 @@ static lf_obs *latest_agent(struct cc_trace *t)
 }
 
 /* The turn's numbers: per-call usage from the stream, the rest from modelUsage, cost split
- * exactly. Ends the calls. Returns the cost not placed on generations under the query's
+ * exactly. Returns the cost not placed on generations under the query's
  * children (per-query: the query's own cost). */
 static void account_turn(struct cc_trace *t, const struct cc_result *r, struct usage *streamed,
                          long long *query_pico)
@@ -481,12 +516,8 @@ static void account_turn(struct cc_trace *t, const struct cc_result *r, struct u
     long long turn_pico = llround((r->total_cost_usd - t->prev_cost) * PICO);
     long long placed = 0;
     memset(streamed, 0, sizeof *streamed);
-    for (struct call *c = t->calls; c; c = c->next) {
-        streamed->in += c->u.in;
-        streamed->out += c->u.out;
-        streamed->cr += c->u.cr;
-        streamed->cw += c->u.cw;
-    }
+    for (struct call *c = t->calls; c; c = c->next)
+        usage_add(streamed, &c->u, 1);
     const char *model;
     json_t *mu;
     int nmodels = 0;
@@ -505,10 +536,7 @@ static void account_turn(struct cc_trace *t, const struct cc_result *r, struct u
         int ncalls = 0;
         for (struct call *c = t->calls; c; c = c->next)
             if (strcmp(c->model, model) == 0) {
-                rest.in -= c->u.in;
-                rest.out -= c->u.out;
-                rest.cr -= c->u.cr;
-                rest.cw -= c->u.cw;
+                usage_add(&rest, &c->u, -1);
                 ncalls++;
             }
         int has_rest = rest.in > 0 || rest.out > 0 || rest.cr > 0 || rest.cw > 0;
@@ -571,17 +599,6 @@ static void account_turn(struct cc_trace *t, const struct cc_result *r, struct u
         placed = turn_pico;
     }
     *query_pico = turn_pico - placed;
-    for (struct call *c = t->calls; c;) {
-        struct call *next = c->next;
-        if (c->end_ns)
-            lf_obs_end_at(c->obs, c->end_ns);
-        else
-            lf_obs_end(c->obs); /* interrupted mid-stream */
-        json_decref(c->content);
-        free(c);
-        c = next;
-    }
-    t->calls = t->cur = NULL;
 }
 
 static void on_result(struct cc_trace *t, const struct cc_msg *m)
@@ -619,30 +636,15 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
         lf_obs_set_status_message(q, msg);
     } else if (r.is_error) {
         char msg[300];
-        if (r.api_error_status)
-            snprintf(msg, sizeof msg, "the model API failed with HTTP %lld", r.api_error_status);
-        else
-            snprintf(msg, sizeof msg, "the turn ended with %s%s%s", r.subtype ? r.subtype : "an error",
-                     r.terminal_reason ? ": " : "", r.terminal_reason ? r.terminal_reason : "");
+        cc_result_describe(&r, msg, sizeof msg);
         lf_obs_set_level(q, LF_LEVEL_ERROR);
         lf_obs_set_status_message(q, msg);
     }
-    /* Tool uses still open: agent tools end now; others never got a result. */
-    while (t->tools) {
-        struct tool *x = t->tools;
-        t->tools = x->next;
-        if (!x->end_ns && !x->agent)
-            lf_obs_set_metadata_bool(x->obs, "unfinished", 1);
-        if (x->end_ns)
-            lf_obs_end_at(x->obs, x->end_ns);
-        else
-            lf_obs_end(x->obs);
-        free(x);
-    }
+    end_open(t);
     lf_obs_end(q);
     t->query = NULL;
     t->interrupted[0] = '\0';
-    t->prev_cost = t->last_cost = r.total_cost_usd;
+    t->prev_cost = r.total_cost_usd;
     json_decref(t->prev_usage);
     t->prev_usage = r.model_usage ? json_deep_copy(r.model_usage) : NULL;
     json_array_clear(t->pending_input);
@@ -660,20 +662,15 @@ static void on_system(struct cc_trace *t, const struct cc_msg *m)
             lf_trace_set_metadata_string(t->trace, "claude_code_version", v);
         if (sid)
             lf_trace_set_metadata_string(t->trace, "claude_session_id", sid);
-        if (model && !t->o->model) {
-            char tag[300];
-            snprintf(t->model, sizeof t->model, "%s", model);
-            snprintf(tag, sizeof tag, "model:%s", model);
-            lf_trace_add_tag(t->trace, tag);
-            lf_trace_set_metadata_string(t->trace, "model", model);
-        }
+        if (model && !t->o->model)
+            set_model(t, model);
         lf_obs_update(t->trace);
     } else if (strcmp(sub, "api_retry") == 0 && t->query) {
         lf_obs *ev = lf_obs_start(t->query, LF_OBS_EVENT, "api-retry");
         char msg[200];
         snprintf(msg, sizeof msg, "HTTP %lld (%s), attempt %lld of %lld",
                  cc_json_int(m->root, "error_status"),
-                 cc_json_str(m->root, "error") ? cc_json_str(m->root, "error") : "error",
+                 cc_json_str_or(m->root, "error", "error"),
                  cc_json_int(m->root, "attempt"), cc_json_int(m->root, "max_retries"));
         lf_obs_set_level(ev, LF_LEVEL_WARNING);
         lf_obs_set_status_message(ev, msg);
@@ -722,39 +719,26 @@ void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how)
     if (!t)
         return;
     if (t->query) { /* the turn never got its result: Claude Code died or was stopped */
-        for (struct call *c = t->calls; c;) {
-            struct call *next = c->next;
-            lf_obs_end(c->obs);
-            json_decref(c->content);
-            free(c);
-            c = next;
-        }
-        t->calls = NULL;
-        while (t->tools) {
-            struct tool *x = t->tools;
-            t->tools = x->next;
-            lf_obs_end(x->obs);
-            free(x);
-        }
+        end_open(t);
         lf_obs_set_level(t->query, LF_LEVEL_ERROR);
-        lf_obs_set_status_message(t->query, how && how->message ? how->message
-                                                                : "the turn did not finish");
+        lf_obs_set_status_message(t->query, how && how->message[0] ? how->message
+                                                                   : "the turn did not finish");
         lf_obs_end(t->query);
     }
     int failed = how && how->failed;
     json_t *out = json_pack("{s:b, s:i, s:b}", "success", !failed, "turns", t->turns,
                             "interactive", t->o->interactive);
-    if (failed && how->message)
+    if (failed && how->message[0])
         json_object_set_new(out, "error", json_string(how->message));
     char *outs = json_dumps(out, JSON_COMPACT);
     lf_trace_set_output_json(t->trace, outs);
     free(outs);
     json_decref(out);
-    lf_trace_set_metadata_double(t->trace, "total_cost_usd", t->last_cost);
+    lf_trace_set_metadata_double(t->trace, "total_cost_usd", t->prev_cost);
     lf_trace_set_metadata_int(t->trace, "total_duration_ms", (lf_now_ns() - t->start_ns) / 1000000);
     if (failed) {
         lf_obs_set_level(t->trace, LF_LEVEL_ERROR);
-        if (how->message)
+        if (how->message[0])
             lf_obs_set_status_message(t->trace, how->message);
         if (how->exception_type)
             lf_trace_set_metadata_string(t->trace, "exception_type", how->exception_type);

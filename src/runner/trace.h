@@ -16,10 +16,10 @@
 
 struct cc_trace;
 
-/* How a session ended, for the trace's output, level and status. */
+/* How a session ended: filled by cc_session_run(), read by cc_trace_end(). */
 struct cc_outcome {
     int failed;
-    const char *message;        /* the status message (borrowed) */
+    char message[512];          /* the final status message */
     const char *exception_type; /* on failure: Timeout, Signal, ClaudeCodeExit, TurnError,
                                    StartError */
 };

@@ -232,6 +232,29 @@ static void test_errors_say_what_happened(void **state)
     mapped_free(&m);
 }
 
+/* One description of a failed turn serves the stream, the session's failure and the trace. */
+static void test_result_description(void **state)
+{
+    (void)state;
+    char buf[300];
+    struct cc_result r = {.is_error = 1, .subtype = "success", .api_error_status = 529};
+    cc_result_describe(&r, buf, sizeof buf);
+    assert_string_equal(buf, "the model API failed with HTTP 529");
+    r = (struct cc_result){.is_error = 1, .subtype = "error_max_turns"};
+    cc_result_describe(&r, buf, sizeof buf);
+    assert_string_equal(buf, "Claude Code reached the maximum number of turns (--max-turns) "
+                             "(error_max_turns)");
+    r = (struct cc_result){.is_error = 1, .subtype = "error_new", .terminal_reason = "aborted"};
+    cc_result_describe(&r, buf, sizeof buf);
+    assert_string_equal(buf, "the turn ended with error_new: aborted");
+    r = (struct cc_result){.is_error = 1, .subtype = "success", .result = "Credit balance is too low"};
+    cc_result_describe(&r, buf, sizeof buf);
+    assert_string_equal(buf, "Credit balance is too low");
+    r = (struct cc_result){.is_error = 1};
+    cc_result_describe(&r, buf, sizeof buf);
+    assert_string_equal(buf, "the turn failed");
+}
+
 static void test_thinking_text(void **state)
 {
     (void)state;
@@ -384,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_every_batch_fixture),
         cmocka_unit_test(test_payloads_carry_the_contract_fields),
         cmocka_unit_test(test_errors_say_what_happened),
+        cmocka_unit_test(test_result_description),
         cmocka_unit_test(test_thinking_text),
         cmocka_unit_test(test_interactive_transcripts),
         cmocka_unit_test(test_text_output),
