@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libjansson-dev libcurl4-openssl-dev libwebsockets-dev zlib1g-dev libcmocka-dev libdeflate-dev
-  python3 python3-websockets ca-certificates gettext-base
+  python3 python3-websockets ca-certificates openssl gettext-base
 )
 # The runner image's runtime packages: tests/deploy runs its entrypoint and checks its
 # libraries here, and simulates its installs from apt's package lists (so those must exist).
