@@ -54,8 +54,12 @@ SERVER = ROOT / "tests" / "support" / "anthropic_server.py"
 DEFAULT_SCENARIO = ROOT / "tests" / "support" / "scenarios" / "ten_calls.json"
 DEFAULT_CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
 DEFAULT_CCRUNNER = ROOT / "build" / "ccrunner"
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from procs import start_ready, stop_process  # noqa: E402
 DEFAULT_PROMPT = "Check the shell, then write notes1.txt to notes3.txt and read each one back."
 BASELINE = "claude"
+# What the scenario makes every run do (scenario_facts), filled in main().
+EXPECTED = {}
 # Targets from the issue, checked for ccrunner.
 TARGET_WALL_RATIO = 1.01
 TARGET_RSS_MIB = 8.0
@@ -179,14 +183,9 @@ class Receiver:
     """tests/support/langfuse_receiver.py on a free loopback port, optionally a black hole."""
 
     def __init__(self, mode=None):
-        self.proc = subprocess.Popen([sys.executable, str(RECEIVER), "--port", "0", "--public-key",
-                                      LF_KEYS[0], "--secret-key", LF_KEYS[1]],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        line = self.proc.stdout.readline().decode()  # READY <port>, printed once it listens
-        if not line.startswith("READY "):
-            self.close()
-            raise RuntimeError("the Langfuse receiver did not start: %r" % line)
-        self.url = "http://127.0.0.1:%d" % int(line.split()[1])
+        self.proc, port = start_ready([sys.executable, str(RECEIVER), "--port", "0", "--public-key",
+                                       LF_KEYS[0], "--secret-key", LF_KEYS[1]])
+        self.url = "http://127.0.0.1:%d" % port
         if mode:
             req = urllib.request.Request(self.url + "/_test/mode", data=json.dumps(mode).encode(),
                                          headers={"Content-Type": "application/json"})
@@ -196,9 +195,7 @@ class Receiver:
         return json.loads(urllib.request.urlopen(self.url + "/_test/stats", timeout=10).read())
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        stop_process(self.proc)
 
 
 def tracing_variants(live, hole):
@@ -230,7 +227,9 @@ def print_tracing_targets(summary, delivered, out=sys.stdout):
         print("bound: black hole end tail max %.0f ms over tracing off; <= the flush deadline %.0f ms (+%.0f): %s"
               % (late, DEFAULT_FLUSH_TIMEOUT_MS, TARGET_FLUSH_MS,
                  "PASS" if late <= DEFAULT_FLUSH_TIMEOUT_MS + TARGET_FLUSH_MS else "FAIL"), file=out)
-    print("traces delivered to the live receiver: %d of %d traced runs (warm-up included)" % delivered, file=out)
+    got, want = delivered
+    print("traces delivered to the live receiver: %d of %d traced runs (warm-up included): %s"
+          % (got, want, "PASS" if got == want else "FAIL, traces were lost"), file=out)
 
 
 # ------------------------------------------------------------------ the model server
@@ -242,16 +241,10 @@ class ModelServer:
         cmd = [sys.executable, str(SERVER), "--scenario", str(scenario_path), "--port", "0"]
         if log_path:
             cmd += ["--log", str(log_path)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = [None]
-        t = threading.Thread(target=lambda: line.__setitem__(0, self.proc.stdout.readline()), daemon=True)
-        t.start()
-        t.join(20)
-        if not line[0] or not line[0].startswith("READY "):
-            self.proc.kill()
-            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
-            raise SystemExit("model server did not start (got %r) %s" % (line[0], err[-2000:]))
-        self.port = int(line[0].split()[1])
+        try:
+            self.proc, self.port = start_ready(cmd, stderr=subprocess.PIPE, timeout=20)
+        except (RuntimeError, TimeoutError) as e:
+            raise SystemExit("model server did not start: %s" % e)
         self.url = "http://127.0.0.1:%d" % self.port
         # Keep draining its stderr so that it can never block on a full pipe.
         threading.Thread(target=self.proc.stderr.read, daemon=True).start()
@@ -270,12 +263,7 @@ class ModelServer:
         return self._call("GET", "/_test/count")
 
     def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout=5)
 
 
 # ------------------------------------------------------------------ measuring one process
@@ -540,7 +528,7 @@ def scenario_facts(path):
     return {"model_calls": len(responses), "tool_uses": len(tools), "written_files": files}
 
 
-def run_one(contender, ctx_base, server, facts, args, scratch, tag):
+def run_one(contender, ctx_base, server, args, scratch, tag):
     work = Path(tempfile.mkdtemp(prefix="%s-%s-" % (tag, contender.name), dir=scratch))
     ws, home = work / "ws", work / "home"
     ws.mkdir()
@@ -576,14 +564,14 @@ def run_one(contender, ctx_base, server, facts, args, scratch, tag):
     rec["model_calls"] = after["model_calls"] - before["model_calls"]
     rec["requests"] = after["requests"] - before["requests"]
     rec["result"] = find_result(out)
-    missing = [f for f in facts["written_files"] if not (ws / f).is_file()]
+    missing = [f for f in EXPECTED["written_files"] if not (ws / f).is_file()]
     problems = []
     if rec.get("error"):
         problems.append(rec["error"])
     if rec["exit_code"] != 0:
         problems.append("exit code %s" % rec["exit_code"])
-    if rec["model_calls"] != facts["model_calls"]:
-        problems.append("%d model calls, expected exactly %d" % (rec["model_calls"], facts["model_calls"]))
+    if rec["model_calls"] != EXPECTED["model_calls"]:
+        problems.append("%d model calls, expected exactly %d" % (rec["model_calls"], EXPECTED["model_calls"]))
     if rec["result"] is None:
         problems.append("no result message on stdout")
     elif rec["result"]["is_error"]:
@@ -642,9 +630,6 @@ def summarize(order, runs, baseline):
         s["ratio_of_medians"] = s["wall_ms_median"] / bmed if s["wall_ms_median"] and bmed else None
         summary[c] = s
     return summary
-
-
-EXPECTED = {}
 
 
 def fmt(v, d=1):
@@ -838,7 +823,7 @@ def run_all(args, ap, receivers):
             seq = order[idx % len(order):] + order[:idx % len(order)] if args.rotate else order
             for c in seq:
                 try:
-                    rec = run_one(by_name[c], ctx_base, server, EXPECTED, args, scratch, str(tag))
+                    rec = run_one(by_name[c], ctx_base, server, args, scratch, str(tag))
                 except Exception as e:  # a broken run must not lose the others
                     import traceback
                     rec = {"contender": c, "round": str(tag), "ok": False, "wall_ms": 0, "tree_cpu_ms": 0,
@@ -863,9 +848,12 @@ def run_all(args, ap, receivers):
     print()
     print_table(order, summary, BASELINE)
     print()
+    lost = 0
     if args.tracing:
         traced = sum(1 for r in runs + warmups if r["contender"] == "traced")
-        print_tracing_targets(summary, (receivers[0].stats()["traces"], traced))
+        got = receivers[0].stats()["traces"]
+        print_tracing_targets(summary, (got, traced))
+        lost = traced - got
     else:
         print_targets(summary)
     busy = [r for r in runs if r["ok"] and r.get("foreign_cpu_ms") is not None
@@ -903,7 +891,7 @@ def run_all(args, ap, receivers):
         }
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
         log("raw runs written to %s" % args.json)
-    return 1 if failed else 0
+    return 1 if failed or lost else 0
 
 
 if __name__ == "__main__":

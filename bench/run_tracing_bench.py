@@ -29,6 +29,8 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from procs import start_ready, stop_process  # noqa: E402
 JS = BENCH / "js"
 EXPECTED_OBSERVATIONS = 12_000
 MODES = ("yield", "burst")
@@ -51,7 +53,7 @@ def log(*a):
 # ------------------------------------------------------------------ setup
 
 
-def ensure_js_deps(node, npm):
+def ensure_js_deps(npm):
     missing = [p for p in JS_PACKAGES if not (JS / "node_modules" / p / "package.json").is_file()]
     if not missing:
         return None
@@ -71,24 +73,12 @@ def ensure_js_deps(node, npm):
 
 class Sink:
     def __init__(self, latency_ms=0.0):
-        self.proc = subprocess.Popen(
-            [sys.executable, str(BENCH / "sink.py"), "--latency-ms", str(latency_ms)],
-            stdout=subprocess.PIPE,
-            stderr=sys.stderr,
-            text=True,
-        )
-        line = [None]
-
-        def read():
-            line[0] = self.proc.stdout.readline()
-
-        t = threading.Thread(target=read, daemon=True)
-        t.start()
-        t.join(15)
-        if not line[0] or not line[0].startswith("READY "):
-            self.proc.kill()
-            raise SystemExit("sink did not start (got %r)" % (line[0],))
-        self.port = int(line[0].split()[1])
+        try:
+            self.proc, self.port = start_ready(
+                [sys.executable, str(BENCH / "sink.py"), "--latency-ms", str(latency_ms)],
+                stderr=sys.stderr)
+        except (RuntimeError, TimeoutError) as e:
+            raise SystemExit("sink did not start: %s" % e)
         self.url = "http://127.0.0.1:%d" % self.port
 
     def _call(self, method, path):
@@ -119,12 +109,7 @@ class Sink:
         return last
 
     def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout=5)
 
 
 def child_env():
@@ -315,7 +300,7 @@ def main():
             notes.append("liblangfuse skipped: %s is not built (build the bench target first)" % lf)
     js_clients = [c for c in clients if c.startswith("langfuse-js")]
     if js_clients:
-        problem = "node not found" if not node else ensure_js_deps(node, npm)
+        problem = "node not found" if not node else ensure_js_deps(npm)
         if problem:
             notes.append("JS clients skipped: %s" % problem)
         else:
@@ -382,7 +367,7 @@ def main():
             "notes": notes,
             "sink_latency_ms": args.sink_latency_ms,
             "machine": {"nproc": os.cpu_count(), "platform": sys.platform},
-            "versions": js_versions(),
+            "versions": js_versions(node),
             "summary": [dict(client=c, mode=m, **s) for (c, m), s in summary.items()],
             "runs": all_runs,
         }
@@ -391,10 +376,10 @@ def main():
     return 0
 
 
-def js_versions():
+def js_versions(node):
     out = {}
     try:
-        out["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+        out["node"] = subprocess.run([node or "node", "--version"], capture_output=True, text=True).stdout.strip()
     except OSError:
         pass
     for p in JS_PACKAGES + ("@opentelemetry/sdk-trace-base", "@opentelemetry/api", "langfuse-core", "@langfuse/core"):

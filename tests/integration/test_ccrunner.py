@@ -21,7 +21,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "support"))
-from test_anthropic_server import CLAUDE_BIN, ScriptedServer, read_line  # noqa: E402
+from procs import start_ready, stop_process  # noqa: E402
+from test_anthropic_server import CLAUDE_BIN, ScriptedServer  # noqa: E402
 
 CCRUNNER = Path(os.environ.get("CCRUNNER") or REPO / "build" / "ccrunner").resolve()
 WS_BACKEND = REPO / "tests" / "support" / "ws_backend.py"
@@ -187,31 +188,6 @@ class Live:
         self.elapsed = time.monotonic() - self.start
         self.stream = Stream("\n".join(json.dumps(e) for e in self.envs))
         return self
-
-
-def start_ready(cmd):
-    """Starts a test server that prints `READY <port>`; returns (process, port)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    try:
-        line = read_line(proc.stdout, timeout=15)
-        if not line.startswith(b"READY "):
-            raise RuntimeError(f"{cmd[1]} said {line!r}")
-    except BaseException:
-        stop_process(proc)
-        raise
-    return proc, int(line.split()[1])
-
-
-def stop_process(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    proc.stdout.close()
 
 
 def is_type(t, ptype=None):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_ccrunner import (API_KEY, BOT_TOKEN, CCRUNNER, REPO, CcrunnerTest, Live,  # noqa: E402
-                           children_of, is_type, start_ready, stop_process)
+                           children_of, is_type)
+from procs import start_ready, stop_process  # noqa: E402
 
 RECEIVER = REPO / "tests" / "support" / "langfuse_receiver.py"
 PK, SK = "pk-lf-integration-1234", "sk-lf-integration-secret-5678"

@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import queue
-import selectors
 import signal
 import subprocess
 import sys
@@ -24,6 +23,9 @@ import threading
 import time
 import unittest
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procs import start_ready, stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = REPO / "tests" / "support" / "anthropic_server.py"
@@ -63,35 +65,24 @@ class ScriptedServer:
         self.log_path = workdir / "server.log"
         self.stderr_path = workdir / "server.stderr"
         self.stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER), "--scenario", str(path), "--port", "0",
-             "--log", str(self.log_path)],
-            stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.DEVNULL)
-        self.port = None
+        self.cmd = [sys.executable, str(SERVER), "--scenario", str(path), "--port", "0",
+                    "--log", str(self.log_path)]
+        self.proc = self.port = None
 
     def __enter__(self):
         try:
-            line = read_line(self.proc.stdout, timeout=10)
-            if not line.startswith(b"READY "):
-                raise RuntimeError(f"server said {line!r}; stderr: {self.stderr_text()}")
-            self.port = int(line.split()[1])
-        except BaseException:
-            self.stop()
-            raise
+            self.proc, self.port = start_ready(self.cmd, stderr=self.stderr, timeout=10)
+        except BaseException as e:
+            self.stderr.close()
+            raise RuntimeError(f"{e}; stderr: {self.stderr_path.read_text(errors='replace')}") from e
         return self
 
     def __exit__(self, *exc):
         self.stop()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc.stdout.close()
+        if self.proc:
+            stop_process(self.proc, timeout=5)
         self.stderr.close()
 
     def stderr_text(self):
@@ -123,15 +114,6 @@ class ScriptedServer:
             return resp.status, dict(resp.getheaders()), resp.read()
         finally:
             conn.close()
-
-
-def read_line(stream, timeout):
-    """One line from a pipe, or TimeoutError: a hung child must not hang the suite."""
-    with selectors.DefaultSelector() as sel:
-        sel.register(stream, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            raise TimeoutError(f"no line within {timeout}s")
-    return stream.readline()
 
 
 def cli_env(port, home):

@@ -14,15 +14,15 @@ import gzip
 import http.client
 import json
 import os
-import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 import unittest
 
 RECEIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "langfuse_receiver.py")
+sys.path.insert(0, os.path.dirname(RECEIVER))
+from procs import start_ready, stop_process  # noqa: E402
 PK, SK = "pk-lf-test", "sk-lf-test-secret-0123"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{PK}:{SK}".encode()).decode()}
 START_TIMEOUT_S = 10
@@ -41,30 +41,13 @@ class Receiver:
         self.port = None
 
     def start(self):
-        self.proc = subprocess.Popen(
+        self.proc, self.port = start_ready(
             [sys.executable, RECEIVER, "--port", "0", "--public-key", PK, "--secret-key", SK],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT_S)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("READY "):
-            self.stop()
-            raise RuntimeError(f"receiver did not start: {line!r}")
-        self.port = int(line.split()[1])
+            timeout=START_TIMEOUT_S)
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=5) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            stream.close()
-        return self.proc.returncode
+        return None if self.proc is None else stop_process(self.proc, sig, timeout)
 
 
 def kv(key, value):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "ws_backend.py")
 sys.path.insert(0, HERE)
 import ws_backend  # noqa: E402  (for the same websockets import as the server's)
+from procs import start_ready, stop_process  # noqa: E402
 
 websockets = ws_backend.websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode  # noqa: E402
@@ -46,32 +46,18 @@ class Backend:
         self.stderr = ""
 
     def start(self):
-        self.proc = subprocess.Popen(
-            [sys.executable, SERVER, "--port", "0", *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT_S)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("READY "):
-            self.stop()
-            raise RuntimeError(f"ws_backend did not start: {line!r}")
-        self.port = int(line.split()[1])
+        self.proc, self.port = start_ready([sys.executable, SERVER, "--port", "0", *self.args],
+                                           stderr=subprocess.PIPE, timeout=START_TIMEOUT_S)
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=5) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        code = stop_process(self.proc, sig, timeout)
         if not self.proc.stderr.closed:
-            self.stderr = self.proc.stderr.read()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            stream.close()
-        return self.proc.returncode
+            self.stderr = self.proc.stderr.read().decode(errors="replace")
+            self.proc.stderr.close()
+        return code
 
     def call(self, method, path, body=None):
         """(status, parsed JSON) of a control request; blocking."""
