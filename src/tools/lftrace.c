@@ -140,8 +140,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < nids; i++) {
         if (!ids[i])
             continue;
-        char path[256];
-        snprintf(path, sizeof(path), "/api/public/traces/%s", ids[i]);
+        char path[512];
+        char *id = curl_easy_escape(NULL, ids[i], 0);
+        snprintf(path, sizeof(path), "/api/public/traces/%s", id ? id : "");
+        curl_free(id);
         json_t *t = api_get(host, path);
         if (!t) {
             rc = 1;
@@ -151,15 +153,22 @@ int main(int argc, char **argv)
         json_decref(t);
     }
     if (session) {
-        char path[512];
-        snprintf(path, sizeof(path), "/api/public/traces?sessionId=%s&limit=100", session);
+        char path[1024];
+        /* a session id is any string: escaped, so that '&', ' ' or '#' stay part of it */
+        char *sid = curl_easy_escape(NULL, session, 0);
+        snprintf(path, sizeof(path), "/api/public/traces?sessionId=%s&limit=100", sid ? sid : "");
+        curl_free(sid);
         json_t *list = api_get(host, path);
         size_t i;
         json_t *item;
         json_array_foreach(json_object_get(list, "data"), i, item)
         {
-            snprintf(path, sizeof(path), "/api/public/traces/%s",
-                     json_string_value(json_object_get(item, "id")));
+            const char *raw = json_string_value(json_object_get(item, "id"));
+            if (!raw)
+                continue;
+            char *id = curl_easy_escape(NULL, raw, 0);
+            snprintf(path, sizeof(path), "/api/public/traces/%s", id ? id : "");
+            curl_free(id);
             json_t *t = api_get(host, path);
             if (t)
                 tt_print_api_trace(t, stdout);

@@ -457,7 +457,9 @@ static void add_event(struct tt_forest *f, json_t *ev)
     json_decref(obs);
 }
 
-int tt_forest_add_body(struct tt_forest *f, const char *json, size_t len, char *err, size_t errlen)
+/* Adds one body already in memory (plain JSON). */
+static int tt_forest_add_body(struct tt_forest *f, const char *json, size_t len, char *err,
+                              size_t errlen)
 {
     json_error_t jerr;
     json_t *root = json_loadb(json, len, 0, &jerr);
@@ -526,7 +528,8 @@ int tt_forest_add_file(struct tt_forest *f, const char *path, char *err, size_t 
     return rc;
 }
 
-json_t *tt_forest_traces(struct tt_forest *f)
+/* The forest as a JSON array of trace views (the API's shape); a new reference. */
+static json_t *tt_forest_traces(struct tt_forest *f)
 {
     json_t *out = json_array();
     const char *id;

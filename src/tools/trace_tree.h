@@ -18,11 +18,7 @@ struct tt_forest *tt_forest_new(void);
 void tt_forest_free(struct tt_forest *f);
 /* Reads one body file; 0, or -1 with a one-line reason in err. */
 int tt_forest_add_file(struct tt_forest *f, const char *path, char *err, size_t errlen);
-/* Adds one body already in memory (plain JSON). */
-int tt_forest_add_body(struct tt_forest *f, const char *json, size_t len, char *err, size_t errlen);
 /* Prints every trace of the forest, oldest first. */
 void tt_forest_print(struct tt_forest *f, FILE *out);
-/* The forest as a JSON array of trace views (the API's shape); borrowed. */
-json_t *tt_forest_traces(struct tt_forest *f);
 
 #endif

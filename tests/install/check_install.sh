@@ -24,4 +24,24 @@ for prog in shared static; do
   [ "$rc" -eq 2 ] || { echo "$prog: exit $rc: $out"; exit 1; }
   echo "$out" | grep -q "LANGFUSE_ENABLED" || { echo "$prog: $out"; exit 1; }
 done
-echo "install: headers, shared and static library and langfuse.pc work"
+# with Langfuse configured (the test receiver), each build records its trace: the trace id
+# it prints is found through the receiver's API, with the example's observations
+python3 "$src/tests/support/langfuse_receiver.py" --port 0 --public-key pk-lf-i --secret-key sk-lf-i \
+  >"$prefix/rx.out" 2>/dev/null &
+rx=$!
+trap 'kill $rx 2>/dev/null; rm -rf "$prefix"' EXIT
+for _ in $(seq 100); do grep -q '^READY' "$prefix/rx.out" && break; sleep 0.1; done
+host="http://127.0.0.1:$(awk '/^READY/ {print $2}' "$prefix/rx.out")"
+for prog in shared static; do
+  id=$(LANGFUSE_ENABLED=true LANGFUSE_HOST="$host" LANGFUSE_PUBLIC_KEY=pk-lf-i LANGFUSE_SECRET_KEY=sk-lf-i \
+       LD_LIBRARY_PATH="$(pkg-config --variable=libdir langfuse)" "$prefix/$prog")
+  [[ $id =~ ^[0-9a-f]{32}$ ]] || { echo "$prog: printed '$id', not a trace id"; exit 1; }
+  view=$(python3 - "$host/api/public/traces/$id" <<'PY'
+import base64, sys, urllib.request
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Basic " + base64.b64encode(b"pk-lf-i:sk-lf-i").decode()})
+print(urllib.request.urlopen(req, timeout=10).read().decode())
+PY
+)
+  grep -q '"type": "GENERATION"' <<<"$view" || { echo "$prog: trace $id has no generation: $view"; exit 1; }
+done
+echo "install: headers, shared and static library and langfuse.pc work, and trace"

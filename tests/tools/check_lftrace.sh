@@ -43,6 +43,27 @@ expect "   └─ claude-query [generation claude-sonnet-4-5]  1.900 s  tokens: 
 # a span's own numbers (in metadata) are shown as part of its generation's, not added again
 expect "      ├─ model-call [span]  0.700 s  (tokens: input 1200, output 80; \$0.004800)"
 expect "      └─ Write [tool]  0.500 s  ERROR: permission denied | by the policy"
+# the same trace read back from a Langfuse-shaped API (the test receiver), by a session id
+# that must be escaped in the URL
+support=$(cd "$(dirname "$0")/../support" && pwd)
+python3 "$support/langfuse_receiver.py" --port 0 --public-key pk-lf-t --secret-key sk-lf-t \
+  >"$dir/rx.out" 2>/dev/null &
+rx=$!
+trap 'kill $rx 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 100); do grep -q '^READY' "$dir/rx.out" && break; sleep 0.1; done
+host="http://127.0.0.1:$(awk '/^READY/ {print $2}' "$dir/rx.out")"
+sed 's/"sess-9"/"sess 9\&x#1"/' "$dir/body.json" >"$dir/odd.json"
+python3 - "$host" "$dir/odd.json" <<'PY'
+import base64, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/api/public/otel/v1/traces", data=open(sys.argv[2], "rb").read(),
+                             headers={"Content-Type": "application/json",
+                                      "Authorization": "Basic " + base64.b64encode(b"pk-lf-t:sk-lf-t").decode()})
+urllib.request.urlopen(req, timeout=10).read()
+PY
+out=$(LANGFUSE_PUBLIC_KEY=pk-lf-t LANGFUSE_SECRET_KEY=sk-lf-t "$lftrace" --host "$host" --session "sess 9&x#1")
+echo "$out"
+expect "session sess 9&x#1  user alice"
+expect "      └─ Write [tool]  0.500 s  ERROR: permission denied | by the policy"
 # a file that is not a body: one clear line, exit 1
 echo "not json" > "$dir/bad.json"
 if "$lftrace" "$dir/bad.json" 2>"$dir/err"; then echo "lftrace accepted garbage" >&2; exit 1; fi
