@@ -202,8 +202,9 @@ LF_EXPORT int lf_client_flush(lf_client *c, int timeout_ms);
 
 /*
  * Flushes within `timeout_ms` (negative: flush_timeout_ms), then stops the exporter thread.
- * Later recording on this client is counted as dropped. Idempotent. Returns as
- * lf_client_flush().
+ * Ends by the deadline: what could be neither sent nor spooled by then (a backlog too big
+ * to encode in time) is counted in spool_dropped. Later recording on this client is counted
+ * as dropped. Idempotent. Returns as lf_client_flush().
  */
 LF_EXPORT int lf_client_shutdown(lf_client *c, int timeout_ms);
 
@@ -230,7 +231,8 @@ struct lf_stats {
     uint64_t dropped_closed; /* recorded after shutdown */
     uint64_t rejected;       /* refused by the server as invalid (400, 207 errors) */
     uint64_t spooled;        /* written to the spool for a later run */
-    uint64_t spool_dropped;  /* evicted from the full spool, or lost without one */
+    uint64_t spool_dropped;  /* evicted from the full spool, lost without one, or left
+                                unspooled when a shutdown's deadline passed */
     uint64_t replayed;       /* delivered from the spool (of an earlier run or this one) */
     uint64_t truncated;      /* exports shortened to fit max_event_bytes */
     uint64_t spilled;        /* moved to the spill file when the queue passed its memory mark */

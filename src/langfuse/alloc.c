@@ -68,3 +68,11 @@ char *lf__strdup(const char *s)
 {
     return lf__strndup(s, strlen(s));
 }
+
+void lf__free_secret(char *s)
+{
+    if (!s)
+        return;
+    explicit_bzero(s, strlen(s)); /* a plain memset before free() may be optimised away */
+    free(s);
+}

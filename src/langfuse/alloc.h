@@ -16,6 +16,11 @@ void *lf__realloc(void *p, size_t n);
 char *lf__strdup(const char *s);
 char *lf__strndup(const char *s, size_t n);
 
+/* Wipes a NUL-terminated secret (the credentials, a copy of a registered secret, anything
+ * built from them) and frees it, so that it does not linger in freed memory for a core dump
+ * or a later allocation to show. Accepts NULL. */
+void lf__free_secret(char *s);
+
 /*
  * Test hook: after `n` more successful allocations the next one fails, and with `sticky`
  * every one after it too; n < 0 disarms. Process-wide, meant for single-threaded tests.

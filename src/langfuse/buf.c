@@ -90,7 +90,7 @@ void lf__buf_putc(struct lf__buf *b, char ch)
     lf__buf_append(b, &ch, 1);
 }
 
-void lf__buf_vprintf(struct lf__buf *b, const char *fmt, va_list ap)
+static void buf_vprintf(struct lf__buf *b, const char *fmt, va_list ap)
 {
     va_list ap2;
     va_copy(ap2, ap);
@@ -106,7 +106,7 @@ void lf__buf_printf(struct lf__buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    lf__buf_vprintf(b, fmt, ap);
+    buf_vprintf(b, fmt, ap);
     va_end(ap);
 }
 

@@ -35,7 +35,6 @@ void lf__buf_append(struct lf__buf *b, const void *p, size_t n);
 void lf__buf_puts(struct lf__buf *b, const char *s);
 void lf__buf_putc(struct lf__buf *b, char ch);
 void lf__buf_printf(struct lf__buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void lf__buf_vprintf(struct lf__buf *b, const char *fmt, va_list ap);
 void lf__buf_put_i64(struct lf__buf *b, int64_t v);
 void lf__buf_put_u64(struct lf__buf *b, uint64_t v);
 /* Takes the content out of the buffer: the caller frees the returned pointer. The buffer

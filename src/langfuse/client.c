@@ -132,13 +132,8 @@ static char *dup_or_null(const char *s, int *oom)
 
 static void conf_free(struct lf__conf *k)
 {
-    if (k->secret_key) {
-        volatile char *p = k->secret_key;
-        for (size_t i = 0; p[i]; i++)
-            p[i] = 0;
-    }
     free(k->public_key);
-    free(k->secret_key);
+    lf__free_secret(k->secret_key);
     free(k->host);
     free(k->environment);
     free(k->release);
@@ -166,7 +161,6 @@ static int conf_copy(struct lf__conf *k, const struct lf_config *cfg)
             oom = 1;
     }
     k->transport = cfg->transport;
-    k->sample_rate = cfg->sample_rate;
     k->sample_bound = lf__sample_bound(cfg->sample_rate, &k->sample_all);
     k->flush_at = cfg->flush_at;
     k->flush_interval_ms = cfg->flush_interval_ms;
@@ -192,6 +186,12 @@ static int start_thread_locked(struct lf_client *c)
 {
     if (c->thread_running && c->fork_gen == fork_gen)
         return 0;
+    if (!c->http) {
+        /* After fork: the child's connection, made here rather than in the atfork handler.
+         * Without one the exporter spools everything (it says so). */
+        char err[256];
+        c->http = lf__http_new(&c->http_opts, err, sizeof(err));
+    }
     c->fork_gen = fork_gen;
     if (pthread_create(&c->thread, NULL, lf__exporter_main, c) != 0)
         return -1;
@@ -262,7 +262,7 @@ lf_client *lf_client_new(const struct lf_config *cfg)
 
 fail_exporter:
     lf__exporter_cleanup(c);
-    free(c->userpwd);
+    lf__free_secret(c->userpwd);
 fail_red:
     lf__redactor_free(c->red);
 fail_conf:
@@ -344,18 +344,21 @@ void lf__enqueue(struct lf_client *c, struct lf_obs *r)
     }
     if (kick)
         pthread_cond_signal(&c->wake);
+    /* Under the lock, which every writer of the peak holds: a read-then-write outside it
+     * could let a smaller value overwrite a larger one. */
+    if (qbytes > atomic_load_explicit(&c->n.queue_peak_bytes, memory_order_relaxed))
+        atomic_store_explicit(&c->n.queue_peak_bytes, qbytes, memory_order_relaxed);
     pthread_mutex_unlock(&c->mu);
     /* The exporter may be waiting on the network: one wake-up byte makes it spill now. This
      * happens once per crossing of the mark, never per record. */
     if (spill)
         lf__http_wakeup(c->http);
     atomic_fetch_add_explicit(&c->n.recorded, 1, memory_order_relaxed);
-    uint64_t peak = atomic_load_explicit(&c->n.queue_peak_bytes, memory_order_relaxed);
-    if (qbytes > peak)
-        atomic_store_explicit(&c->n.queue_peak_bytes, qbytes, memory_order_relaxed);
 }
 
 /* ---- the record pool ------------------------------------------------------------------ */
+
+#define POOL_REC_CAP 4096 /* largest data buffer kept for reuse; larger ones are freed */
 
 struct lf_obs *lf__obs_alloc(struct lf_client *c)
 {
@@ -392,7 +395,9 @@ void lf__obs_recycle(struct lf_client *c, struct lf_obs *list)
             struct lf_obs *r = list;
             list = r->next;
             size_t sz = lf__rec_size(r);
-            if (c->pool_bytes + sz <= c->pool_max && r->cap <= 65536) {
+            /* Only small buffers: a record counts its capacity in the queue (it is memory
+             * held), so a big one reused for a small span would count, and spill, as big. */
+            if (c->pool_bytes + sz <= c->pool_max && r->cap <= POOL_REC_CAP) {
                 r->next = c->pool;
                 c->pool = r;
                 c->pool_bytes += sz;
@@ -472,7 +477,7 @@ int lf_client_shutdown(lf_client *c, int timeout_ms)
     c->stop_deadline_ns = deadline;
     lf__exporter_stop_by(c, deadline);
     pthread_cond_signal(&c->wake);
-    int rc = wait_finished_locked(c, deadline + lf__exporter_grace_ns(c));
+    int rc = wait_finished_locked(c, deadline + lf__exporter_grace_ns());
     c->enabled = 0;
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);
@@ -503,19 +508,13 @@ void lf_client_free(lf_client *c)
         r = next;
     }
     lf__exporter_cleanup(c);
-    lf__obs_recycle(c, NULL);
     while (c->pool) {
         struct lf_obs *p = c->pool;
         c->pool = p->next;
         lf__rec_free(p);
     }
     lf__redactor_free(c->red);
-    if (c->userpwd) {
-        volatile char *p = c->userpwd;
-        for (size_t i = 0; p[i]; i++)
-            p[i] = 0;
-        free(c->userpwd);
-    }
+    lf__free_secret(c->userpwd);
     conf_free(&c->conf);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->red_mu);

@@ -45,7 +45,7 @@ static const char *env(const char *name)
 }
 
 /* Returns 1 true, 0 false, -1 unrecognised. */
-int lf__parse_bool(const char *v)
+static int parse_bool(const char *v)
 {
     static const char *const yes[] = {"1", "true", "yes", "on"};
     static const char *const no[] = {"0", "false", "no", "off"};
@@ -103,7 +103,7 @@ int lf_config_from_env(struct lf_config *cfg, char *errbuf, size_t errlen)
     if (errbuf && errlen)
         errbuf[0] = '\0';
     if ((v = env("LANGFUSE_ENABLED"))) {
-        if ((b = lf__parse_bool(v)) < 0)
+        if ((b = parse_bool(v)) < 0)
             return fail(errbuf, errlen, "LANGFUSE_ENABLED", v, "expected true or false");
         cfg->enabled = b;
     }
@@ -156,12 +156,12 @@ int lf_config_from_env(struct lf_config *cfg, char *errbuf, size_t errlen)
     if ((v = env("LANGFUSE_SPOOL_DIR")))
         cfg->spool_dir = v;
     if ((v = env("LANGFUSE_MASK_MESSAGES"))) {
-        if ((b = lf__parse_bool(v)) < 0)
+        if ((b = parse_bool(v)) < 0)
             return fail(errbuf, errlen, "LANGFUSE_MASK_MESSAGES", v, "expected true or false");
         cfg->mask_messages = b;
     }
     if ((v = env("LANGFUSE_DEBUG"))) {
-        if ((b = lf__parse_bool(v)) < 0)
+        if ((b = parse_bool(v)) < 0)
             return fail(errbuf, errlen, "LANGFUSE_DEBUG", v, "expected true or false");
         cfg->debug = b;
     }

@@ -144,11 +144,10 @@ static void put_scalar(struct lf__buf *out, const struct lf__field *f, enum lf__
         lf__buf_putc(out, '"');
 }
 
-void lf__enc_value(const struct lf__enc *e, struct lf__buf *out, const struct lf_obs *r,
-                   uint32_t pos, const struct lf__field *f, const char *field,
-                   const struct lf__limits *lim, enum lf__vmode mode)
+void lf__enc_value(const struct lf__enc *e, struct lf__buf *out, uint32_t pos,
+                   const struct lf__field *f, const char *field, const struct lf__limits *lim,
+                   enum lf__vmode mode)
 {
-    (void)r;
     const char *s = f->val;
     size_t n = f->vlen;
     int kind = f->kind;
@@ -383,7 +382,7 @@ int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_
     if (otlp)
         lf__otlp_begin(e, &enc->out);
     else
-        lf__ingest_begin(e, &enc->out);
+        lf__ingest_begin(&enc->out);
     size_t head = enc->out.len;
 
     while (r) {

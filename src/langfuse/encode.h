@@ -48,9 +48,9 @@ enum lf__vmode {
  * `lim`, redacted and escaped. `field` names it for the masking callback ("input",
  * "output", "metadata"), or NULL for values that are not masked.
  */
-void lf__enc_value(const struct lf__enc *e, struct lf__buf *out, const struct lf_obs *r,
-                   uint32_t pos, const struct lf__field *f, const char *field,
-                   const struct lf__limits *lim, enum lf__vmode mode);
+void lf__enc_value(const struct lf__enc *e, struct lf__buf *out, uint32_t pos,
+                   const struct lf__field *f, const char *field, const struct lf__limits *lim,
+                   enum lf__vmode mode);
 /* Writes a usage (integers) or cost (doubles) map of `tag` as a JSON object. */
 void lf__enc_map(struct lf__buf *out, const struct lf_obs *r, uint8_t tag);
 /* Writes the trace tags of `r`, in order, duplicates removed, comma-separated, each as
@@ -67,7 +67,7 @@ void lf__otlp_span(const struct lf__enc *e, struct lf__buf *out, const struct lf
 void lf__otlp_end(struct lf__buf *out);
 
 /* ingest.c */
-void lf__ingest_begin(const struct lf__enc *e, struct lf__buf *out);
+void lf__ingest_begin(struct lf__buf *out);
 void lf__ingest_events(const struct lf__enc *e, struct lf__buf *out, const struct lf_obs *r,
                        const struct lf__limits *lim);
 void lf__ingest_end(struct lf__buf *out);

@@ -15,12 +15,13 @@ int lf__exporter_connect(struct lf_client *c, char *err, size_t errlen);
 void lf__exporter_cleanup(struct lf_client *c);
 /* Keeps a replaced redactor alive until the client goes (the exporter may still use it). */
 int lf__exporter_retire_redactor(struct lf_client *c, struct lf__redactor *r);
-/* In a forked child: drop the parent's pending batches and HTTP handle. */
+/* In a forked child: drop the parent's pending batches and HTTP handle (c->http becomes
+ * NULL; the child's own is made when its exporter thread starts). */
 void lf__exporter_forget_after_fork(struct lf_client *c);
 /* Pulls in the abort time of requests in flight so that shutdown ends by `deadline`. */
 void lf__exporter_stop_by(struct lf_client *c, int64_t deadline_ns);
 /* How long past its deadline shutdown may wait for the exporter to write the spool. */
-int64_t lf__exporter_grace_ns(const struct lf_client *c);
+int64_t lf__exporter_grace_ns(void);
 /* Synchronous spool replay on the caller's thread (lf_client_replay_spool). */
 int lf__exporter_request_replay(struct lf_client *c, int64_t deadline_ns);
 

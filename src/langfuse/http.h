@@ -37,8 +37,10 @@ struct lf__http_result {
 };
 
 struct lf__http_opts {
+    /* Strings are borrowed for the handle's life (the client's configuration). */
     const char *base_url;  /* "http://host:port[/prefix]" or "https://..." */
-    const char *userpwd;   /* "public:secret" for Basic auth; copied */
+    const char *userpwd;   /* "public:secret" for Basic auth; read once, by lf__http_new():
+                              libcurl keeps its own copy, the plain client its request head */
     atomic_llong *abort_at; /* CLOCK_MONOTONIC ns read during transfers; 0: none */
     void (*on_wait)(void *ud);
     void *ud;
@@ -85,7 +87,6 @@ struct lf__http_impl {
 struct lf__http {
     const struct lf__http_impl *impl;
     struct lf__http_opts opts;
-    char *userpwd;
 };
 
 struct lf__http *lf__http_plain_new(const struct lf__http_opts *opts, char *err, size_t errlen);

@@ -250,12 +250,6 @@ static void curlh_free(struct lf__http *base, int abandon)
     }
     lf__buf_free(&h->resp);
     free(h->url);
-    if (base->userpwd) {
-        volatile char *s = base->userpwd;
-        for (size_t i = 0; s[i]; i++)
-            s[i] = 0;
-        free(base->userpwd);
-    }
     free(h);
 }
 
@@ -276,7 +270,6 @@ struct lf__http *lf__http_curl_new(const struct lf__http_opts *opts, char *err, 
     h->base.impl = &curl_impl;
     h->base.opts = *opts;
     lf__buf_init(&h->resp, LF__RESP_MAX + 1);
-    h->base.userpwd = lf__strdup(opts->userpwd);
     h->multi = cu.multi_init();
     h->easy = cu.easy_init();
     struct curl_slist *a = cu.slist_append(NULL, "Content-Type: application/json");
@@ -284,7 +277,7 @@ struct lf__http *lf__http_curl_new(const struct lf__http_opts *opts, char *err, 
     struct curl_slist *b = cu.slist_append(NULL, "Content-Type: application/json");
     struct curl_slist *c = b ? cu.slist_append(b, "Expect:") : NULL;
     h->hdr_gzip = c ? cu.slist_append(c, "Content-Encoding: gzip") : NULL;
-    if (!h->base.userpwd || !h->multi || !h->easy || !h->hdr_plain || !h->hdr_gzip) {
+    if (!h->multi || !h->easy || !h->hdr_plain || !h->hdr_gzip) {
         if (!h->hdr_plain && a)
             cu.slist_free_all(a);
         if (!h->hdr_gzip && (c || b))
@@ -296,7 +289,7 @@ struct lf__http *lf__http_curl_new(const struct lf__http_opts *opts, char *err, 
     CURL *e = h->easy;
     cu.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     cu.easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-    cu.easy_setopt(e, CURLOPT_USERPWD, h->base.userpwd);
+    cu.easy_setopt(e, CURLOPT_USERPWD, opts->userpwd); /* libcurl keeps its own copy */
     cu.easy_setopt(e, CURLOPT_USERAGENT, "liblangfuse/" LF_VERSION_STRING);
     cu.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     cu.easy_setopt(e, CURLOPT_WRITEDATA, h);

@@ -520,30 +520,17 @@ static void plain_wakeup(struct lf__http *h)
 static void plain_free(struct lf__http *h, int abandon)
 {
     struct plain *p = (struct plain *)h;
-    if (!abandon)
-        close_conn(p);
     /* After fork the socket is shared with the parent; closing our descriptor does not
-     * affect it (plain TCP, no shutdown()), so both paths close it. */
-    else if (p->fd >= 0)
-        close(p->fd);
+     * affect it (plain TCP, no shutdown()), so abandoning closes it too. */
+    (void)abandon;
+    close_conn(p);
     if (p->wake[0] >= 0)
         close(p->wake[0]);
     if (p->wake[1] >= 0)
         close(p->wake[1]);
     if (p->ai)
         freeaddrinfo(p->ai);
-    if (p->head_fmt) {
-        volatile char *s = p->head_fmt; /* it holds the credentials */
-        for (size_t i = 0; s[i]; i++)
-            s[i] = 0;
-        free(p->head_fmt);
-    }
-    if (h->userpwd) {
-        volatile char *s = h->userpwd;
-        for (size_t i = 0; s[i]; i++)
-            s[i] = 0;
-        free(h->userpwd);
-    }
+    lf__free_secret(p->head_fmt); /* it holds the credentials */
     free(p);
 }
 
@@ -656,10 +643,7 @@ struct lf__http *lf__http_plain_new(const struct lf__http_opts *opts, char *err,
              "%%sContent-Length: %%zu\r\nConnection: keep-alive\r\n\r\n",
              is_v6 ? "[" : "", p->host, is_v6 ? "]" : "", strcmp(p->port, "80") ? ":" : "",
              strcmp(p->port, "80") ? p->port : "", auth);
-    volatile char *a = auth;
-    for (size_t i = 0; a[i]; i++)
-        a[i] = 0;
-    free(auth);
+    lf__free_secret(auth);
     return &p->base;
 fail:
     plain_free(&p->base, 0);

@@ -89,7 +89,7 @@ static void put_meta(const struct lf__enc *e, struct lf__buf *out, int *first,
         any = 1;
         lf__json_str(out, f.key, f.klen, e->red, 0);
         lf__buf_putc(out, ':');
-        lf__enc_value(e, out, r, at, &f, "metadata", lim, LF__VM_JSON);
+        lf__enc_value(e, out, at, &f, "metadata", lim, LF__VM_JSON);
     }
     if (any)
         lf__buf_putc(out, '}');
@@ -157,11 +157,11 @@ static void trace_event(const struct lf__enc *e, struct lf__buf *out, const stru
             break;
         case LF__T_INPUT:
             field_name(out, &first, "input");
-            lf__enc_value(e, out, r, at, &f, "input", lim, LF__VM_JSON);
+            lf__enc_value(e, out, at, &f, "input", lim, LF__VM_JSON);
             break;
         case LF__T_OUTPUT:
             field_name(out, &first, "output");
-            lf__enc_value(e, out, r, at, &f, "output", lim, LF__VM_JSON);
+            lf__enc_value(e, out, at, &f, "output", lim, LF__VM_JSON);
             break;
         default: break;
         }
@@ -174,12 +174,6 @@ static void trace_event(const struct lf__enc *e, struct lf__buf *out, const stru
         lf__buf_putc(out, ']');
     }
     lf__buf_puts(out, "}}");
-}
-
-static const char *level_name(int level)
-{
-    static const char *const names[] = {"DEFAULT", "DEBUG", "WARNING", "ERROR"};
-    return level >= 0 && level <= 3 ? names[level] : "DEFAULT";
 }
 
 static void observation_event(const struct lf__enc *e, struct lf__buf *out,
@@ -224,19 +218,19 @@ static void observation_event(const struct lf__enc *e, struct lf__buf *out,
         case LF__F_NAME: put_str(e, out, &first, "name", &f); break;
         case LF__F_INPUT:
             field_name(out, &first, "input");
-            lf__enc_value(e, out, r, at, &f, "input", lim, LF__VM_JSON);
+            lf__enc_value(e, out, at, &f, "input", lim, LF__VM_JSON);
             break;
         case LF__F_OUTPUT:
             field_name(out, &first, "output");
-            lf__enc_value(e, out, r, at, &f, "output", lim, LF__VM_JSON);
+            lf__enc_value(e, out, at, &f, "output", lim, LF__VM_JSON);
             break;
         case LF__F_LEVEL:
             field_name(out, &first, "level");
-            lf__buf_printf(out, "\"%s\"", level_name(f.vlen ? (unsigned char)f.val[0] : 0));
+            lf__buf_printf(out, "\"%s\"", lf__level_name(f.vlen ? (unsigned char)f.val[0] : 0));
             break;
         case LF__F_STATUS:
             field_name(out, &first, "statusMessage");
-            lf__enc_value(e, out, r, at, &f, NULL, lim, LF__VM_JSON);
+            lf__enc_value(e, out, at, &f, NULL, lim, LF__VM_JSON);
             break;
         case LF__F_VERSION: put_str(e, out, &first, "version", &f); break;
         case LF__F_MODEL:
@@ -246,7 +240,7 @@ static void observation_event(const struct lf__enc *e, struct lf__buf *out,
         case LF__F_MODEL_PARAMS:
             if (gen_fields) {
                 field_name(out, &first, "modelParameters");
-                lf__enc_value(e, out, r, at, &f, NULL, lim, LF__VM_JSON);
+                lf__enc_value(e, out, at, &f, NULL, lim, LF__VM_JSON);
             }
             break;
         case LF__F_COMPLETION_START:
@@ -278,9 +272,8 @@ static void observation_event(const struct lf__enc *e, struct lf__buf *out,
     lf__buf_puts(out, "}}");
 }
 
-void lf__ingest_begin(const struct lf__enc *e, struct lf__buf *out)
+void lf__ingest_begin(struct lf__buf *out)
 {
-    (void)e;
     lf__buf_puts(out, "{\"batch\":[");
 }
 

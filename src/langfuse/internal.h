@@ -25,7 +25,6 @@ struct lf__http;
 struct lf__conf {
     char *public_key, *secret_key, *host, *environment, *release, *service_name, *spool_dir;
     enum lf_transport transport;
-    double sample_rate;
     uint64_t sample_bound; /* trace ids whose low 64 bits are below this are sampled */
     int sample_all;
     int flush_at, flush_interval_ms, request_timeout_ms, flush_timeout_ms, max_retries;
@@ -52,7 +51,8 @@ enum lf__report { LF__REPORT_400, LF__REPORT_BLOCKED, LF__REPORT_413, LF__REPORT
 struct lf_client {
     struct lf__conf conf;
     int enabled;           /* configured and not shut down; read without the lock */
-    struct lf__http *http;   /* created with the client; used by the exporter thread only */
+    struct lf__http *http;   /* created with the client (in a forked child: when its exporter
+                                starts); used by the exporter thread only */
     struct lf__http_opts http_opts;
     char *userpwd;           /* "public:secret", wiped when freed */
 

@@ -49,19 +49,18 @@ static void attr_int(struct lf__buf *out, int *first, const char *k, int64_t v)
 
 /* A Langfuse JSON-valued attribute: the value's JSON text in a stringValue. */
 static void attr_value(const struct lf__enc *e, struct lf__buf *out, int *first, const char *k,
-                       size_t klen, const struct lf_obs *r, uint32_t pos, const struct lf__field *f,
-                       const char *field, const struct lf__limits *lim)
+                       size_t klen, uint32_t pos, const struct lf__field *f, const char *field,
+                       const struct lf__limits *lim)
 {
     key(out, first, k, klen, "stringValue");
-    lf__enc_value(e, out, r, pos, f, field, lim, LF__VM_JSON_IN_STR);
+    lf__enc_value(e, out, pos, f, field, lim, LF__VM_JSON_IN_STR);
     lf__buf_puts(out, "}}");
 }
 
 /* A metadata attribute keeps its type: strings, numbers and booleans as OTLP values, JSON
  * as JSON text. */
 static void attr_meta(const struct lf__enc *e, struct lf__buf *out, int *first, const char *prefix,
-                      const struct lf_obs *r, uint32_t pos, const struct lf__field *f,
-                      const struct lf__limits *lim)
+                      uint32_t pos, const struct lf__field *f, const struct lf__limits *lim)
 {
     char k[256];
     size_t plen = strlen(prefix);
@@ -85,19 +84,7 @@ static void attr_meta(const struct lf__enc *e, struct lf__buf *out, int *first, 
         lf__buf_puts(out, f->vlen && f->val[0] ? "true}}" : "false}}");
         return;
     }
-    if (f->kind == LF__V_STR && !e->conf->mask) {
-        key(out, first, k, klen, "stringValue");
-        lf__enc_value(e, out, r, pos, f, "metadata", lim, LF__VM_JSON_IN_STR);
-        lf__buf_puts(out, "}}");
-        return;
-    }
-    attr_value(e, out, first, k, klen, r, pos, f, "metadata", lim);
-}
-
-static const char *level_name(int level)
-{
-    static const char *const names[] = {"DEFAULT", "DEBUG", "WARNING", "ERROR"};
-    return level >= 0 && level <= 3 ? names[level] : "DEFAULT";
+    attr_value(e, out, first, k, klen, pos, f, "metadata", lim);
 }
 
 /* The GenAI operation of an observation type, or NULL. */
@@ -188,7 +175,7 @@ void lf__otlp_span(const struct lf__enc *e, struct lf__buf *out, const struct lf
     if (e->conf->release)
         attr_cstr(out, &first, "langfuse.release", e->conf->release, e->red);
     if (level)
-        attr_cstr(out, &first, "langfuse.observation.level", level_name(level), NULL);
+        attr_cstr(out, &first, "langfuse.observation.level", lf__level_name(level), NULL);
     if (has_usage) {
         key(out, &first, "langfuse.observation.usage_details", 34, "stringValue");
         struct lf__buf m;
@@ -218,17 +205,17 @@ void lf__otlp_span(const struct lf__enc *e, struct lf__buf *out, const struct lf
             continue;
         switch (f.tag) {
         case LF__F_INPUT:
-            attr_value(e, out, &first, "langfuse.observation.input", 26, r, at, &f, "input", lim);
+            attr_value(e, out, &first, "langfuse.observation.input", 26, at, &f, "input", lim);
             break;
         case LF__F_OUTPUT:
-            attr_value(e, out, &first, "langfuse.observation.output", 27, r, at, &f, "output", lim);
+            attr_value(e, out, &first, "langfuse.observation.output", 27, at, &f, "output", lim);
             break;
         case LF__F_META:
-            attr_meta(e, out, &first, "langfuse.observation.metadata.", r, at, &f, lim);
+            attr_meta(e, out, &first, "langfuse.observation.metadata.", at, &f, lim);
             break;
         case LF__F_STATUS:
             key(out, &first, "langfuse.observation.status_message", 35, "stringValue");
-            lf__enc_value(e, out, r, at, &f, NULL, lim, LF__VM_JSON);
+            lf__enc_value(e, out, at, &f, NULL, lim, LF__VM_JSON);
             lf__buf_puts(out, "}}");
             break;
         case LF__F_VERSION:
@@ -238,7 +225,7 @@ void lf__otlp_span(const struct lf__enc *e, struct lf__buf *out, const struct lf
             attr_str(out, &first, "langfuse.observation.model.name", f.val, f.vlen, e->red);
             break;
         case LF__F_MODEL_PARAMS:
-            attr_value(e, out, &first, "langfuse.observation.model.parameters", 37, r, at, &f, NULL,
+            attr_value(e, out, &first, "langfuse.observation.model.parameters", 37, at, &f, NULL,
                        lim);
             break;
         case LF__F_COMPLETION_START: {
@@ -263,13 +250,13 @@ void lf__otlp_span(const struct lf__enc *e, struct lf__buf *out, const struct lf
             attr_str(out, &first, "user.id", f.val, f.vlen, e->red);
             break;
         case LF__T_INPUT:
-            attr_value(e, out, &first, "langfuse.trace.input", 20, r, at, &f, "input", lim);
+            attr_value(e, out, &first, "langfuse.trace.input", 20, at, &f, "input", lim);
             break;
         case LF__T_OUTPUT:
-            attr_value(e, out, &first, "langfuse.trace.output", 21, r, at, &f, "output", lim);
+            attr_value(e, out, &first, "langfuse.trace.output", 21, at, &f, "output", lim);
             break;
         case LF__T_META:
-            attr_meta(e, out, &first, "langfuse.trace.metadata.", r, at, &f, lim);
+            attr_meta(e, out, &first, "langfuse.trace.metadata.", at, &f, lim);
             break;
         case LF__T_PUBLIC:
             key(out, &first, "langfuse.trace.public", 21, "boolValue");

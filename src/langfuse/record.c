@@ -151,3 +151,9 @@ const char *lf__obs_type_name(unsigned type)
                                         "chain", "retriever",  "evaluator", "embedding", "guardrail"};
     return type < sizeof(names) / sizeof(names[0]) ? names[type] : "span";
 }
+
+const char *lf__level_name(int level)
+{
+    static const char *const names[] = {"DEFAULT", "DEBUG", "WARNING", "ERROR"};
+    return level >= 0 && level <= 3 ? names[level] : "DEFAULT";
+}

@@ -109,5 +109,8 @@ int lf__rec_put(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, si
 
 /* Langfuse's lowercase name of an observation type ("span", "generation", ...). */
 const char *lf__obs_type_name(unsigned type);
+/* Langfuse's name of an enum lf_level ("DEFAULT", "DEBUG", "WARNING", "ERROR"); "DEFAULT"
+ * for anything else. */
+const char *lf__level_name(int level);
 
 #endif

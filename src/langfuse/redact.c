@@ -155,13 +155,7 @@ void lf__redactor_free(struct lf__redactor *r)
     if (!r)
         return;
     for (size_t i = 0; i < r->n; i++)
-        if (r->needles[i].owned) {
-            /* wipe: the copy is a secret */
-            volatile char *p = r->needles[i].owned;
-            for (size_t k = 0; k < r->needles[i].litlen; k++)
-                p[k] = 0;
-            free(r->needles[i].owned);
-        }
+        lf__free_secret(r->needles[i].owned); /* the copy is a secret */
     free(r->needles);
     free(r);
 }

@@ -17,6 +17,7 @@
 
 #include "alloc.h"
 #include "iov.h"
+#include "spool.h"
 
 #define SPILL_MAGIC 0x4C465350u /* "LFSP" */
 #define IOV_GROUP 64
@@ -84,6 +85,13 @@ static int open_file(struct lf__spill *s)
         return 0;
     if (s->failed)
         return -1;
+    /* The spool directory may not exist yet (the spool itself creates it only on its first
+     * write, which may never come): without this, the first burst would turn spilling off
+     * for the whole run. */
+    if (lf__mkdir_p(s->dir)) {
+        s->failed = 1;
+        return -1;
+    }
 #ifdef O_TMPFILE
     s->fd = open(s->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 #endif
@@ -195,6 +203,14 @@ static void reset_if_empty(struct lf__spill *s)
     s->rbuf_len = 0;
     if (s->fd >= 0 && ftruncate(s->fd, 0) != 0)
         lf__spill_close(s);
+}
+
+uint64_t lf__spill_discard(struct lf__spill *s)
+{
+    uint64_t n = s->nrec;
+    s->nrec = 0;
+    reset_if_empty(s);
+    return n;
 }
 
 struct lf_obs *lf__spill_read(struct lf__spill *s, size_t max_bytes, uint64_t *lost,

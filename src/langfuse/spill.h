@@ -53,4 +53,7 @@ uint64_t lf__spill_write(struct lf__spill *s, struct lf_obs *list, uint64_t *dro
 struct lf_obs *lf__spill_read(struct lf__spill *s, size_t max_bytes, uint64_t *lost,
                               void (*tick)(void *ud), void *ud);
 
+/* Forgets every record in the file and gives its disk space back; returns how many. */
+uint64_t lf__spill_discard(struct lf__spill *s);
+
 #endif

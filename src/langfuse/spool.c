@@ -21,19 +21,14 @@
 #include "alloc.h"
 #include "langfuse/langfuse.h"
 
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int mkdir_p(const char *dir)
+int lf__mkdir_p(const char *dir)
 {
     char tmp[4096];
     size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(tmp))
+    if (n == 0 || n >= sizeof(tmp)) {
+        errno = n ? ENAMETOOLONG : ENOENT;
         return -1;
+    }
     memcpy(tmp, dir, n + 1);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/')
@@ -165,41 +160,72 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-int lf__spool_write(const char *dir, int endpoint, const char *body, size_t len, int gz,
-                    uint32_t nrec, size_t max_bytes, uint64_t *evicted, char *err, size_t errlen)
+void lf__spool_init(struct lf__spool *sp, const char *dir, size_t max_bytes)
+{
+    memset(sp, 0, sizeof(*sp));
+    sp->dir = dir;
+    sp->max_bytes = max_bytes;
+}
+
+/* Lists the spool and removes its oldest files until `len` more bytes fit under the cap.
+ * O(files), so it runs once, then only when the running count says the spool is full;
+ * while a spool stays full every write pays it, the price of an exact cap on a directory
+ * that other processes share. */
+static void make_room(struct lf__spool *sp, size_t len, uint64_t *evicted)
+{
+    struct lf__spool_entry *v;
+    size_t n;
+    if (lf__spool_list(sp->dir, &v, &n)) {
+        sp->listed = 0; /* try again next time; write anyway, as the cap is a soft bound */
+        return;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += v[i].size;
+    for (size_t i = 0; i < n && total + len > sp->max_bytes; i++) {
+        if (unlink(v[i].path) == 0)
+            *evicted += v[i].nrec;
+        else if (errno != ENOENT)
+            continue; /* still there, still counted */
+        /* ENOENT: just sent, or evicted by another process sharing the spool */
+        total -= v[i].size;
+    }
+    lf__spool_entries_free(v, n);
+    sp->bytes = total;
+    sp->listed = 1;
+}
+
+int lf__spool_write(struct lf__spool *sp, int endpoint, const char *body, size_t len, int gz,
+                    uint32_t nrec, uint64_t *evicted, char *err, size_t errlen)
 {
     static unsigned seq;
+    const char *dir = sp->dir;
     char name[128], tmp[4096], path[4096];
-    if (len > max_bytes) {
+    if (len > sp->max_bytes) {
         snprintf(err, errlen, "a body of %zu bytes is larger than the spool's cap", len);
         return -1;
     }
-    if (mkdir_p(dir)) {
-        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
-        return -1;
-    }
-    /* Make room: oldest first. */
-    struct lf__spool_entry *v;
-    size_t n;
-    if (lf__spool_list(dir, &v, &n) == 0) {
-        size_t total = 0;
-        for (size_t i = 0; i < n; i++)
-            total += v[i].size;
-        for (size_t i = 0; i < n && total + len > max_bytes; i++) {
-            if (unlink(v[i].path) == 0) {
-                total -= v[i].size;
-                *evicted += v[i].nrec;
-            }
+    if (!sp->dir_made) {
+        if (lf__mkdir_p(dir)) {
+            snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+            return -1;
         }
-        lf__spool_entries_free(v, n);
+        sp->dir_made = 1;
     }
+    if (!sp->listed || sp->bytes + len > sp->max_bytes)
+        make_room(sp, len, evicted);
     unsigned s = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
-    snprintf(name, sizeof(name), "lf-%020lld-%u-%u-r%u.%s.json%s", (long long)wall_ns(),
+    snprintf(name, sizeof(name), "lf-%020lld-%u-%u-r%u.%s.json%s", (long long)lf_now_ns(),
              (unsigned)getpid(), s, nrec, endpoint == LF_TRANSPORT_OTLP ? "otlp" : "ingestion",
              gz ? ".gz" : "");
     snprintf(tmp, sizeof(tmp), "%s/.tmp-%s", dir, name);
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == ENOENT && lf__mkdir_p(dir) == 0) {
+        /* Removed under us (someone cleaning ~/.cache): made again, and empty. */
+        sp->bytes = 0;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    }
     if (fd < 0) {
         snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
         return -1;
@@ -221,6 +247,7 @@ int lf__spool_write(const char *dir, int endpoint, const char *body, size_t len,
         fsync(dfd); /* the rename itself must survive a crash */
         close(dfd);
     }
+    sp->bytes += len;
     return 0;
 }
 

@@ -23,12 +23,29 @@ struct lf__spool_entry {
 };
 
 /*
- * Writes `body` as a new spool file, first evicting the oldest files while the spool
- * would pass `max_bytes` (their records are added to *evicted). Creates `dir` (mode 0700)
- * if needed. Returns 0, or -1 with errno-based text in `err`.
+ * The spool as one writer (the exporter thread) sees it. Listing the directory costs a
+ * stat() per file, so a write does not list it: the size is counted from one listing plus
+ * what this writer added since. Other processes sharing the spool, and deliveries of its
+ * files, make the count drift; it is re-listed, exactly, whenever it says the next write
+ * would pass the cap, so eviction is always decided on the real directory.
  */
-int lf__spool_write(const char *dir, int endpoint, const char *body, size_t len, int gz,
-                    uint32_t nrec, size_t max_bytes, uint64_t *evicted, char *err, size_t errlen);
+struct lf__spool {
+    const char *dir;  /* borrowed: the client's configuration, which outlives this */
+    size_t max_bytes; /* cap on the directory's spool files, in bytes */
+    size_t bytes;     /* the spool's size: the last listing plus this writer's files since */
+    int listed;       /* `bytes` comes from a listing */
+    int dir_made;     /* `dir` exists: created (mode 0700) or found */
+};
+
+void lf__spool_init(struct lf__spool *sp, const char *dir, size_t max_bytes);
+
+/*
+ * Writes `body` as a new spool file, first evicting the oldest files while the spool
+ * would pass its cap (their records are added to *evicted). Creates the directory (mode
+ * 0700) on first use. Returns 0, or -1 with errno-based text in `err`.
+ */
+int lf__spool_write(struct lf__spool *sp, int endpoint, const char *body, size_t len, int gz,
+                    uint32_t nrec, uint64_t *evicted, char *err, size_t errlen);
 
 /* Lists the spool's files, oldest first. Caller frees with lf__spool_entries_free(). A
  * missing directory is an empty spool. Leftover temporary files of crashed writers older
@@ -45,6 +62,10 @@ int lf__spool_read(int fd, size_t max, char **data, size_t *len);
 void lf__spool_done(const char *path, int fd);
 /* Releases a claim, keeping the file. */
 void lf__spool_release(int fd);
+
+/* Creates `dir` and its missing parents, mode 0700 (the spool and the spill file hold
+ * traced data). Existing directories are fine. 0, or -1 with errno set. */
+int lf__mkdir_p(const char *dir);
 
 /* Parses a spool file name; 0 on success. */
 int lf__spool_parse_name(const char *name, int *endpoint, int *gz, uint32_t *nrec);

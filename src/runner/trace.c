@@ -19,13 +19,11 @@
  */
 #include "trace.h"
 
-#include <errno.h>
 #include <langfuse/langfuse.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MAX_TOOL_OUTPUT (32u << 10) /* a tool result's text kept in the trace */
 #define PICO 1e12
@@ -103,19 +101,16 @@ static void record_credentials_file(lf_client *c, const char *path)
     json_decref(doc);
 }
 
-/* $HOME/.cache/ccrunner/langfuse-spool, created: what a dead Langfuse leaves undelivered
- * waits there for the next run. NULL when there is no HOME or it cannot be created. */
+/* $HOME/.cache/ccrunner/langfuse-spool: what a dead Langfuse leaves undelivered waits
+ * there for the next run. The library creates it (mode 0700) when it first writes there.
+ * NULL when there is no HOME. */
 static const char *default_spool_dir(char *path, size_t len)
 {
     const char *home = getenv("HOME");
     if (!home || !*home)
         return NULL;
-    snprintf(path, len, "%s/.cache", home);
-    mkdir(path, 0700);
-    snprintf(path, len, "%s/.cache/ccrunner", home);
-    mkdir(path, 0700);
     snprintf(path, len, "%s/.cache/ccrunner/langfuse-spool", home);
-    return mkdir(path, 0700) == 0 || errno == EEXIST ? path : NULL;
+    return path;
 }
 
 /* The session's model: tag, metadata, and the model of its queries. */

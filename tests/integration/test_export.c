@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,6 +479,39 @@ static void test_dead_server_costs_nothing_at_shutdown(void **state)
     lf_client_free(c);
 }
 
+static void test_backlog_shutdown_keeps_its_deadline(void **state)
+{
+    (void)state;
+    /* A burst of 60,000 observations against a server that accepts and never answers: most
+     * of it waits in the spill file when shutdown comes, more than can be encoded and
+     * spooled in time. Shutdown still ends by its deadline, and every observation is
+     * accounted for: spooled, or counted lost. */
+    set_mode("{\"mode\":\"blackhole\"}");
+    struct opts o = {.request_timeout_ms = 30000};
+    lf_client *c = client(&o);
+    lf_obs *t = lf_trace_start(c, "backlog", NULL);
+    char text[513];
+    for (int i = 0; i < 60000; i++) {
+        lf_obs *g = lf_obs_start(t, LF_OBS_GENERATION, "g");
+        random_text(text, 512, (unsigned)i); /* little for gzip to share between records */
+        lf_obs_set_input_string(g, text);
+        lf_obs_set_usage(g, "input", i);
+        lf_obs_end(g);
+    }
+    lf_obs_end(t);
+    long long t0 = tu_now_ms();
+    int rc = lf_client_shutdown(c, 1000);
+    long long took = tu_now_ms() - t0;
+    assert_int_not_equal(rc, LF_OK);
+    if (took > 1000 + 100)
+        fail_msg("shutdown(1000) took %lld ms", took);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.delivered, 0);
+    assert_int_equal(s.spooled + s.spool_dropped, s.recorded);
+    lf_client_free(c);
+}
+
 static void test_slow_server_still_delivers(void **state)
 {
     (void)state;
@@ -756,6 +790,118 @@ static void capture_log(void *ud, enum lf_log_level level, const char *msg)
     snprintf(logged + n, sizeof(logged) - n, "%s\n", msg);
 }
 
+/* A log callback that reads the statistics, as a user's might to put numbers beside a
+ * warning. */
+struct stats_logger {
+    lf_client *_Atomic client;
+    atomic_int lines_with_stats; /* log lines after which lf_client_stats() returned */
+    atomic_int unreadable;       /* "could not be read back" lines */
+};
+
+static void log_with_stats(void *ud, enum lf_log_level level, const char *msg)
+{
+    struct stats_logger *l = ud;
+    (void)level;
+    struct lf_stats s;
+    lf_client_stats(atomic_load(&l->client), &s);
+    if (strstr(msg, "could not be read back"))
+        atomic_fetch_add(&l->unreadable, 1);
+    atomic_fetch_add(&l->lines_with_stats, 1);
+}
+
+static int unreadable_reported(void *arg)
+{
+    return atomic_load(&((struct stats_logger *)arg)->unreadable) > 0;
+}
+
+static int requests_made(void *arg)
+{
+    struct lf_stats s;
+    lf_client_stats(arg, &s);
+    return s.requests > 0;
+}
+
+static int spilled_some(void *arg)
+{
+    struct lf_stats s;
+    lf_client_stats(arg, &s);
+    return s.spilled > 0;
+}
+
+/* The descriptor of the client's spill file: an unlinked file in the spool directory. */
+static int spill_fd(void)
+{
+    char link[64], target[1024];
+    for (int fd = 3; fd < 1024; fd++) {
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        if (strncmp(target, spool, strlen(spool)) == 0 && strstr(target, "(deleted)"))
+            return fd;
+    }
+    return -1;
+}
+
+static void test_log_callback_may_read_stats(void **state)
+{
+    (void)state;
+    /* The spill file is damaged while the exporter waits on a slow request; reading it back
+     * afterwards fails, and the exporter logs that. The user's callback, which calls
+     * lf_client_stats(), must return: the exporter must not log holding its lock. */
+    set_mode("{\"mode\":\"slow\",\"delay_ms\":1500}");
+    static struct stats_logger l;
+    struct lf_config cfg;
+    lf_config_init(&cfg);
+    cfg.public_key = TU_PK;
+    cfg.secret_key = TU_SK;
+    cfg.host = rx.base;
+    cfg.spool_dir = spool;
+    cfg.flush_at = 100000;
+    cfg.flush_interval_ms = 3600 * 1000;
+    cfg.max_queue_bytes = 1 << 20; /* spills past 128 KiB */
+    cfg.log = log_with_stats;
+    cfg.log_ud = &l;
+    lf_client *c = lf_client_new(&cfg);
+    assert_non_null(c);
+    atomic_store(&l.client, c);
+    char tid[33];
+    record_turn(c, tid);
+    lf_client_flush(c, 1); /* starts the slow request; returns before its answer */
+    assert_true(tu_wait_until(requests_made, c, 5000));
+    char text[1025];
+    random_text(text, 1024, 3);
+    lf_obs *t = lf_trace_start(c, "burst", NULL);
+    for (int i = 0; i < 400; i++) {
+        lf_obs *o = lf_obs_start(t, LF_OBS_SPAN, "s");
+        lf_obs_set_input_string(o, text);
+        lf_obs_end(o);
+    }
+    lf_obs_end(t);
+    assert_true(tu_wait_until(spilled_some, c, 1000));
+    int fd = spill_fd();
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 0), 0);
+    if (!tu_wait_until(unreadable_reported, &l, 10000)) {
+        /* Deadlocked: the exporter holds the client's lock for good, and the next fork (its
+         * atfork handler takes that lock) would hang the run. Stop it here. */
+        fprintf(stderr, "test_log_callback_may_read_stats: the log callback did not return "
+                        "(or the loss was not reported)\n");
+        tu_server_stop(&rx);
+        _exit(1);
+    }
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_true(s.dropped_nomem > 0);
+    assert_int_equal(lf_client_flush(c, 10000), LF_OK); /* the rest goes through */
+    lf_client_stats(c, &s);
+    assert_int_equal(s.delivered + s.dropped_nomem, s.recorded); /* the loss is counted */
+    check_turn(tid);
+    lf_client_free(c);
+    assert_true(atomic_load(&l.lines_with_stats) >= 1);
+}
+
 static void test_secrets_never_reach_the_log(void **state)
 {
     (void)state;
@@ -846,6 +992,7 @@ int main(void)
         cmocka_unit_test_setup(test_401_spools_then_next_client_delivers, reset),
         cmocka_unit_test_setup(test_blackhole_shutdown_is_bounded, reset),
         cmocka_unit_test_setup(test_dead_server_costs_nothing_at_shutdown, reset),
+        cmocka_unit_test_setup(test_backlog_shutdown_keeps_its_deadline, reset),
         cmocka_unit_test_setup(test_slow_server_still_delivers, reset),
         cmocka_unit_test_setup(test_207_only_failed_events_count, reset),
         cmocka_unit_test_setup(test_secrets_never_reach_the_server, reset),
@@ -855,6 +1002,7 @@ int main(void)
         cmocka_unit_test_setup(test_full_spool_drops_oldest_and_counts, reset),
         cmocka_unit_test_setup(test_burst_spills_and_loses_nothing, reset),
         cmocka_unit_test_setup(test_any_thread_may_record, reset),
+        cmocka_unit_test_setup(test_log_callback_may_read_stats, reset),
         cmocka_unit_test_setup(test_secrets_never_reach_the_log, reset),
         cmocka_unit_test_setup(test_https_through_libcurl, reset),
     };

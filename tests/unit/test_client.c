@@ -183,6 +183,75 @@ static void test_queue_cap_drops_and_counts(void **state)
     lf_client_free(c);
 }
 
+static int spilled_some(void *arg)
+{
+    struct lf_stats s;
+    lf_client_stats(arg, &s);
+    return s.spilled > 0;
+}
+
+static void test_burst_spills_into_a_new_spool_dir(void **state)
+{
+    (void)state;
+    /* The first run on a machine: the spool directory does not exist yet. A burst past the
+     * queue's memory mark must still go to the spill file (which lives there), not turn
+     * spilling off for the run. */
+    char *dir = tu_mkdtemp("lf-unit-spool");
+    char sub[600];
+    snprintf(sub, sizeof(sub), "%s/new/spool", dir);
+    struct logged l = {0};
+    lf_client *c = offline_client(&l, 1 << 20, sub);
+    char text[1025];
+    memset(text, 'q', 1024);
+    text[1024] = '\0';
+    lf_obs *t = lf_trace_start(c, "t", NULL);
+    for (int i = 0; i < 400; i++) {
+        lf_obs *o = lf_obs_start(t, LF_OBS_SPAN, "s");
+        lf_obs_set_input_string(o, text);
+        lf_obs_end(o);
+    }
+    lf_obs_end(t);
+    if (!tu_wait_until(spilled_some, c, 5000))
+        fail_msg("nothing was spilled; last log line: %s", l.last);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.dropped_queue, 0);
+    lf_client_shutdown(c, 2000);
+    lf_client_free(c);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_small_records_count_small_after_big_ones(void **state)
+{
+    (void)state;
+    /* Records are reused once exported. One that once held a 30 KiB input must not come
+     * back for a small span and make it count (and fill the queue) as 30 KiB. */
+    struct logged l = {0};
+    lf_client *c = offline_client(&l, 64 << 20, NULL);
+    char *big = malloc(30 * 1024 + 1);
+    memset(big, 'b', 30 * 1024);
+    big[30 * 1024] = '\0';
+    lf_obs *t = lf_trace_start(c, "t", NULL);
+    for (int i = 0; i < 40; i++) {
+        lf_obs *o = lf_obs_start(t, LF_OBS_SPAN, "big");
+        lf_obs_set_input_string(o, big);
+        lf_obs_end(o);
+    }
+    free(big);
+    lf_client_flush(c, 5000); /* exported (and lost: nothing listens), records given back */
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.queue_bytes, 0);
+    for (int i = 0; i < 5; i++)
+        lf_obs_end(lf_obs_start(t, LF_OBS_SPAN, "small"));
+    lf_client_stats(c, &s);
+    if (s.queue_bytes > 5 * 8192)
+        fail_msg("5 small spans count %llu bytes", (unsigned long long)s.queue_bytes);
+    lf_obs_discard(t);
+    lf_client_free(c);
+}
+
 static void test_allocation_failures_while_recording(void **state)
 {
     (void)state;
@@ -231,6 +300,8 @@ int main(void)
         cmocka_unit_test(test_ids_and_given_trace_id),
         cmocka_unit_test(test_sampling_is_per_trace_and_deterministic),
         cmocka_unit_test(test_queue_cap_drops_and_counts),
+        cmocka_unit_test(test_burst_spills_into_a_new_spool_dir),
+        cmocka_unit_test(test_small_records_count_small_after_big_ones),
         cmocka_unit_test(test_allocation_failures_while_recording),
         cmocka_unit_test(test_shutdown_twice_and_flush_after),
     };

@@ -1,6 +1,7 @@
 /* test_spill.c - the spill file: order, sizes, caps, failure. */
 #include "cm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +100,33 @@ static void test_cap_drops_and_counts(void **state)
     free(dir);
 }
 
+static void test_missing_dir_is_created(void **state)
+{
+    (void)state;
+    /* A spool directory that does not exist yet (the first run on a machine): spilling
+     * must work, not turn itself off. */
+    char *dir = tu_mkdtemp("lf-spill");
+    char sub[600];
+    snprintf(sub, sizeof(sub), "%s/not/yet", dir);
+    struct lf__spill s;
+    lf__spill_init(&s, sub, 1 << 20);
+    assert_true(lf__spill_usable(&s));
+    uint64_t dropped = 0, lost = 0;
+    assert_int_equal(lf__spill_write(&s, chain(0, 5, 100), &dropped, NULL, NULL), 5);
+    assert_int_equal(dropped, 0);
+    struct lf_obs *list = lf__spill_read(&s, 1 << 20, &lost, NULL, NULL);
+    for (uint64_t next = 0; list; next++) {
+        struct lf_obs *r = list;
+        list = r->next;
+        check(r, next);
+        lf__rec_free(r);
+    }
+    assert_int_equal(lost, 0);
+    lf__spill_close(&s);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 static int released;
 static void count_release(void *ud, struct lf_obs *r)
 {
@@ -126,6 +154,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fifo_roundtrip),
         cmocka_unit_test(test_cap_drops_and_counts),
+        cmocka_unit_test(test_missing_dir_is_created),
         cmocka_unit_test(test_unwritable_dir_drops_everything_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

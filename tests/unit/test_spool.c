@@ -36,8 +36,10 @@ static void test_write_list_claim_done(void **state)
     char sub[600], err[256];
     snprintf(sub, sizeof(sub), "%s/nested/spool", dir); /* created on demand */
     uint64_t evicted = 0;
-    assert_int_equal(lf__spool_write(sub, LF_TRANSPORT_OTLP, "first", 5, 0, 3, 1 << 20, &evicted, err, sizeof(err)), 0);
-    assert_int_equal(lf__spool_write(sub, LF_TRANSPORT_INGESTION, "second", 6, 1, 4, 1 << 20, &evicted, err, sizeof(err)), 0);
+    struct lf__spool sp;
+    lf__spool_init(&sp, sub, 1 << 20);
+    assert_int_equal(lf__spool_write(&sp, LF_TRANSPORT_OTLP, "first", 5, 0, 3, &evicted, err, sizeof(err)), 0);
+    assert_int_equal(lf__spool_write(&sp, LF_TRANSPORT_INGESTION, "second", 6, 1, 4, &evicted, err, sizeof(err)), 0);
     assert_int_equal(evicted, 0);
     struct stat st;
     assert_int_equal(stat(sub, &st), 0);
@@ -77,8 +79,10 @@ static void test_eviction_counts_records(void **state)
     char err[256], body[1000];
     memset(body, 'b', sizeof(body));
     uint64_t evicted = 0;
+    struct lf__spool sp;
+    lf__spool_init(&sp, dir, 3500);
     for (int i = 0; i < 5; i++)
-        assert_int_equal(lf__spool_write(dir, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 10, 3500, &evicted, err, sizeof(err)), 0);
+        assert_int_equal(lf__spool_write(&sp, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 10, &evicted, err, sizeof(err)), 0);
     /* 3 files fit in 3500 bytes: the two oldest went, 10 records each */
     assert_int_equal(evicted, 20);
     struct lf__spool_entry *v;
@@ -87,8 +91,60 @@ static void test_eviction_counts_records(void **state)
     assert_int_equal(n, 3);
     lf__spool_entries_free(v, n);
     /* a body larger than the whole spool is refused, not written */
-    assert_int_equal(lf__spool_write(dir, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, 500, &evicted, err, sizeof(err)), -1);
+    struct lf__spool small;
+    lf__spool_init(&small, dir, 500);
+    assert_int_equal(lf__spool_write(&small, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "larger"));
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static size_t spool_bytes(const char *dir)
+{
+    struct lf__spool_entry *v;
+    size_t n, total = 0;
+    assert_int_equal(lf__spool_list(dir, &v, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        total += v[i].size;
+    lf__spool_entries_free(v, n);
+    return total;
+}
+
+static void test_cap_holds_with_other_writers_and_deliveries(void **state)
+{
+    (void)state;
+    /* Two writers share one spool (two runners on one machine), and files leave it as they
+     * are delivered: each writer's own count drifts, the cap on the directory holds. */
+    char *dir = tu_mkdtemp("lf-spool");
+    char err[256], body[1000];
+    memset(body, 'b', sizeof(body));
+    uint64_t evicted = 0;
+    struct lf__spool a, b;
+    lf__spool_init(&a, dir, 3500);
+    lf__spool_init(&b, dir, 3500);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, err, sizeof(err)), 0);
+    assert_int_equal(lf__spool_write(&b, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, err, sizeof(err)), 0);
+    assert_int_equal(evicted, 1);
+    assert_true(spool_bytes(dir) <= 3500);
+    assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, err, sizeof(err)), 0);
+    assert_int_equal(evicted, 2);
+    assert_true(spool_bytes(dir) <= 3500);
+    /* everything delivered (removed) behind the writers' backs: nothing more is evicted */
+    struct lf__spool_entry *v;
+    size_t n;
+    assert_int_equal(lf__spool_list(dir, &v, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        unlink(v[i].path);
+    lf__spool_entries_free(v, n);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, err, sizeof(err)), 0);
+    assert_int_equal(evicted, 2);
+    assert_int_equal(spool_bytes(dir), 3000);
+    /* the directory removed: made again */
+    tu_rmrf(dir);
+    assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, err, sizeof(err)), 0);
+    assert_int_equal(spool_bytes(dir), 1000);
     tu_rmrf(dir);
     free(dir);
 }
@@ -102,7 +158,9 @@ static void test_missing_dir_is_empty_and_unwritable_reports(void **state)
     assert_int_equal(n, 0);
     char err[256];
     uint64_t evicted = 0;
-    assert_int_equal(lf__spool_write("/proc/lf-cannot", LF_TRANSPORT_OTLP, "x", 1, 0, 1, 100, &evicted, err, sizeof(err)), -1);
+    struct lf__spool sp;
+    lf__spool_init(&sp, "/proc/lf-cannot", 100);
+    assert_int_equal(lf__spool_write(&sp, LF_TRANSPORT_OTLP, "x", 1, 0, 1, &evicted, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "/proc/lf-cannot"));
 }
 
@@ -112,6 +170,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_write_list_claim_done),
         cmocka_unit_test(test_eviction_counts_records),
+        cmocka_unit_test(test_cap_holds_with_other_writers_and_deliveries),
         cmocka_unit_test(test_missing_dir_is_empty_and_unwritable_reports),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
