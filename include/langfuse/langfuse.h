@@ -6,13 +6,34 @@
  * The model: a client (lf_client) owns a bounded queue and one exporter thread. A trace is
  * started with lf_trace_start(), which returns its root observation; observations nest
  * under it with lf_obs_start(). Setters fill an observation, lf_obs_end() hands it to the
- * exporter and frees the handle. Recording never waits on the network and never does I/O:
+ * exporter and frees the handle.
+ *
+ * What Langfuse shows (right on both server lines in use, v4 and v3):
+ *  - Each observation is exported exactly once, whole, when it ends: Langfuse v4 keeps every
+ *    copy of a span as an observation of its own (tokens and cost counted again), so the
+ *    library never sends one twice. An observation is visible in Langfuse within about
+ *    flush_interval_ms of its end, not before; the root, ended last, completes the trace.
+ *  - Trace attributes (lf_trace_set_*: name, session and user id, tags, metadata, release,
+ *    environment) may be set through any handle of the trace and are copied onto every
+ *    observation as it ends, since v4 reads them per observation: set them early (right
+ *    after lf_trace_start) so that every observation carries them; one set later reaches
+ *    only the observations that end later.
+ *  - v4 takes a trace's input and output from its root observation: the root's own input
+ *    and output if set, else the trace input and output (lf_trace_set_input_*), which the
+ *    root then carries as its own.
+ *  - Name a model (lf_obs_set_model) only together with usage and cost: v4 counts the
+ *    tokens of any observation that names a model without usage, from its text, and prices
+ *    them from its own table, so the trace's cost is no longer what was billed. Put the
+ *    model in metadata where the numbers are not known.
+ *  - The legacy transport (LF_TRANSPORT_INGESTION) is for v3 and older: v4 refuses its
+ *    observation events. The library says so once on the log and counts them rejected. Recording never waits on the network and never does I/O:
  * setters copy bytes into the handle, lf_obs_end() links it into the queue. Serialization,
  * masking, redaction, compression, HTTP, retries and the spool all happen on the exporter
  * thread.
  *
- * Wire formats: OTLP/HTTP JSON (gzip) to /api/public/otel/v1/traces (the default), or the
- * legacy /api/public/ingestion batches.
+ * Wire formats: OTLP/HTTP JSON (gzip) to /api/public/otel/v1/traces (the default; every
+ * request carries x-langfuse-ingestion-version: 4, v4's real-time path), or the legacy
+ * /api/public/ingestion batches.
  *
  * Failure: the API never fails loudly. A client whose configuration is missing or invalid
  * is created disabled (one warning on the log) and every call on it is a no-op. Functions
@@ -45,9 +66,9 @@ extern "C" {
 #endif
 
 #define LF_VERSION_MAJOR 0
-#define LF_VERSION_MINOR 1
+#define LF_VERSION_MINOR 2
 #define LF_VERSION_PATCH 0
-#define LF_VERSION_STRING "0.1.0"
+#define LF_VERSION_STRING "0.2.0"
 
 /* Library version, "MAJOR.MINOR.PATCH". Static storage. */
 LF_EXPORT const char *lf_version(void);
@@ -220,8 +241,7 @@ LF_EXPORT void lf_client_free(lf_client *c);
 LF_EXPORT int lf_client_replay_spool(lf_client *c, int timeout_ms);
 
 /*
- * Counters since the client started. Observations are counted once per export (an
- * lf_obs_update() and the final lf_obs_end() are two exports of one observation).
+ * Counters since the client started, in observations (each is exported once).
  */
 struct lf_stats {
     uint64_t recorded;       /* exports accepted into the queue */
@@ -229,7 +249,8 @@ struct lf_stats {
     uint64_t dropped_queue;  /* refused because the queue was at max_queue_bytes */
     uint64_t dropped_nomem;  /* lost to failed allocations */
     uint64_t dropped_closed; /* recorded after shutdown */
-    uint64_t rejected;       /* refused by the server as invalid (400, 207 errors) */
+    uint64_t rejected;       /* refused by the server (400, 207 errors; on the legacy
+                                transport, what a v4 server refuses, also spooled once) */
     uint64_t spooled;        /* written to the spool for a later run */
     uint64_t spool_dropped;  /* evicted from the full spool, lost without one, or left
                                 unspooled when a shutdown's deadline passed */
@@ -283,13 +304,8 @@ LF_EXPORT lf_obs *lf_trace_start(lf_client *c, const char *name, const char *tra
 /* Starts an observation of `type` under `parent` (same trace). NULL parent: NULL. */
 LF_EXPORT lf_obs *lf_obs_start(lf_obs *parent, enum lf_obs_type type, const char *name);
 
-/*
- * Exports the observation as it is now, so that it is visible while it runs, and keeps the
- * handle. The server merges later exports into it.
- */
-LF_EXPORT void lf_obs_update(lf_obs *o);
-
-/* Sets the end time to now, exports the observation and frees the handle. */
+/* Sets the end time to now, copies in the trace's attributes, exports the observation (its
+ * only export) and frees the handle. */
 LF_EXPORT void lf_obs_end(lf_obs *o);
 
 /* As lf_obs_end() with an explicit end time (Unix epoch nanoseconds). */
@@ -341,7 +357,8 @@ LF_EXPORT void lf_obs_set_prompt(lf_obs *o, const char *name, int version);
 
 /*
  * Trace fields. They may be set through any observation of the trace (normally the root
- * returned by lf_trace_start) and travel with that observation's next export.
+ * returned by lf_trace_start) and are carried by every observation of the trace that ends
+ * afterwards (see the top of this header). Input and output go on the root only.
  */
 LF_EXPORT void lf_trace_set_name(lf_obs *o, const char *name);
 LF_EXPORT void lf_trace_set_session_id(lf_obs *o, const char *session_id);

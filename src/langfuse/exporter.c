@@ -9,7 +9,8 @@
  *
  * Outcomes of a request:
  *  - 2xx: delivered. A 207 (ingestion) is read event by event: 4xx events are rejected and
- *    counted, 5xx/429 events are resent alone, nothing that succeeded is sent again.
+ *    counted, 5xx/429 events are resent alone, nothing that succeeded is sent again. Events
+ *    refused for their type (a v4 server) are also spooled once, for a v3 server.
  *  - 413: the body is split in two (or, a single item, its largest string halved) and
  *    both halves retried; a request never grows past the cap it was refused at.
  *  - 400: rejected, counted, reported once with the server's reason. Never retried.
@@ -577,8 +578,37 @@ static int handle_too_large(struct lf_client *c, struct lf__batch *b)
     return 0;
 }
 
-/* Reads a 207 answer. Returns records rejected; rebuilds a batch of retryable events into
- * *retry (or NULL). */
+/* A new batch of the events of `b` whose ids are listed, or NULL (no memory, no such
+ * event). */
+static struct lf__batch *batch_of_events(struct lf_client *c, const struct lf__batch *b,
+                                         const char **ids, size_t n)
+{
+    char *json, *sub;
+    size_t len, sublen;
+    struct lf__batch *out = NULL;
+    if (plain_body(b, c->conf.max_request_bytes * 4, &json, &len))
+        return NULL;
+    if (lf__body_filter_events(json, len, ids, n, &sub, &sublen) == 0) {
+        uint32_t nrec = records_in(b->endpoint, sub, sublen);
+        out = batch_from_json(b, sub, sublen, nrec ? nrec : (uint32_t)n);
+    }
+    free(json);
+    return out;
+}
+
+/* What a Langfuse v4 server answers, per event, to observation events on the legacy
+ * endpoint: it takes only scores and SDK logs there. */
+static int refused_event_type(json_int_t status, const char *msg)
+{
+    return status == 400 && msg && strstr(msg, "Event type not accepted");
+}
+
+/*
+ * Reads a 207 answer. Returns records rejected; rebuilds a batch of retryable events into
+ * *retry (or NULL). Events a v4 server refuses for their type (the legacy API is for v3)
+ * are counted rejected, said once, and spooled for a server that takes them; refused again
+ * from the spool, they are dropped, so nothing is re-sent forever.
+ */
 static uint32_t handle_multi_status(struct lf_client *c, struct lf__batch *b, const char *resp,
                                     struct lf__batch **retry)
 {
@@ -587,37 +617,48 @@ static uint32_t handle_multi_status(struct lf_client *c, struct lf__batch *b, co
     json_t *root = resp ? json_loads(resp, 0, &err) : NULL;
     json_t *errors = json_object_get(root, "errors");
     uint32_t rejected = 0;
-    size_t i, nretry = 0;
+    size_t i, nretry = 0, nrefused = 0, nerr = json_array_size(errors);
     json_t *e;
-    const char **ids = lf__calloc(json_array_size(errors) + 1, sizeof(char *));
+    const char **ids = lf__calloc(nerr + 1, sizeof(char *));
+    const char **refused = lf__calloc(nerr + 1, sizeof(char *));
     json_array_foreach(errors, i, e)
     {
         const char *id = json_string_value(json_object_get(e, "id"));
         json_int_t st = json_integer_value(json_object_get(e, "status"));
+        const char *msg = json_string_value(json_object_get(e, "message"));
         if (st == 429 || st >= 500) {
             if (ids && id)
                 ids[nretry++] = id;
-        } else {
-            rejected++;
-            const char *msg = json_string_value(json_object_get(e, "message"));
-            lf__log_once(c, LF__REPORT_400, LF_LOG_WARN,
-                         "the server rejected an event (status %d): %.300s; such events are "
-                         "dropped, the count is in the statistics",
-                         (int)st, msg ? msg : "no reason given");
+            continue;
+        }
+        rejected++;
+        if (refused_event_type(st, msg)) {
+            if (refused && id)
+                refused[nrefused++] = id;
+            continue;
+        }
+        lf__log_once(c, LF__REPORT_400, LF_LOG_WARN,
+                     "the server rejected an event (status %d): %.300s; such events are "
+                     "dropped, the count is in the statistics",
+                     (int)st, msg ? msg : "no reason given");
+    }
+    if (nrefused) {
+        lf__log_once(c, LF__REPORT_LEGACY, LF_LOG_WARN,
+                     "the server refuses the legacy ingestion API (it is a Langfuse v4 server; "
+                     "LANGFUSE_TRANSPORT=ingestion is for v3 and older): set "
+                     "LANGFUSE_TRANSPORT=otlp. What it refused is spooled, not re-sent here");
+        struct lf__batch *keep = b->spool_path ? NULL : batch_of_events(c, b, refused, nrefused);
+        if (keep) {
+            /* Not for this run's replay: this server would refuse it again. */
+            int replay = c->exp->spooled_this_run;
+            spool_batch(c, keep, "refused by a v4 server");
+            c->exp->spooled_this_run = replay;
         }
     }
-    if (nretry) {
-        char *json, *sub;
-        size_t len, sublen;
-        if (plain_body(b, c->conf.max_request_bytes * 4, &json, &len) == 0) {
-            if (lf__body_filter_events(json, len, ids, nretry, &sub, &sublen) == 0) {
-                uint32_t nrec = records_in(b->endpoint, sub, sublen);
-                *retry = batch_from_json(b, sub, sublen, nrec ? nrec : (uint32_t)nretry);
-            }
-            free(json);
-        }
-    }
+    if (nretry)
+        *retry = batch_of_events(c, b, ids, nretry);
     free(ids);
+    free(refused);
     json_decref(root);
     return rejected > b->nrec ? b->nrec : rejected;
 }

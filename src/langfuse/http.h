@@ -36,6 +36,13 @@ struct lf__http_result {
     size_t body_len;
 };
 
+/* Headers every request carries. Langfuse v4 takes OTLP requests with the ingestion
+ * version 4 on its real-time path (without it, data shows about 10 minutes late); v3 and
+ * the legacy endpoint ignore it. The SDK headers name us in the server's logs. */
+#define LF__HDR_INGESTION_VERSION "x-langfuse-ingestion-version: 4"
+#define LF__HDR_SDK_NAME "x-langfuse-sdk-name: liblangfuse"
+#define LF__HDR_SDK_VERSION "x-langfuse-sdk-version: " LF_VERSION_STRING
+
 struct lf__http_opts {
     /* Strings are borrowed for the handle's life (the client's configuration). */
     const char *base_url;  /* "http://host:port[/prefix]" or "https://..." */

@@ -255,6 +255,27 @@ static void curlh_free(struct lf__http *base, int abandon)
 
 static const struct lf__http_impl curl_impl = {curl_post, curl_wakeup, curlh_free};
 
+/* The request headers, plus `extra` if not NULL; NULL when memory ran out. */
+static struct curl_slist *header_list(const char *extra)
+{
+    static const char *const common[] = {"Content-Type: application/json", "Expect:",
+                                         LF__HDR_INGESTION_VERSION, LF__HDR_SDK_NAME,
+                                         LF__HDR_SDK_VERSION};
+    struct curl_slist *list = NULL;
+    for (size_t i = 0; i <= sizeof(common) / sizeof(common[0]); i++) {
+        const char *h = i < sizeof(common) / sizeof(common[0]) ? common[i] : extra;
+        if (!h)
+            continue;
+        struct curl_slist *more = cu.slist_append(list, h);
+        if (!more) {
+            cu.slist_free_all(list);
+            return NULL;
+        }
+        list = more;
+    }
+    return list;
+}
+
 struct lf__http *lf__http_curl_new(const struct lf__http_opts *opts, char *err, size_t errlen)
 {
     pthread_once(&load_once, load);
@@ -272,16 +293,9 @@ struct lf__http *lf__http_curl_new(const struct lf__http_opts *opts, char *err, 
     lf__buf_init(&h->resp, LF__RESP_MAX + 1);
     h->multi = cu.multi_init();
     h->easy = cu.easy_init();
-    struct curl_slist *a = cu.slist_append(NULL, "Content-Type: application/json");
-    h->hdr_plain = a ? cu.slist_append(a, "Expect:") : NULL;
-    struct curl_slist *b = cu.slist_append(NULL, "Content-Type: application/json");
-    struct curl_slist *c = b ? cu.slist_append(b, "Expect:") : NULL;
-    h->hdr_gzip = c ? cu.slist_append(c, "Content-Encoding: gzip") : NULL;
+    h->hdr_plain = header_list(NULL);
+    h->hdr_gzip = header_list("Content-Encoding: gzip");
     if (!h->multi || !h->easy || !h->hdr_plain || !h->hdr_gzip) {
-        if (!h->hdr_plain && a)
-            cu.slist_free_all(a);
-        if (!h->hdr_gzip && (c || b))
-            cu.slist_free_all(c ? c : b);
         curlh_free(&h->base, 0);
         snprintf(err, errlen, "out of memory");
         return NULL;

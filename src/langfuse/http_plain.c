@@ -640,6 +640,7 @@ struct lf__http *lf__http_plain_new(const struct lf__http_opts *opts, char *err,
     snprintf(p->head_fmt, fl,
              "POST %%s%%s HTTP/1.1\r\nHost: %s%s%s%s%s\r\nAuthorization: Basic %s\r\n"
              "User-Agent: liblangfuse/" LF_VERSION_STRING "\r\nContent-Type: application/json\r\n"
+             LF__HDR_INGESTION_VERSION "\r\n" LF__HDR_SDK_NAME "\r\n" LF__HDR_SDK_VERSION "\r\n"
              "%%sContent-Length: %%zu\r\nConnection: keep-alive\r\n\r\n",
              is_v6 ? "[" : "", p->host, is_v6 ? "]" : "", strcmp(p->port, "80") ? ":" : "",
              strcmp(p->port, "80") ? p->port : "", auth);

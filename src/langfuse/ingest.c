@@ -1,16 +1,18 @@
 /*
  * ingest.c - one observation as legacy /api/public/ingestion events.
  *
- * An export becomes a `<type>-create` event (the server merges events by observation id,
- * so creates after the first act as updates), preceded by a `trace-create` event when the
- * record carries trace fields, since in this format observations do not create the trace.
+ * For Langfuse v3 (and older) servers only: a v4 server refuses every observation event
+ * here (the exporter reports that once and spools them). An observation becomes one
+ * `<type>-create` event, preceded by a `trace-create` event with the trace attributes it
+ * carries (every observation carries them, see trace.h), since in this format observations
+ * do not create the trace; the server merges the trace events by trace id.
  * Agent, tool and the other newer types have events of their own (`agent-create`,
  * `tool-create`, ...): the server accepts them although the published OpenAPI document
  * predates them, while the legacy `observation-create` takes only span, generation and
  * event.
  *
- * Event ids are derived from the observation id and its export number, so a retried or
- * replayed request carries the same ids and the server's deduplication holds.
+ * Event ids are derived from the observation id (each observation is exported once), so a
+ * retried or replayed request carries the same ids and the server's deduplication holds.
  */
 #include <stdio.h>
 #include <string.h>
@@ -22,12 +24,8 @@ static void event_id(char out[37], const struct lf_obs *r, int kind)
 {
     uint8_t b[16];
     memcpy(b, r->span_id, 8);
-    b[8] = (uint8_t)(r->seq >> 24);
-    b[9] = (uint8_t)(r->seq >> 16);
-    b[10] = (uint8_t)(r->seq >> 8);
-    b[11] = (uint8_t)r->seq;
-    b[12] = (uint8_t)kind;
-    memcpy(b + 13, r->trace_id, 3);
+    b[8] = (uint8_t)kind;
+    memcpy(b + 9, r->trace_id, 7);
     char hex[33];
     lf__hex(hex, b, 16);
     /* 8-4-4-4-12 */

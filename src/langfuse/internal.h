@@ -46,7 +46,7 @@ struct lf__counters {
 
 /* Problems reported once per client (lf__log_once), then only counted. */
 enum lf__report { LF__REPORT_400, LF__REPORT_BLOCKED, LF__REPORT_413, LF__REPORT_SPOOL,
-                  LF__REPORT_SPILL, LF__REPORT_QUEUE_FULL, LF__SLOTS };
+                  LF__REPORT_SPILL, LF__REPORT_QUEUE_FULL, LF__REPORT_LEGACY, LF__SLOTS };
 
 struct lf_client {
     struct lf__conf conf;

@@ -3,7 +3,8 @@
  *
  * This is the caller's hot path. Each setter appends one tagged entry to the handle's
  * buffer (one memcpy, an occasional realloc); nothing is parsed, escaped or validated here.
- * lf_obs_end() stamps the end time and links the handle itself into the queue. A failed
+ * lf_obs_end() stamps the end time, copies in the trace's attributes (trace.h) and links the
+ * handle itself into the queue: each observation goes out exactly once, whole. A failed
  * allocation loses that one field and is counted; the observation still goes out.
  */
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "alloc.h"
 #include "internal.h"
 #include "json.h"
+#include "trace.h"
 
 static struct lf_obs *obs_new(struct lf_client *c, unsigned type)
 {
@@ -42,6 +44,23 @@ static void put_str(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *key
         put(o, tag, kind, key, s, strlen(s));
 }
 
+/* A trace attribute goes into the set that the trace's observations share. */
+static void put_trace(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *key,
+                      const void *val, size_t vlen)
+{
+    if (!o || !o->trace)
+        return;
+    if (lf__trace_put(o->trace, tag, kind, key, key ? strlen(key) : 0, val, vlen))
+        atomic_fetch_add(&o->client->n.dropped_nomem, 1);
+}
+
+static void put_trace_str(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *key,
+                          const char *s)
+{
+    if (s)
+        put_trace(o, tag, kind, key, s, strlen(s));
+}
+
 lf_obs *lf_trace_start(lf_client *c, const char *name, const char *trace_id)
 {
     if (!c || !c->enabled)
@@ -62,11 +81,17 @@ lf_obs *lf_trace_start(lf_client *c, const char *name, const char *trace_id)
     struct lf_obs *o = obs_new(c, LF_OBS_SPAN);
     if (!o)
         return NULL;
+    o->trace = lf__trace_new();
+    if (!o->trace) {
+        atomic_fetch_add(&c->n.dropped_nomem, 1);
+        lf__rec_free(o);
+        return NULL;
+    }
     memcpy(o->trace_id, tid, sizeof(tid));
     o->flags = LF__REC_ROOT;
     if (name) {
         put_str(o, LF__F_NAME, LF__V_STR, NULL, name);
-        put_str(o, LF__T_NAME, LF__V_STR, NULL, name);
+        put_trace_str(o, LF__T_NAME, LF__V_STR, NULL, name);
     }
     return o;
 }
@@ -80,22 +105,9 @@ lf_obs *lf_obs_start(lf_obs *parent, enum lf_obs_type type, const char *name)
         return NULL;
     memcpy(o->trace_id, parent->trace_id, sizeof(o->trace_id));
     memcpy(o->parent_id, parent->span_id, sizeof(o->parent_id));
+    o->trace = lf__trace_ref(parent->trace);
     put_str(o, LF__F_NAME, LF__V_STR, NULL, name);
     return o;
-}
-
-void lf_obs_update(lf_obs *o)
-{
-    if (!o)
-        return;
-    struct lf_obs *copy = lf__rec_dup(o);
-    if (!copy) {
-        atomic_fetch_add(&o->client->n.dropped_nomem, 1);
-        return;
-    }
-    copy->flags &= (uint8_t)~LF__REC_ENDED;
-    o->seq++;
-    lf__enqueue(o->client, copy);
 }
 
 void lf_obs_end_at(lf_obs *o, int64_t end_ns)
@@ -104,6 +116,10 @@ void lf_obs_end_at(lf_obs *o, int64_t end_ns)
         return;
     o->end_ns = end_ns < o->start_ns ? o->start_ns : end_ns;
     o->flags |= LF__REC_ENDED;
+    if (o->trace && lf__trace_copy_to(o->trace, o))
+        atomic_fetch_add(&o->client->n.dropped_nomem, 1);
+    lf__trace_unref(o->trace);
+    o->trace = NULL;
     lf__enqueue(o->client, o);
 }
 
@@ -115,6 +131,8 @@ void lf_obs_end(lf_obs *o)
 
 void lf_obs_discard(lf_obs *o)
 {
+    if (o)
+        lf__trace_unref(o->trace);
     lf__rec_free(o);
 }
 
@@ -264,92 +282,92 @@ void lf_obs_set_prompt(lf_obs *o, const char *name, int version)
 
 void lf_trace_set_name(lf_obs *o, const char *name)
 {
-    put_str(o, LF__T_NAME, LF__V_STR, NULL, name);
+    put_trace_str(o, LF__T_NAME, LF__V_STR, NULL, name);
 }
 
 void lf_trace_set_session_id(lf_obs *o, const char *session_id)
 {
-    put_str(o, LF__T_SESSION, LF__V_STR, NULL, session_id);
+    put_trace_str(o, LF__T_SESSION, LF__V_STR, NULL, session_id);
 }
 
 void lf_trace_set_user_id(lf_obs *o, const char *user_id)
 {
-    put_str(o, LF__T_USER, LF__V_STR, NULL, user_id);
+    put_trace_str(o, LF__T_USER, LF__V_STR, NULL, user_id);
 }
 
 void lf_trace_set_input_json(lf_obs *o, const char *json)
 {
-    put_str(o, LF__T_INPUT, LF__V_JSON, NULL, json);
+    put_trace_str(o, LF__T_INPUT, LF__V_JSON, NULL, json);
 }
 
 void lf_trace_set_input_string(lf_obs *o, const char *text)
 {
-    put_str(o, LF__T_INPUT, LF__V_STR, NULL, text);
+    put_trace_str(o, LF__T_INPUT, LF__V_STR, NULL, text);
 }
 
 void lf_trace_set_output_json(lf_obs *o, const char *json)
 {
-    put_str(o, LF__T_OUTPUT, LF__V_JSON, NULL, json);
+    put_trace_str(o, LF__T_OUTPUT, LF__V_JSON, NULL, json);
 }
 
 void lf_trace_set_output_string(lf_obs *o, const char *text)
 {
-    put_str(o, LF__T_OUTPUT, LF__V_STR, NULL, text);
+    put_trace_str(o, LF__T_OUTPUT, LF__V_STR, NULL, text);
 }
 
 void lf_trace_set_metadata_json(lf_obs *o, const char *key, const char *json)
 {
     if (key)
-        put_str(o, LF__T_META, LF__V_JSON, key, json);
+        put_trace_str(o, LF__T_META, LF__V_JSON, key, json);
 }
 
 void lf_trace_set_metadata_string(lf_obs *o, const char *key, const char *value)
 {
     if (key)
-        put_str(o, LF__T_META, LF__V_STR, key, value);
+        put_trace_str(o, LF__T_META, LF__V_STR, key, value);
 }
 
 void lf_trace_set_metadata_int(lf_obs *o, const char *key, int64_t value)
 {
     if (key)
-        put(o, LF__T_META, LF__V_INT, key, &value, sizeof(value));
+        put_trace(o, LF__T_META, LF__V_INT, key, &value, sizeof(value));
 }
 
 void lf_trace_set_metadata_double(lf_obs *o, const char *key, double value)
 {
     if (key)
-        put(o, LF__T_META, LF__V_DBL, key, &value, sizeof(value));
+        put_trace(o, LF__T_META, LF__V_DBL, key, &value, sizeof(value));
 }
 
 void lf_trace_set_metadata_bool(lf_obs *o, const char *key, int value)
 {
     uint8_t v = value != 0;
     if (key)
-        put(o, LF__T_META, LF__V_BOOL, key, &v, 1);
+        put_trace(o, LF__T_META, LF__V_BOOL, key, &v, 1);
 }
 
 void lf_trace_add_tag(lf_obs *o, const char *tag)
 {
-    put_str(o, LF__T_TAG, LF__V_STR, NULL, tag);
+    put_trace_str(o, LF__T_TAG, LF__V_STR, NULL, tag);
 }
 
 void lf_trace_set_public(lf_obs *o, int is_public)
 {
     uint8_t v = is_public != 0;
-    put(o, LF__T_PUBLIC, LF__V_BOOL, NULL, &v, 1);
+    put_trace(o, LF__T_PUBLIC, LF__V_BOOL, NULL, &v, 1);
 }
 
 void lf_trace_set_version(lf_obs *o, const char *version)
 {
-    put_str(o, LF__T_VERSION, LF__V_STR, NULL, version);
+    put_trace_str(o, LF__T_VERSION, LF__V_STR, NULL, version);
 }
 
 void lf_trace_set_release(lf_obs *o, const char *release)
 {
-    put_str(o, LF__T_RELEASE, LF__V_STR, NULL, release);
+    put_trace_str(o, LF__T_RELEASE, LF__V_STR, NULL, release);
 }
 
 void lf_trace_set_environment(lf_obs *o, const char *environment)
 {
-    put_str(o, LF__T_ENV, LF__V_STR, NULL, environment);
+    put_trace_str(o, LF__T_ENV, LF__V_STR, NULL, environment);
 }

@@ -2,7 +2,8 @@
  * otlp.c - one observation as an OTLP/JSON span with Langfuse's attributes.
  *
  * The span carries Langfuse's own attributes (langfuse.observation.*, langfuse.trace.*,
- * session.id, user.id) and, alongside, the OpenTelemetry GenAI ones (gen_ai.*), so that a
+ * session.id, user.id: every span carries its trace's, since Langfuse v4 reads them per
+ * observation) and, alongside, the OpenTelemetry GenAI ones (gen_ai.*), so that a
  * plain OTLP backend understands the spans too. OTLP/JSON rules: ids are lowercase hex,
  * times are decimal strings of Unix nanoseconds, 64-bit integers are strings, enums are
  * numbers. Values that Langfuse reads as JSON (input, output, usage and cost details,
@@ -122,7 +123,8 @@ void lf__otlp_span(const struct lf__enc *e, struct lf__buf *out, const struct lf
     char hex[33];
     struct lf__field f, name = {0}, status = {0}, model = {0};
     int has_name = 0, has_status = 0, has_model = 0, level = 0;
-    int has_usage = 0, has_cost = 0, ntags = 0;
+    int has_usage = 0, has_cost = 0, ntags = 0, has_input = 0, has_output = 0;
+    int root = (r->flags & LF__REC_ROOT) != 0;
     int64_t usage_in = -1, usage_out = -1;
     uint32_t pos = 0;
 
@@ -141,6 +143,8 @@ void lf__otlp_span(const struct lf__enc *e, struct lf__buf *out, const struct lf
                 usage_out = lf__field_i64(&f);
             break;
         case LF__F_COST: has_cost = 1; break;
+        case LF__F_INPUT: has_input = 1; break;
+        case LF__F_OUTPUT: has_output = 1; break;
         case LF__T_TAG: ntags++; break;
         default: break;
         }
@@ -152,7 +156,7 @@ void lf__otlp_span(const struct lf__enc *e, struct lf__buf *out, const struct lf
     lf__buf_puts(out, "\",\"spanId\":\"");
     lf__hex(hex, r->span_id, 8);
     lf__buf_puts(out, hex);
-    if (!(r->flags & LF__REC_ROOT)) {
+    if (!root) {
         lf__buf_puts(out, "\",\"parentSpanId\":\"");
         lf__hex(hex, r->parent_id, 8);
         lf__buf_puts(out, hex);
@@ -249,11 +253,19 @@ void lf__otlp_span(const struct lf__enc *e, struct lf__buf *out, const struct lf
         case LF__T_USER:
             attr_str(out, &first, "user.id", f.val, f.vlen, e->red);
             break;
+        /* v4 reads a trace's input and output from its root observation, v3 from these:
+         * a root without its own takes the trace's. */
         case LF__T_INPUT:
             attr_value(e, out, &first, "langfuse.trace.input", 20, at, &f, "input", lim);
+            if (root && !has_input)
+                attr_value(e, out, &first, "langfuse.observation.input", 26, at, &f, "input",
+                           lim);
             break;
         case LF__T_OUTPUT:
             attr_value(e, out, &first, "langfuse.trace.output", 21, at, &f, "output", lim);
+            if (root && !has_output)
+                attr_value(e, out, &first, "langfuse.observation.output", 27, at, &f, "output",
+                           lim);
             break;
         case LF__T_META:
             attr_meta(e, out, &first, "langfuse.trace.metadata.", at, &f, lim);

@@ -124,27 +124,6 @@ void lf__rec_free(struct lf_obs *r)
     free(r);
 }
 
-struct lf_obs *lf__rec_dup(const struct lf_obs *r)
-{
-    struct lf_obs *d = lf__malloc(sizeof(*d));
-    if (!d)
-        return NULL;
-    *d = *r;
-    d->next = NULL;
-    d->data = NULL;
-    d->cap = d->len = 0;
-    if (r->len) {
-        d->data = lf__malloc(r->len);
-        if (!d->data) {
-            free(d);
-            return NULL;
-        }
-        memcpy(d->data, r->data, r->len);
-        d->cap = d->len = r->len;
-    }
-    return d;
-}
-
 const char *lf__obs_type_name(unsigned type)
 {
     static const char *const names[] = {"span",  "generation", "event",     "agent",     "tool",

@@ -8,6 +8,9 @@
  * encoders take the last one (per key for keyed fields). That keeps setters O(1) and
  * moves the work to the exporter thread.
  *
+ * Each observation is exported exactly once, when it ends (Langfuse v4 keeps every copy of
+ * a span id as an observation of its own), so a record is one observation, whole.
+ *
  * Entry layout in `data`: tag (1 byte), value kind (1), key length (u32), value length (u32),
  * key bytes, value bytes; integers and doubles are stored as their 8 native bytes.
  */
@@ -68,7 +71,8 @@ struct lf_obs {
     int64_t start_ns;
     int64_t end_ns;            /* meaningful with LF__REC_ENDED */
     uint64_t qseq;             /* position in the client's queue, for flush accounting */
-    uint32_t seq;              /* export number of this observation: 0, 1, ... */
+    struct lf__trace *trace;   /* the trace's shared attributes (a reference) while the
+                                  handle is open; NULL once lf_obs_end() copied them in */
     uint8_t type;              /* enum lf_obs_type */
     uint8_t flags;             /* LF__REC_* */
     unsigned char *data;       /* tagged entries, owned */
@@ -101,8 +105,6 @@ double lf__field_dbl(const struct lf__field *f);
 size_t lf__rec_size(const struct lf_obs *r);
 /* Frees a record and its data. Accepts NULL. */
 void lf__rec_free(struct lf_obs *r);
-/* A deep copy (for lf_obs_update), or NULL when memory ran out. */
-struct lf_obs *lf__rec_dup(const struct lf_obs *r);
 /* Appends an entry; 0 on success, -1 when memory ran out or the record would pass 4 GiB. */
 int lf__rec_put(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, size_t klen,
                 const void *val, size_t vlen);

@@ -28,8 +28,7 @@ struct hdr {
     uint32_t len;
     uint64_t qseq;
     int64_t start_ns, end_ns;
-    uint32_t seq;
-    uint8_t type, flags, pad[2];
+    uint8_t type, flags, pad[6];
     uint8_t trace_id[16], span_id[8], parent_id[8];
 };
 
@@ -165,7 +164,6 @@ uint64_t lf__spill_write(struct lf__spill *s, struct lf_obs *list, uint64_t *dro
             h->qseq = r->qseq;
             h->start_ns = r->start_ns;
             h->end_ns = r->end_ns;
-            h->seq = r->seq;
             h->type = r->type;
             h->flags = r->flags;
             memcpy(h->trace_id, r->trace_id, 16);
@@ -247,7 +245,6 @@ struct lf_obs *lf__spill_read(struct lf__spill *s, size_t max_bytes, uint64_t *l
         o->qseq = h.qseq;
         o->start_ns = h.start_ns;
         o->end_ns = h.end_ns;
-        o->seq = h.seq;
         o->type = h.type;
         o->flags = h.flags;
         memcpy(o->trace_id, h.trace_id, 16);

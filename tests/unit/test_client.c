@@ -57,7 +57,6 @@ static void test_null_is_always_safe(void **state)
     lf_obs_set_input_json(NULL, "{}");
     lf_obs_set_usage(NULL, "input", 1);
     lf_trace_add_tag(NULL, "t");
-    lf_obs_update(NULL);
     lf_obs_end(NULL);
     lf_obs_discard(NULL);
     char id[33];
@@ -264,7 +263,6 @@ static void test_allocation_failures_while_recording(void **state)
         lf_obs *g = lf_obs_start(t, LF_OBS_GENERATION, "gen");
         lf_obs_set_input_string(g, "some input text");
         lf_obs_set_usage(g, "input", 3);
-        lf_obs_update(g);
         lf_obs_set_output_json(g, "{\"x\":1}");
         lf_obs_end(g);
         lf_obs_end(t);

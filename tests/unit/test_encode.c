@@ -202,11 +202,11 @@ static void test_otlp_root_span_carries_everything(void **state)
     json_decref(bodies);
 }
 
-static void test_otlp_child_and_update(void **state)
+static void test_otlp_child(void **state)
 {
     (void)state;
     struct lf_obs *r = mk(LF_OBS_TOOL, 0, 0x33);
-    r->flags &= (uint8_t)~LF__REC_ENDED; /* an update: still running */
+    r->flags &= (uint8_t)~LF__REC_ENDED; /* not ended: the end time is the start */
     put_s(r, LF__F_NAME, LF__V_STR, NULL, "Bash");
     json_t *bodies = encode(r, NULL, NULL, NULL);
     json_t *span = json_array_get(spans_of(json_array_get(bodies, 0)), 0);
@@ -216,6 +216,29 @@ static void test_otlp_child_and_update(void **state)
     assert_null(json_object_get(span, "status"));
     assert_string_equal(json_string_value(json_object_get(span, "endTimeUnixNano")),
                         json_string_value(json_object_get(span, "startTimeUnixNano")));
+    json_decref(bodies);
+}
+
+/* Langfuse v4 takes a trace's input and output from its root observation: a root without
+ * its own carries the trace's; one with its own keeps them. */
+static void test_v4_reads_trace_input_and_output_from_the_root(void **state)
+{
+    (void)state;
+    struct lf_obs *r = mk(LF_OBS_SPAN, 1, 0x55);
+    put_s(r, LF__T_INPUT, LF__V_JSON, NULL, "{\"prompt\":\"hi\"}");
+    put_s(r, LF__T_OUTPUT, LF__V_JSON, NULL, "{\"success\":true}");
+    struct lf_obs *own = mk(LF_OBS_SPAN, 1, 0x56);
+    put_s(own, LF__F_INPUT, LF__V_STR, NULL, "own input");
+    put_s(own, LF__T_INPUT, LF__V_JSON, NULL, "{\"prompt\":\"hi\"}");
+    r->next = own;
+    json_t *bodies = encode(r, NULL, NULL, NULL);
+    json_t *span = json_array_get(spans_of(json_array_get(bodies, 0)), 0);
+    assert_string_equal(sattr(span, "langfuse.observation.input"), "{\"prompt\":\"hi\"}");
+    assert_string_equal(sattr(span, "langfuse.observation.output"), "{\"success\":true}");
+    assert_string_equal(sattr(span, "langfuse.trace.input"), "{\"prompt\":\"hi\"}");
+    span = json_array_get(spans_of(json_array_get(bodies, 0)), 1);
+    assert_string_equal(sattr(span, "langfuse.observation.input"), "\"own input\"");
+    assert_null(attr(span, "langfuse.observation.output"));
     json_decref(bodies);
 }
 
@@ -251,15 +274,14 @@ static void test_ingestion_events(void **state)
     assert_string_equal(json_string_value(json_object_get(body, "parentObservationId")), "0101010101010101");
     ev = json_array_get(batch, 3);
     assert_string_equal(json_string_value(json_object_get(ev, "type")), "tool-create");
-    /* event ids are a function of the observation and its export number */
+    /* event ids are a function of the observation: a resent or replayed one dedups */
     const char *id_a = json_string_value(json_object_get(json_array_get(batch, 2), "id"));
     assert_int_equal(strlen(id_a), 36);
     struct lf_obs *again = mk(LF_OBS_GENERATION, 0, 0x11);
     json_t *b2 = encode(again, NULL, NULL, NULL);
     assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(json_array_get(b2, 0), "batch"), 0), "id")), id_a);
-    struct lf_obs *next = mk(LF_OBS_GENERATION, 0, 0x11);
-    next->seq = 1;
-    json_t *b3 = encode(next, NULL, NULL, NULL);
+    struct lf_obs *other = mk(LF_OBS_GENERATION, 0, 0x12);
+    json_t *b3 = encode(other, NULL, NULL, NULL);
     assert_string_not_equal(json_string_value(json_object_get(json_array_get(json_object_get(json_array_get(b3, 0), "batch"), 0), "id")), id_a);
     json_decref(b2);
     json_decref(b3);
@@ -427,7 +449,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_otlp_root_span_carries_everything),
-        cmocka_unit_test(test_otlp_child_and_update),
+        cmocka_unit_test(test_otlp_child),
+        cmocka_unit_test(test_v4_reads_trace_input_and_output_from_the_root),
         cmocka_unit_test(test_ingestion_events),
         cmocka_unit_test(test_oversized_observation_is_truncated_not_lost),
         cmocka_unit_test(test_bodies_never_pass_the_request_cap),

@@ -12,7 +12,6 @@ static struct lf_obs *mk(uint64_t qseq, size_t len)
 {
     struct lf_obs *r = calloc(1, sizeof(*r));
     r->qseq = qseq;
-    r->seq = (uint32_t)qseq * 3;
     r->start_ns = (int64_t)qseq * 1000;
     r->end_ns = r->start_ns + 7;
     r->type = LF_OBS_TOOL;
@@ -42,7 +41,7 @@ static struct lf_obs *chain(uint64_t from, int n, size_t len)
 static void check(struct lf_obs *r, uint64_t qseq)
 {
     assert_int_equal(r->qseq, qseq);
-    assert_int_equal(r->seq, (uint32_t)qseq * 3);
+    assert_int_equal(r->end_ns, (int64_t)qseq * 1000 + 7);
     assert_int_equal(r->end_ns - r->start_ns, 7);
     assert_int_equal(r->type, LF_OBS_TOOL);
     assert_int_equal(r->span_id[3], (uint8_t)qseq);
