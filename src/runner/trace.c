@@ -13,9 +13,16 @@
  * weights within each model, the last part taking the rounding rest, so the parts add up
  * to the turn's cost exactly and the turns to the session's total_cost_usd.
  *
- * Handles: a model call and an Agent tool use stay open until their turn's result (their
- * cost is known only then; lf_obs_update() makes them visible before), and are ended with
- * the time they really ended.
+ * Export once (Langfuse v4 keeps every copy of a span): each observation goes out once,
+ * when it ends, so nothing is exported before its numbers are final. A tool use ends with
+ * its result; a model call and an Agent tool use stay open until their turn's result (their
+ * cost is known only then) and are ended with the time they really ended; the root ends
+ * last, with the session's output. The trace attributes are all set at the start (and the
+ * Claude Code version at init, before any call ends), so every observation carries them.
+ *
+ * No guessed numbers: v4 prices any observation that names a model without usage, from its
+ * text. So a model is named only beside exact usage and cost (a per-query claude-query, a
+ * per-call model-call once its cost share is set, subagent-calls); elsewhere it is metadata.
  */
 #include "trace.h"
 
@@ -188,7 +195,6 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
     lf_trace_set_metadata_string(tr, "session_id", session_id);
     if (o->model)
         set_model(t, o->model);
-    lf_obs_update(tr); /* visible in Langfuse while the session runs */
     return t;
 }
 
@@ -201,11 +207,8 @@ static void start_query(struct cc_trace *t, const char *input, int autonomous)
     lf_obs_set_input_string(t->query, input);
     if (autonomous)
         lf_obs_set_metadata_bool(t->query, "autonomous", 1);
-    if (t->model[0])
-        lf_obs_set_model(t->query, t->model);
     json_decref(t->pending_input);
     t->pending_input = json_pack("[{s:s, s:s}]", "role", "user", "content", input);
-    lf_obs_update(t->query);
 }
 
 void cc_trace_prompt(struct cc_trace *t, const char *text)
@@ -298,7 +301,7 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
         c->content = json_array();
         c->start_ns = lf_now_ns();
         c->obs = lf_obs_start(t->query, t->per_call ? LF_OBS_GENERATION : LF_OBS_SPAN, "model-call");
-        lf_obs_set_model(c->obs, c->model);
+        lf_obs_set_metadata_string(c->obs, "model", c->model); /* named with its cost */
         char *in = json_dumps(t->pending_input, JSON_COMPACT);
         if (in)
             lf_obs_set_input_json(c->obs, in);
@@ -333,7 +336,6 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
             set_usage(c->obs, &c->u);
         else
             set_usage_metadata(c->obs, &c->u);
-        lf_obs_update(c->obs);
         t->cur = NULL;
     }
 }
@@ -354,8 +356,6 @@ static void start_tool(struct cc_trace *t, const struct cc_msg *m, const json_t 
         lf_obs_set_input_json(x->obs, in);
     free(in);
     lf_obs_set_metadata_string(x->obs, "tool_use_id", x->id);
-    if (x->agent)
-        lf_obs_update(x->obs);
     x->next = t->tools;
     t->tools = x;
 }
@@ -425,7 +425,6 @@ static void on_user(struct cc_trace *t, const struct cc_msg *m)
         free(text);
         if (x->agent) {
             x->end_ns = lf_now_ns(); /* ended with the turn, when its calls' cost is known */
-            lf_obs_update(x->obs);
         } else {
             unlink_tool(t, x);
             lf_obs_end(x->obs);
@@ -566,6 +565,7 @@ static void account_turn(struct cc_trace *t, const struct cc_result *r, struct u
         split(mpico, w, n, share);
         for (j = 0; j < ncalls; j++) {
             if (t->per_call) {
+                lf_obs_set_model(cs[j]->obs, cs[j]->model);
                 lf_obs_set_cost(cs[j]->obs, "total", (double)share[j] / PICO);
                 placed += share[j];
             } else {
@@ -590,6 +590,7 @@ static void account_turn(struct cc_trace *t, const struct cc_result *r, struct u
         free(cs);
     }
     if (!nmodels && t->per_call && t->calls) { /* no modelUsage: everything on the last call */
+        lf_obs_set_model(t->calls->obs, t->calls->model);
         lf_obs_set_cost(t->calls->obs, "total", (double)turn_pico / PICO);
         placed = turn_pico;
     }
@@ -659,7 +660,6 @@ static void on_system(struct cc_trace *t, const struct cc_msg *m)
             lf_trace_set_metadata_string(t->trace, "claude_session_id", sid);
         if (model && !t->o->model)
             set_model(t, model);
-        lf_obs_update(t->trace);
     } else if (strcmp(sub, "api_retry") == 0 && t->query) {
         lf_obs *ev = lf_obs_start(t->query, LF_OBS_EVENT, "api-retry");
         char msg[200];
