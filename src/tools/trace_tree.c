@@ -98,11 +98,14 @@ static void print_oneline(FILE *out, const char *s, size_t max)
         fputs("...", out);
 }
 
+/* costDetails.total as sent; v4 answers it as totalCost too, v3 as calculatedTotalCost. */
 static double obs_cost(json_t *o)
 {
     json_t *c = json_object_get(json_object_get(o, "costDetails"), "total");
     if (json_is_number(c))
         return json_number_value(c);
+    if (json_is_number(json_object_get(o, "totalCost")))
+        return json_number_value(json_object_get(o, "totalCost"));
     return json_number_value(json_object_get(o, "calculatedTotalCost"));
 }
 
@@ -230,6 +233,104 @@ void tt_print_api_trace(json_t *t, FILE *out)
         print_node(out, roots[i], all, "", i + 1 == n);
     free(roots);
     fputc('\n', out);
+}
+
+/* ---- v4 observations ------------------------------------------------------------------ */
+
+/* Sets trace[key] to value unless value is null or missing; with `keep`, an existing value
+   stays (a non-root observation only fills in what the root has not given). */
+static void set_from(json_t *trace, const char *key, json_t *value, int keep)
+{
+    if (!value || json_is_null(value) || (keep && json_object_get(trace, key)))
+        return;
+    json_object_set(trace, key, value);
+}
+
+/* v2 answers input and output as the raw strings stored; the v3 trace view had them parsed. */
+static void set_io(json_t *trace, const char *key, json_t *value)
+{
+    if (!json_is_string(value)) {
+        set_from(trace, key, value, 0);
+        return;
+    }
+    json_t *v = json_loads(json_string_value(value), JSON_DECODE_ANY, NULL);
+    json_object_set_new(trace, key, v ? v : json_incref(value));
+}
+
+static int newest_first(const void *a, const void *b)
+{
+    double x = iso_seconds(str(*(json_t *const *)a, "timestamp"));
+    double y = iso_seconds(str(*(json_t *const *)b, "timestamp"));
+    return x > y ? -1 : x < y;
+}
+
+json_t *tt_traces_from_observations(json_t *items)
+{
+    json_t *by_id = json_object(); /* traceId -> trace view */
+    json_t *out = json_array();
+    json_t **sorted = NULL;
+    if (!by_id || !out)
+        goto fail;
+    size_t i;
+    json_t *o;
+    json_array_foreach(items, i, o)
+    {
+        const char *tid = str(o, "traceId");
+        if (!tid)
+            continue; /* v4 allows an observation without a trace: it is in no tree */
+        json_t *t = json_object_get(by_id, tid);
+        if (!t) {
+            t = json_pack("{s:s, s:[], s:[], s:f}", "id", tid, "observations", "tags", "totalCost",
+                          0.0);
+            if (!t || json_object_set_new(by_id, tid, t))
+                goto fail;
+        }
+        if (json_array_append(json_object_get(t, "observations"), o))
+            goto fail;
+        double cost = json_number_value(json_object_get(t, "totalCost")) +
+                      json_number_value(json_object_get(o, "totalCost"));
+        json_object_set_new(t, "totalCost", json_real(cost));
+        const char *start = str(o, "startTime");
+        if (start &&
+            (!str(t, "timestamp") || iso_seconds(start) < iso_seconds(str(t, "timestamp"))))
+            json_object_set(t, "timestamp", json_object_get(o, "startTime"));
+        /* v4 reads trace attributes per observation: any may carry them, the root's win */
+        int root =
+            json_is_true(json_object_get(o, "isRootObservation")) || !str(o, "parentObservationId");
+        set_from(t, "name", json_object_get(o, "traceName"), !root);
+        if (root)
+            set_from(t, "name", json_object_get(o, "name"), 1);
+        set_from(t, "sessionId", json_object_get(o, "sessionId"), !root);
+        set_from(t, "userId", json_object_get(o, "userId"), !root);
+        if (json_array_size(json_object_get(o, "tags")) &&
+            (root || !json_array_size(json_object_get(t, "tags"))))
+            json_object_set(t, "tags", json_object_get(o, "tags"));
+        if (root) {
+            set_io(t, "input", json_object_get(o, "input"));
+            set_io(t, "output", json_object_get(o, "output"));
+        }
+    }
+    size_t n = json_object_size(by_id), k = 0;
+    sorted = malloc(n * sizeof(*sorted) + 1);
+    if (!sorted)
+        goto fail;
+    const char *id;
+    json_object_foreach(by_id, id, o)
+    {
+        sorted[k++] = o;
+    }
+    qsort(sorted, n, sizeof(*sorted), newest_first);
+    for (k = 0; k < n; k++)
+        if (json_array_append(out, sorted[k]))
+            goto fail;
+    free(sorted);
+    json_decref(by_id);
+    return out;
+fail:
+    free(sorted);
+    json_decref(by_id);
+    json_decref(out);
+    return NULL;
 }
 
 /* ---- files ------------------------------------------------------------------------------- */
