@@ -27,9 +27,13 @@
 #define LFT_MAX_BODY (64u << 20)
 /* v2 observations per page: the server's maximum (its default is 50). */
 #define LFT_PAGE_LIMIT 1000
-/* Pages followed for one query: 50,000 observations, far beyond any session we trace; past
-   it lftrace stops with an error rather than print totals that are not the trace's. */
+/* Pages followed for one query, and observations read in one run: far beyond any session
+   we trace; past them lftrace stops with an error rather than print totals that are not the
+   trace's. */
 #define LFT_MAX_PAGES 50
+#define LFT_MAX_OBSERVATIONS 50000
+/* Traces of one session read from v4: the newest, as many as the v3 path lists. */
+#define LFT_MAX_TRACES 100
 /* A v2 cursor is base64 of {lastStartTimeTo, lastTraceId, lastId}: about 150 bytes. */
 #define LFT_MAX_CURSOR 512
 /* The v2 field groups the tree shows: names, levels, status and the trace's attributes
@@ -181,20 +185,25 @@ static int detect_line(const struct lft_server *srv)
     return -1;
 }
 
-/* Every v2 observation with key=value (traceId or sessionId), following meta.cursor until
-   the server gives none. A new reference, or NULL after one line on stderr. */
-static json_t *v4_observations(const struct lft_server *srv, const char *key, const char *value)
+/* Appends to `all` every v2 observation with key=value (traceId or sessionId) in the field
+   groups `fields`, following meta.cursor until the server gives none. 0, or -1 after one
+   line on stderr (what was read stays in `all`, for the caller to drop). */
+static int v4_read(const struct lft_server *srv, const char *key, const char *value,
+                   const char *fields, json_t *all)
 {
-    json_t *all = json_array();
     char *val = curl_easy_escape(NULL, value, 0);
     char *cursor = NULL; /* escaped, for the next page's URL */
     char path[3072];     /* the escaped value (a session id is under 200 bytes) and cursor */
-    int page;
-    for (page = 0; all && val && page < LFT_MAX_PAGES; page++) {
-        if ((size_t)snprintf(
-                path, sizeof(path),
-                "/api/public/v2/observations?%s=%s&fields=" LFT_V2_FIELDS "&limit=%d%s%s", key, val,
-                LFT_PAGE_LIMIT, cursor ? "&cursor=" : "", cursor ? cursor : "") >= sizeof(path)) {
+    int page = 0, more = 1;
+    if (!val) {
+        fprintf(stderr, "lftrace: out of memory\n");
+        return -1;
+    }
+    for (; more && page < LFT_MAX_PAGES; page++) {
+        if ((size_t)snprintf(path, sizeof(path),
+                             "/api/public/v2/observations?%s=%s&fields=%s&limit=%d%s%s", key, val,
+                             fields, LFT_PAGE_LIMIT, cursor ? "&cursor=" : "",
+                             cursor ? cursor : "") >= sizeof(path)) {
             fprintf(stderr, "lftrace: %s %.100s...: too long for a URL\n", key, value);
             goto fail;
         }
@@ -204,35 +213,34 @@ static json_t *v4_observations(const struct lft_server *srv, const char *key, co
         json_t *data = json_object_get(resp, "data");
         const char *next =
             json_string_value(json_object_get(json_object_get(resp, "meta"), "cursor"));
-        if (!json_is_array(data) || json_array_extend(all, data)) {
-            fprintf(stderr, "lftrace: %s%s: %s\n", srv->host, path,
-                    json_is_array(data) ? "out of memory" : "answer without a data list");
+        const char *problem = NULL;
+        if (!json_is_array(data))
+            problem = "answer without a data list";
+        else if (next && strlen(next) > LFT_MAX_CURSOR)
+            problem = "cursor too long";
+        else if (json_array_extend(all, data))
+            problem = "out of memory";
+        if (problem) {
+            fprintf(stderr, "lftrace: %s%s: %s\n", srv->host, path, problem);
             json_decref(resp);
             goto fail;
         }
-        if (next && strlen(next) > LFT_MAX_CURSOR) {
-            fprintf(stderr, "lftrace: %s%s: cursor longer than %d bytes\n", srv->host, path,
-                    LFT_MAX_CURSOR);
-            json_decref(resp);
-            goto fail;
-        }
-        int more = next && *next;
+        more = next && *next;
         curl_free(cursor);
-        /* base64 carries '+', '/' and '=': escaped, or '+' would arrive as a space */
+        /* base64 may carry '+', '/' and '=': escaped, or '+' would arrive as a space */
         cursor = more ? curl_easy_escape(NULL, next, 0) : NULL;
         json_decref(resp);
         if (more && !cursor) {
             fprintf(stderr, "lftrace: out of memory\n");
             goto fail;
         }
-        if (!more)
-            break;
+        if (json_array_size(all) > LFT_MAX_OBSERVATIONS) {
+            fprintf(stderr, "lftrace: %s %s: more than %d observations; stopped\n", key, value,
+                    LFT_MAX_OBSERVATIONS);
+            goto fail;
+        }
     }
-    if (!all || !val) {
-        fprintf(stderr, "lftrace: out of memory\n");
-        goto fail;
-    }
-    if (cursor) {
+    if (more) {
         fprintf(stderr,
                 "lftrace: %s %s: more than %d pages of %d observations; stopped (ask for one "
                 "trace id)\n",
@@ -240,40 +248,69 @@ static json_t *v4_observations(const struct lft_server *srv, const char *key, co
         goto fail;
     }
     if (srv->verbose)
-        fprintf(stderr, "lftrace: %s %s: %zu observations in %d pages\n", key, value,
-                json_array_size(all), page + 1);
+        fprintf(stderr, "lftrace: %s %s: %d pages\n", key, value, page);
     curl_free(val);
-    return all;
+    return 0;
 fail:
     curl_free(cursor);
     curl_free(val);
-    json_decref(all);
-    return NULL;
+    return -1;
 }
 
-/* Prints the traces of key=value read from a v4 server; 0, or 1 after a line on stderr. */
-static int v4_print(const struct lft_server *srv, const char *key, const char *value)
+/* Prints the traces of a v4 session, or one trace (session NULL); 0, or 1 after a line on
+   stderr. v4 files an observation under a session only when it carries session.id itself,
+   so the session is asked for its trace ids only, and each trace for all its observations:
+   the tree is the trace as the v4 UI shows it, every observation of the trace id. */
+static int v4_print(const struct lft_server *srv, const char *session, const char *trace_id)
 {
-    json_t *items = v4_observations(srv, key, value);
-    if (!items)
-        return 1;
-    json_t *traces = tt_traces_from_observations(items);
-    json_decref(items);
-    if (!traces) {
+    json_t *all = json_array(), *hits = json_array(), *seen = json_object(), *traces = NULL;
+    int rc = 1;
+    if (!all || !hits || !seen) {
         fprintf(stderr, "lftrace: out of memory\n");
-        return 1;
+        goto out;
     }
-    int rc = 0;
-    if (!json_array_size(traces) && !strcmp(key, "traceId")) {
-        fprintf(stderr, "lftrace: trace %s: not found (the server has no observation of it)\n",
-                value);
-        rc = 1;
+    if (session && v4_read(srv, "sessionId", session, "core", hits))
+        goto out;
+    if (!session && json_array_append_new(hits, json_pack("{s:s}", "traceId", trace_id))) {
+        fprintf(stderr, "lftrace: out of memory\n");
+        goto out;
     }
     size_t i;
+    json_t *h;
+    json_array_foreach(hits, i, h)
+    {
+        const char *tid = json_string_value(json_object_get(h, "traceId"));
+        if (!tid || json_object_get(seen, tid))
+            continue;
+        if (json_object_size(seen) == LFT_MAX_TRACES) {
+            /* the v3 path reads the newest 100 too */
+            fprintf(stderr, "lftrace: session %s: more than %d traces, the newest %d shown\n",
+                    session, LFT_MAX_TRACES, LFT_MAX_TRACES);
+            break;
+        }
+        if (json_object_set_new(seen, tid, json_true()) ||
+            v4_read(srv, "traceId", tid, LFT_V2_FIELDS, all))
+            goto out;
+    }
+    traces = tt_traces_from_observations(all);
+    if (!traces) {
+        fprintf(stderr, "lftrace: out of memory\n");
+        goto out;
+    }
+    rc = 0;
+    if (trace_id && !json_array_size(traces)) {
+        fprintf(stderr, "lftrace: trace %s: not found (the server has no observation of it)\n",
+                trace_id);
+        rc = 1;
+    }
     json_t *t;
     json_array_foreach(traces, i, t)
         tt_print_api_trace(t, stdout);
+out:
     json_decref(traces);
+    json_decref(seen);
+    json_decref(hits);
+    json_decref(all);
     return rc;
 }
 
@@ -297,15 +334,15 @@ static int v3_print_trace(const struct lft_server *srv, const char *raw)
     return 0;
 }
 
-/* Prints every trace of a session through v3's trace list (its first 100); 0, or 1. */
+/* Prints every trace of a session through v3's trace list (the newest LFT_MAX_TRACES); 0, or 1. */
 static int v3_print_session(const struct lft_server *srv, const char *session)
 {
     char path[1024];
     /* a session id is any string: escaped, so that '&', ' ' or '#' stay part of it */
     char *sid = curl_easy_escape(NULL, session, 0);
     int fits =
-        sid && (size_t)snprintf(path, sizeof(path), "/api/public/traces?sessionId=%s&limit=100",
-                                sid) < sizeof(path);
+        sid && (size_t)snprintf(path, sizeof(path), "/api/public/traces?sessionId=%s&limit=%d", sid,
+                                LFT_MAX_TRACES) < sizeof(path);
     curl_free(sid);
     if (!fits) {
         fprintf(stderr, "lftrace: session %.100s: id too long for a URL\n", session);
@@ -402,11 +439,11 @@ int main(int argc, char **argv)
     for (int i = 0; line > 0 && i < nids; i++) {
         if (!ids[i])
             continue;
-        if (line == LFT_V4 ? v4_print(&srv, "traceId", ids[i]) : v3_print_trace(&srv, ids[i]))
+        if (line == LFT_V4 ? v4_print(&srv, NULL, ids[i]) : v3_print_trace(&srv, ids[i]))
             rc = 1;
     }
     if (line > 0 && session &&
-        (line == LFT_V4 ? v4_print(&srv, "sessionId", session) : v3_print_session(&srv, session)))
+        (line == LFT_V4 ? v4_print(&srv, session, NULL) : v3_print_session(&srv, session)))
         rc = 1;
     curl_global_cleanup();
     explicit_bzero(srv.userpwd, sizeof(srv.userpwd));

@@ -122,7 +122,7 @@ static void print_node(FILE *out, json_t *o, json_t *all, const char *prefix, in
     lower(type, str(o, "type"), sizeof(type));
     double start = iso_seconds(str(o, "startTime")), end = iso_seconds(str(o, "endTime"));
     fprintf(out, "%s%s %s [%s", prefix, last ? "└─" : "├─", str(o, "name") ? str(o, "name") : "(unnamed)", type);
-    if (str(o, "model"))
+    if (str(o, "model") && *str(o, "model")) /* v4 answers "" for none */
         fprintf(out, " %s", str(o, "model"));
     fprintf(out, "]");
     if (end > 0)

@@ -77,11 +77,13 @@ def v1_trace_view(tid):
 def v2_item(o):
     """The same observation as GET /api/public/v2/observations answers it with the groups
     core,basic,metadata,model,usage,trace_context: trace attributes on every observation,
-    except that the model-call span (an SDK's span without them) carries none."""
+    except that the model-call span (an SDK's span without them) carries none; no model and
+    no status message are empty strings, as ClickHouse's columns give them."""
     root = o["parentObservationId"] is None
     bare = o["id"] == "4444444444444444"
     trace = TRACES[o["traceId"]]
-    item = dict(o, projectId="p1", isRootObservation=root, version=None,
+    item = dict(o, projectId="p1", isRootObservation=root, version="",
+                model=o["model"] or "", statusMessage=o["statusMessage"] or "",
                 environment="default", bookmarked=False, public=False,
                 userId=None if bare else trace["userId"],
                 sessionId=None if bare else SESSION,
@@ -112,9 +114,9 @@ class Stub(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def observation_requests(self):
-        """The queries of the v2 observation reads that were not the detection probe."""
+        """The queries of the v2 observation reads after the detection probe (limit=1)."""
         return [q for p, q in self.requests
-                if p == "/api/public/v2/observations" and "fields" in q and q["fields"] != ["core"]]
+                if p == "/api/public/v2/observations" and q.get("limit") != ["1"]]
 
 
 def cursor_after(item):
@@ -168,9 +170,10 @@ class Handler(BaseHTTPRequestHandler):
     def v2(self, query):
         def one(name):
             return query.get(name, [None])[-1]
-        rows = [v2_item(o) for o in OBSERVATIONS
-                if one("traceId") in (None, o["traceId"])
-                and (one("sessionId") is None or one("sessionId") == SESSION)]
+        # v4 files an observation under a session only if it carries session.id itself
+        rows = [item for item in map(v2_item, OBSERVATIONS)
+                if one("traceId") in (None, item["traceId"])
+                and one("sessionId") in (None, item["sessionId"])]
         rows.sort(key=lambda o: (o["startTime"], o["traceId"], o["id"]), reverse=True)
         limit = int(one("limit") or 50)
         if not 0 <= limit <= 1000:
@@ -235,20 +238,28 @@ class LftraceBothLines(unittest.TestCase):
         res = lftrace(stub.host, "-v", "--session", SESSION)
         self.assertEqual(res.returncode, 0, res.stderr)
         reads = stub.observation_requests()
-        self.assertEqual(len(reads), 2, reads)  # 6 observations, 3 a page
-        self.assertNotIn("cursor", reads[0])
-        # the cursor comes back as given (base64: its '=' padding survives the URL)
-        first = sorted((v2_item(o) for o in OBSERVATIONS),
-                       key=lambda o: (o["startTime"], o["traceId"], o["id"]), reverse=True)
-        self.assertEqual(reads[1]["cursor"], [cursor_after(first[2])])
+        # the session's trace ids (5 observations carry the session: 2 pages of 3), then each
+        # trace whole, newest first (trace 2: 2 observations, trace 1: 4, in 2 pages)
+        self.assertEqual([(q.get("sessionId", q.get("traceId")), "cursor" in q) for q in reads],
+                         [([SESSION], False), ([SESSION], True), ([T2], False), ([T1], False),
+                          ([T1], True)], reads)
+        # each cursor comes back as given (base64: its '=' padding survives the URL)
+        def newest_first(rows):
+            return sorted(rows, key=lambda o: (o["startTime"], o["traceId"], o["id"]),
+                          reverse=True)
+        in_session = newest_first(i for i in map(v2_item, OBSERVATIONS) if i["sessionId"])
+        of_t1 = newest_first(i for i in map(v2_item, OBSERVATIONS) if i["traceId"] == T1)
+        self.assertEqual(reads[1]["cursor"], [cursor_after(in_session[2])])
+        self.assertEqual(reads[4]["cursor"], [cursor_after(of_t1[2])])
         for q in reads:
-            self.assertEqual(q["sessionId"], [SESSION])
             self.assertLessEqual(int(q["limit"][0]), 1000)
+        for q in reads[2:]:
             for group in ("core", "basic", "model", "usage", "metadata", "trace_context"):
                 self.assertIn(group, q["fields"][0].split(","))
-        self.assertIn("6 observations in 2 pages", res.stderr)
-        # the oldest observations were on page 2: without it trace 1 has no root
+        # trace 1's root was on its page 2; the model-call span carries no session attributes
+        # (v4 does not list it under the session) and is in the tree all the same
         self.assertIn("└─ agentic-session [span]  2.500 s\n", res.stdout)
+        self.assertIn("├─ model-call [span]  0.700 s", res.stdout)
 
     def test_one_trace_by_id(self):
         v4, v3 = self.serve("v4"), self.serve("v3")
