@@ -298,9 +298,10 @@ static int v4_print(const struct lft_server *srv, const char *session, const cha
         goto out;
     }
     rc = 0;
-    if (trace_id && !json_array_size(traces)) {
-        fprintf(stderr, "lftrace: trace %s: not found (the server has no observation of it)\n",
-                trace_id);
+    if (!json_array_size(traces)) {
+        /* v4 shows what was sent without x-langfuse-ingestion-version: 4 minutes late */
+        fprintf(stderr, "lftrace: %s %s: not found (no observations on the server yet)\n",
+                session ? "session" : "trace", session ? session : trace_id);
         rc = 1;
     }
     json_t *t;
@@ -352,6 +353,10 @@ static int v3_print_session(const struct lft_server *srv, const char *session)
     if (!list)
         return 1;
     int rc = 0;
+    if (!json_array_size(json_object_get(list, "data"))) {
+        fprintf(stderr, "lftrace: session %s: not found (no traces on the server)\n", session);
+        rc = 1;
+    }
     size_t i;
     json_t *item;
     json_array_foreach(json_object_get(list, "data"), i, item)

@@ -57,6 +57,7 @@ python3 - "$host" "$dir/odd.json" <<'PY'
 import base64, sys, urllib.request
 req = urllib.request.Request(sys.argv[1] + "/api/public/otel/v1/traces", data=open(sys.argv[2], "rb").read(),
                              headers={"Content-Type": "application/json",
+                                      "x-langfuse-ingestion-version": "4",
                                       "Authorization": "Basic " + base64.b64encode(b"pk-lf-t:sk-lf-t").decode()})
 urllib.request.urlopen(req, timeout=10).read()
 PY

@@ -270,12 +270,17 @@ class LftraceBothLines(unittest.TestCase):
         self.assertNotIn(T2, a.stdout)
         self.assertEqual([q["traceId"] for q in v4.observation_requests()], [[T1], [T1]])
 
-    def test_unknown_trace_on_v4(self):
-        res = lftrace(self.serve("v4").host, "feedfeedfeedfeedfeedfeedfeedfeed")
-        self.assertEqual(res.returncode, 1)
-        self.assertEqual(res.stdout, "")
-        self.assertEqual(len(res.stderr.splitlines()), 1, res.stderr)
-        self.assertIn("trace feedfeedfeedfeedfeedfeedfeedfeed: not found", res.stderr)
+    def test_unknown_trace_or_session(self):
+        for mode in ("v4", "v3"):
+            host = self.serve(mode).host
+            for args, what in ((["feedfeedfeedfeedfeedfeedfeedfeed"],
+                                "feedfeedfeedfeedfeedfeedfeedfeed: "),
+                               (["--session", "nobody"], "session nobody: not found")):
+                res = lftrace(host, *args)
+                self.assertEqual(res.returncode, 1, (mode, args))
+                self.assertEqual(res.stdout, "")
+                self.assertEqual(len(res.stderr.splitlines()), 1, res.stderr)
+                self.assertIn(what, res.stderr)
 
     def test_server_answering_neither(self):
         for args in (["--session", SESSION], [T1]):
