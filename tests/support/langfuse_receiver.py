@@ -3,18 +3,42 @@
 
 Integration tests start this script on 127.0.0.1, point the C Langfuse client at it,
 inject failures through ``/_test/*`` and then assert on what a Langfuse user would see
-through the Langfuse-shaped read API (``GET /api/public/traces/{id}`` ...).  It is as
-strict as a real Langfuse server on input, and maps OTLP spans to traces and
-observations the way Langfuse does.  Python 3.11 standard library only.
+through the Langfuse-shaped read API.  It is as strict as a real Langfuse server on input,
+and stores what it receives the way the server line it plays does.  Python 3.11 standard
+library only.
 
 Usage::
 
-    python3 tests/support/langfuse_receiver.py --port 0 --public-key PK --secret-key SK
+    python3 tests/support/langfuse_receiver.py --port 0 --public-key PK --secret-key SK \
+        [--langfuse-version 4|3]
 
 prints ``READY <port>`` once listening and runs until SIGTERM/SIGINT.
 
-Research: how Langfuse maps OTLP spans (read in langfuse/langfuse, not copied)
-=============================================================================
+Two server lines, one per process
+=================================
+Users run two kinds of Langfuse server, and what a client sends must read right on both:
+
+* ``--langfuse-version 4`` (the default): Langfuse v4, observations first, in its default
+  ``events_only`` write mode (Langfuse Cloud behaves the same).  Every exported span is
+  an immutable row; a trace is the rows that share a trace id; reads go through
+  ``GET /api/public/v2/observations``; the legacy ingestion API and the v1 trace reads are
+  switched off.  See "Langfuse v4" below.
+* ``--langfuse-version 3``: Langfuse v3.  OTLP spans are mapped to traces and
+  observations, re-exported span ids merged, the legacy ``/api/public/ingestion`` batches
+  accepted, and the v1 reads served (``/api/public/traces``, ``/traces/{id}``,
+  ``/observations``, ``/sessions``).  ``GET /api/public/v2/observations`` answers 404, as on
+  a v3 server, which is how a client tells the two apart.  See "Langfuse v3" below.
+
+Test endpoints (no credentials), in both modes: ``GET /_test/raw`` (every request as
+received: request line, headers, blank line, decoded body, blank lines), ``/_test/requests``
+(one summary per request), ``/_test/stats``, ``/_test/deliveries`` (per span or
+observation id: how often delivered and applied), ``/_test/version`` (``{"version": 3|4}``),
+``GET|POST /_test/mode`` (failure injection: ``ok``, ``status``, ``blackhole``, ``slow``,
+``max_body``, ``reject_events``), ``POST /_test/reset`` and ``POST /_test/release-delayed``
+(v4: publish the rows of requests that took the slow path; see v4 (f)).
+
+Langfuse v3: how it maps OTLP spans (read in langfuse/langfuse, not copied)
+==========================================================================
 Files read: packages/shared/src/server/otel/OtelIngestionProcessor.ts (current, plus two
 older revisions), web/src/features/otel/server/OtelIngestionProcessor.ts (older copy),
 packages/shared/src/server/otel/{attributes.ts,ObservationTypeMapper.ts,utils.ts},
@@ -128,9 +152,118 @@ receiver does the same: such drops are listed per request in ``/_test/requests``
     span without an error status resets it), and end_time < start_time is clamped.
     Ingestion API events are deduplicated by event id.
 
-Deliberate strictness beyond the current server (the OTLP/JSON spec; see the brief):
-lowercase hex ids only (Langfuse also accepts base64 strings), the AnyValue shape,
-int64 ranges, unique attribute keys, and start/end times required.
+Langfuse v4: one row per exported span (read in langfuse/langfuse, not copied)
+============================================================================
+Read at the v4 line's main branch (commit 6275144, 2026-08-22): web/src/pages/api/public/
+{otel/v1/traces/index.ts, ingestion.ts, v2/observations/index.ts, traces/*.ts,
+observations/*.ts, sessions/*.ts}, web/src/features/public-api/server/
+{createAuthedProjectAPIRoute.ts, withMiddlewares.ts}, web/src/features/public-api/types/
+observations.ts, packages/shared/src/env.ts, worker/src/env.ts, worker/src/queues/
+otelIngestionQueue.ts, worker/src/services/IngestionService/index.ts (createEventRecord,
+getGenerationUsage, getUsageUnits, calculateUsageCosts), worker/src/features/tokenisation/
+usage.ts, worker/src/constants/default-model-prices.json, packages/shared/src/server/otel/
+{OtelIngestionProcessor.ts (processToEvent), ObservationTypeMapper.ts, utils.ts},
+packages/shared/src/server/repositories/{events.ts, observations_converters.ts},
+packages/shared/src/server/queries/{public-api-filter-builder.ts, clickhouse-sql/
+event-query-builder.ts}, packages/shared/src/domain/observation-field-groups.ts,
+packages/shared/src/eventsTable.ts, packages/shared/src/server/utils/metadata_conversion.ts
+and packages/shared/clickhouse/migrations/unclustered/{0039_create_events_full,
+0040_create_events_core}.up.sql.
+
+Write mode: LANGFUSE_MIGRATION_V4_WRITE_MODE defaults to ``events_only`` (the legacy
+traces/observations tables are no longer written), and that mode requires
+LANGFUSE_MIGRATION_V4_NATIVE_OTEL_BEHAVIOUR=direct.  The OTLP route validates, queues,
+answers 200; the worker turns each span into one row of the events table
+(``processToEvent`` then ``createEventRecord``) and writes it.
+
+(a) Every export is a row.  A span is one row, whatever was received before: a span id
+    exported twice is two rows, both read back as observations with the same id, their
+    tokens and costs counted twice (the trace's cost is ``sum(total_cost)`` over its rows).
+    Nothing is merged and no observation is dropped (invalid usage loses the usage, not the
+    row; there is no per-type schema stripping model, usage or cost from spans).  The table
+    is a ClickHouse ReplacingMergeTree keyed by (start minute, trace, span id, start time):
+    a background merge may, at some unspecified later time, collapse copies that share
+    all of those into the last written one; the v2 read does not deduplicate.  This
+    receiver keeps every row, the state a client meets right after the write.
+(b) Trace attributes belong to the row that carried them: ``session.id``, ``user.id``,
+    ``langfuse.trace.name``, ``langfuse.trace.tags``, ``langfuse.trace.metadata.*`` (merged
+    into that row's metadata), ``langfuse.release``, ``langfuse.version``,
+    ``langfuse.environment``.  A row without them has none: its sessionId/userId are ""
+    (ClickHouse String columns are not nullable), and the v2 ``sessionId=``/``userId=``
+    filters test the row's own column, so it is not found by them.
+(c) Input/output: a row's are its own ``langfuse.observation.input``/``.output`` (or the
+    GenAI fallbacks); ``langfuse.trace.input``/``.output`` are read by nothing.  The trace
+    view folds rows (eventsTracesAggregation): input, output and metadata are the root
+    row's (no parent); name is the latest ``langfuse.trace.name`` of any row, else the
+    root's name; session, user, tags, release, environment the latest non-empty value.
+(d) Usage and cost (createEventRecord -> getGenerationUsage), for any observation type that
+    names a model (``langfuse.observation.model.name``, ``gen_ai.response.model``,
+    ``gen_ai.request.model``, ...) or carries usage or cost:
+    * the model is looked up in the model table; with a known model and neither usage nor
+      cost given, input and output tokens are counted from the row's input/output text
+      (the server's "claude" tokenizer; here ceil(characters / 4), None for no text) and
+      total = input + output.  (The events path does not pass the level along, so the
+      legacy "not for ERROR" rule does not apply there.)  An unknown model gets nothing;
+    * given usage is used as given, ``total`` added as the sum when missing;
+    * any given cost is used as given (``total`` derived only when the keys are just
+      input/output); without given cost, usage is priced per key from the model's default
+      tier, and total is the sum.  Costs are stored as Decimal(18, 12).
+    This receiver's model table has the test models only (see TEST_MODELS).
+(e) Legacy ingestion is refused per event: ``POST /api/public/ingestion`` answers 207, and
+    every event whose type is not ``score-create`` or ``sdk-log`` gets
+    ``{"id", "status": 400, "message": "Event type not accepted", "error": "Event type
+    \"<type>\" is not accepted by /api/public/ingestion when
+    LANGFUSE_MIGRATION_V4_WRITE_MODE is events_only. ..."}``, listed after the results of
+    the events that were processed.  Nothing of those is stored.
+(f) Header ``x-langfuse-ingestion-version``: a value above 4 or not a number is 400 (the
+    server uses JavaScript parseInt, so it takes "4abc"; this receiver wants digits).  A
+    batch whose header parses to 4 or more is written directly.  Without it, the server's
+    routing (resolveOtelWritePath) sends the batch down the dual-write path: legacy merge
+    plus a staging table that a propagation job copies into the events table after a
+    partition delay of 10 minutes.  On a self-hosted events_only deployment that path
+    cannot be taken (NATIVE_OTEL_BEHAVIOUR=direct is forced, every batch is direct); on
+    Langfuse Cloud it is, for organisations from before the cutoff date, and that is what
+    this receiver plays: rows of such requests are stored but invisible until
+    ``POST /_test/release-delayed``, and counted in ``/_test/stats`` (``delayed_requests``,
+    ``delayed_rows``).  The SDKs' name/version headers (Python 4+, JS 5+) also qualify
+    there; this receiver honours only the ingestion-version header.
+(g) Reads.  In events_only the v1 routes that read the legacy tables answer 404
+    ``{"message": "This endpoint is not available on deployments running in Langfuse v4
+    events_only mode. ..."}`` before any credential check: GET /api/public/traces,
+    /traces/{id}, /observations, /observations/{id}, /sessions, /sessions/{id}, /scores,
+    /scores/{id}, /v2/scores, /metrics, /metrics/daily, and POST /traces, /events,
+    /generations, /spans (PATCH /generations, /spans).  Reads go through
+    ``GET /api/public/v2/observations``:
+    * query: traceId, sessionId, userId, name, type, level, parentObservationId, version,
+      environment (repeatable), isRootObservation (true|false; no parent, or
+      ``langfuse.internal.is_app_root``), fromStartTime (>=), toStartTime (<), limit (0 to
+      1000, default 50), cursor, fields; ``parseIoAsJson=true`` is refused (400);
+    * fields: a comma list of the groups core, basic, time, io, metadata, model, usage,
+      prompt, metrics, trace_context; unknown names are dropped; absent means core,basic;
+      core is always there;
+    * order: start time, then trace, then span id, all descending; the cursor is the base64
+      of ``{"lastStartTimeTo","lastTraceId","lastId"}`` of a page's last row, and the next
+      page holds the rows strictly after it in that order (so two copies of one span that
+      fall on either side of a page edge lose the second, there as here);
+    * answer: ``{"data": [...], "meta": {"cursor": "..."}}``, ``meta`` empty ({}) on the
+      last page.  Each item: core ``id, traceId, startTime, endTime, projectId,
+      parentObservationId (null for a root), type``; basic ``name, level, statusMessage,
+      version, environment, userId, sessionId, isRootObservation, bookmarked, public``;
+      time ``completionStartTime, createdAt, updatedAt``; io ``input, output`` (raw strings,
+      never parsed; null when empty); metadata ``metadata`` (flattened to dotted paths,
+      each value JSON-parsed when it is JSON); model ``model, internalModelId,
+      modelParameters``; usage ``usageDetails, inputUsage, outputUsage, totalUsage,
+      costDetails, inputCost, outputCost, totalCost (costDetails.total or 0),
+      usagePricingTierId, usagePricingTierName``; prompt ``promptId, promptName,
+      promptVersion``; trace_context ``tags, release, traceName``; and on every item
+      ``latency`` and ``timeToFirstToken`` (seconds), ``modelId`` and ``inputPrice,
+      outputPrice, totalPrice`` (decimal strings; only with the model group).
+(h) Deliberately not played: prompts, tool-call normalisation, media, masking, sampling,
+    evals, the full model table, pricing tiers other than the default one.
+
+Deliberate strictness beyond the current server (the OTLP/JSON spec; see the brief), in
+both modes: lowercase hex ids only (Langfuse also accepts base64 strings), the AnyValue
+shape, int64 ranges, unique attribute keys, and start/end times required.
 """
 
 from __future__ import annotations
@@ -151,13 +284,14 @@ import time
 import uuid
 import zlib
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 PROJECT_ID = "ccrunner-test-project"
-SERVER_VERSION = "3.x-test"
+SERVER_VERSIONS = {3: "3.x-test", 4: "4.x-test"}  # what /api/public/health reports
 # Next.js body limit on /api/public/ingestion ("4.5mb", bytes-library units).
 INGESTION_MAX_BYTES = int(4.5 * 1024 * 1024)
 # Langfuse remembers traces seen in the last 10 minutes (Redis SET NX, TTL 600 s).
@@ -1911,6 +2045,569 @@ def paginate(items, page: int, limit: int) -> dict:
 
 
 # ---------------------------------------------------------------------------
+# Langfuse v4: one immutable row per exported span (the events table)
+# ---------------------------------------------------------------------------
+
+# The model table of a v4 server decides which observations get guessed usage and a price
+# (see the module docstring, v4 (d)).  Langfuse ships real prices; these are the test
+# models' (tests/support/anthropic_server.py MODELS), per token, with Anthropic's price keys
+# and the aliases Langfuse's table gives them.  claude-opus-5-5 does not exist: it is priced
+# like claude-sonnet-4-5 ($3 / $15 per million input / output tokens).
+def _anthropic_prices(input_per_mtok: float, output_per_mtok: float) -> dict:
+    per_token = {"input": input_per_mtok / 1e6, "output": output_per_mtok / 1e6,
+                 "cache_read": input_per_mtok / 10 / 1e6,
+                 "cache_write": input_per_mtok * 1.25 / 1e6}
+    return {
+        "input": per_token["input"], "input_tokens": per_token["input"],
+        "output": per_token["output"], "output_tokens": per_token["output"],
+        "cache_read_input_tokens": per_token["cache_read"],
+        "input_cached_tokens": per_token["cache_read"],
+        "input_cache_read": per_token["cache_read"],
+        "cache_creation_input_tokens": per_token["cache_write"],
+        "input_cache_creation": per_token["cache_write"],
+    }
+
+
+TEST_MODELS = (
+    {"id": "receiver-claude-opus-5-5", "name": "claude-opus-5-5",
+     "pattern": re.compile(r"^(anthropic/)?claude-opus-5-5(-\d{8})?$", re.I),
+     "prices": _anthropic_prices(3, 15)},
+    {"id": "receiver-claude-sonnet-4-5", "name": "claude-sonnet-4-5",
+     "pattern": re.compile(r"^(anthropic/)?claude-sonnet-4-5(-\d{8})?$", re.I),
+     "prices": _anthropic_prices(3, 15)},
+    {"id": "receiver-claude-haiku-4-5", "name": "claude-haiku-4-5",
+     "pattern": re.compile(r"^(anthropic/)?claude-haiku-4-5(-\d{8})?$", re.I),
+     "prices": _anthropic_prices(1, 5)},
+)
+PRICING_TIER_NAME = "Standard"  # Langfuse's name for a model's default pricing tier
+COST_DECIMALS = 12  # cost columns are Decimal(18, 12)
+
+
+def find_model(name):
+    """findModel: the table entry whose pattern matches the given model name, or None."""
+    if not name:
+        return None
+    return next((m for m in TEST_MODELS if m["pattern"].match(name)), None)
+
+
+def approx_token_count(text):
+    """Stand-in for Langfuse's tokenizer ("claude": @anthropic-ai/tokenizer): about four
+    characters a token, rounded up.  None (no input/output at all) counts nothing, as there."""
+    if text is None:
+        return None
+    return math.ceil(len(text) / 4)
+
+
+def _cost_number(value):
+    number = js_number(value)
+    if not is_number(number) or not math.isfinite(number):
+        return None
+    return number
+
+
+def v4_usage_and_cost(model_name, provided_usage: dict, provided_cost: dict,
+                      input_text, output_text) -> dict:
+    """IngestionService.getGenerationUsage + calculateUsageCosts on the events path.
+
+    Runs for any observation type once it names a model or carries usage or cost.  Given
+    usage and cost are used as given; usage without cost is priced from the model table;
+    a known model with neither gets its tokens counted from the input/output text (the
+    "guess")."""
+    model = find_model(model_name)
+    usage = {k: v for k, v in provided_usage.items()
+             if v is not None and is_number(v) and v >= 0}
+    cost_given = {k: v for k, v in provided_cost.items() if v is not None}
+    if model and not usage and not cost_given:
+        counted_in, counted_out = approx_token_count(input_text), approx_token_count(output_text)
+        usage = {}
+        if counted_in is not None:
+            usage["input"] = counted_in
+        if counted_out is not None:
+            usage["output"] = counted_out
+        if counted_in or counted_out:
+            usage["total"] = (counted_in or 0) + (counted_out or 0)
+    elif usage and "total" not in usage:
+        usage["total"] = sum(usage.values())
+
+    tier_prices = model["prices"] if model and usage else {}
+    if cost_given:
+        cost = dict(cost_given)
+        total = cost_given.get("total")
+        if total is None and set(cost_given) <= {"input", "output"}:
+            total = cost_given.get("input", 0) + cost_given.get("output", 0)
+        if "total" not in cost and total is not None:
+            cost["total"] = total
+    else:
+        cost = {key: units * tier_prices[key] for key, units in usage.items()
+                if key in tier_prices}
+        if cost and "total" not in cost:
+            cost["total"] = sum(cost.values())
+    cost = {k: round(v, COST_DECIMALS) for k, v in cost.items()}
+    return {"usage_details": usage, "cost_details": cost, "provided_usage_details": provided_usage,
+            "provided_cost_details": provided_cost,
+            "model_id": model["id"] if model else "",
+            "usage_pricing_tier_name": PRICING_TIER_NAME if tier_prices else None}
+
+
+def flatten_metadata(value: dict, prefix: str = "") -> list[tuple[str, str | None]]:
+    """flattenJsonToPathArrays: nested objects become dotted paths, leaves strings."""
+    pairs = []
+    for key, item in value.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(item, dict):
+            pairs.extend(flatten_metadata(item, path))
+        elif item is None or isinstance(item, str):
+            pairs.append((path, item))
+        else:
+            pairs.append((path, js_stringify(item)))
+    return pairs
+
+
+def _iso_to_ms(value) -> int | None:
+    """A parseable date string (what the v4 path accepts) as epoch ms; else None."""
+    ms = parse_iso_offset_ms(value)
+    if ms is not None or not isinstance(value, str):
+        return ms
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return (parsed - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _text_or_empty(value) -> str:
+    """ClickHouse String columns are not nullable: an absent value reads back as ""."""
+    if value is None or value is MISSING:
+        return ""
+    return _scalar_to_text(value)
+
+
+def _uint16_or_none(value):
+    number = js_number(value) if value is not None else math.nan
+    if is_int_number(number) and 0 <= number < 2**16:
+        return int(number)
+    return None
+
+
+def span_to_event_row(rs, ss, span) -> dict:
+    """OtelIngestionProcessor.processToEvent + IngestionService.createEventRecord: one row.
+
+    Everything here is read from this span alone: no other span of the trace, and no
+    earlier export of the same span id, changes it."""
+    attrs = attributes_to_dict(span.get("attributes"))
+    resource_attrs = attributes_to_dict(rs.get("resource", {}).get("attributes"))
+    scope = ss.get("scope", {})
+    scope_meta = {**scope, "attributes": attributes_to_dict(scope.get("attributes"))}
+    obs_type = map_observation_type(attrs, resource_attrs, scope_meta)
+    status = span.get("status") or {}
+    level = LEVEL_ALIASES.get(attrs[LF_OBS_LEVEL].strip().upper()) \
+        if isinstance(attrs.get(LF_OBS_LEVEL), str) else None
+    if level is None:
+        level = "ERROR" if status.get("code") == 2 else "DEFAULT"
+    agent_aggregate = attrs.get("gen_ai.operation.name") in ("invoke_agent", "agent_step")
+    is_generation = obs_type == "GENERATION"
+
+    metadata = {}
+    if not str(scope.get("name") or "").startswith("langfuse-sdk"):
+        metadata["attributes"] = filtered_attributes(attrs)
+    metadata["resourceAttributes"] = resource_attrs
+    metadata["scope"] = scope_meta
+    # Observation metadata, then trace metadata: both land on this one row.
+    metadata.update(extract_metadata(attrs, "observation"))
+    metadata.update(extract_metadata(attrs, "trace"))
+
+    try:
+        provided_usage = {} if agent_aggregate else \
+            v_usage_details(extract_usage_details(attrs), "usage_details")
+    except Invalid:
+        provided_usage = {}  # the usage is dropped, the row is still written
+    provided_cost = {}
+    for key, value in ({} if agent_aggregate else extract_cost_details(attrs)).items():
+        if _cost_number(value) is not None:  # stored as Decimal: a non-number has no place
+            provided_cost[key] = _cost_number(value)
+    inp, out = extract_input_output(attrs)
+    input_text, output_text = stringify_io(inp), stringify_io(out)
+    model_name = None if agent_aggregate else _first_truthy_text(attrs, MODEL_NAME_KEYS)
+    row = {
+        "id": span["spanId"], "trace_id": span["traceId"],
+        "parent_span_id": span.get("parentSpanId") or "",
+        "name": extract_name(span["name"], attrs), "type": obs_type,
+        "environment": extract_environment(attrs, resource_attrs),
+        "version": _text_or_empty(coalesce(attrs.get(LF_VERSION),
+                                           resource_attrs.get("service.version"))),
+        "release": _text_or_empty(coalesce(attrs.get(LF_RELEASE), resource_attrs.get(LF_RELEASE))),
+        "trace_name": _text_or_empty(attrs.get(LF_TRACE_NAME)),
+        "user_id": extract_user_id(attrs) or "", "session_id": extract_session_id(attrs) or "",
+        "tags": extract_tags(attrs), "public": extract_public(attrs) is True,
+        "is_app_root": attrs.get("langfuse.internal.is_app_root") in (True, "true"),
+        "level": level,
+        "status_message": _text_or_empty(coalesce(attrs.get(LF_OBS_STATUS),
+                                                  status.get("message"))),
+        "start_time": _nanos_to_ms(span["startTimeUnixNano"]),
+        "end_time": _nanos_to_ms(span["endTimeUnixNano"]),
+        "completion_start_time": _iso_to_ms(extract_completion_start_time(attrs)),
+        "prompt_name": _text_or_empty(coalesce(attrs.get(LF_OBS_PROMPT_NAME),
+                                               attrs.get("langfuse.prompt.name")))
+        if is_generation else "",
+        "prompt_version": _uint16_or_none(coalesce(attrs.get(LF_OBS_PROMPT_VERSION),
+                                                   attrs.get("langfuse.prompt.version")))
+        if is_generation else None,
+        "provided_model_name": model_name or "",
+        "model_parameters": extract_model_parameters(attrs) or {},
+        "input": input_text, "output": output_text,
+        "metadata": flatten_metadata(metadata),
+    }
+    if model_name or provided_usage or provided_cost:
+        row.update(v4_usage_and_cost(model_name, provided_usage, provided_cost,
+                                     input_text, output_text))
+    else:
+        row.update(usage_details={}, cost_details={}, provided_usage_details={},
+                   provided_cost_details={}, model_id="", usage_pricing_tier_name=None)
+    return row
+
+
+def row_is_root(row) -> bool:
+    """eventsTableIsRootObservationSql: no parent, or flagged as the app root."""
+    return row["parent_span_id"] == "" or row["is_app_root"]
+
+
+# Refused by POST /api/public/ingestion in events_only mode (web/.../ingestion.ts).
+EVENTS_ONLY_ACCEPTED_TYPES = ("score-create", "sdk-log")
+EVENTS_ONLY_REMEDIATION = (
+    "Upgrade the client or integration to a v4-compatible SDK or OTLP ingestion path. "
+    "As a temporary migration bridge, set LANGFUSE_MIGRATION_V4_WRITE_MODE=dual on both the "
+    "web and worker services and redeploy. Docs: "
+    "https://langfuse.com/self-hosting/upgrade/upgrade-guides/upgrade-v3-to-v4")
+
+
+class EventStore:
+    """A v4 (events_only) project: a list of immutable observation rows.
+
+    A row written by a request without ``x-langfuse-ingestion-version: 4`` is stored with
+    visible=False: the dual-write path publishes it about ten minutes later, and a test
+    makes that happen with POST /_test/release-delayed.  Guarded by the caller's lock."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.rows: list[dict] = []
+        self.scores: dict[str, dict] = {}
+        self.deliveries: dict[str, dict] = {}
+        self.applied_event_ids: set[str] = set()
+        self.spans_received = 0
+        self.events_received = 0
+        self.refused_events = 0
+        self.delayed_requests = 0
+        self.write_seq = 0  # event_ts: the order rows were written in
+
+    def ingest_otlp(self, triples, delayed: bool) -> list[dict]:
+        """Write one row per span; nothing is merged and nothing is dropped."""
+        self.spans_received += len(triples)
+        self.delayed_requests += 1 if delayed else 0
+        now = int(time.time() * 1000)
+        for rs, ss, span in triples:
+            row = span_to_event_row(rs, ss, span)
+            self.write_seq += 1
+            row.update(created_at=now, updated_at=now, event_ts=self.write_seq,
+                       visible=not delayed)
+            self.rows.append(row)
+            record = self.deliveries.setdefault(row["id"], {"delivered": 0, "applied": 0})
+            record["delivered"] += 1
+            record["applied"] += 1
+        return []  # the v4 path drops no observation (invalid usage is dropped, not the row)
+
+    def ingest_batch(self, batch: list, reject_ids: set) -> dict:
+        """events_only: only scores and SDK logs are processed; everything else is refused
+        per event, and the refusals follow the processed events' results."""
+        self.events_received += len(batch)
+        successes, errors, refused = [], [], []
+        for raw in batch:
+            kind = raw.get("type") if isinstance(raw, dict) and isinstance(raw.get("type"), str) \
+                else None
+            event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) \
+                else "unknown"
+            if kind not in EVENTS_ONLY_ACCEPTED_TYPES:
+                self.refused_events += 1
+                refused.append({
+                    "id": event_id, "status": 400, "message": "Event type not accepted",
+                    "error": f"Event type \"{kind or 'unknown'}\" is not accepted by "
+                             "/api/public/ingestion when LANGFUSE_MIGRATION_V4_WRITE_MODE is "
+                             "events_only. This endpoint only accepts score and log events. "
+                             + EVENTS_ONLY_REMEDIATION})
+                continue
+            try:
+                event = validate_event(raw)
+            except Invalid as err:
+                errors.append({"id": event_id, "status": 400, "message": "Invalid request data",
+                               "error": str(err)})
+                continue
+            if event_id in reject_ids:
+                errors.append({"id": event_id, "status": 400, "message": "Invalid request data",
+                               "error": "rejected by the test receiver (reject_events mode)"})
+                continue
+            successes.append({"id": event_id, "status": 201})
+            if kind == "score-create" and event_id not in self.applied_event_ids:
+                self.applied_event_ids.add(event_id)
+                body = event["body"]
+                score_id = body.get("id") or event_id
+                self.scores[score_id] = {**{k: v for k, v in body.items() if v is not None},
+                                         "id": score_id}
+        return {"successes": successes, "errors": errors + refused}
+
+    def release_delayed(self) -> int:
+        delayed = [row for row in self.rows if not row["visible"]]
+        for row in delayed:
+            row["visible"] = True
+        return len(delayed)
+
+    def visible_rows(self) -> list[dict]:
+        return [row for row in self.rows if row["visible"]]
+
+    def stats(self, request_count: int) -> dict:
+        per_span: dict[str, int] = {}
+        for row in self.rows:
+            per_span[row["id"]] = per_span.get(row["id"], 0) + 1
+        visible = self.visible_rows()
+        return {
+            "requests": request_count, "spans_received": self.spans_received,
+            "events_received": self.events_received,
+            # bench/run_session_bench.py counts sessions by "traces": a trace counts once
+            # its root row can be read.
+            "traces": len({row["trace_id"] for row in visible if row_is_root(row)}),
+            "observations": len(visible), "rows": len(self.rows),
+            "delayed_rows": len(self.rows) - len(visible),
+            "distinct_span_ids": len(per_span),
+            "max_rows_per_span_id": max(per_span.values(), default=0),
+            "duplicates": len(self.rows) - len(per_span),
+            "delayed_requests": self.delayed_requests, "refused_events": self.refused_events,
+            "dropped_observations": 0,
+        }
+
+
+# ---------------------------------------------------------------------------
+# GET /api/public/v2/observations (web/src/pages/api/public/v2/observations/index.ts)
+# ---------------------------------------------------------------------------
+
+V2_FIELD_GROUPS = ("core", "basic", "time", "io", "metadata", "model", "usage", "prompt",
+                   "metrics", "trace_context")
+V2_DEFAULT_GROUPS = ("core", "basic")
+V2_DEFAULT_LIMIT, V2_MAX_LIMIT = 50, 1000
+V2_TYPES = OBSERVATION_TYPES
+
+
+def _bad_query(detail: str):
+    return HttpError(400, "Invalid request data", {"message": "Invalid request data",
+                                                   "error": detail})
+
+
+def encode_v2_cursor(row) -> str:
+    cursor = {"lastStartTimeTo": ms_to_iso(row["start_time"]), "lastTraceId": row["trace_id"],
+              "lastId": row["id"]}
+    return base64.b64encode(js_stringify(cursor).encode()).decode()
+
+
+def decode_v2_cursor(text: str) -> tuple:
+    try:
+        cursor = json.loads(base64.b64decode(text + "=" * (-len(text) % 4)).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise HttpError(400, "Invalid cursor format",
+                        {"message": "Invalid cursor format", "error": "InvalidRequestError"})
+    if not (isinstance(cursor, dict) and isinstance(cursor.get("lastTraceId"), str)
+            and isinstance(cursor.get("lastId"), str)
+            and _iso_to_ms(cursor.get("lastStartTimeTo")) is not None):
+        raise _bad_query("cursor: expected {lastStartTimeTo, lastTraceId, lastId}")
+    return _iso_to_ms(cursor["lastStartTimeTo"]), cursor["lastTraceId"], cursor["lastId"]
+
+
+def parse_v2_query(query: dict) -> dict:
+    """GetObservationsV2Query: the filters, limit, cursor and field groups."""
+    def one(name):
+        return _query_one(query, name)
+
+    limit = one("limit")
+    if limit is None or limit == "":
+        limit = V2_DEFAULT_LIMIT
+    elif limit.isdigit() and int(limit) <= V2_MAX_LIMIT:
+        limit = int(limit)
+    else:
+        raise _bad_query(f"limit: must be an integer between 0 and {V2_MAX_LIMIT}")
+    fields = one("fields")
+    if fields is None or fields == "":
+        groups = V2_DEFAULT_GROUPS
+    else:  # unknown groups are filtered out; core is always there
+        groups = tuple(g for g in (f.strip() for f in fields.split(",")) if g in V2_FIELD_GROUPS)
+    if one("type") is not None and one("type") not in V2_TYPES:
+        raise _bad_query(f"type: must be one of {list(V2_TYPES)}")
+    if one("level") is not None and one("level") not in LEVELS:
+        raise _bad_query(f"level: must be one of {list(LEVELS)}")
+    if one("isRootObservation") not in (None, "true", "false"):
+        raise _bad_query("isRootObservation: must be true or false")
+    if one("parseIoAsJson") == "true":
+        raise _bad_query("parseIoAsJson=true is no longer supported on the v2 observations "
+                         "endpoint. Input/output fields are always returned as raw strings.")
+    times = {}
+    for name in ("fromStartTime", "toStartTime"):
+        if one(name) is not None:
+            times[name] = _iso_to_ms(one(name))
+            if times[name] is None:
+                raise _bad_query(f"{name}: must be an ISO 8601 datetime")
+    return {"limit": limit, "groups": groups, "times": times,
+            "cursor": decode_v2_cursor(one("cursor")) if one("cursor") else None,
+            "filters": {name: one(name) for name in (
+                "traceId", "userId", "sessionId", "name", "type", "level", "version",
+                "parentObservationId") if one(name) is not None},
+            "environments": query.get("environment", []),
+            "is_root": None if one("isRootObservation") is None
+            else one("isRootObservation") == "true"}
+
+
+_V2_FILTER_COLUMNS = {"traceId": "trace_id", "userId": "user_id", "sessionId": "session_id",
+                      "name": "name", "type": "type", "level": "level", "version": "version",
+                      "parentObservationId": "parent_span_id"}
+
+
+def _v2_sort_key(row):
+    # The server orders by (start_time, xxHash32(trace_id), span_id), all descending; any
+    # fixed order of trace ids does for a client, which must treat the cursor as opaque.
+    return (row["start_time"], row["trace_id"], row["id"])
+
+
+def query_v2_rows(rows: list[dict], params: dict) -> tuple[list[dict], str | None]:
+    """Filter, order and page like getObservationsV2FromEventsTableForPublicApi.
+
+    Rows are compared by their sort key only, so two copies of one span (same start time,
+    trace and span id) split across a page boundary lose the second copy, as there."""
+    out = []
+    for row in rows:
+        if any(row[_V2_FILTER_COLUMNS[name]] != value
+               for name, value in params["filters"].items()):
+            continue
+        if params["environments"] and row["environment"] not in params["environments"]:
+            continue
+        if params["is_root"] is not None and row_is_root(row) != params["is_root"]:
+            continue
+        times = params["times"]
+        if "fromStartTime" in times and row["start_time"] < times["fromStartTime"]:
+            continue
+        if "toStartTime" in times and row["start_time"] >= times["toStartTime"]:
+            continue
+        if params["cursor"] and not _v2_sort_key(row) < params["cursor"]:
+            continue
+        out.append(row)
+    out.sort(key=_v2_sort_key, reverse=True)
+    page = out[:params["limit"]]
+    more = len(out) > params["limit"] and page
+    return page, encode_v2_cursor(page[-1]) if more else None
+
+
+def _reduce_v2(details: dict):
+    """reduceUsageOrCostDetails (v4): keys *containing* input/output; total or 0."""
+    def side(word):
+        values = [v for k, v in details.items() if word in k]
+        return sum(values) if values else None
+    return side("input"), side("output"), details.get("total", 0) or 0
+
+
+def observation_v2_view(row: dict, groups) -> dict:
+    """One item of the v2 answer: the core fields, the asked groups, and the fields the
+    server adds to every item (latency, timeToFirstToken, modelId and prices)."""
+    start, end, first_token = row["start_time"], row["end_time"], row["completion_start_time"]
+    item = {"id": row["id"], "traceId": row["trace_id"], "startTime": ms_to_iso(start),
+            "endTime": _iso_or_none(end), "projectId": PROJECT_ID,
+            "parentObservationId": row["parent_span_id"] or None, "type": row["type"]}
+    if "basic" in groups:
+        item.update(name=row["name"], level=row["level"], statusMessage=row["status_message"],
+                    version=row["version"], environment=row["environment"],
+                    userId=row["user_id"], sessionId=row["session_id"],
+                    isRootObservation=row_is_root(row), bookmarked=False,
+                    public=row["public"])
+    if "time" in groups:
+        item.update(completionStartTime=_iso_or_none(first_token),
+                    createdAt=ms_to_iso(row["created_at"]), updatedAt=ms_to_iso(row["updated_at"]))
+    if "io" in groups:  # raw strings: v2 never parses input/output
+        item.update(input=row["input"] or None, output=row["output"] or None)
+    if "metadata" in groups:
+        metadata = {}
+        for name, value in row["metadata"]:
+            if name not in metadata:  # the first of a repeated path wins
+                metadata[name] = None if value is None else parse_json_prioritised(value)
+        item["metadata"] = metadata
+    if "model" in groups:
+        item.update(model=row["provided_model_name"], internalModelId=row["model_id"],
+                    modelParameters=row["model_parameters"])
+    if "usage" in groups:
+        usage, cost = row["usage_details"], row["cost_details"]
+        usage_in, usage_out, usage_total = _reduce_v2(usage)
+        cost_in, cost_out, cost_total = _reduce_v2(cost)
+        item.update(usageDetails=dict(usage), inputUsage=usage_in or 0,
+                    outputUsage=usage_out or 0, totalUsage=usage_total,
+                    costDetails=dict(cost), inputCost=cost_in, outputCost=cost_out,
+                    totalCost=cost_total, usagePricingTierId=None,
+                    usagePricingTierName=row["usage_pricing_tier_name"])
+    if "prompt" in groups:  # prompts link only to prompts stored in Langfuse: none here
+        item.update(promptId="", promptName=row["prompt_name"],
+                    promptVersion=row["prompt_version"])
+    if "trace_context" in groups:
+        item.update(tags=list(row["tags"]), release=row["release"],
+                    traceName=row["trace_name"] or (row["name"] if row_is_root(row) else None)
+                    or None)
+    latency = (end - start) / 1000 if end is not None else None
+    ttft = (first_token - start) / 1000 if first_token is not None and (
+        "time" in groups or "metrics" in groups) else None
+    if "metrics" in groups:  # computed in ClickHouse in ms; a zero reads as null there
+        latency, ttft = latency or None, ttft or None
+    model = next((m for m in TEST_MODELS if m["id"] == row["model_id"]), None) \
+        if "model" in groups else None
+    item.update(latency=latency, timeToFirstToken=ttft, modelId=model["id"] if model else None,
+                inputPrice=_price_text(model, "input"), outputPrice=_price_text(model, "output"),
+                totalPrice=_price_text(model, "total"))
+    return item
+
+
+def _price_text(model, usage_type):
+    """Prices are Prisma Decimals serialized as strings on the v2 wire."""
+    if not model or usage_type not in model["prices"]:
+        return None
+    return format(Decimal(repr(model["prices"][usage_type])).normalize(), "f")
+
+
+# Routes a v4 server in events_only mode answers 404 before it looks at the credentials
+# (createAuthedProjectAPIRoute, rejectInEventsOnlyMode).  (method, path pattern)
+EVENTS_ONLY_GONE = tuple((method, re.compile(pattern)) for method, pattern in (
+    ("GET", r"^/api/public/traces(/[^/]+)?$"), ("POST", r"^/api/public/traces$"),
+    ("GET", r"^/api/public/observations(/[^/]+)?$"),
+    ("GET", r"^/api/public/sessions(/[^/]+)?$"),
+    ("GET", r"^/api/public/scores(/[^/]+)?$"), ("GET", r"^/api/public/v2/scores(/[^/]+)?$"),
+    ("GET", r"^/api/public/metrics(/daily)?$"),
+    ("POST", r"^/api/public/(events|generations|spans)$"),
+    ("PATCH", r"^/api/public/(generations|spans)$"),
+))
+EVENTS_ONLY_GONE_MESSAGE = ("This endpoint is not available on deployments running in Langfuse "
+                            "v4 events_only mode. Learn more about Langfuse v4 at: "
+                            "https://langfuse.com/docs/v4")
+V2_OBSERVATIONS_NOT_HERE = ("The observations v2 API is only available in a Langfuse v4 write "
+                            "mode. Learn more at: https://langfuse.com/docs/v4")
+
+
+def events_only_gone(method: str, path: str) -> bool:
+    return any(m == method and pattern.match(path) for m, pattern in EVENTS_ONLY_GONE)
+
+
+def wants_direct_write(headers) -> bool:
+    """checkHeaderBasedDirectWrite: x-langfuse-ingestion-version 4 (hyphen or underscore
+    spelling) takes the real-time path; anything else the delayed dual-write path."""
+    for name in ("x-langfuse-ingestion-version", "x_langfuse_ingestion_version"):
+        value = headers.get(name)
+        if value is not None:
+            match = re.match(r"^\s*[+-]?\d+", value)  # JavaScript parseInt
+            return bool(match) and int(match.group()) >= 4
+    return False
+
+
+# ---------------------------------------------------------------------------
 # Failure injection
 # ---------------------------------------------------------------------------
 
@@ -1976,11 +2673,14 @@ class Control:
 
 
 class ReceiverState:
-    def __init__(self, public_key: str, secret_key: str, verbose: bool):
+    def __init__(self, public_key: str, secret_key: str, verbose: bool, langfuse_version: int = 4):
         self.public_key, self.secret_key, self.verbose = public_key, secret_key, verbose
+        # Which server line this process plays, fixed for its lifetime: 3 merges spans into
+        # traces (Store), 4 keeps one row per exported span (EventStore).
+        self.langfuse_version = langfuse_version
         self.lock = threading.RLock()
         self.stopping = threading.Event()
-        self.store = Store()
+        self.store = Store() if langfuse_version == 3 else EventStore()
         self.control = Control()
         self.requests: list[dict] = []
         self.raw: list[bytes] = []
@@ -2004,9 +2704,12 @@ class ReceiverState:
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str):
+    """An error answer; `body` is its JSON (default {"message": message})."""
+
+    def __init__(self, status: int, message: str, body: dict | None = None):
         super().__init__(message)
         self.status = status
+        self.body = body if body is not None else {"message": message}
 
 
 def decode_body(raw: bytes, encoding: str | None):
@@ -2086,14 +2789,17 @@ class Handler(BaseHTTPRequestHandler):
             if path.startswith("/_test/"):
                 return self._test_get(path)
             if path == "/api/public/health":
-                return self._send_json(200, {"status": "OK", "version": SERVER_VERSION})
+                return self._send_json(200, {"status": "OK", "version":
+                                             SERVER_VERSIONS[self.state.langfuse_version]})
+            if self._gone_in_events_only(path):
+                return None
             if path.startswith("/api/public/"):
                 if not self.state.auth_ok(self.headers.get("Authorization")):
                     return self._send_json(401, {"message": "Invalid credentials"})
                 return self._read_api(path, query)
             self._send_json(404, {"message": f"Not found: {path}"})
         except HttpError as err:
-            self._send_json(err.status, {"message": str(err)})
+            self._send_json(err.status, err.body)
 
     def do_POST(self):
         path, _query = self._route()
@@ -2108,16 +2814,33 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_test/reset":
                 self.state.reset()
                 return self._send_json(200, {"ok": True})
+            if path == "/_test/release-delayed":
+                with self.state.lock:
+                    released = self.state.store.release_delayed() \
+                        if self.state.langfuse_version == 4 else 0
+                return self._send_json(200, {"released": released})
+            if self._gone_in_events_only(path):
+                return None
             self._send_json(404 if not path.startswith("/api/public/") else 405,
                             {"message": f"Not found: POST {path}"})
         except HttpError as err:
-            self._send_json(err.status, {"message": str(err)})
+            self._send_json(err.status, err.body)
 
     def do_PUT(self):
         self._read_body_quietly()
-        self._send_json(405, {"message": "Method not allowed"})
+        path, _query = self._route()
+        if not self._gone_in_events_only(path):
+            self._send_json(405, {"message": "Method not allowed"})
 
     do_DELETE = do_PATCH = do_PUT
+
+    def _gone_in_events_only(self, path: str) -> bool:
+        """v4: answer the legacy routes an events_only server has switched off (404, before
+        any credential check); True when it answered."""
+        if self.state.langfuse_version != 4 or not events_only_gone(self.command, path):
+            return False
+        self._send_json(404, {"message": EVENTS_ONLY_GONE_MESSAGE})
+        return True
 
     def _read_body_quietly(self):
         try:
@@ -2150,6 +2873,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send_json(200, state.store.deliveries)
             if path == "/_test/mode":
                 return self._send_json(200, state.control.cfg)
+            if path == "/_test/version":
+                return self._send_json(200, {"version": state.langfuse_version})
         self._send_json(404, {"message": f"Not found: {path}"})
 
     # -- ingest ---------------------------------------------------------------------
@@ -2277,14 +3002,24 @@ class Handler(BaseHTTPRequestHandler):
         if problem:
             return answer(403, {"message": problem, "error": problem})
         with self.state.lock:
-            entry["dropped"] = self.state.store.ingest_otlp(triples)
+            if self.state.langfuse_version == 3:
+                entry["dropped"] = self.state.store.ingest_otlp(triples)
+            else:
+                # Without the v4 header the rows take the dual-write path: stored, but not
+                # readable until /_test/release-delayed (about ten minutes on Cloud).
+                entry["delayed"] = not wants_direct_write(self.headers)
+                entry["dropped"] = self.state.store.ingest_otlp(triples, entry["delayed"])
         return answer(200, {})
 
     # -- read API -------------------------------------------------------------------
     def _read_api(self, path: str, query: dict):
         store = self.state.store
-        page, limit = _page_params(query)
         segments = [unquote(s) for s in path.split("/")[3:]]  # after /api/public
+        if segments == ["v2", "observations"]:
+            return self._observations_v2(query)
+        if self.state.langfuse_version == 4:  # the v1 reads it still has are answered above
+            return self._send_json(404, {"message": f"Not found: {path}"})
+        page, limit = _page_params(query)
         with self.state.lock:
             if segments == ["traces"]:
                 traces = _filter_traces(store.traces.values(), query)
@@ -2318,6 +3053,19 @@ class Handler(BaseHTTPRequestHandler):
                 session["traces"] = [trace_base_view(t) for t in _session_traces(store, segments[1])]
                 return self._send_json(200, session)
         self._send_json(404, {"message": f"Not found: {path}"})
+
+
+    def _observations_v2(self, query: dict):
+        if self.state.langfuse_version == 3:
+            # A late v3 server has the route but refuses it outside a v4 write mode (an older
+            # one has no such route): 404 either way, which is how a client tells them apart.
+            return self._send_json(404, {"message": V2_OBSERVATIONS_NOT_HERE,
+                                         "error": "LangfuseNotFoundError"})
+        params = parse_v2_query(query)
+        with self.state.lock:
+            page, cursor = query_v2_rows(self.state.store.visible_rows(), params)
+            data = [observation_v2_view(row, params["groups"]) for row in page]
+        return self._send_json(200, {"data": data, "meta": {"cursor": cursor} if cursor else {}})
 
 
 def _query_one(query: dict, name: str):
@@ -2397,12 +3145,15 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--public-key", required=True)
     parser.add_argument("--secret-key", required=True)
+    parser.add_argument("--langfuse-version", type=int, choices=(3, 4), default=4,
+                        help="the Langfuse server line to play: 4 (observations first, "
+                             "events_only; the default) or 3 (traces merged from spans)")
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", help="... and this private key (PEM)")
     args = parser.parse_args(argv)
 
-    state = ReceiverState(args.public_key, args.secret_key, args.verbose)
+    state = ReceiverState(args.public_key, args.secret_key, args.verbose, args.langfuse_version)
     server = ReceiverServer((args.host, args.port), state)
     if args.tls_cert:
         import ssl
