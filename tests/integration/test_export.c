@@ -1,7 +1,8 @@
 /*
- * test_export.c - liblangfuse against the Langfuse test receiver, asserting on what a
- * Langfuse user sees through the Langfuse-shaped read API, under every failure mode:
- * delivered exactly once, in bounded time, or spooled and delivered by the next client.
+ * test_export.c - liblangfuse against the Langfuse test receiver in its v3 mode, asserting
+ * on what a Langfuse user sees through the v1 read API, under every failure mode: delivered
+ * exactly once, in bounded time, or spooled and delivered by the next client. What only a
+ * v4 server shows is in test_export_v4.c.
  */
 #include "../unit/cm.h"
 
@@ -23,7 +24,7 @@ static char *spool;
 static int group_setup(void **state)
 {
     (void)state;
-    return tu_receiver_start(&rx);
+    return tu_receiver_start(&rx, 3); /* these tests read through v3's trace API */
 }
 
 static int group_teardown(void **state)
@@ -531,7 +532,7 @@ static void test_slow_server_still_delivers(void **state)
 static void event_id(char out[37], const char *span_hex, const char *trace_hex)
 {
     char hex[33];
-    snprintf(hex, sizeof(hex), "%.16s000000006f%.6s", span_hex, trace_hex);
+    snprintf(hex, sizeof(hex), "%.16s6f%.14s", span_hex, trace_hex); /* span, 'o', trace */
     snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
 }
 
@@ -667,6 +668,8 @@ static void test_oversized_input_truncated_visibly(void **state)
     lf_client_free(c);
 }
 
+/* Export once: a child that ended is visible, with its trace's session, while the root
+ * runs; the root arrives when it ends, and nothing is sent twice. */
 static void test_visible_while_running(void **state)
 {
     (void)state;
@@ -675,21 +678,24 @@ static void test_visible_while_running(void **state)
     char tid[33];
     lf_obs_trace_id(t, tid);
     lf_trace_set_session_id(t, "live");
-    lf_obs_update(t);
+    lf_obs *step = lf_obs_start(t, LF_OBS_SPAN, "step");
+    lf_obs_end(step);
     assert_int_equal(lf_client_flush(c, 5000), LF_OK);
     long st;
     json_t *tr = get_trace(tid, &st);
     assert_int_equal(st, 200);
     assert_string_equal(json_string_value(json_object_get(tr, "sessionId")), "live");
     assert_true(json_is_null(json_object_get(tr, "output")));
+    assert_int_equal(json_array_size(json_object_get(tr, "observations")), 1);
     json_decref(tr);
     lf_trace_set_output_string(t, "done");
     lf_obs_end(t);
     assert_int_equal(lf_client_flush(c, 5000), LF_OK);
     tr = get_trace(tid, &st);
     assert_string_equal(json_string_value(json_object_get(tr, "output")), "done");
-    assert_int_equal(json_array_size(json_object_get(tr, "observations")), 1);
+    assert_int_equal(json_array_size(json_object_get(tr, "observations")), 2);
     json_decref(tr);
+    assert_exactly_once(2);
     lf_client_free(c);
 }
 
@@ -949,7 +955,7 @@ static void test_https_through_libcurl(void **state)
     if (system(cmd) != 0)
         fail_msg("openssl could not make a test certificate; scripts/install-deps.sh installs it");
     struct tu_server tls;
-    assert_int_equal(tu_receiver_start_tls(&tls, cert, key), 0);
+    assert_int_equal(tu_receiver_start_tls(&tls, 3, cert, key), 0);
     setenv("LANGFUSE_CA_BUNDLE", cert, 1); /* a private CA, as in a cluster */
     struct lf_config c;
     lf_config_init(&c);

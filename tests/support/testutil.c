@@ -92,21 +92,23 @@ void tu_server_stop(struct tu_server *s)
     s->pid = 0;
 }
 
-int tu_receiver_start(struct tu_server *s)
+int tu_receiver_start(struct tu_server *s, int langfuse_version)
 {
-    char *argv[] = {TU_PYTHON, TU_SUPPORT_DIR "/langfuse_receiver.py", "--port", "0",
-                    "--public-key", TU_PK, "--secret-key", TU_SK, NULL};
-    return tu_server_start(s, argv, 15000);
+    return tu_receiver_start_tls(s, langfuse_version, NULL, NULL);
 }
 
-int tu_receiver_start_tls(struct tu_server *s, const char *cert, const char *key)
+int tu_receiver_start_tls(struct tu_server *s, int langfuse_version, const char *cert,
+                          const char *key)
 {
+    char version[8];
+    snprintf(version, sizeof version, "%d", langfuse_version);
     char *argv[] = {TU_PYTHON, TU_SUPPORT_DIR "/langfuse_receiver.py", "--port", "0",
-                    "--public-key", TU_PK, "--secret-key", TU_SK, "--tls-cert", (char *)cert,
-                    "--tls-key", (char *)key, NULL};
+                    "--public-key", TU_PK, "--secret-key", TU_SK, "--langfuse-version", version,
+                    cert ? "--tls-cert" : NULL, (char *)cert, "--tls-key", (char *)key, NULL};
     if (tu_server_start(s, argv, 15000))
         return -1;
-    snprintf(s->base, sizeof(s->base), "https://127.0.0.1:%d", s->port);
+    if (cert)
+        snprintf(s->base, sizeof(s->base), "https://127.0.0.1:%d", s->port);
     return 0;
 }
 

@@ -22,10 +22,13 @@ int tu_server_start(struct tu_server *s, char *const argv[], int timeout_ms);
 /* SIGTERM, up to 3 s, then SIGKILL; always reaps. */
 void tu_server_stop(struct tu_server *s);
 
-/* Starts the Langfuse test receiver with keys pk-lf-test / sk-lf-test-secret. */
-int tu_receiver_start(struct tu_server *s);
-/* The same over HTTPS with a certificate and key (PEM files); base is https://. */
-int tu_receiver_start_tls(struct tu_server *s, const char *cert, const char *key);
+/* Starts the Langfuse test receiver with keys pk-lf-test / sk-lf-test-secret, behaving as a
+ * Langfuse server of `langfuse_version` (3 or 4). */
+int tu_receiver_start(struct tu_server *s, int langfuse_version);
+/* The same over HTTPS with a certificate and key (PEM files; NULL: plain HTTP); base is
+ * https:// then. */
+int tu_receiver_start_tls(struct tu_server *s, int langfuse_version, const char *cert,
+                          const char *key);
 #define TU_PK "pk-lf-test"
 #define TU_SK "sk-lf-test-secret"
 
