@@ -36,10 +36,12 @@ for prog in shared static; do
   id=$(LANGFUSE_ENABLED=true LANGFUSE_HOST="$host" LANGFUSE_PUBLIC_KEY=pk-lf-i LANGFUSE_SECRET_KEY=sk-lf-i \
        LD_LIBRARY_PATH="$(pkg-config --variable=libdir langfuse)" "$prefix/$prog")
   [[ $id =~ ^[0-9a-f]{32}$ ]] || { echo "$prog: printed '$id', not a trace id"; exit 1; }
-  view=$(python3 - "$host/api/public/traces/$id" <<'PY'
-import base64, sys, urllib.request
-req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Basic " + base64.b64encode(b"pk-lf-i:sk-lf-i").decode()})
-print(urllib.request.urlopen(req, timeout=10).read().decode())
+  # read back as a Langfuse user would (lf_read: v2 observations on this v4 receiver)
+  view=$(python3 - "$src/tests/support" "$host" "$id" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import lf_read
+print(json.dumps(lf_read.read_trace(sys.argv[2], "pk-lf-i", "sk-lf-i", trace_id=sys.argv[3])))
 PY
 )
   grep -q '"type": "GENERATION"' <<<"$view" || { echo "$prog: trace $id has no generation: $view"; exit 1; }

@@ -1,6 +1,9 @@
 """ccrunner's Langfuse trace, end to end: the real CLI, the scripted model server and the
-Langfuse test receiver, asserted through the receiver's Langfuse-shaped read API (what a
-person reading the trace in Langfuse sees)."""
+Langfuse test receiver, asserted through Langfuse's public read API (what a person reading
+the trace in Langfuse sees). The receiver plays Langfuse v4, the line users run today, unless
+a test says v3; every trace read is also checked against v4's rules on what was exported
+(check_export): each observation once, trace attributes on every span, no model without its
+usage and cost."""
 
 import json
 import os
@@ -18,15 +21,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_ccrunner import (API_KEY, BOT_TOKEN, CCRUNNER, REPO, CcrunnerTest, Live,  # noqa: E402
                            children_of, is_type)
 from procs import start_ready, stop_process  # noqa: E402
+import lf_read  # noqa: E402
 
 RECEIVER = REPO / "tests" / "support" / "langfuse_receiver.py"
 PK, SK = "pk-lf-integration-1234", "sk-lf-integration-secret-5678"
 
 
+MODEL_ATTRS = ("langfuse.observation.model.name", "gen_ai.request.model", "gen_ai.response.model")
+
+
 class Receiver:
-    def __init__(self):
+    def __init__(self, version=4):
+        self.version = version
         self.proc, self.port = start_ready([sys.executable, str(RECEIVER), "--port", "0",
-                                            "--public-key", PK, "--secret-key", SK])
+                                            "--public-key", PK, "--secret-key", SK,
+                                            "--langfuse-version", str(version)])
         self.url = f"http://127.0.0.1:{self.port}"
 
     def get(self, path):
@@ -37,14 +46,51 @@ class Receiver:
             return json.loads(body) if body[:1] in (b"{", b"[") else body
 
     def session_trace(self, session_id, timeout=10):
-        deadline = time.monotonic() + timeout
-        while True:
-            listed = self.get(f"/api/public/traces?sessionId={session_id}")["data"]
-            if listed:
-                return self.get(f"/api/public/traces/{listed[0]['id']}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no trace for session {session_id}")
-            time.sleep(0.1)
+        """The session's trace as Langfuse shows it, once its root is in; checked against
+        what v4 needs of the export."""
+        t = lf_read.read_trace(self.url, PK, SK, session_id=session_id, timeout=timeout)
+        self.check_export(t)
+        return t
+
+    def session_rows(self, session_id):
+        """The observations Langfuse v4 lists for a session now (no wait for the root)."""
+        return self.get("/api/public/v2/observations?limit=1000&fields=core,basic,io"
+                        f"&sessionId={session_id}")["data"]
+
+    def check_export(self, t):
+        """Langfuse v4's rules on what was sent for trace t: every observation once (v4 keeps
+        each copy, counting its tokens and cost again), every span with the trace's
+        attributes (v4 reads them per observation), the root with the trace's input and
+        output, a model only beside its usage and cost (v4 prices the rest itself), and
+        every request on the real-time path."""
+        if self.version == 4:
+            ids = [o["id"] for o in t["observations"]]
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            if dup:
+                raise AssertionError(f"observations exported more than once: {dup}")
+        if t["input"] is None or t["output"] is None:
+            raise AssertionError(f"the root carries no trace input/output: {t['root' if 'root' in t else 'id']}")
+        raw = self.raw()
+        if not any(r["path"].endswith("/otel/v1/traces") for r in lf_read.raw_requests(raw)):
+            return  # the legacy transport: no spans (v3 only)
+        spans = [(h, sp) for h, sp in lf_read.raw_spans(raw) if sp["traceId"] == t["id"]]
+        if not spans:
+            raise AssertionError(f"no span of trace {t['id']} in the raw export")
+        for headers, sp in spans:
+            a, what = sp["attributes"], f"span {sp['name']} {sp['spanId']}"
+            if headers.get("x-langfuse-ingestion-version") != "4":
+                raise AssertionError(f"{what}: sent without x-langfuse-ingestion-version: 4")
+            for key, want in (("session.id", t["sessionId"]), ("user.id", t["userId"]),
+                              ("langfuse.trace.name", "agentic-session")):
+                if a.get(key) != want:
+                    raise AssertionError(f"{what}: {key} is {a.get(key)!r}, not {want!r}")
+            if "claude-code" not in (a.get("langfuse.trace.tags") or []):
+                raise AssertionError(f"{what}: no trace tags")
+            if "langfuse.trace.metadata.workspace" not in a:
+                raise AssertionError(f"{what}: no trace metadata")
+            if any(k in a for k in MODEL_ATTRS) and not (
+                    a.get("langfuse.observation.usage_details") and a.get("langfuse.observation.cost_details")):
+                raise AssertionError(f"{what}: names a model without its usage and cost: {a}")
 
     def post(self, path, body):
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
@@ -84,8 +130,13 @@ class TraceTests(CcrunnerTest):
     def setUp(self):
         super().setUp()
         self.rx = Receiver()
-        self.addCleanup(self.rx.stop)
+        self.addCleanup(lambda: self.rx.stop())
         self.spool = self.dir / "spool"
+
+    def on_v3(self):
+        """From here on, the receiver plays Langfuse v3 (the test's second server line)."""
+        self.rx.stop()
+        self.rx = Receiver(version=3)
 
     def lf_env(self, host=None, **extra):
         return self.env(**{"LANGFUSE_ENABLED": "true", "LANGFUSE_HOST": host or self.rx.url,
@@ -176,18 +227,19 @@ class TraceTests(CcrunnerTest):
         self.addCleanup(lambda: live.proc.poll() is None and live.proc.kill())
         live.say("first")
         live.wait_for(lambda e: e["type"] == "agent.message" and e["payload"]["type"] == "result")
-        t = self.rx.session_trace("s-live")  # visible while the session runs
-        deadline = time.monotonic() + 10
-        # (an update sent while an observation runs shows endTime = startTime; the end has output)
-        while not [q for q in self.obs(t, "claude-query") if q.get("output")]:
+        deadline = time.monotonic() + 10  # the flush interval (1 s) with a loaded machine's slack
+        while not [r for r in self.rx.session_rows("s-live") if r["name"] == "claude-query"]:
             self.assertLess(time.monotonic(), deadline, "the first turn was not exported in 10 s")
             time.sleep(0.2)
-            t = self.rx.session_trace("s-live")
         self.assertIsNone(live.proc.poll(), "the session is still running")
-        q = self.obs(t, "claude-query")[0]
-        self.assertEqual((q["input"], q["output"]),
+        rows = self.rx.session_rows("s-live")
+        q = [r for r in rows if r["name"] == "claude-query"]
+        self.assertEqual(len(q), 1, "exported once, when it ended")
+        self.assertEqual((json.loads(q[0]["input"]), json.loads(q[0]["output"])),  # JSON text
                          ("first", scenario("text")["responses"][0]["content"][0]["text"]))
-        self.assertEqual(len(self.obs(t, "model-call")), 1)
+        self.assertEqual(len([r for r in rows if r["name"] == "model-call"]), 1)
+        self.assertEqual([r for r in rows if r["parentObservationId"] is None], [],
+                         "the root goes out at the end, once")
         live.say("second")
         live.finish(timeout=30)
         self.assertEqual(live.code, 0, live.stderr)
@@ -222,9 +274,11 @@ class TraceTests(CcrunnerTest):
         sums hold them once, in both layouts, and equal every token the model server served."""
         sc = scenario("subagent")
         served = sum(usage_tokens(r["usage"]) for r in sc["responses"] + sc["agent_responses"])
-        for layout in ("per-query", "per-call"):
-            with self.subTest(layout=layout):
-                sid = f"s-exact-{layout}"
+        for version, layout in ((4, "per-query"), (4, "per-call"), (3, "per-query"), (3, "per-call")):
+            if version == 3 and self.rx.version == 4:
+                self.on_v3()
+            with self.subTest(layout=layout, langfuse=version):
+                sid = f"s-exact-{layout}-v{version}"
                 self.use("subagent")
                 before = self.server.count()
                 run = self.run_cc("--session-id", sid, "use an agent",
@@ -330,7 +384,23 @@ class TraceTests(CcrunnerTest):
                 self.assertEqual(self.obs(t, "Bash")[0]["output"], "hi")
                 self.assertAlmostEqual(t["totalCost"], run.stream.of("result")[0]["cost"], places=12)
 
-    def test_ingestion_transport(self):
+    def test_ingestion_transport_is_for_v3(self):
+        """On a v4 server the legacy API is refused: one line says so, the session is as it
+        would be, what was refused is spooled (and delivered by a run against a v3 server)."""
+        self.use("bash")
+        off = self.run_cc("--session-id", "s-ingest-off", "run echo hi")
+        self.use("bash")
+        run = self.run_cc("--session-id", "s-ingest-v4", "run echo hi",
+                          env=self.lf_env(LANGFUSE_TRANSPORT="ingestion"))
+        self.assertEqual(run.code, 0, run.describe())
+        self.assertEqual(run.stream.codes(), off.stream.codes())
+        said = [l for l in run.stderr.splitlines() if "LANGFUSE_TRANSPORT=otlp" in l]
+        self.assertEqual(len(said), 1, run.stderr)
+        self.assertIn("legacy", said[0])
+        self.assertEqual(self.rx.get("/_test/stats")["rows"], 0)
+        self.assertTrue(list(self.spool.glob("lf-*")), "what was refused is spooled")
+
+        self.on_v3()
         self.use("bash")
         run = self.run_cc("--session-id", "s-ingest", "run echo hi",
                           env=self.lf_env(LANGFUSE_TRANSPORT="ingestion"))
@@ -347,6 +417,9 @@ class TraceTests(CcrunnerTest):
         self.assertEqual(tokens(q), usage_tokens(result["usage"]))
         self.assertEqual(len(self.obs(t, "model-call")), 2)
         self.assertEqual(self.obs(t, "Bash")[0]["input"]["command"], "echo hi")
+        # the v4 server's refusals, spooled, reach the v3 server with this run
+        self.assertEqual(self.rx.session_trace("s-ingest-v4")["output"]["success"], True)
+        self.assertEqual(list(self.spool.glob("lf-*")), [])
 
     def test_masked_messages_leave_no_text(self):
         self.use("demo")
@@ -410,7 +483,7 @@ class TraceTests(CcrunnerTest):
                 self.assertEqual(run.stream.final_status()["phase"], "Completed")
                 warnings = [l for l in run.stderr.splitlines() if says in l]
                 self.assertEqual(len(warnings), 1, run.stderr)
-        self.assertEqual(self.rx.get("/api/public/traces")["data"], [])
+        self.assertEqual(self.rx.get("/_test/stats")["rows"], 0)
 
     def test_no_secret_anywhere(self):
         """Secret values never leave in telemetry, logs or the stream: not from the
