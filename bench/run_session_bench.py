@@ -194,6 +194,12 @@ class Receiver:
     def stats(self):
         return json.loads(urllib.request.urlopen(self.url + "/_test/stats", timeout=10).read())
 
+    def wire(self):
+        """(requests, bytes on the wire, JSON bytes) of every request it received."""
+        reqs = json.loads(urllib.request.urlopen(self.url + "/_test/requests", timeout=10).read())
+        return (len(reqs), sum(r.get("wire_bytes") or 0 for r in reqs),
+                sum(r.get("body_bytes") or 0 for r in reqs))
+
     def close(self):
         stop_process(self.proc)
 
@@ -202,6 +208,14 @@ def tracing_variants(live, hole):
     common = ":LANGFUSE_ENABLED=true:LANGFUSE_PUBLIC_KEY=%s:LANGFUSE_SECRET_KEY=%s" % LF_KEYS
     return ["traced:ccrunner" + common + ":LANGFUSE_HOST=" + live.url,
             "blackhole:ccrunner" + common + ":LANGFUSE_HOST=" + hole.url]
+
+
+def print_wire(receiver, sessions, out=sys.stdout):
+    """What tracing sends per session: the export-once figure (Langfuse v4 issue)."""
+    if sessions:
+        n, wire, body = receiver.wire()
+        print("sent per traced session: %.1f requests, %.0f bytes on the wire (gzip), %.0f bytes of JSON"
+              % (n / sessions, wire / sessions, body / sessions), file=out)
 
 
 def print_tracing_targets(summary, delivered, out=sys.stdout):
@@ -853,6 +867,7 @@ def run_all(args, ap, receivers):
         traced = sum(1 for r in runs + warmups if r["contender"] == "traced")
         got = receivers[0].stats()["traces"]
         print_tracing_targets(summary, (got, traced))
+        print_wire(receivers[0], traced)
         lost = traced - got
     else:
         print_targets(summary)
