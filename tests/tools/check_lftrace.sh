@@ -43,17 +43,21 @@ expect "   └─ claude-query [generation claude-sonnet-4-5]  1.900 s  tokens: 
 # a span's own numbers (in metadata) are shown as part of its generation's, not added again
 expect "      ├─ model-call [span]  0.700 s  (tokens: input 1200, output 80; \$0.004800)"
 expect "      └─ Write [tool]  0.500 s  ERROR: permission denied | by the policy"
-# the same trace read back from a Langfuse-shaped API (the test receiver), by a session id
-# that must be escaped in the URL
+# the same trace read back from the test receiver playing each server line (v4: observations
+# only, v3: traces), by a session id that must be escaped in the URL: lftrace finds the line
+# itself and prints the same tree from both (only the root carries session.id: v4 lists only
+# the root under the session, and the tree holds the whole trace all the same)
 support=$(cd "$(dirname "$0")/../support" && pwd)
-python3 "$support/langfuse_receiver.py" --port 0 --public-key pk-lf-t --secret-key sk-lf-t \
-  >"$dir/rx.out" 2>/dev/null &
-rx=$!
-trap 'kill $rx 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do grep -q '^READY' "$dir/rx.out" && break; sleep 0.1; done
-host="http://127.0.0.1:$(awk '/^READY/ {print $2}' "$dir/rx.out")"
 sed 's/"sess-9"/"sess 9\&x#1"/' "$dir/body.json" >"$dir/odd.json"
-python3 - "$host" "$dir/odd.json" <<'PY'
+rxs=()
+trap 'kill "${rxs[@]}" 2>/dev/null; rm -rf "$dir"' EXIT
+for v in 4 3; do
+  python3 "$support/langfuse_receiver.py" --port 0 --langfuse-version $v \
+    --public-key pk-lf-t --secret-key sk-lf-t >"$dir/rx$v.out" 2>/dev/null &
+  rxs+=($!)
+  for _ in $(seq 100); do grep -q '^READY' "$dir/rx$v.out" && break; sleep 0.1; done
+  host="http://127.0.0.1:$(awk '/^READY/ {print $2}' "$dir/rx$v.out")"
+  python3 - "$host" "$dir/odd.json" <<'PY'
 import base64, sys, urllib.request
 req = urllib.request.Request(sys.argv[1] + "/api/public/otel/v1/traces", data=open(sys.argv[2], "rb").read(),
                              headers={"Content-Type": "application/json",
@@ -61,10 +65,19 @@ req = urllib.request.Request(sys.argv[1] + "/api/public/otel/v1/traces", data=op
                                       "Authorization": "Basic " + base64.b64encode(b"pk-lf-t:sk-lf-t").decode()})
 urllib.request.urlopen(req, timeout=10).read()
 PY
-out=$(LANGFUSE_PUBLIC_KEY=pk-lf-t LANGFUSE_SECRET_KEY=sk-lf-t "$lftrace" --host "$host" --session "sess 9&x#1")
-echo "$out"
-expect "session sess 9&x#1  user alice"
-expect "      └─ Write [tool]  0.500 s  ERROR: permission denied | by the policy"
+  LANGFUSE_PUBLIC_KEY=pk-lf-t LANGFUSE_SECRET_KEY=sk-lf-t \
+    "$lftrace" -v --host "$host" --session "sess 9&x#1" >"$dir/tree$v" 2>"$dir/err$v"
+  LANGFUSE_PUBLIC_KEY=pk-lf-t LANGFUSE_SECRET_KEY=sk-lf-t \
+    "$lftrace" --host "$host" "$t" >>"$dir/tree$v"
+  out=$(cat "$dir/tree$v")
+  echo "$out"
+  grep -q "Langfuse v$v" "$dir/err$v" || { echo "lftrace: v$v not found:" >&2; cat "$dir/err$v" >&2; exit 1; }
+  expect "session sess 9&x#1  user alice"
+  expect "2.500 s  \$0.004800  tokens in 1200 out 80  4 observations, 1 errors"
+  expect "      ├─ model-call [span]  0.700 s  (tokens: input 1200, output 80; \$0.004800)"
+  expect "      └─ Write [tool]  0.500 s  ERROR: permission denied | by the policy"
+done
+diff "$dir/tree3" "$dir/tree4" || { echo "lftrace: the v4 and v3 trees differ" >&2; exit 1; }
 # a file that is not a body: one clear line, exit 1
 echo "not json" > "$dir/bad.json"
 if "$lftrace" "$dir/bad.json" 2>"$dir/err"; then echo "lftrace accepted garbage" >&2; exit 1; fi
