@@ -362,16 +362,16 @@ void lf__enqueue(struct lf_client *c, struct lf_obs *r)
 
 struct lf_obs *lf__obs_alloc(struct lf_client *c)
 {
-    struct lf_obs *o = NULL;
-    if (c->pool) { /* a racy peek: at worst we lock for nothing or miss one */
-        pthread_mutex_lock(&c->pool_mu);
-        o = c->pool;
-        if (o) {
-            c->pool = o->next;
-            c->pool_bytes -= lf__rec_size(o);
-        }
-        pthread_mutex_unlock(&c->pool_mu);
+    struct lf_obs *o;
+    /* Always under the lock: an unlocked peek at c->pool was a data race (ThreadSanitizer
+     * said so), and an uncontended lock costs tens of nanoseconds. */
+    pthread_mutex_lock(&c->pool_mu);
+    o = c->pool;
+    if (o) {
+        c->pool = o->next;
+        c->pool_bytes -= lf__rec_size(o);
     }
+    pthread_mutex_unlock(&c->pool_mu);
     if (o) {
         unsigned char *data = o->data;
         uint32_t cap = o->cap;
