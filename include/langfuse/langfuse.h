@@ -124,8 +124,15 @@ typedef char *(*lf_mask_fn)(void *ud, const char *field, const char *value, size
  * Client configuration. Initialise with lf_config_init() (defaults) and optionally
  * lf_config_from_env(), then override fields. Strings are borrowed until lf_client_new()
  * returns: the client copies all of them.
+ *
+ * Growing safely: new fields are only ever added at the end, and lf_config_init() records
+ * the size of the struct the caller was compiled with (struct_size), so a program built
+ * against an older header keeps working with a newer library: the library reads and
+ * writes only the fields that program knows, and gives the others their defaults. A struct
+ * not set up by lf_config_init() gives a disabled client with a warning.
  */
 struct lf_config {
+    size_t struct_size;     /* set by lf_config_init(): sizeof the caller's struct */
     int enabled;            /* 0: the client records nothing and sends nothing. Default 1. */
     const char *public_key; /* pk-lf-...; required when enabled */
     const char *secret_key; /* sk-lf-...; required when enabled; redacted everywhere */
@@ -164,8 +171,10 @@ struct lf_config {
     void *log_ud;
 };
 
-/* Fills `cfg` with the defaults above. */
-LF_EXPORT void lf_config_init(struct lf_config *cfg);
+/* Fills `cfg` with the defaults above. A macro, so that the size of the caller's struct is
+ * passed along (see struct lf_config). */
+#define lf_config_init(cfg) lf_config_init_size((cfg), sizeof(*(cfg)))
+LF_EXPORT void lf_config_init_size(struct lf_config *cfg, size_t struct_size);
 
 /*
  * Reads the LANGFUSE_* environment variables into `cfg` (see the README for the list):
@@ -206,9 +215,12 @@ LF_EXPORT int lf_client_enabled(const lf_client *c);
 
 /*
  * Registers a value that must never leave the process: every exported string and every log
- * line has it replaced by "[REDACTED]". The client registers its own keys. Values shorter
- * than 6 bytes are refused with LF_ERR_INVALID (they would redact ordinary words). Takes
- * effect for what is exported after the call.
+ * line has it replaced by "[REDACTED]". The client registers its own keys. There is no limit
+ * on how many values are registered. Values shorter than 6 bytes are refused with
+ * LF_ERR_INVALID (they would redact ordinary words). Takes effect for what is exported
+ * after the call. If the value cannot be registered (LF_ERR_NOMEM), the client turns itself
+ * off (lf_client_enabled() then says 0; one error on the log): nothing recorded afterwards
+ * is exported, since the value could not be kept out of it.
  */
 LF_EXPORT int lf_client_add_secret(lf_client *c, const char *value);
 
@@ -223,9 +235,12 @@ LF_EXPORT int lf_client_flush(lf_client *c, int timeout_ms);
 
 /*
  * Flushes within `timeout_ms` (negative: flush_timeout_ms), then stops the exporter thread.
- * Ends by the deadline: what could be neither sent nor spooled by then (a backlog too big
- * to encode in time) is counted in spool_dropped. Later recording on this client is counted
- * as dropped. Idempotent. Returns as lf_client_flush().
+ * Returns by the deadline (plus about 50 ms for the thread to wake and be joined), whatever
+ * the machine's load: what could be neither sent nor spooled by then (a backlog too big to
+ * encode in time) is counted in spool_dropped; an exporter thread that has not stopped by
+ * then is detached and left to finish (LF_ERR_TIMEOUT), and lf_client_free() then keeps the
+ * client's memory for it. Later recording on this client is counted as dropped. Idempotent.
+ * Returns as lf_client_flush().
  */
 LF_EXPORT int lf_client_shutdown(lf_client *c, int timeout_ms);
 
@@ -241,7 +256,9 @@ LF_EXPORT void lf_client_free(lf_client *c);
 LF_EXPORT int lf_client_replay_spool(lf_client *c, int timeout_ms);
 
 /*
- * Counters since the client started, in observations (each is exported once).
+ * Counters since the client started, in observations (each is exported once). New
+ * counters are only ever added at the end; lf_client_stats() writes only as much as the
+ * caller's struct holds.
  */
 struct lf_stats {
     uint64_t recorded;       /* exports accepted into the queue */
@@ -264,8 +281,10 @@ struct lf_stats {
     int last_http_status;    /* of the last answered request; 0 if none */
 };
 
-/* Copies the counters into `out`. Thread-safe. A NULL client gives zeros. */
-LF_EXPORT void lf_client_stats(const lf_client *c, struct lf_stats *out);
+/* Copies the counters into `out`. Thread-safe. A NULL client gives zeros. A macro, so that
+ * the size of the caller's struct is passed along. */
+#define lf_client_stats(c, out) lf_client_stats_size((c), (out), sizeof(*(out)))
+LF_EXPORT void lf_client_stats_size(const lf_client *c, struct lf_stats *out, size_t out_size);
 
 /* ---------------------------------------------------------------------------------------
  * Traces and observations.

@@ -19,11 +19,11 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "config.h"
 #include "exporter.h"
 #include "internal.h"
 #include "json.h"
 
-int lf__config_check(const struct lf_config *cfg, char *errbuf, size_t errlen);
 void lf__ids_after_fork(void);
 
 /* ---- global client list, for fork handling ---------------------------------------- */
@@ -91,7 +91,7 @@ static void global_init(void)
 struct lf__redactor *lf__redactor_get(struct lf_client *c)
 {
     pthread_mutex_lock(&c->red_mu);
-    struct lf__redactor *r = c->red;
+    struct lf__redactor *r = lf__redactor_ref(c->red);
     pthread_mutex_unlock(&c->red_mu);
     return r;
 }
@@ -104,18 +104,21 @@ int lf_client_add_secret(lf_client *c, const char *value)
     if (len < LF__SECRET_MIN)
         return LF_ERR_INVALID;
     pthread_mutex_lock(&c->red_mu);
-    struct lf__redactor *nr = c->red ? lf__redactor_with(c->red, value, len) : NULL;
-    int rc = LF_ERR_NOMEM;
-    if (nr) {
-        if (lf__exporter_retire_redactor(c, c->red) == 0) {
-            c->red = nr;
-            rc = LF_OK;
-        } else {
-            lf__redactor_free(nr);
-        }
-    }
+    struct lf__redactor *old = c->red, *nr = old ? lf__redactor_with(old, value, len) : NULL;
+    if (nr)
+        c->red = nr;
     pthread_mutex_unlock(&c->red_mu);
-    return rc;
+    if (nr) {
+        lf__redactor_free(old); /* the client's reference; users of it keep theirs */
+        return LF_OK;
+    }
+    /* The value cannot be kept out of what is exported: export nothing more. */
+    if (c->enabled) {
+        c->enabled = 0;
+        lf__log(c, LF_LOG_ERROR, "out of memory registering a secret: tracing is off for "
+                                 "this client, so that the value cannot leave");
+    }
+    return LF_ERR_NOMEM;
 }
 
 /* ---- life cycle ------------------------------------------------------------------------ */
@@ -200,14 +203,16 @@ static int start_thread_locked(struct lf_client *c)
     return 0;
 }
 
-lf_client *lf_client_new(const struct lf_config *cfg)
+lf_client *lf_client_new(const struct lf_config *caller)
 {
     pthread_once(&global_once, global_init);
-    struct lf_config defaults;
-    if (!cfg) {
-        lf_config_init(&defaults);
-        cfg = &defaults;
-    }
+    struct lf_config full;
+    const struct lf_config *cfg = &full;
+    int unset = caller && lf__config_import(&full, caller);
+    if (!caller || unset)
+        lf__config_defaults(&full);
+    if (unset)
+        full.enabled = 0; /* said below, once the client can log */
     struct lf_client *c = lf__calloc(1, sizeof(*c));
     if (!c)
         return NULL;
@@ -226,6 +231,9 @@ lf_client *lf_client_new(const struct lf_config *cfg)
     if (lf__exporter_init(c))
         goto fail_red;
 
+    if (unset)
+        lf__log(c, LF_LOG_WARN, "tracing disabled: struct lf_config was not set up by "
+                                "lf_config_init()");
     if (!cfg->enabled)
         return c;
     char why[256];
@@ -477,10 +485,25 @@ int lf_client_shutdown(lf_client *c, int timeout_ms)
     c->stop_deadline_ns = deadline;
     lf__exporter_stop_by(c, deadline);
     pthread_cond_signal(&c->wake);
-    int rc = wait_finished_locked(c, deadline + lf__exporter_grace_ns());
+    int64_t hard = deadline + lf__exporter_grace_ns();
+    int rc = wait_finished_locked(c, hard);
     c->enabled = 0;
+    /* The deadline is hard: the thread is joined only once it said it stopped. One that
+     * has not by then (a write or an allocation that would not return on a starved
+     * machine) is left to finish on its own, detached, and the client is kept for it. */
+    while (!c->stopped && lf__mono_ns() < hard)
+        lf__cond_wait_until(&c->done, &c->mu, hard);
+    int stopped = c->stopped;
     pthread_mutex_unlock(&c->mu);
-    pthread_join(c->thread, NULL);
+    if (stopped) {
+        pthread_join(c->thread, NULL);
+    } else {
+        pthread_detach(c->thread);
+        c->abandoned = 1;
+        lf__log(c, LF_LOG_WARN, "the exporter did not stop by the shutdown deadline; it is "
+                                "left to finish on its own");
+        rc = LF_ERR_TIMEOUT;
+    }
     pthread_mutex_lock(&c->mu);
     c->thread_running = 0;
     pthread_mutex_unlock(&c->mu);
@@ -494,6 +517,8 @@ void lf_client_free(lf_client *c)
     if (!c)
         return;
     lf_client_shutdown(c, -1);
+    if (c->abandoned)
+        return; /* its exporter still runs and uses it: kept, the one leak by design */
     pthread_mutex_lock(&clients_mu);
     for (struct lf_client **p = &clients; *p; p = &(*p)->next_client)
         if (*p == c) {
@@ -524,11 +549,20 @@ void lf_client_free(lf_client *c)
     free(c);
 }
 
-void lf_client_stats(const lf_client *c, struct lf_stats *out)
+static void read_stats(const lf_client *c, struct lf_stats *out);
+
+void lf_client_stats_size(const lf_client *c, struct lf_stats *caller, size_t size)
 {
+    /* Filled whole here, copied out as far as the caller's struct goes. */
+    struct lf_stats full, *out = &full;
     memset(out, 0, sizeof(*out));
-    if (!c)
-        return;
+    if (c)
+        read_stats(c, out);
+    memcpy(caller, out, size < sizeof(full) ? size : sizeof(full));
+}
+
+static void read_stats(const lf_client *c, struct lf_stats *out)
+{
     struct lf_client *m = (struct lf_client *)c;
     out->recorded = atomic_load(&m->n.recorded);
     out->delivered = atomic_load(&m->n.delivered);

@@ -14,12 +14,26 @@
 #include <strings.h>
 
 #include "langfuse/langfuse.h"
+#include "config.h"
 
 #define DEFAULT_HOST "http://langfuse-web.langfuse.svc.cluster.local:3000"
 
-void lf_config_init(struct lf_config *cfg)
+void lf_config_init_size(struct lf_config *cfg, size_t struct_size)
+{
+    /* Defaults are written into a whole struct and copied out as far as the caller's goes,
+     * so no field past its end is touched. */
+    struct lf_config d;
+    lf__config_defaults(&d);
+    if (struct_size > sizeof(d))
+        struct_size = sizeof(d); /* a newer program's struct: what follows is its own */
+    memcpy(cfg, &d, struct_size);
+    cfg->struct_size = struct_size;
+}
+
+void lf__config_defaults(struct lf_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
+    cfg->struct_size = sizeof(*cfg);
     cfg->enabled = 1;
     cfg->host = DEFAULT_HOST;
     cfg->transport = LF_TRANSPORT_OTLP;
@@ -94,7 +108,7 @@ static int env_seconds(const char *name, int *out_ms, double max_s, char *errbuf
     return LF_OK;
 }
 
-int lf_config_from_env(struct lf_config *cfg, char *errbuf, size_t errlen)
+static int from_env(struct lf_config *cfg, char *errbuf, size_t errlen)
 {
     const char *v;
     double d;
@@ -182,6 +196,33 @@ static int environment_ok(const char *env)
 }
 
 /* Checks an enabled configuration; 0 or LF_ERR_INVALID with a reason. */
+/* The variables are read into a whole struct and copied back as far as the caller's goes. */
+int lf_config_from_env(struct lf_config *cfg, char *errbuf, size_t errlen)
+{
+    struct lf_config full;
+    if (lf__config_import(&full, cfg)) {
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "struct lf_config was not set up by lf_config_init()");
+        return LF_ERR_INVALID;
+    }
+    int rc = from_env(&full, errbuf, errlen);
+    size_t n = cfg->struct_size;
+    memcpy(cfg, &full, n < sizeof(full) ? n : sizeof(full));
+    cfg->struct_size = n;
+    return rc;
+}
+
+int lf__config_import(struct lf_config *out, const struct lf_config *in)
+{
+    lf__config_defaults(out);
+    size_t n = in->struct_size;
+    if (n < offsetof(struct lf_config, enabled) + sizeof(in->enabled) || n > (1u << 16))
+        return -1;
+    memcpy(out, in, n < sizeof(*out) ? n : sizeof(*out));
+    out->struct_size = sizeof(*out);
+    return 0;
+}
+
 int lf__config_check(const struct lf_config *cfg, char *errbuf, size_t errlen)
 {
     const char *why = NULL;

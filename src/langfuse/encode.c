@@ -34,13 +34,6 @@ static int limit_of(const struct lf__limits *lim, uint32_t pos, uint32_t *limit)
 }
 
 /* Cut point at most `limit` that does not split a UTF-8 sequence. */
-static size_t utf8_cut(const char *s, size_t limit)
-{
-    while (limit > 0 && ((unsigned char)s[limit] & 0xC0) == 0x80)
-        limit--;
-    return limit;
-}
-
 /* A jansson tree written with our escaper, so strings inside JSON values are redacted and
  * escaped exactly like every other string. */
 static void write_tree(struct lf__buf *out, json_t *v, const struct lf__redactor *red, int twice)
@@ -179,7 +172,7 @@ void lf__enc_value(const struct lf__enc *e, struct lf__buf *out, uint32_t pos,
     uint32_t limit;
     size_t cut = n;
     if (limit_of(lim, pos, &limit) && limit < n)
-        cut = utf8_cut(s, limit);
+        cut = lf__utf8_cut(s, limit);
 
     if (kind == LF__V_STR || (kind == LF__V_JSON && cut < n))
         put_string_value(out, s, n, cut, e->red, mode);
@@ -406,8 +399,8 @@ int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_
         lf__buf_append(&enc->out, enc->tmp.data, enc->tmp.len);
         if (lf__buf_failed(&enc->out))
             goto nomem;
-        if (fit == 2)
-            (*truncated)++;
+        if (fit == 2 || (r->flags & LF__REC_CUT))
+            (*truncated)++; /* once per observation, wherever it was cut */
         n++;
         struct lf_obs *next = r->next;
         release(e, r);

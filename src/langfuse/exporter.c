@@ -46,7 +46,6 @@
 #define BACKOFF_CAP_MS 30000
 #define RETRY_AFTER_CAP_MS 60000
 #define GZIP_LEVEL 1
-#define MAX_RETIRED 64
 
 struct lf__batch {
     struct lf__batch *next;
@@ -69,8 +68,6 @@ struct lf__exp {
     atomic_int last_no_answer; /* the last failed attempt got no HTTP answer */
     int spooled_this_run;    /* replay the spool after the next success */
     int64_t last_take;
-    struct lf__redactor *retired[MAX_RETIRED];
-    int nretired;
     struct lf__encoder enc;
     struct lf__spill spill;
     struct lf__spool spool;  /* the spool's size as this writer knows it; see spool.h */
@@ -157,19 +154,8 @@ void lf__exporter_cleanup(struct lf_client *c)
     c->http = NULL;
     lf__encoder_free(&x->enc);
     lf__spill_close(&x->spill);
-    for (int i = 0; i < x->nretired; i++)
-        lf__redactor_free(x->retired[i]);
     free(x);
     c->exp = NULL;
-}
-
-int lf__exporter_retire_redactor(struct lf_client *c, struct lf__redactor *r)
-{
-    struct lf__exp *x = c->exp;
-    if (x->nretired == MAX_RETIRED)
-        return -1;
-    x->retired[x->nretired++] = r;
-    return 0;
 }
 
 void lf__exporter_forget_after_fork(struct lf_client *c)
@@ -446,6 +432,7 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
         b->gz = body.gz;
         append(x, b);
     }
+    lf__redactor_free(red);
     return_recs(c);
 }
 

@@ -13,8 +13,6 @@ int lf__exporter_init(struct lf_client *c);
 /* Creates the client's HTTP connection state for its host; 0 or -1 with a reason. */
 int lf__exporter_connect(struct lf_client *c, char *err, size_t errlen);
 void lf__exporter_cleanup(struct lf_client *c);
-/* Keeps a replaced redactor alive until the client goes (the exporter may still use it). */
-int lf__exporter_retire_redactor(struct lf_client *c, struct lf__redactor *r);
 /* In a forked child: drop the parent's pending batches and HTTP handle (c->http becomes
  * NULL; the child's own is made when its exporter thread starts). */
 void lf__exporter_forget_after_fork(struct lf_client *c);

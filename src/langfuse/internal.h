@@ -50,7 +50,7 @@ enum lf__report { LF__REPORT_400, LF__REPORT_BLOCKED, LF__REPORT_413, LF__REPORT
 
 struct lf_client {
     struct lf__conf conf;
-    int enabled;           /* configured and not shut down; read without the lock */
+    atomic_int enabled;    /* configured and not shut down; read without the lock */
     struct lf__http *http;   /* created with the client (in a forked child: when its exporter
                                 starts); used by the exporter thread only */
     struct lf__http_opts http_opts;
@@ -66,6 +66,8 @@ struct lf_client {
     int flushing;            /* number of threads in flush */
     int stopping;            /* shutdown asked: exporter drains and exits */
     int stopped;             /* exporter exited */
+    int abandoned;           /* shutdown's deadline passed with the exporter still running:
+                                it was detached, and lf_client_free() keeps the client */
     int64_t stop_deadline_ns;
     int thread_running;
     pthread_t thread;
@@ -89,7 +91,7 @@ struct lf_client {
     struct lf_obs *pool;
     size_t pool_bytes, pool_max;
 
-    pthread_mutex_t red_mu;   /* guards `red` swaps; the exporter copies the pointer */
+    pthread_mutex_t red_mu;   /* guards `red` swaps; users take a reference under it */
     struct lf__redactor *red;
 
     struct lf__counters n;
@@ -124,8 +126,8 @@ struct lf_obs *lf__obs_alloc(struct lf_client *c);
 /* Gives a list of finished records (linked by ->next) back to the pool; what the pool
  * cannot take is freed. */
 void lf__obs_recycle(struct lf_client *c, struct lf_obs *list);
-/* The current redactor. Replaced ones are kept until the client goes (secrets are added a
- * handful of times per process), so the pointer stays valid without a reference count. */
+/* A reference to the current redactor (NULL if none), to be dropped with
+ * lf__redactor_free() when done: one replaced meanwhile stays valid until then. */
 struct lf__redactor *lf__redactor_get(struct lf_client *c);
 
 /* exporter.c */

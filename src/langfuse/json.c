@@ -293,3 +293,10 @@ int lf__unhex(uint8_t *bytes, size_t n, const char *hex)
     }
     return 0;
 }
+
+size_t lf__utf8_cut(const char *s, size_t limit)
+{
+    while (limit > 0 && ((unsigned char)s[limit] & 0xC0) == 0x80)
+        limit--;
+    return limit;
+}

@@ -35,4 +35,8 @@ void lf__hex(char *out, const uint8_t *bytes, size_t n);
 /* Parses 2n lowercase or uppercase hex digits; 0 on success. */
 int lf__unhex(uint8_t *bytes, size_t n, const char *hex);
 
+/* The longest prefix of s (at least limit + 1 bytes long) of at most `limit` bytes that
+ * does not split a UTF-8 sequence. */
+size_t lf__utf8_cut(const char *s, size_t limit);
+
 #endif

@@ -50,6 +50,7 @@ static void vlog(struct lf_client *c, enum lf_log_level level, const char *fmt, 
     else
         default_sink(NULL, level, msg);
     lf__buf_free(&out);
+    lf__redactor_free(red);
 }
 
 void lf__log(struct lf_client *c, enum lf_log_level level, const char *fmt, ...)

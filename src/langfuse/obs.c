@@ -7,6 +7,7 @@
  * handle itself into the queue: each observation goes out exactly once, whole. A failed
  * allocation loses that one field and is counted; the observation still goes out.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -28,13 +29,35 @@ static struct lf_obs *obs_new(struct lf_client *c, unsigned type)
     return o;
 }
 
+/* A text value is cut to max_event_bytes here, on the way in, with the visible marker the
+ * encoder uses: one larger could not be exported anyway, and holding it whole would let a
+ * single 10 MB tool input fill the queue and lose the observation, usage and cost with it.
+ * (JSON text cut short is no longer JSON: it goes out as the string it now is.) */
+/* Returns the marker's length (0: the value fits). The observation is counted truncated
+ * when it is encoded (its LF__REC_CUT flag), once. */
+static size_t cut_to_fit(struct lf_client *c, const void *val, size_t *vlen, uint8_t *kind,
+                         char marker[48])
+{
+    size_t cap = c->conf.max_event_bytes;
+    if (*vlen <= cap || (*kind != LF__V_STR && *kind != LF__V_JSON))
+        return 0;
+    size_t cut = lf__utf8_cut(val, cap);
+    int m = snprintf(marker, 48, "...[truncated %zu bytes]", *vlen - cut);
+    *vlen = cut;
+    *kind = LF__V_STR;
+    return m > 0 ? (size_t)m : 0;
+}
+
 static void put(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *key, const void *val,
                 size_t vlen)
 {
     if (!o)
         return;
-    size_t klen = key ? strlen(key) : 0;
-    if (lf__rec_put(o, tag, kind, key, klen, val, vlen))
+    char marker[48];
+    size_t mlen = cut_to_fit(o->client, val, &vlen, &kind, marker);
+    if (mlen)
+        o->flags |= LF__REC_CUT;
+    if (lf__rec_put2(o, tag, kind, key, key ? strlen(key) : 0, val, vlen, marker, mlen))
         atomic_fetch_add(&o->client->n.dropped_nomem, 1);
 }
 
@@ -50,7 +73,11 @@ static void put_trace(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *k
 {
     if (!o || !o->trace)
         return;
-    if (lf__trace_put(o->trace, tag, kind, key, key ? strlen(key) : 0, val, vlen))
+    char marker[48];
+    size_t mlen = cut_to_fit(o->client, val, &vlen, &kind, marker);
+    if (mlen)
+        o->flags |= LF__REC_CUT; /* said of the observation it was set through */
+    if (lf__trace_put(o->trace, tag, kind, key, key ? strlen(key) : 0, val, vlen, marker, mlen))
         atomic_fetch_add(&o->client->n.dropped_nomem, 1);
 }
 

@@ -14,10 +14,17 @@
 int lf__rec_put(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, size_t klen,
                 const void *val, size_t vlen)
 {
+    return lf__rec_put2(r, tag, kind, key, klen, val, vlen, NULL, 0);
+}
+
+int lf__rec_put2(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, size_t klen,
+                 const void *val, size_t vlen, const void *more, size_t mlen)
+{
     assert(tag > 0 && tag < LF__TAG_MAX);
-    if (klen > UINT32_MAX / 4 || vlen > UINT32_MAX / 4)
+    if (klen > UINT32_MAX / 4 || vlen > UINT32_MAX / 4 || mlen > UINT32_MAX / 4)
         return -1;
-    size_t need = (size_t)r->len + ENTRY_HDR + klen + vlen;
+    size_t total = vlen + mlen;
+    size_t need = (size_t)r->len + ENTRY_HDR + klen + total;
     if (need > UINT32_MAX / 2)
         return -1;
     if (need > r->cap) {
@@ -33,7 +40,7 @@ int lf__rec_put(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, si
         r->cap = (uint32_t)ncap;
     }
     unsigned char *w = r->data + r->len;
-    uint32_t k32 = (uint32_t)klen, v32 = (uint32_t)vlen;
+    uint32_t k32 = (uint32_t)klen, v32 = (uint32_t)total;
     w[0] = tag;
     w[1] = kind;
     memcpy(w + 2, &k32, 4);
@@ -42,6 +49,8 @@ int lf__rec_put(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, si
         memcpy(w + ENTRY_HDR, key, klen);
     if (vlen)
         memcpy(w + ENTRY_HDR + klen, val, vlen);
+    if (mlen)
+        memcpy(w + ENTRY_HDR + klen + vlen, more, mlen);
     r->len = (uint32_t)need;
     return 0;
 }

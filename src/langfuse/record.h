@@ -61,6 +61,7 @@ enum lf__kind {
 
 #define LF__REC_ENDED 0x01u  /* this export carries the end time */
 #define LF__REC_ROOT 0x02u   /* no parent: the trace's root observation */
+#define LF__REC_CUT 0x04u    /* a value was cut to max_event_bytes when it was set */
 
 struct lf_obs {
     struct lf_obs *next;       /* queue link, owned by the queue once enqueued */
@@ -108,6 +109,9 @@ void lf__rec_free(struct lf_obs *r);
 /* Appends an entry; 0 on success, -1 when memory ran out or the record would pass 4 GiB. */
 int lf__rec_put(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, size_t klen,
                 const void *val, size_t vlen);
+/* The same with a value in two parts, `val` then `more` (a cut value and its marker). */
+int lf__rec_put2(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, size_t klen,
+                 const void *val, size_t vlen, const void *more, size_t mlen);
 
 /* Langfuse's lowercase name of an observation type ("span", "generation", ...). */
 const char *lf__obs_type_name(unsigned type);

@@ -6,6 +6,8 @@
  */
 #include "redact.h"
 
+#include <assert.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +31,7 @@ struct lf__redactor {
     int npairs;           /* -1: more than LF__MAX_PAIRS */
     struct needle *needles;
     size_t n;
+    atomic_uint refs;
 };
 
 /* Every needle is at least two bytes long, so the pair filter rejects nearly every
@@ -98,6 +101,7 @@ static struct lf__redactor *alloc_with(size_t n)
         free(r);
         return NULL;
     }
+    atomic_init(&r->refs, 1);
     return r;
 }
 
@@ -150,9 +154,20 @@ struct lf__redactor *lf__redactor_with(const struct lf__redactor *r, const char 
     return d;
 }
 
+struct lf__redactor *lf__redactor_ref(struct lf__redactor *r)
+{
+    if (r)
+        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+    return r;
+}
+
 void lf__redactor_free(struct lf__redactor *r)
 {
     if (!r)
+        return;
+    unsigned before = atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel);
+    assert(before > 0);
+    if (before != 1)
         return;
     for (size_t i = 0; i < r->n; i++)
         lf__free_secret(r->needles[i].owned); /* the copy is a secret */

@@ -8,6 +8,10 @@
  * escaper, which already looks at every byte, pays one table lookup per byte for it.
  *
  * A redactor is immutable once built; the client swaps in a new one when a secret is added.
+ * It is reference counted: the client holds one reference to its current redactor, and a
+ * thread that redacts takes one for as long as it uses it (lf__redactor_get), so a replaced
+ * redactor is freed as soon as its last user is done, and secrets can be added without
+ * limit.
  */
 #ifndef LF_REDACT_H
 #define LF_REDACT_H
@@ -25,9 +29,14 @@ struct lf__redactor;
 /* A redactor with the built-in token shapes and no literal secrets; NULL when out of
  * memory. */
 struct lf__redactor *lf__redactor_new(void);
-/* A copy of `r` with `secret` added (r is unchanged); NULL when out of memory. */
+/* A copy of `r` with `secret` added (r is unchanged), with one reference; NULL when out of
+ * memory. */
 struct lf__redactor *lf__redactor_with(const struct lf__redactor *r, const char *secret,
                                        size_t len);
+/* Another reference to `r`. Returns r. */
+struct lf__redactor *lf__redactor_ref(struct lf__redactor *r);
+/* Drops a reference; the last one frees the redactor, wiping its copies of the secrets.
+ * Accepts NULL. */
 void lf__redactor_free(struct lf__redactor *r);
 
 #define LF__MAX_PAIRS 24

@@ -59,7 +59,7 @@ static void drop_entry(struct lf_obs *set, uint32_t start, uint32_t end)
 }
 
 int lf__trace_put(struct lf__trace *t, uint8_t tag, uint8_t kind, const char *key, size_t klen,
-                  const void *val, size_t vlen)
+                  const void *val, size_t vlen, const void *more, size_t mlen)
 {
     assert(tag >= LF__T_NAME && tag < LF__TAG_MAX);
     struct lf__field f;
@@ -79,12 +79,12 @@ int lf__trace_put(struct lf__trace *t, uint8_t tag, uint8_t kind, const char *ke
         }
         /* Append first and remove the old entry after, so that a failed allocation
          * leaves the previous value in place. */
-        rc = lf__rec_put(&t->set, tag, kind, key, klen, val, vlen);
+        rc = lf__rec_put2(&t->set, tag, kind, key, klen, val, vlen, more, mlen);
         if (rc == 0)
             drop_entry(&t->set, at, pos);
         goto out;
     }
-    rc = lf__rec_put(&t->set, tag, kind, key, klen, val, vlen);
+    rc = lf__rec_put2(&t->set, tag, kind, key, klen, val, vlen, more, mlen);
 out:
     pthread_mutex_unlock(&t->mu);
     return rc;

@@ -32,11 +32,11 @@ struct lf__trace *lf__trace_new(void);
 struct lf__trace *lf__trace_ref(struct lf__trace *t);
 /* Drops a reference; the last one frees the set. Accepts NULL. */
 void lf__trace_unref(struct lf__trace *t);
-/* Sets one attribute (an LF__T_* tag), replacing the entry with the same tag and key; a tag
- * (LF__T_TAG) already present is not added twice. 0, or -1 when memory ran out (the set is
- * unchanged then). */
+/* Sets one attribute (an LF__T_* tag) to `val` followed by `more` (mlen bytes, may be 0),
+ * replacing the entry with the same tag and key; a tag (LF__T_TAG) already present is not
+ * added twice. 0, or -1 when memory ran out (the set is unchanged then). */
 int lf__trace_put(struct lf__trace *t, uint8_t tag, uint8_t kind, const char *key, size_t klen,
-                  const void *val, size_t vlen);
+                  const void *val, size_t vlen, const void *more, size_t mlen);
 /* Appends the set's entries to record `r` (trace input and output only if `r` is a root).
  * 0, or -1 when memory ran out (r then carries what fitted). */
 int lf__trace_copy_to(struct lf__trace *t, struct lf_obs *r);

@@ -30,7 +30,7 @@ static int count(const struct lf_obs *r, uint8_t tag)
 static void put(struct lf__trace *t, uint8_t tag, const char *key, const char *val)
 {
     assert_int_equal(lf__trace_put(t, tag, LF__V_STR, key, key ? strlen(key) : 0, val,
-                                   strlen(val)),
+                                   strlen(val), NULL, 0),
                      0);
 }
 
@@ -99,7 +99,8 @@ static void test_a_failed_allocation_keeps_the_old_value(void **state)
     char big[4096];
     memset(big, 'x', sizeof(big));
     lf__alloc_fail_after(0, 0);
-    assert_int_equal(lf__trace_put(t, LF__T_SESSION, LF__V_STR, NULL, 0, big, sizeof(big)), -1);
+    assert_int_equal(lf__trace_put(t, LF__T_SESSION, LF__V_STR, NULL, 0, big, sizeof(big), NULL, 0),
+                     -1);
     lf__alloc_fail_after(-1, 0);
     struct lf_obs *r = rec(0);
     assert_int_equal(lf__trace_copy_to(t, r), 0);

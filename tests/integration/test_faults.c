@@ -1,0 +1,265 @@
+/*
+ * test_faults.c - liblangfuse where a demanding user pushes it: a shutdown whose exporter
+ * is stuck, hundreds of registered secrets, a value larger than the whole queue, and a
+ * program built against an older header. Against the test receiver in its v4 mode.
+ */
+#include "../unit/cm.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "langfuse/langfuse.h"
+#include "testutil.h"
+
+static struct tu_server rx;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return tu_receiver_start(&rx, 4);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    tu_server_stop(&rx);
+    return 0;
+}
+
+static int reset(void **state)
+{
+    (void)state;
+    long st;
+    json_decref(tu_post(&rx, "/_test/reset", "{}", &st));
+    assert_int_equal(st, 200);
+    return 0;
+}
+
+static void base_config(struct lf_config *c)
+{
+    lf_config_init(c);
+    c->public_key = TU_PK;
+    c->secret_key = TU_SK;
+    c->host = rx.base;
+    c->flush_interval_ms = 100;
+}
+
+/* The rows of the single trace the receiver holds. */
+static json_t *rows_of(const char *tid)
+{
+    char path[256];
+    long st;
+    snprintf(path, sizeof(path),
+             "/api/public/v2/observations?traceId=%s&limit=1000&fields=core,basic,io,usage", tid);
+    json_t *page = tu_get(&rx, path, &st);
+    assert_int_equal(st, 200);
+    json_t *data = json_incref(json_object_get(page, "data"));
+    json_decref(page);
+    return data;
+}
+
+/* ---- a stuck exporter: shutdown keeps its deadline ------------------------------------- */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int blocked, release;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+/* Blocks the exporter thread in the log line it writes after its first request, as a slow
+ * disk or a starved machine might. */
+static void blocking_log(void *ud, enum lf_log_level level, const char *msg)
+{
+    (void)ud;
+    (void)level;
+    if (strncmp(msg, "POST ", 5) != 0)
+        return;
+    pthread_mutex_lock(&gate.mu);
+    if (!gate.blocked++) {
+        pthread_cond_broadcast(&gate.cv);
+        while (!gate.release)
+            pthread_cond_wait(&gate.cv, &gate.mu);
+    }
+    pthread_mutex_unlock(&gate.mu);
+}
+
+static void test_shutdown_keeps_its_deadline_with_a_stuck_exporter(void **state)
+{
+    (void)state;
+    struct lf_config cfg;
+    base_config(&cfg);
+    cfg.debug = 1;
+    cfg.log = blocking_log;
+    lf_client *c = lf_client_new(&cfg);
+    lf_obs *t = lf_trace_start(c, "stuck", NULL);
+    lf_obs_end(t);
+    lf_client_flush(c, 0);
+    pthread_mutex_lock(&gate.mu);
+    while (!gate.blocked)
+        pthread_cond_wait(&gate.cv, &gate.mu); /* the exporter is stuck now */
+    pthread_mutex_unlock(&gate.mu);
+
+    long long t0 = tu_now_ms();
+    assert_int_equal(lf_client_shutdown(c, 300), LF_ERR_TIMEOUT);
+    long long took = tu_now_ms() - t0;
+    /* the deadline and the join's 50 ms, with room for a loaded machine's scheduling; the
+     * exporter stays stuck for as long as the test likes, so without a hard deadline this
+     * would wait forever */
+    assert_true(took < 300 + 50 + 1000);
+    lf_client_free(c); /* returns at once: the client is kept for its exporter */
+
+    pthread_mutex_lock(&gate.mu);
+    gate.release = 1;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+}
+
+/* ---- secrets: no limit ------------------------------------------------------------------ */
+
+static void test_hundreds_of_secrets_are_all_redacted(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    static char secrets[N][24];
+    struct lf_config cfg;
+    base_config(&cfg);
+    lf_client *c = lf_client_new(&cfg);
+    struct {
+        char *p;
+        size_t n;
+    } text = {calloc(N, 32), 0};
+    for (int i = 0; i < N; i++) {
+        snprintf(secrets[i], sizeof secrets[i], "key-line-%05d-%c%c", i * 7919, 'a' + i % 26,
+                 'a' + i / 26 % 26);
+        assert_int_equal(lf_client_add_secret(c, secrets[i]), LF_OK);
+        text.n += (size_t)sprintf(text.p + text.n, "%s ", secrets[i]);
+    }
+    lf_obs *t = lf_trace_start(c, "secrets", NULL);
+    char tid[33];
+    lf_obs_trace_id(t, tid);
+    lf_obs_set_input_string(t, text.p);
+    lf_obs_end(t);
+    assert_int_equal(lf_client_flush(c, 10000), LF_OK);
+    lf_client_free(c);
+    free(text.p);
+
+    json_t *rows = rows_of(tid);
+    assert_int_equal(json_array_size(rows), 1);
+    const char *in = json_string_value(json_object_get(json_array_get(rows, 0), "input"));
+    assert_non_null(in);
+    for (int i = 0; i < N; i++)
+        if (strstr(in, secrets[i]))
+            fail_msg("secret %d of %d reached the server: %s", i + 1, N, secrets[i]);
+    assert_non_null(strstr(in, "[REDACTED]"));
+    json_decref(rows);
+}
+
+/* ---- a value larger than the queue ----------------------------------------------------- */
+
+static void test_a_value_larger_than_the_queue_keeps_usage_and_cost(void **state)
+{
+    (void)state;
+    struct lf_config cfg;
+    base_config(&cfg);
+    lf_client *c = lf_client_new(&cfg);
+    size_t n = 10u << 20; /* a 10 MB Write input; the queue holds 8 MiB */
+    char *big = malloc(n + 1);
+    memset(big, 'w', n);
+    big[n] = '\0';
+    lf_obs *t = lf_trace_start(c, "big", NULL);
+    char tid[33];
+    lf_obs_trace_id(t, tid);
+    lf_obs *g = lf_obs_start(t, LF_OBS_GENERATION, "call");
+    lf_obs_set_model(g, "claude-sonnet-4-5");
+    lf_obs_set_input_string(g, big);
+    lf_obs_set_output_string(g, big);
+    lf_obs_set_usage(g, "input", 21);
+    lf_obs_set_usage(g, "output", 3);
+    lf_obs_set_cost(g, "total", 0.000105);
+    lf_obs_end(g);
+    lf_obs_end(t);
+    free(big);
+    assert_int_equal(lf_client_flush(c, 10000), LF_OK);
+    struct lf_stats s;
+    lf_client_stats(c, &s);
+    assert_int_equal(s.dropped_queue, 0);
+    assert_int_equal(s.truncated, 1);
+    assert_int_equal(s.delivered, 2);
+    lf_client_free(c);
+
+    json_t *rows = rows_of(tid);
+    assert_int_equal(json_array_size(rows), 2);
+    size_t i;
+    json_t *o;
+    int seen = 0;
+    json_array_foreach(rows, i, o)
+    {
+        if (strcmp(json_string_value(json_object_get(o, "name")), "call"))
+            continue;
+        seen = 1;
+        assert_true(json_number_value(json_object_get(o, "totalCost")) == 0.000105);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "usageDetails"), "input")), 21);
+        assert_non_null(strstr(json_string_value(json_object_get(o, "input")), "...[truncated "));
+    }
+    assert_true(seen);
+    json_decref(rows);
+}
+
+/* ---- a program built against an older header -------------------------------------------- */
+
+static void test_an_older_programs_structs_are_not_overrun(void **state)
+{
+    (void)state;
+    /* An older lf_config: it ended before `debug`. What follows it in memory is the
+     * program's own and must stay as it is. */
+    size_t old_size = offsetof(struct lf_config, debug);
+    unsigned char mem[sizeof(struct lf_config) + 64];
+    memset(mem, 0xA5, sizeof mem);
+    struct lf_config *cfg = (struct lf_config *)(void *)mem;
+    lf_config_init_size(cfg, old_size);
+    cfg->public_key = TU_PK;
+    cfg->secret_key = TU_SK;
+    cfg->host = rx.base;
+    char err[128];
+    assert_int_equal(lf_config_from_env(cfg, err, sizeof err), LF_OK);
+    for (size_t i = old_size; i < sizeof mem; i++)
+        if (mem[i] != 0xA5)
+            fail_msg("byte %zu past the caller's struct was written", i);
+    lf_client *c = lf_client_new(cfg); /* reads only the old fields; defaults for the rest */
+    assert_true(lf_client_enabled(c));
+    lf_obs_end(lf_trace_start(c, "old", NULL));
+    assert_int_equal(lf_client_flush(c, 10000), LF_OK);
+
+    size_t old_stats = offsetof(struct lf_stats, queue_bytes);
+    unsigned char smem[sizeof(struct lf_stats) + 64];
+    memset(smem, 0xA5, sizeof smem);
+    lf_client_stats_size(c, (struct lf_stats *)(void *)smem, old_stats);
+    for (size_t i = old_stats; i < sizeof smem; i++)
+        if (smem[i] != 0xA5)
+            fail_msg("byte %zu past the caller's stats was written", i);
+    assert_int_equal(((struct lf_stats *)(void *)smem)->delivered, 1);
+    lf_client_free(c);
+
+    /* a struct nobody initialised: a disabled client, not a crash */
+    struct lf_config zero;
+    memset(&zero, 0, sizeof zero);
+    lf_client *z = lf_client_new(&zero);
+    assert_non_null(z);
+    assert_false(lf_client_enabled(z));
+    lf_client_free(z);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_shutdown_keeps_its_deadline_with_a_stuck_exporter, reset),
+        cmocka_unit_test_setup(test_hundreds_of_secrets_are_all_redacted, reset),
+        cmocka_unit_test_setup(test_a_value_larger_than_the_queue_keeps_usage_and_cost, reset),
+        cmocka_unit_test_setup(test_an_older_programs_structs_are_not_overrun, reset),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
