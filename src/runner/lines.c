@@ -2,6 +2,7 @@
  * lines.c - line splitting with a cap. Lines are usually small and arrive whole in one
  * read, so the common case delivers straight from the read buffer without copying; only a
  * line split across reads is assembled in `buf`, which grows geometrically up to the cap.
+ * A skipped line costs no more than its head and tail buffers, whatever its length.
  */
 #include "lines.h"
 
@@ -42,10 +43,44 @@ static int append(struct cc_lines *l, const char *p, size_t n)
     return 0;
 }
 
-/* Starts skipping: the line so far counts towards the reported length. */
-static void start_skip(struct cc_lines *l, size_t more)
+static void head_push(struct cc_lines *l, const char *p, size_t n)
 {
-    l->skipped = l->len + more;
+    size_t room = CC_LINES_HEAD - l->head_len;
+    if (n > room)
+        n = room;
+    if (n > 0)
+        memcpy(l->head + l->head_len, p, n);
+    l->head_len += n;
+}
+
+/* Appends to the tail, keeping its last CC_LINES_TAIL bytes. */
+static void tail_push(struct cc_lines *l, const char *p, size_t n)
+{
+    if (n >= CC_LINES_TAIL) {
+        memcpy(l->tail, p + n - CC_LINES_TAIL, CC_LINES_TAIL);
+        l->tail_len = CC_LINES_TAIL;
+        return;
+    }
+    if (l->tail_len + n > CC_LINES_TAIL) {
+        size_t drop = l->tail_len + n - CC_LINES_TAIL;
+        memmove(l->tail, l->tail + drop, l->tail_len - drop);
+        l->tail_len -= drop;
+    }
+    if (n > 0)
+        memcpy(l->tail + l->tail_len, p, n);
+    l->tail_len += n;
+}
+
+/* Starts skipping: the line so far and `n` more bytes count towards the reported length,
+ * and give the head and the tail their first bytes. */
+static void start_skip(struct cc_lines *l, const char *more, size_t n)
+{
+    l->head_len = l->tail_len = 0;
+    head_push(l, l->buf, l->len);
+    head_push(l, more, n);
+    tail_push(l, l->buf, l->len);
+    tail_push(l, more, n);
+    l->skipped = l->len + n;
     l->len = 0;
     if (l->cap > 65536) { /* give back what the monster line took */
         free(l->buf);
@@ -54,24 +89,39 @@ static void start_skip(struct cc_lines *l, size_t more)
     }
 }
 
+/* The skipped line ended: tells the caller, with its head and tail readable meanwhile. */
+static int end_skip(struct cc_lines *l, cc_line_fn fn, void *ctx)
+{
+    int rc = fn(ctx, NULL, l->skipped);
+    l->skipped = l->head_len = l->tail_len = 0;
+    return rc;
+}
+
+void cc_lines_skipped(const struct cc_lines *l, const char **head, size_t *head_len,
+                      const char **tail, size_t *tail_len)
+{
+    *head = l->head;
+    *head_len = l->head_len;
+    *tail = l->tail;
+    *tail_len = l->tail_len;
+}
+
 int cc_lines_feed(struct cc_lines *l, char *data, size_t n, cc_line_fn fn, void *ctx)
 {
+    int oom = 0;
     while (n > 0) {
         char *nl = memchr(data, '\n', n);
         size_t take = nl ? (size_t)(nl - data) : n;
         int rc = 0;
         if (l->skipped) {
             l->skipped += take;
-            if (nl) {
-                rc = fn(ctx, NULL, l->skipped);
-                l->skipped = 0;
-            }
+            tail_push(l, data, take);
+            if (nl)
+                rc = end_skip(l, fn, ctx);
         } else if (l->len + take > l->max) {
-            start_skip(l, take);
-            if (nl) {
-                rc = fn(ctx, NULL, l->skipped);
-                l->skipped = 0;
-            }
+            start_skip(l, data, take);
+            if (nl)
+                rc = end_skip(l, fn, ctx);
         } else if (nl && l->len == 0) {
             /* Whole line inside this chunk: deliver it in place, the newline replaced by
              * the terminating NUL for the duration of the call. */
@@ -80,14 +130,13 @@ int cc_lines_feed(struct cc_lines *l, char *data, size_t n, cc_line_fn fn, void 
             data[take] = '\n';
         } else {
             if (append(l, data, take) < 0) {
-                start_skip(l, take);
-                if (nl) {
-                    fn(ctx, NULL, l->skipped);
-                    l->skipped = 0;
-                }
-                return -1;
-            }
-            if (nl) {
+                /* out of memory: this line is lost, reported as over-long; the lines
+                 * after it in the chunk are still delivered */
+                oom = 1;
+                start_skip(l, data, take);
+                if (nl)
+                    rc = end_skip(l, fn, ctx);
+            } else if (nl) {
                 l->buf[l->len] = '\0';
                 size_t len = l->len;
                 l->len = 0;
@@ -100,14 +149,14 @@ int cc_lines_feed(struct cc_lines *l, char *data, size_t n, cc_line_fn fn, void 
         if (rc)
             return rc;
     }
-    return 0;
+    return oom ? -1 : 0;
 }
 
 int cc_lines_finish(struct cc_lines *l, cc_line_fn fn, void *ctx)
 {
     int rc = 0;
     if (l->skipped)
-        rc = fn(ctx, NULL, l->skipped);
+        rc = end_skip(l, fn, ctx);
     else if (l->len) {
         l->buf[l->len] = '\0';
         rc = fn(ctx, l->buf, l->len);
