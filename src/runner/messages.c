@@ -1,7 +1,8 @@
 /*
  * messages.c - envelopes, their two stdout formats, and the mapping from Claude Code's
  * messages. An envelope is serialized once; stdout and the sink get the same bytes, so the
- * WebSocket and the log can never disagree about a seq.
+ * WebSocket and the log can never disagree about a seq. Text from Claude Code is passed on
+ * as jansson strings, never as C strings: it may hold U+0000, which a C string would cut.
  */
 #include "messages.h"
 
@@ -30,12 +31,11 @@ void cc_out_init(struct cc_out *o, FILE *fp, enum cc_output format)
     o->format = format;
 }
 
-/* Prints s, cut at TEXT_MAX bytes with a note of what was left out. */
-static void put_bounded(FILE *fp, const char *s)
+/* Prints the n bytes of s, cut at TEXT_MAX bytes with a note of what was left out. */
+static void put_bounded(FILE *fp, const char *s, size_t n)
 {
-    size_t n = s ? strlen(s) : 0;
     if (n <= TEXT_MAX) {
-        fputs(s ? s : "", fp);
+        fwrite(s, 1, n, fp);
         return;
     }
     size_t cut = TEXT_MAX;
@@ -45,9 +45,18 @@ static void put_bounded(FILE *fp, const char *s)
     fprintf(fp, " ... (%zu more bytes)", n - cut);
 }
 
+/* The string at key, whole; "" when it is missing. */
+static const char *text_at(const json_t *obj, const char *key, size_t *len)
+{
+    json_t *v = json_object_get(obj, key);
+    *len = json_string_length(v);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
 /* The readable transcript line of one envelope (--output text). */
 static void put_text(FILE *fp, const char *ts, const char *type, const json_t *p)
 {
+    size_t n;
     const char *kind = cc_json_str(p, "type");
     fprintf(fp, "[%.8s] ", ts + 11);
     if (strcmp(type, "status.update") == 0) {
@@ -61,19 +70,22 @@ static void put_text(FILE *fp, const char *ts, const char *type, const json_t *p
         fprintf(fp, "system: %s", cc_json_str_or(p, "message", ""));
     } else if (kind && strcmp(kind, "text") == 0) {
         fputs("assistant: ", fp);
-        fputs(cc_json_str_or(p, "content", ""), fp);
+        const char *text = text_at(p, "content", &n);
+        fwrite(text, 1, n, fp);
     } else if (kind && strcmp(kind, "thinking") == 0) {
         fputs("thinking: ", fp);
-        put_bounded(fp, cc_json_str(p, "content"));
+        const char *text = text_at(p, "content", &n);
+        put_bounded(fp, text, n);
     } else if (kind && strcmp(kind, "tool_use") == 0) {
         char *in = json_dumps(json_object_get(p, "tool_input"), JSON_COMPACT);
         fprintf(fp, "tool %s ", cc_json_str_or(p, "tool_name", "?"));
-        put_bounded(fp, in);
+        put_bounded(fp, in ? in : "", in ? strlen(in) : 0);
         free(in);
     } else if (kind && strcmp(kind, "tool_result") == 0) {
         fprintf(fp, "tool result%s: ",
                 json_is_true(json_object_get(p, "is_error")) ? " (error)" : "");
-        put_bounded(fp, cc_json_str(p, "content"));
+        const char *text = text_at(p, "content", &n);
+        put_bounded(fp, text, n);
     } else if (kind && strcmp(kind, "result") == 0) {
         json_t *cost = json_object_get(p, "cost");
         fprintf(fp, "result: %s%s in %lld ms, %lld turns",
@@ -83,7 +95,8 @@ static void put_text(FILE *fp, const char *ts, const char *type, const json_t *p
         if (json_is_number(cost))
             fprintf(fp, ", $%.4f total", json_number_value(cost));
     } else if (kind && strcmp(kind, "error") == 0) {
-        fputs(cc_json_str_or(p, "content", "Error"), fp);
+        const char *text = text_at(p, "content", &n);
+        fwrite(text, 1, n, fp);
     } else {
         char *s = json_dumps(p, JSON_COMPACT);
         fprintf(fp, "%s %s", type, s ? s : "");
@@ -156,10 +169,18 @@ void cc_out_system(struct cc_out *o, const char *fmt, ...)
     cc_out_emit(o, "system.message", json_pack("{s:s}", "message", msg));
 }
 
-static json_t *error_payload(const char *text)
+/* An error message's payload: "Error: " and the n bytes of text. */
+static json_t *error_payload(const char *text, size_t n)
 {
-    return json_pack("{s:s, s:s, s:s+}", "role", "system", "type", "error", "content",
-                     "Error: ", text);
+    static const char pre[] = "Error: ";
+    char *s = malloc(sizeof pre - 1 + n);
+    if (!s)
+        return NULL;
+    memcpy(s, pre, sizeof pre - 1);
+    memcpy(s + sizeof pre - 1, text, n);
+    json_t *content = json_stringn(s, sizeof pre - 1 + n);
+    free(s);
+    return json_pack("{s:s, s:s, s:o}", "role", "system", "type", "error", "content", content);
 }
 
 void cc_out_error(struct cc_out *o, const char *fmt, ...)
@@ -169,7 +190,7 @@ void cc_out_error(struct cc_out *o, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    cc_out_emit(o, "agent.message", error_payload(msg));
+    cc_out_emit(o, "agent.message", error_payload(msg, strlen(msg)));
 }
 
 /* Adds parent_tool_use_id to a payload of a subagent's message, so a reader can nest it. */
@@ -180,14 +201,22 @@ static json_t *nested(const struct cc_msg *m, json_t *payload)
     return payload;
 }
 
-/* The text of a tool result's content: a string, or the text blocks of a list joined by
- * newlines (images and other blocks are named, not inlined). Caller frees. */
-static char *tool_result_text(const json_t *content)
+/* The text at key as a new string value, whole (a new reference to the same string), or
+ * `def` when it is missing. */
+static json_t *text_of(const json_t *obj, const char *key, const char *def)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_incref(v) : json_string(def);
+}
+
+/* The text of a tool result's content as a new string value: the string, or the text blocks
+ * of a list joined by newlines (images and other blocks are named, not inlined). */
+static json_t *tool_result_text(json_t *content)
 {
     if (json_is_string(content))
-        return strdup(json_string_value(content));
+        return json_incref(content);
     char *out = NULL;
-    size_t len = 0;
+    size_t len = 0, n;
     FILE *f = open_memstream(&out, &len);
     if (!f)
         return NULL;
@@ -197,13 +226,19 @@ static char *tool_result_text(const json_t *content)
         const char *t = cc_json_str(b, "type");
         if (i > 0)
             fputc('\n', f);
-        if (t && strcmp(t, "text") == 0)
-            fputs(cc_json_str_or(b, "text", ""), f);
-        else
+        if (t && strcmp(t, "text") == 0) {
+            const char *text = text_at(b, "text", &n);
+            fwrite(text, 1, n, f);
+        } else
             fprintf(f, "[%s]", t ? t : "content");
     }
-    fclose(f);
-    return out;
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    json_t *s = json_stringn(out, len);
+    free(out);
+    return s;
 }
 
 static int map_assistant(struct cc_out *o, const struct cc_msg *m)
@@ -218,14 +253,17 @@ static int map_assistant(struct cc_out *o, const struct cc_msg *m)
         json_t *p = NULL;
         if (!t)
             continue;
-        if (strcmp(t, "text") == 0 && api_error)
-            p = error_payload(cc_json_str_or(b, "text", "API error"));
-        else if (strcmp(t, "text") == 0)
-            p = json_pack("{s:s, s:s, s:s}", "role", "assistant", "type", "text", "content",
-                          cc_json_str_or(b, "text", ""));
+        if (strcmp(t, "text") == 0 && api_error) {
+            size_t len;
+            const char *text = text_at(b, "text", &len);
+            p = json_is_string(json_object_get(b, "text")) ? error_payload(text, len)
+                                                           : error_payload("API error", 9);
+        } else if (strcmp(t, "text") == 0)
+            p = json_pack("{s:s, s:s, s:o}", "role", "assistant", "type", "text", "content",
+                          text_of(b, "text", ""));
         else if (strcmp(t, "thinking") == 0)
-            p = json_pack("{s:s, s:s, s:s}", "role", "assistant", "type", "thinking",
-                          "content", cc_json_str_or(b, "thinking", ""));
+            p = json_pack("{s:s, s:s, s:o}", "role", "assistant", "type", "thinking",
+                          "content", text_of(b, "thinking", ""));
         else if (strcmp(t, "tool_use") == 0) {
             const char *name = cc_json_str(b, "name");
             json_t *input = json_object_get(b, "input");
@@ -251,12 +289,11 @@ static int map_user(struct cc_out *o, const struct cc_msg *m)
         const char *t = cc_json_str(b, "type");
         if (!t || strcmp(t, "tool_result") != 0)
             continue; /* the CLI's own notices ("[Request interrupted by user]") */
-        char *text = tool_result_text(json_object_get(b, "content"));
-        json_t *p = json_pack("{s:s, s:s, s:s, s:s, s:b}", "role", "user", "type",
-                              "tool_result", "content", text ? text : "", "tool_use_id",
+        json_t *p = json_pack("{s:s, s:s, s:o, s:s, s:b}", "role", "user", "type",
+                              "tool_result", "content",
+                              tool_result_text(json_object_get(b, "content")), "tool_use_id",
                               cc_json_str_or(b, "tool_use_id", ""),
                               "is_error", json_is_true(json_object_get(b, "is_error")));
-        free(text);
         if (cc_out_emit(o, "agent.message", nested(m, p)))
             n++;
     }
@@ -269,8 +306,9 @@ static int map_result(struct cc_out *o, const struct cc_msg *m)
     int n = 0;
     cc_msg_result(m, &r);
     /* API failures end as subtype "success" with is_error: the synthetic assistant line
-     * already said what happened. Other failures would otherwise go unexplained. */
-    if (r.is_error && r.subtype && strcmp(r.subtype, "success") != 0) {
+     * already said what happened. Other failures would otherwise go unexplained, and so
+     * would a stand-in for a result line that could not be read. */
+    if (r.is_error && (m->damage[0] || (r.subtype && strcmp(r.subtype, "success") != 0))) {
         char why[300];
         cc_result_describe(&r, why, sizeof why);
         cc_out_error(o, "%s", why);

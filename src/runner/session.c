@@ -70,6 +70,7 @@ struct session {
     int last_error;          /* the last result had is_error, not caused by the user */
     char last_error_text[300];
     int input_eof;
+    int undecodable;         /* lines from Claude Code that could not be decoded */
 
     char fail[512];          /* set: the session failed, this says why */
     const char *exception;   /* ... and its kind (struct cc_outcome) */
@@ -264,22 +265,52 @@ static void on_result(struct session *s, const struct cc_msg *m)
         after_turn(s);
 }
 
+/* A line from Claude Code that could not be decoded: once on stderr, with a bounded
+ * excerpt, saying what became of it (`standin`: the stand-in's damage, NULL: skipped); the
+ * first line skipped is said in the message stream too (it should never happen). */
+static void report_undecodable(struct session *s, const char *line, size_t len, const char *err,
+                               const char *standin)
+{
+    char excerpt[240];
+    cc_excerpt(excerpt, sizeof excerpt, line, len);
+    if (standin) {
+        cc_log("%s; the line (%zu bytes): %s", standin, len, excerpt);
+        return;
+    }
+    cc_log("Claude Code printed a line of %zu bytes that could not be decoded (%s); it was "
+           "skipped: %s", len, err, excerpt);
+    if (!s->undecodable++)
+        cc_out_system(s->out, "A message from Claude Code could not be decoded and was skipped "
+                              "(%s); the log has an excerpt", err);
+}
+
 static int on_claude_line(void *ctx, char *line, size_t len)
 {
     struct session *s = ctx;
     struct cc_msg m;
     char err[200];
+    int rc;
     if (!line) {
+        const char *head, *tail;
+        size_t head_len, tail_len;
         cc_log("Claude Code printed a line of %zu bytes, over the %zu-byte limit; it was skipped",
              len, s->cfg->max_line);
         cc_out_system(s->out, "A message from Claude Code of %zu bytes was too long to relay "
                               "and was skipped", len);
-        return 0;
+        /* a result or a control request still ends its turn or gets its answer */
+        snprintf(err, sizeof err, "its %zu bytes are over the %zu-byte limit", len,
+                 s->cfg->max_line);
+        cc_lines_skipped(&s->out_lines, &head, &head_len, &tail, &tail_len);
+        rc = cc_msg_standin(&m, head, head_len, tail, tail_len, err) ? 1 : -1;
+        if (rc > 0)
+            cc_log("%s", m.damage);
+    } else {
+        rc = cc_msg_parse(&m, line, len, err, sizeof err);
+        if (rc != 0)
+            report_undecodable(s, line, len, err, rc > 0 ? m.damage : NULL);
     }
-    if (cc_msg_parse(&m, line, len, err, sizeof err) < 0) {
-        cc_log("Claude Code printed a line that is not JSON (%s): %.200s", err, line);
+    if (rc < 0)
         return 0;
-    }
     switch (m.kind) {
     case CC_MSG_CONTROL_REQUEST: {
         char *answer = cc_stdin_answer_control(&m);

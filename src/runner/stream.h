@@ -2,8 +2,11 @@
  * stream.h - Claude Code's stream-json protocol: reading what the CLI prints on stdout and
  * writing what it reads on stdin (reference/CLAUDE-CODE.md).
  *
- * A line is parsed once into a struct cc_msg, which the session loop, the message stream
- * and the tracer all read. Nothing here knows about processes or sockets.
+ * A line is decoded once, here, into a struct cc_msg, which the session loop, the message
+ * stream and the tracer all read: every line that Claude Code itself would read (what
+ * JavaScript's JSON.parse accepts) is decoded, with its text whole (see cc_msg_parse). Text
+ * may hold U+0000: read strings with json_string_length(), not as C strings, wherever text
+ * is passed on. Nothing here knows about processes or sockets.
  */
 #ifndef CC_STREAM_H
 #define CC_STREAM_H
@@ -32,13 +35,17 @@ struct cc_msg {
     const char *parent_tool_use_id; /* non-NULL inside a subagent */
     json_t *message;                /* "message" of assistant and user lines, else NULL */
     json_t *event;                  /* "event" of stream_event lines, else NULL */
+    char damage[256];               /* "": a decoded line. Else this is a stand-in for a line
+                                       that could not be decoded (cc_msg_standin), and this
+                                       says so and why, in one printable line */
 };
 
 /* The fields of a result line that the runner uses (borrowed from the cc_msg). */
 struct cc_result {
     int is_error;
     const char *subtype;          /* success, error_max_turns, error_during_execution, ... */
-    const char *result;           /* the turn's final text, or NULL */
+    const char *result;           /* the turn's final text, or NULL ... */
+    size_t result_len;            /* ... of this many bytes (it may hold U+0000) */
     const char *stop_reason;      /* or NULL */
     const char *terminal_reason;  /* completed, aborted_streaming, ... or NULL */
     double total_cost_usd;        /* cumulative for the CLI process */
@@ -49,9 +56,31 @@ struct cc_result {
     const char *session_id;
 };
 
-/* Parses one line. 0, or -1 with err ("line 1 column 5: ...") when it is not a JSON object.
- * On success m owns the parsed document. */
+/* Decodes one line as Claude Code, a JavaScript program, means it. Where jansson is
+ * stricter than JavaScript's JSON.parse, the line is read as JavaScript reads it: an escaped
+ * lone UTF-16 surrogate ("\ud83d", which JSON.stringify writes for a cut surrogate pair) is
+ * U+FFFD; "\u0000" is a character of the text (and U+FFFD in an object key, which jansson
+ * cannot hold); an integer beyond 64 bits is a real; a number beyond a double's range is null
+ * (JSON.parse reads Infinity, which JSON.stringify writes as null). Beyond JSON.parse, and
+ * costing nothing: bytes that are not UTF-8 are U+FFFD (as a decoder with replacement reads
+ * them) and raw control characters inside strings are kept as characters.
+ *
+ * Returns 0 with m owning the document. When the line still cannot be decoded (err says why,
+ * in one printable line: "column 5: ..."), returns 1 if it is recognisably a result or a
+ * control request (m is then its stand-in, see cc_msg_standin), else -1 (m cleared). */
 int cc_msg_parse(struct cc_msg *m, const char *line, size_t len, char *err, size_t errlen);
+
+/* A stand-in for a line that cannot be decoded, made from what is known of it: its first
+ * `head_len` and last `tail_len` bytes (the same whole line, or what lines.h kept of an
+ * over-long one). When they show a result line, m becomes a result with is_error, no
+ * subtype and as its text m->damage ("Claude Code's result line could not be read: WHY"), so
+ * that the turn ends as failed instead of waiting for a result that will not come; when they
+ * show a control request with its request_id, m becomes that request, which
+ * cc_stdin_answer_control() answers with an error, so that Claude Code does not wait for an
+ * answer. `why` is printable text. Returns 1 (m owns the stand-in), or 0 for any other line
+ * or when out of memory (m cleared). */
+int cc_msg_standin(struct cc_msg *m, const char *head, size_t head_len, const char *tail,
+                   size_t tail_len, const char *why);
 
 /* Frees what cc_msg_parse() took; accepts a cleared or zeroed cc_msg. */
 void cc_msg_clear(struct cc_msg *m);
@@ -63,6 +92,11 @@ void cc_msg_result(const struct cc_msg *m, struct cc_result *r);
  * else what the subtype means (or the subtype and terminal reason), else the result text.
  * The message stream, the session's failure and the trace all say it this way. */
 void cc_result_describe(const struct cc_result *r, char *buf, size_t len);
+
+/* A bounded, printable rendering of `n` bytes of a line for a log line or a message:
+ * printable ASCII and valid UTF-8 as they are, other bytes as \xNN (a backslash as \\),
+ * cut with "..." to fit `outlen` bytes with the NUL. */
+void cc_excerpt(char *out, size_t outlen, const char *s, size_t n);
 
 /* Convenience readers that tolerate missing keys: the string or NULL, the integer or 0. */
 const char *cc_json_str(const json_t *obj, const char *key);
@@ -82,7 +116,8 @@ char *cc_stdin_control_response(const char *request_id, const json_t *response,
 /* The answer this runner gives to a control request from the CLI (`m` is a
  * CC_MSG_CONTROL_REQUEST): permission questions are denied with a message naming the
  * permission mode setting (the session runs unattended), hook and MCP callbacks this runner
- * never registered get an error answer. Caller frees the line. */
+ * never registered get an error answer, and so does a stand-in for a request that could not
+ * be read (m->damage). Caller frees the line. */
 char *cc_stdin_answer_control(const struct cc_msg *m);
 
 #endif

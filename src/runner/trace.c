@@ -409,10 +409,11 @@ static void on_user(struct cc_trace *t, const struct cc_msg *m)
         if (!x)
             continue;
         json_t *c = json_object_get(b, "content");
-        char *text = json_is_string(c) ? strdup(json_string_value(c))
-                                       : json_dumps(c, JSON_COMPACT | JSON_ENCODE_ANY);
+        /* a string whole (it may hold U+0000), blocks as their JSON */
+        char *dumped = json_is_string(c) ? NULL : json_dumps(c, JSON_COMPACT | JSON_ENCODE_ANY);
+        const char *text = json_is_string(c) ? json_string_value(c) : dumped;
+        size_t n = json_is_string(c) ? json_string_length(c) : dumped ? strlen(dumped) : 0;
         if (text) {
-            size_t n = strlen(text);
             lf_obs_set_output_stringn(x->obs, text, n > MAX_TOOL_OUTPUT ? MAX_TOOL_OUTPUT : n);
             if (n > MAX_TOOL_OUTPUT)
                 lf_obs_set_metadata_int(x->obs, "output_bytes", (int64_t)n);
@@ -422,7 +423,7 @@ static void on_user(struct cc_trace *t, const struct cc_msg *m)
             /* the library masks inputs and outputs; a failed tool's text is also its status */
             lf_obs_set_status_message(x->obs, text && *text && !t->mask ? text : "the tool use failed");
         }
-        free(text);
+        free(dumped);
         if (x->agent) {
             x->end_ns = lf_now_ns(); /* ended with the turn, when its calls' cost is known */
         } else {
@@ -603,11 +604,16 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
     struct usage streamed;
     long long query_pico;
     cc_msg_result(m, &r);
+    if (m->damage[0]) { /* a stand-in: the turn's numbers are unknown; the next result's
+                           differences carry them */
+        r.total_cost_usd = t->prev_cost;
+        r.model_usage = t->prev_usage;
+    }
     ensure_query(t);
     account_turn(t, &r, &streamed, &query_pico);
     lf_obs *q = t->query;
     if (r.result)
-        lf_obs_set_output_string(q, r.result);
+        lf_obs_set_output_stringn(q, r.result, r.result_len);
     lf_obs_set_metadata_double(q, "cost_usd", r.total_cost_usd - t->prev_cost);
     lf_obs_set_metadata_int(q, "duration_ms", r.duration_ms);
     lf_obs_set_metadata_int(q, "duration_api_ms", r.duration_api_ms);
@@ -641,8 +647,10 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
     t->query = NULL;
     t->interrupted[0] = '\0';
     t->prev_cost = r.total_cost_usd;
-    json_decref(t->prev_usage);
-    t->prev_usage = r.model_usage ? json_deep_copy(r.model_usage) : NULL;
+    if (r.model_usage != t->prev_usage) {
+        json_decref(t->prev_usage);
+        t->prev_usage = r.model_usage ? json_deep_copy(r.model_usage) : NULL;
+    }
     json_array_clear(t->pending_input);
 }
 

@@ -1,7 +1,9 @@
 /* test_stream.c - Claude Code's stream-json, parsed and mapped to the message stream, on
- * real captured output (tests/fixtures/claude-code-2.1.328): what a user sees for every
- * kind of message, the envelope's shape, the stdin lines, and the answers to control
- * requests. */
+ * real captured output (tests/fixtures/claude-code-2.1.328 and its sibling -escapes): what a
+ * user sees for every kind of message, the envelope's shape, the stdin lines, and the answers
+ * to control requests. Decoding: every line JavaScript's JSON.parse reads is read, its text
+ * whole (lone surrogates, U+0000, big numbers, bytes that are not UTF-8), and a line that
+ * still cannot be read leaves no session waiting (a stand-in result or control request). */
 #include "cm.h"
 
 #include <regex.h>
@@ -100,7 +102,7 @@ static char *codes(const struct mapped *m)
     long long expect_seq = 1;
     for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
         json_error_t je;
-        json_t *env = json_loads(l, 0, &je);
+        json_t *env = json_loads(l, JSON_ALLOW_NUL, &je);
         assert_non_null(env);
         assert_int_equal(json_object_size(env), 4);
         assert_int_equal(json_integer_value(json_object_get(env, "seq")), expect_seq++);
@@ -133,7 +135,7 @@ static json_t *payload_at(const struct mapped *m, int n)
         assert_non_null(p);
         p++;
     }
-    json_t *env = json_loadb(p, strcspn(p, "\n"), 0, NULL);
+    json_t *env = json_loadb(p, strcspn(p, "\n"), JSON_ALLOW_NUL, NULL);
     assert_non_null(env);
     json_t *pl = json_incref(json_object_get(env, "payload"));
     json_decref(env);
@@ -401,6 +403,341 @@ static void test_control_requests_answered(void **state)
     assert_true(asked >= 4); /* hook callbacks and permission questions in both */
 }
 
+/* ---- decoding as JavaScript reads -------------------------------------------------------- */
+
+#define FFFD "\xEF\xBF\xBD"
+
+/* Decodes `line` (n bytes) and returns the value at key "v" (a new reference). */
+static json_t *decoded_v(const char *line, size_t n)
+{
+    struct cc_msg m;
+    char err[200];
+    int rc = cc_msg_parse(&m, line, n, err, sizeof err);
+    if (rc != 0)
+        fail_msg("not decoded (%s): %.*s", err, (int)n, line);
+    assert_string_equal(m.damage, "");
+    json_t *v = json_incref(json_object_get(m.root, "v"));
+    cc_msg_clear(&m);
+    assert_non_null(v);
+    return v;
+}
+
+/* The string at "v" of {"type":"x","v":"<body>"} is exactly the `want_len` bytes of want. */
+static void expect_text(const char *body, size_t body_len, const char *want, size_t want_len)
+{
+    char line[512];
+    int n = snprintf(line, sizeof line, "{\"type\":\"x\",\"v\":\"");
+    memcpy(line + n, body, body_len);
+    memcpy(line + n + body_len, "\"}", 2);
+    json_t *v = decoded_v(line, (size_t)n + body_len + 2);
+    assert_true(json_is_string(v));
+    if (json_string_length(v) != want_len || memcmp(json_string_value(v), want, want_len) != 0)
+        fail_msg("\"%.*s\" decoded as %zu bytes \"%.*s\", want %zu", (int)body_len, body,
+                 json_string_length(v), (int)json_string_length(v), json_string_value(v),
+                 want_len);
+    json_decref(v);
+}
+
+#define TEXT(body, want) expect_text(body, sizeof body - 1, want, sizeof want - 1)
+
+/* Every escape and byte that JavaScript's JSON.parse reads (node 20 agrees with each line
+ * here), and jansson alone refuses, is read: lone surrogates as U+FFFD, U+0000 kept. */
+static void test_strings_read_as_javascript_reads_them(void **state)
+{
+    (void)state;
+    TEXT("\\ud83d", FFFD);                           /* a lone high surrogate */
+    TEXT("\\uD83D", FFFD);                           /* ... in capitals */
+    TEXT("\\ude00", FFFD);                           /* a lone low surrogate */
+    TEXT("a\\ud83d", "a" FFFD);                      /* ... at the end */
+    TEXT("\\ud83dx", FFFD "x");                      /* ... before a character */
+    TEXT("\\ud83d\\u0041", FFFD "A");                /* ... before another escape */
+    TEXT("\\ud83d\\n", FFFD "\n");                   /* ... before a short escape */
+    TEXT("\\ud83d\\ud83d\\ude00", FFFD "\xF0\x9F\x98\x80"); /* a lone one, then a pair */
+    TEXT("\\ude00\\ud83d", FFFD FFFD);               /* a pair in the wrong order */
+    TEXT("\\ud83d\\ude00", "\xF0\x9F\x98\x80");       /* a proper pair stays one */
+    TEXT("x\\u0000y", "x\0y");                       /* U+0000 is a character */
+    TEXT("\\\\ud83d \\ud83d", "\\ud83d " FFFD);      /* an escaped backslash is no escape */
+    TEXT("\\\"\\ud83d\\\"", "\"" FFFD "\"");         /* nor is an escaped quote an end */
+    /* raw control characters: JSON.parse refuses them, but they cost nothing to keep */
+    TEXT("a\x01" "b\tc", "a\x01" "b\tc");
+    TEXT("a\0b", "a\0b");                            /* a raw NUL byte too */
+    /* bytes that are not UTF-8: one U+FFFD per maximal invalid subpart, as TextDecoder
+     * (and Claude Code reading a tool's output) replaces them */
+    TEXT("[\xff]", "[" FFFD "]");
+    TEXT("[\xed\xa0\xbd]", "[" FFFD FFFD FFFD "]");   /* an encoded surrogate (CESU-8) */
+    TEXT("[\xf0\x9f\x98]", "[" FFFD "]");             /* a cut sequence */
+    TEXT("[\xc3(]", "[" FFFD "(]");
+    TEXT("[\xc0\xaf]", "[" FFFD FFFD "]");            /* an overlong form */
+    TEXT("[\xf4\x90\x80\x80]", "[" FFFD FFFD FFFD FFFD "]"); /* above U+10FFFF */
+    TEXT("ok \xc3\xa9 \xf0\x9f\x98\x80 \\ud83d", "ok \xc3\xa9 \xf0\x9f\x98\x80 " FFFD);
+}
+
+/* Keys and numbers: jansson cannot hold U+0000 in a key (U+FFFD there), and JavaScript reads
+ * integers beyond 64 bits as numbers (JSON.stringify(1e20) writes one) and numbers beyond a
+ * double as Infinity (null when written again). */
+static void test_keys_and_numbers_read_as_javascript_reads_them(void **state)
+{
+    (void)state;
+    struct cc_msg m;
+    char err[200];
+    const char key[] = "{\"type\":\"x\",\"k\\u0000\":\"\\u0000\",\"w\":\"\\ud83d\"}";
+    assert_int_equal(cc_msg_parse(&m, key, sizeof key - 1, err, sizeof err), 0);
+    json_t *v = json_object_get(m.root, "k" FFFD);
+    assert_non_null(v);
+    assert_int_equal(json_string_length(v), 1); /* in a value, U+0000 stays */
+    cc_msg_clear(&m);
+
+    const char big[] = "{\"type\":\"x\",\"v\":[100000000000000000000,-99999999999999999999,"
+                       "9223372036854775807,-9223372036854775808,1e400,-1e400,1e-400,"
+                       "\"\\ud83d\"]}";
+    v = decoded_v(big, sizeof big - 1);
+    assert_true(json_is_real(json_array_get(v, 0)));
+    assert_true(json_real_value(json_array_get(v, 0)) == 1e20);
+    assert_true(json_real_value(json_array_get(v, 1)) == -1e20);
+    assert_true(json_is_integer(json_array_get(v, 2))); /* what fits stays an integer */
+    assert_true(json_integer_value(json_array_get(v, 2)) == INT64_MAX);
+    assert_true(json_integer_value(json_array_get(v, 3)) == INT64_MIN);
+    assert_true(json_is_null(json_array_get(v, 4)));
+    assert_true(json_is_null(json_array_get(v, 5)));
+    assert_true(json_is_real(json_array_get(v, 6)));
+    json_decref(v);
+}
+
+/* `before`, arrays nested deeper than jansson reads (2048 levels; JavaScript reads any
+ * depth), `after`; caller frees. */
+static char *deep_line(const char *before, const char *after, size_t *len)
+{
+    const int depth = 3000;
+    size_t n = strlen(before) + strlen(after) + 2 * (size_t)depth + 1;
+    char *s = malloc(n), *p = s;
+    p += sprintf(p, "%s", before);
+    memset(p, '[', depth);
+    p += depth;
+    memset(p, ']', depth);
+    p += depth;
+    p += sprintf(p, "%s", after);
+    *len = (size_t)(p - s);
+    return s;
+}
+
+/* The result line of the captured run, with its permission_denials nested too deep to
+ * decode: a result that cannot be read. Caller frees. */
+static char *unreadable_result(size_t *len)
+{
+    static const char key[] = "\"permission_denials\":";
+    char path[512], *line = NULL;
+    size_t cap = 0;
+    snprintf(path, sizeof path, "%s/../claude-code-2.1.328-escapes/batch_lone_surrogate_nul.stdout.jsonl",
+             FIXTURES);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (getline(&line, &cap, f) > 0 && !strstr(line, "\"type\":\"result\""))
+        ;
+    fclose(f);
+    char *at = strstr(line, "\"permission_denials\":[]");
+    assert_non_null(at);
+    at[sizeof key - 1] = '\0'; /* the line up to the key, [] replaced by 3000 levels */
+    char *out = deep_line(line, at + sizeof key - 1 + 2, len);
+    free(line);
+    return out;
+}
+
+/* A line that cannot be decoded even so is reported (printably, whatever bytes it holds),
+ * and when it is a result it ends the turn as failed, saying why, in the stream too; a
+ * control request gets an error answer. No such line can leave a session waiting. */
+static void test_unreadable_lines(void **state)
+{
+    (void)state;
+    struct cc_msg m;
+    char err[200];
+    size_t len;
+    assert_int_equal(cc_msg_parse(&m, "not json \xff\x01", 11, err, sizeof err), -1);
+    assert_non_null(strstr(err, "column 3: '[' or '{' expected"));
+    for (const char *p = err; *p; p++) /* printable: "near" quotes the line */
+        assert_true(*p >= 0x20 && *p < 0x7f);
+    assert_null(m.root);
+
+    char *deep = deep_line("{\"type\":\"assistant\",\"x\":", "}", &len);
+    assert_int_equal(cc_msg_parse(&m, deep, len, err, sizeof err), -1);
+    assert_non_null(strstr(err, "maximum parsing depth"));
+    free(deep);
+
+    /* a result */
+    deep = unreadable_result(&len);
+    assert_int_equal(cc_msg_parse(&m, deep, len, err, sizeof err), 1);
+    assert_int_equal(m.kind, CC_MSG_RESULT);
+    assert_non_null(strstr(m.damage, "Claude Code's result line could not be read: column"));
+    struct cc_result r;
+    cc_msg_result(&m, &r);
+    assert_true(r.is_error);
+    assert_null(r.subtype);
+    char why[300];
+    cc_result_describe(&r, why, sizeof why);
+    assert_string_equal(why, m.damage);
+    /* in the stream: the error, then a failed result */
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *f = open_memstream(&buf, &blen);
+    struct cc_out o;
+    cc_out_init(&o, f, CC_OUTPUT_JSONL);
+    assert_int_equal(cc_out_claude(&o, &m), 2);
+    fclose(f);
+    assert_non_null(strstr(buf, "\"content\":\"Error: Claude Code's result line could not be read"));
+    assert_non_null(strstr(buf, "\"type\":\"result\""));
+    assert_non_null(strstr(buf, "\"is_error\":true"));
+    free(buf);
+    cc_msg_clear(&m);
+    free(deep);
+
+    /* a control request: answered with an error, under its id */
+    deep = deep_line("{\"type\":\"control_request\",\"request_id\":\"req-7\",\"request\":"
+                     "{\"subtype\":\"can_use_tool\",\"input\":",
+                     "}}", &len);
+    assert_int_equal(cc_msg_parse(&m, deep, len, err, sizeof err), 1);
+    assert_int_equal(m.kind, CC_MSG_CONTROL_REQUEST);
+    char *answer = cc_stdin_answer_control(&m);
+    json_t *a = json_loads(answer, 0, NULL);
+    json_t *resp = json_object_get(a, "response");
+    assert_string_equal(cc_json_str(resp, "subtype"), "error");
+    assert_string_equal(cc_json_str(resp, "request_id"), "req-7");
+    assert_non_null(strstr(cc_json_str(resp, "error"), "control request could not be read"));
+    json_decref(a);
+    free(answer);
+    cc_msg_clear(&m);
+    free(deep);
+}
+
+/* An over-long line is known by what lines.h keeps of it: its first bytes show "type" on
+ * every line but a result, which writes it after its text, near its end. */
+static void test_standin_from_head_and_tail(void **state)
+{
+    (void)state;
+    struct cc_msg m;
+    size_t len;
+    char *line = unreadable_result(&len);
+    size_t tail_len = len < 8192 ? len : 8192;
+    const char *tail = line + len - tail_len;
+    assert_null(memmem(line, 512, "\"type\"", 6)); /* only the tail shows it */
+    assert_int_equal(cc_msg_standin(&m, line, 512, tail, tail_len, "its 9 bytes are over"), 1);
+    assert_int_equal(m.kind, CC_MSG_RESULT);
+    assert_string_equal(m.damage, "Claude Code's result line could not be read: its 9 bytes are over");
+    cc_msg_clear(&m);
+    /* the tail alone is not enough: a line must start as an object */
+    assert_int_equal(cc_msg_standin(&m, "xx", 2, tail, tail_len, "why"), 0);
+    assert_null(m.root);
+    free(line);
+
+    /* an assistant line whose tool input holds "type":"result" is not a result */
+    const char *a = "{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"tool_use\","
+                    "\"input\":{\"type\":\"result\"}}]}}";
+    assert_int_equal(cc_msg_standin(&m, a, 40, a, strlen(a), "why"), 0);
+    /* nor is a line whose nested "type" comes first */
+    const char *n = "{\"x\":{\"type\":\"result\"},\"type\":\"user\"}";
+    assert_int_equal(cc_msg_standin(&m, n, strlen(n), n, strlen(n), "why"), 0);
+    /* a control request, by its first bytes */
+    const char *c = "{\"type\":\"control_request\",\"request_id\":\"r-1\",\"request\":{\"subtype\":";
+    assert_int_equal(cc_msg_standin(&m, c, strlen(c), c, strlen(c), "why"), 1);
+    assert_int_equal(m.kind, CC_MSG_CONTROL_REQUEST);
+    assert_string_equal(cc_json_str(m.root, "request_id"), "r-1");
+    cc_msg_clear(&m);
+    /* ... and without its id there is nothing to answer */
+    const char *noid = "{\"type\":\"control_request\",\"request\":{\"subtype\":";
+    assert_int_equal(cc_msg_standin(&m, noid, strlen(noid), noid, strlen(noid), "why"), 0);
+    /* why is cut to fit, never inside a UTF-8 sequence (jansson would refuse the text) */
+    for (int shift = 0; shift < 4; shift++) {
+        char why[700] = "";
+        memset(why, 'x', (size_t)shift);
+        for (int i = 0; i < 100; i++)
+            strcat(why, "\xF0\x9F\x98\x80\xc3\xa9");
+        const char *r = "{\"type\":\"result\"";
+        assert_int_equal(cc_msg_standin(&m, r, strlen(r), r, strlen(r), why), 1);
+        assert_true(strlen(m.damage) > 240);
+        assert_string_equal(cc_json_str(m.root, "result"), m.damage);
+        cc_msg_clear(&m);
+    }
+}
+
+/* The captured run whose text holds lone surrogates and U+0000, and whose tool printed a NUL
+ * and bytes that are not UTF-8: every line decoded, every text whole in the envelopes (the
+ * NUL relayed as \u0000), and whole in what the trace is given (the cc_msg; the result's
+ * text with its length). */
+static void test_captured_text_is_whole(void **state)
+{
+    (void)state;
+    static const char first[] = "first: lone high [" FFFD "] nul [\0] lone low [" FFFD
+                                "] pair [\xF0\x9F\x98\x80] end";
+    static const char final[] = "final: lone high [" FFFD "] nul [\0] lone low [" FFFD
+                                "] pair [\xF0\x9F\x98\x80] end";
+    static const char tool[] = "a\0b [" FFFD FFFD FFFD "] c [" FFFD "]";
+    const char *name = "../claude-code-2.1.328-escapes/batch_lone_surrogate_nul.stdout.jsonl";
+    struct mapped mp;
+    map_fixture(name, CC_OUTPUT_JSONL, &mp);
+    assert_string_equal(codes(&mp), "sys text tool_use tool_result text result");
+    assert_int_equal(mp.lines_in, 28);
+    struct {
+        int at;
+        const char *want;
+        size_t len;
+    } texts[] = {{2, first, sizeof first - 1}, {4, tool, sizeof tool - 1}, {5, final, sizeof final - 1}};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *p = payload_at(&mp, texts[i].at);
+        json_t *content = json_object_get(p, "content");
+        assert_int_equal(json_string_length(content), texts[i].len);
+        assert_memory_equal(json_string_value(content), texts[i].want, texts[i].len);
+        json_decref(p);
+    }
+    /* on the wire: valid UTF-8, the NUL escaped */
+    assert_non_null(strstr(mp.buf, "\"content\":\"final: lone high [" FFFD "] nul [\\u0000] lone low"));
+    assert_non_null(strstr(mp.buf, "\"content\":\"a\\u0000b [" FFFD FFFD FFFD "] c [" FFFD "]\""));
+    mapped_free(&mp);
+
+    /* the text transcript prints the text whole */
+    map_fixture(name, CC_OUTPUT_TEXT, &mp);
+    assert_non_null(memmem(mp.buf, mp.len, final, sizeof final - 1));
+    assert_non_null(memmem(mp.buf, mp.len, tool, sizeof tool - 1));
+    mapped_free(&mp);
+
+    /* what the trace is given: the decoded result, its text whole */
+    char path[512], *line = NULL, err[200];
+    size_t cap = 0;
+    snprintf(path, sizeof path, "%s/%s", FIXTURES, name);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int results = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        struct cc_msg m;
+        assert_int_equal(cc_msg_parse(&m, line, (size_t)n, err, sizeof err), 0);
+        if (m.kind == CC_MSG_RESULT) {
+            struct cc_result r;
+            cc_msg_result(&m, &r);
+            assert_false(r.is_error);
+            assert_int_equal(r.result_len, sizeof final - 1);
+            assert_memory_equal(r.result, final, sizeof final - 1);
+            results++;
+        }
+        cc_msg_clear(&m);
+    }
+    assert_int_equal(results, 1);
+    free(line);
+    fclose(f);
+}
+
+/* cc_excerpt: bounded, printable, UTF-8 kept whole. */
+static void test_excerpt(void **state)
+{
+    (void)state;
+    char out[16];
+    cc_excerpt(out, sizeof out, "ab\0c\\\xff\xc3\xa9", 8); /* 15 bytes: it fits */
+    assert_string_equal(out, "ab\\x00c\\\\\\xff\xc3\xa9");
+    cc_excerpt(out, sizeof out, "0123456789abcdefghij", 20);
+    assert_string_equal(out, "0123456789ab...");
+    cc_excerpt(out, sizeof out, "0123456789abcde", 15);
+    assert_string_equal(out, "0123456789abcde");
+    cc_excerpt(out, 8, "\x01\x02\x03", 3);
+    assert_string_equal(out, "\\x01...");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +751,12 @@ int main(void)
         cmocka_unit_test(test_parse_errors_and_kinds),
         cmocka_unit_test(test_stdin_lines),
         cmocka_unit_test(test_control_requests_answered),
+        cmocka_unit_test(test_strings_read_as_javascript_reads_them),
+        cmocka_unit_test(test_keys_and_numbers_read_as_javascript_reads_them),
+        cmocka_unit_test(test_unreadable_lines),
+        cmocka_unit_test(test_standin_from_head_and_tail),
+        cmocka_unit_test(test_captured_text_is_whole),
+        cmocka_unit_test(test_excerpt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
