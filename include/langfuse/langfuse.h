@@ -169,6 +169,14 @@ struct lf_config {
     int debug;                 /* log LF_LOG_DEBUG messages too; default 0 */
     lf_log_fn log;             /* NULL: "langfuse: ..." lines on stderr */
     void *log_ud;
+
+    /* A trace whose root is still open is journaled in spool_dir (a small file kept up to
+     * date within flush_interval_ms of each change, claimed by this process). If the
+     * process dies without ending the root (SIGKILL, the OOM killer, a crash), the next
+     * client with that spool completes the trace: its root goes out at level ERROR with
+     * this status message, ending at the last end time known. Default "the program ended
+     * without ending this trace". */
+    const char *orphan_message;
 };
 
 /* Fills `cfg` with the defaults above. A macro, so that the size of the caller's struct is

@@ -142,6 +142,7 @@ static void conf_free(struct lf__conf *k)
     free(k->release);
     free(k->service_name);
     free(k->spool_dir);
+    free(k->orphan_message);
 }
 
 static int conf_copy(struct lf__conf *k, const struct lf_config *cfg)
@@ -154,6 +155,10 @@ static int conf_copy(struct lf__conf *k, const struct lf_config *cfg)
     k->release = dup_or_null(cfg->release, &oom);
     k->service_name = dup_or_null(cfg->service_name ? cfg->service_name : "liblangfuse", &oom);
     k->spool_dir = dup_or_null(cfg->spool_dir && *cfg->spool_dir ? cfg->spool_dir : NULL, &oom);
+    k->orphan_message = dup_or_null(cfg->orphan_message ? cfg->orphan_message
+                                                        : "the program ended without ending "
+                                                          "this trace",
+                                    &oom);
     if (cfg->host) {
         /* Accept a trailing slash: "http://h:3000/" and "http://h:3000" mean one server. */
         size_t n = strlen(cfg->host);

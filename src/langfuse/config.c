@@ -50,6 +50,7 @@ void lf__config_defaults(struct lf_config *cfg)
     cfg->gzip = 1;
     cfg->spool_max_bytes = 64u << 20;
     cfg->spool_replay = 1;
+    cfg->orphan_message = "the program ended without ending this trace";
 }
 
 static const char *env(const char *name)

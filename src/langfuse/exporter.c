@@ -39,6 +39,7 @@
 #include "body.h"
 #include "encode.h"
 #include "http.h"
+#include "journal.h"
 #include "spill.h"
 #include "spool.h"
 
@@ -57,8 +58,9 @@ struct lf__batch {
     uint64_t qseq_min;   /* flush accounting; UINT64_MAX for spool files */
     int attempts;
     int64_t next_try;    /* CLOCK_MONOTONIC ns */
-    char *spool_path;    /* replayed from this file (owned); deleted once delivered */
-    int spool_fd;
+    char *spool_path;    /* on disk as this file (owned); deleted once delivered or refused */
+    int spool_fd;        /* its claim while held, else 0 */
+    int ahead;           /* the file is this run's write-ahead copy, not an earlier run's */
 };
 
 struct lf__exp {
@@ -77,6 +79,7 @@ struct lf__exp {
     struct lf_obs *bl_head, *bl_tail;
     size_t bl_bytes;
     struct lf_obs *done_recs; /* finished records, returned to the pool in one go */
+    struct lf__trace *open;   /* traces whose root is open, with their journals */
 };
 
 /* Collects a finished record for the pool (see lf_client.pool). */
@@ -316,12 +319,57 @@ void lf__exporter_service(void *arg)
 
 /* ---- spooling ------------------------------------------------------------------------- */
 
+/*
+ * Write-ahead: from the moment a batch is made until it is delivered or refused, it is also
+ * a file in the spool, claimed by this process. A process killed mid-flight (SIGKILL, the
+ * OOM killer) thus leaves everything it had encoded for the next run, which is within a
+ * flush interval of when it was recorded. The copy is not fsynced (it is there for a killed
+ * process, and the page cache outlives one); one that is to stay is made durable when its
+ * batch is given up. Costs a file create, rename and unlink per request.
+ */
+static void write_ahead(struct lf_client *c, struct lf__batch *b)
+{
+    struct lf__exp *x = c->exp;
+    struct lf__spool_held held;
+    char err[256];
+    uint64_t evicted = 0;
+    if (!c->conf.spool_dir || b->spool_path || !b->body)
+        return;
+    if (lf__spool_write(&x->spool, b->endpoint, b->body, b->len, b->gz, b->nrec, &evicted,
+                        &held, err, sizeof(err))) {
+        lf__log(c, LF_LOG_DEBUG, "no write-ahead copy of %u observations: %s", b->nrec, err);
+        return;
+    }
+    if (evicted) {
+        count(&c->n.spool_dropped, evicted);
+        lf__log(c, LF_LOG_WARN, "spool full (%zu bytes): dropped the %llu oldest observations",
+                c->conf.spool_max_bytes, (unsigned long long)evicted);
+    }
+    b->spool_path = lf__strdup(held.path);
+    if (!b->spool_path) {
+        lf__spool_done(held.path, held.fd);
+        return;
+    }
+    b->spool_fd = held.fd;
+    b->ahead = 1;
+}
+
 /* Moves a batch to the spool (or counts it lost without one) and frees it. */
 static void spool_batch(struct lf_client *c, struct lf__batch *b, const char *why)
 {
     struct lf__exp *x = c->exp;
+    if (b->ahead) {
+        /* Already in the spool: made durable, and left for a later run. */
+        lf__spool_sync(c->conf.spool_dir, b->spool_fd);
+        count(&c->n.spooled, b->nrec);
+        x->spooled_this_run = 1;
+        lf__log(c, LF_LOG_DEBUG, "%s; %u observations stay spooled in %s", why, b->nrec,
+                b->spool_path);
+        batch_free(b);
+        return;
+    }
     if (b->spool_path) {
-        /* It is a spool file already: leave it for a later run. */
+        /* An earlier run's spool file: leave it for a later run. */
         batch_free(b);
         return;
     }
@@ -336,8 +384,8 @@ static void spool_batch(struct lf_client *c, struct lf__batch *b, const char *wh
     }
     char err[256];
     uint64_t evicted = 0;
-    if (lf__spool_write(&x->spool, b->endpoint, b->body, b->len, b->gz, b->nrec, &evicted, err,
-                        sizeof(err))) {
+    if (lf__spool_write(&x->spool, b->endpoint, b->body, b->len, b->gz, b->nrec, &evicted, NULL,
+                        err, sizeof(err))) {
         count(&c->n.spool_dropped, b->nrec);
         lf__log(c, LF_LOG_WARN, "%s; spooling %u observations failed, they are lost: %s", why,
                 b->nrec, err);
@@ -360,7 +408,13 @@ static void queue_spool_files(struct lf_client *c)
     struct lf__exp *x = c->exp;
     struct lf__spool_entry *v;
     size_t n;
-    if (!c->conf.spool_dir || lf__spool_list(c->conf.spool_dir, &v, &n))
+    if (!c->conf.spool_dir)
+        return;
+    int adopted = lf__spool_adopt_journals(c->conf.spool_dir);
+    if (adopted)
+        lf__log(c, LF_LOG_INFO, "%d traces of a process that died with their roots open are "
+                                "completed from its journal", adopted);
+    if (lf__spool_list(c->conf.spool_dir, &v, &n))
         return;
     for (size_t i = 0; i < n; i++) {
         int dup = 0;
@@ -430,6 +484,7 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
         b->body = body.data;
         b->len = body.len;
         b->gz = body.gz;
+        write_ahead(c, b);
         append(x, b);
     }
     lf__redactor_free(red);
@@ -541,6 +596,9 @@ static int handle_too_large(struct lf_client *c, struct lf__batch *b)
         batch_free(nb);
         return -1;
     }
+    write_ahead(c, na);
+    if (nb)
+        write_ahead(c, nb);
     /* Put the parts where b was, in order. */
     unlink_head(x);
     if (nb) {
@@ -634,16 +692,18 @@ static uint32_t handle_multi_status(struct lf_client *c, struct lf__batch *b, co
                      "the server refuses the legacy ingestion API (it is a Langfuse v4 server; "
                      "LANGFUSE_TRANSPORT=ingestion is for v3 and older): set "
                      "LANGFUSE_TRANSPORT=otlp. What it refused is spooled, not re-sent here");
-        struct lf__batch *keep = b->spool_path ? NULL : batch_of_events(c, b, refused, nrefused);
+        struct lf__batch *keep =
+            b->spool_path && !b->ahead ? NULL : batch_of_events(c, b, refused, nrefused);
         if (keep) {
+            write_ahead(c, keep);
             /* Not for this run's replay: this server would refuse it again. */
             int replay = c->exp->spooled_this_run;
             spool_batch(c, keep, "refused by a v4 server");
             c->exp->spooled_this_run = replay;
         }
     }
-    if (nretry)
-        *retry = batch_of_events(c, b, ids, nretry);
+    if (nretry && (*retry = batch_of_events(c, b, ids, nretry)))
+        write_ahead(c, *retry);
     free(ids);
     free(refused);
     json_decref(root);
@@ -717,7 +777,7 @@ static enum outcome send_head(struct lf_client *c, int stopping)
         uint32_t ok = b->nrec > rejected + later ? b->nrec - rejected - later : 0;
         count(&c->n.rejected, rejected);
         count(&c->n.delivered, ok);
-        if (b->spool_path)
+        if (b->spool_path && !b->ahead)
             count(&c->n.replayed, ok);
         x->last_no_answer = 0;
         retire_head(c, b);
@@ -810,7 +870,9 @@ static void abandon_rest(struct lf_client *c)
     while (x->head) {
         struct lf__batch *b = x->head;
         unlink_head(x);
-        if (!b->spool_path)
+        if (b->ahead) /* its write-ahead copy stays for the next run */
+            count(&c->n.spooled, b->nrec);
+        else if (!b->spool_path)
             n += b->nrec;
         batch_free(b);
     }
@@ -942,13 +1004,13 @@ static int work_ready(struct lf_client *c, int64_t now)
         return 1;
     if ((x->spill.nrec || x->bl_head) && (!x->head || x->blocked))
         return 1; /* a backlog: encode it as soon as the line is free */
-    return c->replay_asked || atomic_load(&c->spill_wanted);
+    return c->replay_ticket != c->replay_taken || atomic_load(&c->spill_wanted);
 }
 
 static int spool_batches_pending(const struct lf__exp *x)
 {
     for (const struct lf__batch *b = x->head; b; b = b->next)
-        if (b->spool_path)
+        if (b->spool_path && !b->ahead)
             return 1;
     return 0;
 }
@@ -987,8 +1049,8 @@ void *lf__exporter_main(void *arg)
         int late = stopping && lf__mono_ns() >= deadline;
         uint64_t lost = 0;
         struct lf_obs *list = late ? NULL : take(c, &lost);
-        int replay = c->replay_asked;
-        c->replay_asked = 0;
+        int replay = c->replay_ticket != c->replay_taken;
+        c->replay_taken = c->replay_ticket;
         pthread_mutex_unlock(&c->mu);
 
         if (lost) {
@@ -1001,10 +1063,14 @@ void *lf__exporter_main(void *arg)
         }
         if (late)
             abandon_rest(c);
+        if (c->conf.spool_dir)
+            lf__journal_note_roots(c, &x->open, list);
         if (list) {
             x->last_take = now;
             encode_records(c, list);
         }
+        if (c->conf.spool_dir)
+            lf__journal_update(c, &x->open); /* after the roots' write-ahead copies */
         if (replay && !x->blocked)
             queue_spool_files(c);
         bound_pending(c);
@@ -1013,11 +1079,14 @@ void *lf__exporter_main(void *arg)
         pthread_mutex_lock(&c->mu);
         c->done_below = finished_below(c);
         if (!spool_batches_pending(x))
-            c->replay_gen++;
+            c->replay_done = c->replay_taken;
         pthread_cond_broadcast(&c->done);
         if (stopping && !c->head && !x->head && !x->spill.nrec && !x->bl_head)
             break;
     }
+    pthread_mutex_unlock(&c->mu);
+    lf__journal_close(c, &x->open);
+    pthread_mutex_lock(&c->mu);
     c->stopped = 1;
     atomic_store(&c->abort_at_ns, 0);
     pthread_cond_broadcast(&c->done);
@@ -1030,11 +1099,9 @@ int lf__exporter_request_replay(struct lf_client *c, int64_t deadline_ns)
     if (!c->conf.spool_dir)
         return LF_OK;
     pthread_mutex_lock(&c->mu);
-    uint64_t gen = c->replay_gen;
-    c->replay_asked = 1;
+    uint64_t ticket = ++c->replay_ticket;
     pthread_cond_signal(&c->wake);
-    /* Two generations: the first may have been counted before our files were queued. */
-    while (c->replay_gen < gen + 2 && !c->stopped && lf__mono_ns() < deadline_ns)
+    while (c->replay_done < ticket && !c->stopped && lf__mono_ns() < deadline_ns)
         lf__cond_wait_until(&c->done, &c->mu, deadline_ns);
     pthread_mutex_unlock(&c->mu);
     struct lf__spool_entry *v;

@@ -24,6 +24,7 @@ struct lf__http;
 
 struct lf__conf {
     char *public_key, *secret_key, *host, *environment, *release, *service_name, *spool_dir;
+    char *orphan_message;
     enum lf_transport transport;
     uint64_t sample_bound; /* trace ids whose low 64 bits are below this are sampled */
     int sample_all;
@@ -61,6 +62,7 @@ struct lf_client {
     pthread_cond_t done;     /* flushers: done_below advanced or the exporter stopped */
     struct lf_obs *head, *tail;
     size_t qcount, qbytes;
+    struct lf__trace *new_traces; /* started since the exporter's last cycle (journal.c) */
     uint64_t enq_seq;        /* sequence number of the next enqueued record */
     uint64_t done_below;     /* every record with qseq below this is finished */
     int flushing;            /* number of threads in flush */
@@ -77,8 +79,10 @@ struct lf_client {
     size_t spill_at;         /* queue + held bytes that make the exporter spill; 0: never */
     int spill_signaled;      /* the exporter was told about the current crossing */
     atomic_int spill_wanted; /* read by the exporter wherever it waits or works */
-    int replay_asked;        /* lf_client_replay_spool() wants the spool sent */
-    uint64_t replay_gen;     /* bumped by the exporter when no spool file is pending */
+    /* lf_client_replay_spool() takes a ticket; the exporter queues the spool's files for the
+     * tickets asked so far (replay_taken) and, once none of them is pending, says they are
+     * served (replay_done). */
+    uint64_t replay_ticket, replay_taken, replay_done;
     struct lf__exp *exp;     /* the exporter's own state, touched only by its thread */
 
     atomic_llong abort_at_ns; /* in-flight HTTP gives up at this time; 0: no limit */

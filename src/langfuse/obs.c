@@ -12,6 +12,7 @@
 
 #include "alloc.h"
 #include "internal.h"
+#include "journal.h"
 #include "json.h"
 #include "trace.h"
 
@@ -120,6 +121,8 @@ lf_obs *lf_trace_start(lf_client *c, const char *name, const char *trace_id)
         put_str(o, LF__F_NAME, LF__V_STR, NULL, name);
         put_trace_str(o, LF__T_NAME, LF__V_STR, NULL, name);
     }
+    lf__trace_set_root(o->trace, o->trace_id, o->span_id, o->start_ns);
+    lf__journal_open(c, o->trace);
     return o;
 }
 
@@ -143,7 +146,7 @@ void lf_obs_end_at(lf_obs *o, int64_t end_ns)
         return;
     o->end_ns = end_ns < o->start_ns ? o->start_ns : end_ns;
     o->flags |= LF__REC_ENDED;
-    if (o->trace && lf__trace_copy_to(o->trace, o))
+    if (o->trace && lf__trace_copy_to(o->trace, o, NULL))
         atomic_fetch_add(&o->client->n.dropped_nomem, 1);
     lf__trace_unref(o->trace);
     o->trace = NULL;
@@ -186,8 +189,14 @@ void lf_obs_set_name(lf_obs *o, const char *name)
 
 void lf_obs_set_start_time(lf_obs *o, int64_t start_ns)
 {
-    if (o && start_ns > 0)
-        o->start_ns = start_ns;
+    if (!o || start_ns <= 0)
+        return;
+    o->start_ns = start_ns;
+    if ((o->flags & LF__REC_ROOT) && o->trace) {
+        pthread_mutex_lock(&o->trace->mu); /* what the journal says of the root */
+        o->trace->start_ns = start_ns;
+        pthread_mutex_unlock(&o->trace->mu);
+    }
 }
 
 void lf_obs_set_input_json(lf_obs *o, const char *json)

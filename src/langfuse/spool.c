@@ -160,6 +160,15 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* A spool file's name for a body written now (see spool.h). */
+static void spool_name(char *out, size_t n, int endpoint, int gz, uint32_t nrec)
+{
+    static unsigned seq;
+    unsigned s = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
+    snprintf(out, n, "lf-%020lld-%u-%u-r%u.%s.json%s", (long long)lf_now_ns(), (unsigned)getpid(),
+             s, nrec, endpoint == LF_TRANSPORT_OTLP ? "otlp" : "ingestion", gz ? ".gz" : "");
+}
+
 void lf__spool_init(struct lf__spool *sp, const char *dir, size_t max_bytes)
 {
     memset(sp, 0, sizeof(*sp));
@@ -195,10 +204,21 @@ static void make_room(struct lf__spool *sp, size_t len, uint64_t *evicted)
     sp->listed = 1;
 }
 
-int lf__spool_write(struct lf__spool *sp, int endpoint, const char *body, size_t len, int gz,
-                    uint32_t nrec, uint64_t *evicted, char *err, size_t errlen)
+void lf__spool_sync(const char *dir, int fd)
 {
-    static unsigned seq;
+    if (fd >= 0)
+        fsync(fd);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd); /* the rename itself must survive a crash */
+        close(dfd);
+    }
+}
+
+int lf__spool_write(struct lf__spool *sp, int endpoint, const char *body, size_t len, int gz,
+                    uint32_t nrec, uint64_t *evicted, struct lf__spool_held *held, char *err,
+                    size_t errlen)
+{
     const char *dir = sp->dir;
     char name[128], tmp[4096], path[4096];
     if (len > sp->max_bytes) {
@@ -214,10 +234,7 @@ int lf__spool_write(struct lf__spool *sp, int endpoint, const char *body, size_t
     }
     if (!sp->listed || sp->bytes + len > sp->max_bytes)
         make_room(sp, len, evicted);
-    unsigned s = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
-    snprintf(name, sizeof(name), "lf-%020lld-%u-%u-r%u.%s.json%s", (long long)lf_now_ns(),
-             (unsigned)getpid(), s, nrec, endpoint == LF_TRANSPORT_OTLP ? "otlp" : "ingestion",
-             gz ? ".gz" : "");
+    spool_name(name, sizeof(name), endpoint, gz, nrec);
     snprintf(tmp, sizeof(tmp), "%s/.tmp-%s", dir, name);
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -230,25 +247,107 @@ int lf__spool_write(struct lf__spool *sp, int endpoint, const char *body, size_t
         snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
         return -1;
     }
-    if (write_all(fd, body, len) || fsync(fd)) {
+    /* A held file is locked before it has its name: a process listing the spool never
+     * sees it unclaimed. */
+    if ((held && flock(fd, LOCK_EX | LOCK_NB)) || write_all(fd, body, len) ||
+        (!held && fsync(fd))) {
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
         return -1;
     }
-    close(fd);
     if (rename(tmp, path)) {
         snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+        close(fd);
         unlink(tmp);
         return -1;
     }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd); /* the rename itself must survive a crash */
-        close(dfd);
-    }
     sp->bytes += len;
+    if (held) {
+        snprintf(held->path, sizeof(held->path), "%s", path);
+        held->fd = fd;
+        return 0;
+    }
+    close(fd);
+    lf__spool_sync(dir, -1);
     return 0;
+}
+
+int lf__spool_journal_write(const char *dir, const char *id, int endpoint, int gz,
+                            const char *body, size_t len, int *fd, char **path)
+{
+    char name[160], tmp[4096], final[4096];
+    snprintf(name, sizeof(name), "lf-open-%.64s.%s.json%s", id,
+             endpoint == LF_TRANSPORT_OTLP ? "otlp" : "ingestion", gz ? ".gz" : "");
+    if (lf__mkdir_p(dir))
+        return -1;
+    snprintf(tmp, sizeof(tmp), "%s/.tmp-%s", dir, name);
+    snprintf(final, sizeof(final), "%s/%s", dir, name);
+    int nfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (nfd < 0)
+        return -1;
+    if (flock(nfd, LOCK_EX | LOCK_NB) || write_all(nfd, body, len) || rename(tmp, final)) {
+        close(nfd);
+        unlink(tmp);
+        return -1;
+    }
+    if (*path && strcmp(*path, final) != 0)
+        unlink(*path); /* the same journal under another name (compression changed) */
+    if (*fd >= 0)
+        close(*fd); /* the replaced version's claim; that inode is gone from the directory */
+    *fd = nfd;
+    if (!*path || strcmp(*path, final) != 0) {
+        free(*path);
+        *path = lf__strdup(final);
+    }
+    return 0;
+}
+
+void lf__spool_journal_remove(int *fd, char **path)
+{
+    if (*path)
+        unlink(*path);
+    lf__spool_journal_release(fd, path);
+}
+
+void lf__spool_journal_release(int *fd, char **path)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+    free(*path);
+    *path = NULL;
+}
+
+int lf__spool_adopt_journals(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int adopted = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char kind[16], path[4096], name[128], to[4096];
+        const char *ext;
+        if (strncmp(de->d_name, "lf-open-", 8) != 0 || !(ext = strchr(de->d_name + 8, '.')) ||
+            sscanf(ext, ".%15[a-z]", kind) != 1)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        int fd = lf__spool_claim(path); /* fails while its owner lives */
+        if (fd < 0)
+            continue;
+        int endpoint = strcmp(kind, "ingestion") == 0 ? LF_TRANSPORT_INGESTION : LF_TRANSPORT_OTLP;
+        int gz = strstr(ext, ".gz") != NULL;
+        spool_name(name, sizeof(name), endpoint, gz, 1);
+        snprintf(to, sizeof(to), "%s/%s", dir, name);
+        if (rename(path, to) == 0) {
+            lf__spool_sync(dir, fd); /* an orphan's last word: keep it */
+            adopted++;
+        }
+        close(fd);
+    }
+    closedir(d);
+    return adopted;
 }
 
 int lf__spool_claim(const char *path)

@@ -39,13 +39,28 @@ struct lf__spool {
 
 void lf__spool_init(struct lf__spool *sp, const char *dir, size_t max_bytes);
 
+/* A spool file this process holds claimed (locked) while it sends what the file holds. */
+struct lf__spool_held {
+    char path[4096];
+    int fd;
+};
+
 /*
  * Writes `body` as a new spool file, first evicting the oldest files while the spool
  * would pass its cap (their records are added to *evicted). Creates the directory (mode
  * 0700) on first use. Returns 0, or -1 with errno-based text in `err`.
+ *
+ * Without `held` the file is written durably (fsync of the file and of the directory) and
+ * left for whoever sends it. With `held` it is a write-ahead copy of a request about to be
+ * sent: it is claimed before it appears under its name, so no other process sends it, and
+ * not fsynced, since it is there for a process that is killed (the page cache outlives
+ * it); lf__spool_sync() makes it durable if it is to stay.
  */
 int lf__spool_write(struct lf__spool *sp, int endpoint, const char *body, size_t len, int gz,
-                    uint32_t nrec, uint64_t *evicted, char *err, size_t errlen);
+                    uint32_t nrec, uint64_t *evicted, struct lf__spool_held *held, char *err,
+                    size_t errlen);
+/* Makes a held file durable: fsync of it and of the spool's directory. */
+void lf__spool_sync(const char *dir, int fd);
 
 /* Lists the spool's files, oldest first. Caller frees with lf__spool_entries_free(). A
  * missing directory is an empty spool. Leftover temporary files of crashed writers older
@@ -62,6 +77,24 @@ int lf__spool_read(int fd, size_t max, char **data, size_t *len);
 void lf__spool_done(const char *path, int fd);
 /* Releases a claim, keeping the file. */
 void lf__spool_release(int fd);
+
+/*
+ * Journal files (journal.c): lf-open-<id>.<otlp|ingestion>.json[.gz], one request body
+ * each, claimed by the process that keeps it. Not spool files until adopted.
+ *
+ * lf__spool_journal_write() writes one atomically over its previous version (temporary
+ * file, claim, rename; not fsynced: it is there for a killed process). *fd holds the claim
+ * (a previous one is released once replaced) and *path (owned) the name. 0 or -1.
+ */
+int lf__spool_journal_write(const char *dir, const char *id, int endpoint, int gz,
+                            const char *body, size_t len, int *fd, char **path);
+/* Removes a journal file and releases its claim (*fd = -1, *path freed). */
+void lf__spool_journal_remove(int *fd, char **path);
+/* Releases the claim and keeps the file (*fd = -1, *path freed). */
+void lf__spool_journal_release(int *fd, char **path);
+/* Adopts every journal file that no process holds (its owner died) as a spool file, to be
+ * sent like any other. Returns how many. */
+int lf__spool_adopt_journals(const char *dir);
 
 /* Creates `dir` and its missing parents, mode 0700 (the spool and the spill file hold
  * traced data). Existing directories are fine. 0, or -1 with errno set. */

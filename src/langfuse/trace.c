@@ -4,21 +4,11 @@
 #include "trace.h"
 
 #include <assert.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "record.h"
-
-struct lf__trace {
-    pthread_mutex_t mu;
-    atomic_uint refs;
-    /* The entries, in a record of their own: only its data, len and cap are used, so the
-     * record format and its reader serve here too. */
-    struct lf_obs set;
-};
 
 struct lf__trace *lf__trace_new(void)
 {
@@ -27,7 +17,16 @@ struct lf__trace *lf__trace_new(void)
         return NULL;
     pthread_mutex_init(&t->mu, NULL);
     atomic_init(&t->refs, 1);
+    t->journal_fd = -1;
     return t;
+}
+
+void lf__trace_set_root(struct lf__trace *t, const uint8_t trace_id[16], const uint8_t span_id[8],
+                        int64_t start_ns)
+{
+    memcpy(t->trace_id, trace_id, sizeof(t->trace_id));
+    memcpy(t->span_id, span_id, sizeof(t->span_id));
+    t->start_ns = start_ns;
 }
 
 struct lf__trace *lf__trace_ref(struct lf__trace *t)
@@ -45,6 +44,7 @@ void lf__trace_unref(struct lf__trace *t)
     assert(before > 0);
     if (before != 1)
         return;
+    assert(t->journal_fd < 0 && !t->journal_path); /* journal.c released it first */
     pthread_mutex_destroy(&t->mu);
     free(t->set.data);
     free(t);
@@ -66,6 +66,7 @@ int lf__trace_put(struct lf__trace *t, uint8_t tag, uint8_t kind, const char *ke
     uint32_t pos = 0;
     int rc = 0;
     pthread_mutex_lock(&t->mu);
+    t->version++;
     while (1) {
         uint32_t at = pos;
         if (!lf__rec_next(&t->set, &pos, &f))
@@ -90,12 +91,18 @@ out:
     return rc;
 }
 
-int lf__trace_copy_to(struct lf__trace *t, struct lf_obs *r)
+int lf__trace_copy_to(struct lf__trace *t, struct lf_obs *r, uint64_t *version)
 {
     int root = (r->flags & LF__REC_ROOT) != 0, rc = 0;
     struct lf__field f;
     uint32_t pos = 0;
     pthread_mutex_lock(&t->mu);
+    if ((r->flags & LF__REC_ENDED) && r->end_ns > t->last_end_ns) {
+        t->last_end_ns = r->end_ns;
+        t->version++;
+    }
+    if (version)
+        *version = t->version;
     while (lf__rec_next(&t->set, &pos, &f)) {
         if (!root && (f.tag == LF__T_INPUT || f.tag == LF__T_OUTPUT))
             continue;

@@ -5,15 +5,22 @@
  */
 #include "../unit/cm.h"
 
+#include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "langfuse/langfuse.h"
 #include "testutil.h"
+
+extern char **environ;
 
 static struct tu_server rx;
 
@@ -253,13 +260,125 @@ static void test_an_older_programs_structs_are_not_overrun(void **state)
     lf_client_free(z);
 }
 
-int main(void)
+/* ---- a killed process: nothing that ended a flush interval before is lost ------------- */
+
+#define KILLED_SESSION "killed-session"
+
+/* The killed program (this test binary run with --killed SPOOL HOST): a trace whose root
+ * stays open and three observations that end, then it waits to be killed. */
+static _Noreturn void killed_main(const char *spool, const char *host)
 {
+    struct lf_config cfg;
+    lf_config_init(&cfg);
+    cfg.public_key = TU_PK;
+    cfg.secret_key = TU_SK;
+    cfg.host = host;
+    cfg.spool_dir = spool;
+    cfg.flush_interval_ms = 100;
+    cfg.orphan_message = "the runner ended without closing the session";
+    lf_client *c = lf_client_new(&cfg);
+    lf_obs *root = lf_trace_start(c, "agentic-session", NULL);
+    lf_trace_set_session_id(root, KILLED_SESSION);
+    lf_trace_set_input_json(root, "{\"prompt\":\"work\"}");
+    for (int i = 0; i < 3; i++) {
+        lf_obs *step = lf_obs_start(root, LF_OBS_TOOL, "step");
+        lf_obs_set_metadata_int(step, "i", i);
+        lf_obs_end(step);
+    }
+    for (;;)
+        pause(); /* SIGKILL ends this; the root is never ended */
+}
+
+static int count_files(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d)))
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+struct spool_state {
+    const char *dir;
+};
+
+/* The killed program's spool holds its requests in flight and its open root's journal. */
+static int in_flight_and_journaled(void *arg)
+{
+    const char *dir = ((struct spool_state *)arg)->dir;
+    return count_files(dir, "lf-open-") == 1 && count_files(dir, "lf-0") >= 1;
+}
+
+static void test_a_killed_process_loses_nothing_and_its_trace_is_completed(void **state)
+{
+    (void)state;
+    long st;
+    json_decref(tu_post(&rx, "/_test/mode", "{\"mode\":\"blackhole\"}", &st));
+    char *spool = tu_mkdtemp("lf-killed-spool");
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(n > 0);
+    self[n] = '\0';
+    char *argv[] = {self, "--killed", spool, rx.base, NULL};
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, self, NULL, NULL, argv, environ), 0);
+    struct spool_state ss = {spool};
+    int ready = tu_wait_until(in_flight_and_journaled, &ss, 20000);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(ready);
+    json_decref(tu_post(&rx, "/_test/mode", "{\"mode\":\"ok\"}", &st));
+
+    /* the next run with the same spool delivers what was in flight and completes the trace */
+    struct lf_config cfg;
+    base_config(&cfg);
+    cfg.spool_dir = spool;
+    lf_client *c = lf_client_new(&cfg);
+    assert_int_equal(lf_client_replay_spool(c, 20000), LF_OK);
+    lf_client_free(c);
+    assert_int_equal(count_files(spool, "lf-"), 0);
+
+    json_t *page = tu_get(&rx, "/api/public/v2/observations?sessionId=" KILLED_SESSION
+                               "&limit=1000&fields=core,basic,io", &st);
+    assert_int_equal(st, 200);
+    json_t *rows = json_object_get(page, "data");
+    assert_int_equal(json_array_size(rows), 4); /* three steps and the root, once each */
+    size_t i;
+    json_t *o, *root = NULL;
+    const char *last_end = "";
+    json_array_foreach(rows, i, o)
+    {
+        if (json_is_null(json_object_get(o, "parentObservationId")))
+            root = o;
+        else if (strcmp(json_string_value(json_object_get(o, "endTime")), last_end) > 0)
+            last_end = json_string_value(json_object_get(o, "endTime"));
+    }
+    assert_non_null(root);
+    assert_string_equal(json_string_value(json_object_get(root, "level")), "ERROR");
+    assert_string_equal(json_string_value(json_object_get(root, "statusMessage")),
+                        "the runner ended without closing the session");
+    assert_string_equal(json_string_value(json_object_get(root, "endTime")), last_end);
+    assert_non_null(strstr(json_string_value(json_object_get(root, "input")), "work"));
+    json_decref(page);
+    tu_rmrf(spool);
+    free(spool);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "--killed") == 0)
+        killed_main(argv[2], argv[3]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_shutdown_keeps_its_deadline_with_a_stuck_exporter, reset),
         cmocka_unit_test_setup(test_hundreds_of_secrets_are_all_redacted, reset),
         cmocka_unit_test_setup(test_a_value_larger_than_the_queue_keeps_usage_and_cost, reset),
         cmocka_unit_test_setup(test_an_older_programs_structs_are_not_overrun, reset),
+        cmocka_unit_test_setup(test_a_killed_process_loses_nothing_and_its_trace_is_completed,
+                               reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -47,7 +47,7 @@ static void test_a_setter_called_again_replaces_its_entry(void **state)
     }
     put(t, LF__T_TAG, NULL, "namespace:a");
     struct lf_obs *r = rec(0);
-    assert_int_equal(lf__trace_copy_to(t, r), 0);
+    assert_int_equal(lf__trace_copy_to(t, r, NULL), 0);
     assert_int_equal(count(r, LF__T_SESSION), 1);
     assert_int_equal(count(r, LF__T_META), 2);
     assert_int_equal(count(r, LF__T_TAG), 2);
@@ -68,8 +68,8 @@ static void test_input_and_output_go_to_the_root_only(void **state)
     put(t, LF__T_INPUT, NULL, "{\"prompt\":\"a long prompt\"}");
     put(t, LF__T_OUTPUT, NULL, "{\"success\":true}");
     struct lf_obs *child = rec(0), *root = rec(1);
-    assert_int_equal(lf__trace_copy_to(t, child), 0);
-    assert_int_equal(lf__trace_copy_to(t, root), 0);
+    assert_int_equal(lf__trace_copy_to(t, child, NULL), 0);
+    assert_int_equal(lf__trace_copy_to(t, root, NULL), 0);
     assert_int_equal(count(child, LF__T_NAME), 1);
     assert_int_equal(count(child, LF__T_INPUT) + count(child, LF__T_OUTPUT), 0);
     assert_int_equal(count(root, LF__T_INPUT), 1);
@@ -103,7 +103,7 @@ static void test_a_failed_allocation_keeps_the_old_value(void **state)
                      -1);
     lf__alloc_fail_after(-1, 0);
     struct lf_obs *r = rec(0);
-    assert_int_equal(lf__trace_copy_to(t, r), 0);
+    assert_int_equal(lf__trace_copy_to(t, r, NULL), 0);
     struct lf__field f;
     assert_true(lf__rec_last(r, LF__T_SESSION, &f));
     assert_int_equal(f.vlen, 4);
