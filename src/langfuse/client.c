@@ -237,13 +237,13 @@ lf_client *lf_client_new(const struct lf_config *caller)
         goto fail_red;
 
     if (unset)
-        lf__log(c, LF_LOG_WARN, "tracing disabled: struct lf_config was not set up by "
+        lf__log(c, LF_LOG_WARN, "tracing off: struct lf_config was not set up by "
                                 "lf_config_init()");
     if (!cfg->enabled)
         return c;
     char why[256];
     if (lf__config_check(cfg, why, sizeof(why))) {
-        lf__log(c, LF_LOG_WARN, "tracing disabled: %s", why);
+        lf__log(c, LF_LOG_WARN, "tracing off: %s", why);
         return c;
     }
     /* Keys too short to register (LF_ERR_INVALID) are test keys; only memory matters. */
@@ -251,7 +251,7 @@ lf_client *lf_client_new(const struct lf_config *caller)
         lf_client_add_secret(c, cfg->public_key) == LF_ERR_NOMEM)
         goto fail_exporter;
     if (lf__exporter_connect(c, why, sizeof(why))) {
-        lf__log(c, LF_LOG_WARN, "tracing disabled: %s", why);
+        lf__log(c, LF_LOG_WARN, "tracing off: %s", why);
         return c;
     }
     pthread_mutex_lock(&clients_mu);
@@ -263,7 +263,7 @@ lf_client *lf_client_new(const struct lf_config *caller)
     int started = start_thread_locked(c);
     pthread_mutex_unlock(&c->mu);
     if (started) {
-        lf__log(c, LF_LOG_WARN, "tracing disabled: cannot start the exporter thread (%s)",
+        lf__log(c, LF_LOG_WARN, "tracing off: cannot start the exporter thread (%s)",
                 strerror(errno));
         return c;
     }
@@ -294,7 +294,7 @@ lf_client *lf_client_new_from_env(void)
         lf_client *c;
         cfg.enabled = 0;
         c = lf_client_new(&cfg);
-        lf__log(c, LF_LOG_WARN, "tracing disabled: %s", err);
+        lf__log(c, LF_LOG_WARN, "tracing off: %s", err);
         return c;
     }
     return lf_client_new(&cfg);

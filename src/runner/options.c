@@ -22,6 +22,8 @@ static const char usage_text[] =
     "Runs one Claude Code session (an AgenticSession) and streams its messages as JSON lines.\n"
     "\n"
     "  -p, --prompt TEXT        first prompt (INITIAL_PROMPT, PROMPT); required in batch mode\n"
+    "      --prompt-file F      the first prompt read from file F, '-' for stdin in batch mode\n"
+    "                           (INITIAL_PROMPT_FILE): prompts of any size\n"
     "  -i, --interactive        multi-turn session fed from stdin or the WebSocket (INTERACTIVE)\n"
     "      --model M            model for Claude Code (LLM_MODEL)\n"
     "      --workspace DIR      the agent's working directory (WORKSPACE_PATH); default .\n"
@@ -132,7 +134,13 @@ static int from_env(struct cc_options *o, char *err, size_t errlen)
     const char *v, *which = NULL;
     int b;
 
-    o->prompt = env_any(prompt_vars, NULL);
+    o->prompt = env_any(prompt_vars, &which);
+    o->prompt_file = env1("INITIAL_PROMPT_FILE");
+    if (o->prompt && o->prompt_file) {
+        snprintf(err, errlen, "both %s and INITIAL_PROMPT_FILE are set; give the prompt once",
+                 which);
+        return CC_OPT_USAGE;
+    }
     if ((v = env1("INTERACTIVE"))) {
         if ((b = parse_bool(v)) < 0)
             return bad(err, errlen, "INTERACTIVE", v, "use true or false");
@@ -171,6 +179,64 @@ static int from_env(struct cc_options *o, char *err, size_t errlen)
     return CC_OPT_OK;
 }
 
+/* The prompt read from a file: the process's, like argv (one parse replaces it). */
+static char *prompt_text;
+
+/* Reads the prompt file whole (stdin for "-"): the kernel caps one argument or variable at
+ * 128 KiB, a file has no such limit. */
+static int read_prompt(struct cc_options *o, char *err, size_t errlen)
+{
+    const char *path = o->prompt_file;
+    int from_stdin = !strcmp(path, "-");
+    if (from_stdin && o->interactive) {
+        snprintf(err, errlen, "--prompt-file - reads stdin, which an interactive session uses "
+                              "for its messages; give a file");
+        return CC_OPT_USAGE;
+    }
+    FILE *f = from_stdin ? stdin : fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "prompt file %.200s cannot be read: %s", path, strerror(errno));
+        return CC_OPT_USAGE;
+    }
+    size_t len = 0, cap = 1 << 16;
+    char *text = malloc(cap);
+    const char *why = NULL;
+    for (;;) {
+        if (!text) {
+            why = "out of memory";
+            break;
+        }
+        len += fread(text + len, 1, cap - len - 1, f);
+        if (len < cap - 1) {
+            if (ferror(f))
+                why = strerror(errno);
+            break;
+        }
+        if (cap >= CC_PROMPT_MAX) {
+            why = "larger than " CC_PROMPT_MAX_TEXT;
+            break;
+        }
+        char *more = realloc(text, cap * 2);
+        if (!more)
+            free(text);
+        text = more;
+        cap *= 2;
+    }
+    if (!from_stdin)
+        fclose(f);
+    if (!why && memchr(text, '\0', len))
+        why = "it holds a NUL byte; give text";
+    if (why) {
+        snprintf(err, errlen, "prompt file %.200s: %s", path, why);
+        free(text);
+        return CC_OPT_USAGE;
+    }
+    text[len] = '\0';
+    free(prompt_text);
+    o->prompt = prompt_text = text;
+    return CC_OPT_OK;
+}
+
 /* The value of option argv[*i]: "--opt=value" or the next argument. */
 static const char *value_of(int argc, char **argv, int *i, const char *name, char *err,
                             size_t errlen)
@@ -204,7 +270,7 @@ int cc_options_parse(struct cc_options *o, int argc, char **argv, char *err, siz
     if (rc)
         return rc;
 
-    const char *positional = NULL;
+    const char *positional = NULL, *flag_prompt = NULL, *flag_file = NULL;
     int no_more_options = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -228,7 +294,11 @@ int cc_options_parse(struct cc_options *o, int argc, char **argv, char *err, siz
         } else if (is(a, "-p") || is(a, "--prompt")) {
             if (!(v = value_of(argc, argv, &i, "--prompt", err, errlen)))
                 return CC_OPT_USAGE;
-            o->prompt = v;
+            flag_prompt = v;
+        } else if (is(a, "--prompt-file")) {
+            if (!(v = value_of(argc, argv, &i, "--prompt-file", err, errlen)))
+                return CC_OPT_USAGE;
+            flag_file = v;
         } else if (is(a, "--model")) {
             if (!(v = value_of(argc, argv, &i, "--model", err, errlen)))
                 return CC_OPT_USAGE;
@@ -292,10 +362,20 @@ int cc_options_parse(struct cc_options *o, int argc, char **argv, char *err, siz
         }
     }
     if (positional)
-        o->prompt = positional;
+        flag_prompt = positional;
+    if (flag_prompt && flag_file) {
+        snprintf(err, errlen, "a prompt and --prompt-file both given; give the prompt once");
+        return CC_OPT_USAGE;
+    }
+    if (flag_prompt || flag_file) { /* flags win over the environment */
+        o->prompt = flag_prompt;
+        o->prompt_file = flag_file;
+    }
     if (!known_permission_mode(o->permission_mode))
         return bad(err, errlen, "permission mode", o->permission_mode,
                    "use default, acceptEdits, plan, bypassPermissions, dontAsk or auto");
+    if (o->prompt_file)
+        return read_prompt(o, err, errlen);
     return CC_OPT_OK;
 }
 
@@ -308,7 +388,7 @@ static int is_dir(const char *p)
 int cc_options_check(const struct cc_options *o, char *err, size_t errlen)
 {
     if (!o->interactive && (!o->prompt || !*o->prompt)) {
-        snprintf(err, errlen, "no prompt: give one as an argument, with -p, or in INITIAL_PROMPT "
+        snprintf(err, errlen, "no prompt: give one as an argument, with -p or --prompt-file, or in INITIAL_PROMPT "
                               "(or run with --interactive)");
         return CC_OPT_USAGE;
     }

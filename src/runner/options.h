@@ -12,6 +12,8 @@
 #include <stddef.h>
 
 #define CC_MAX_ADD_DIRS 32
+#define CC_PROMPT_MAX (64u << 20) /* the largest prompt file read */
+#define CC_PROMPT_MAX_TEXT "64 MiB"
 
 enum cc_output { CC_OUTPUT_JSONL = 0, CC_OUTPUT_TEXT = 1 };
 
@@ -23,9 +25,11 @@ enum cc_opt_result {
 };
 
 /* Strings point into argv or the environment (borrowed for the process's life) or are
- * static defaults; nothing here is freed. */
+ * static defaults; a prompt read from a file is allocated once and kept for the process's
+ * life. Nothing here is freed. */
 struct cc_options {
     const char *prompt;          /* first prompt; required in batch mode */
+    const char *prompt_file;     /* where the prompt was read from ("-": stdin), or NULL */
     int interactive;
     const char *model;           /* NULL: Claude Code's default */
     const char *workspace;       /* default "." */
@@ -56,8 +60,9 @@ struct cc_options {
 };
 
 /*
- * Fills `o` from argv and the environment. Returns CC_OPT_OK, CC_OPT_HELP, CC_OPT_VERSION,
- * or CC_OPT_USAGE with one line (no newline) in err.
+ * Fills `o` from argv and the environment, reading the prompt file if one is given
+ * (--prompt-file / INITIAL_PROMPT_FILE; "-" is stdin, batch mode only). Returns CC_OPT_OK,
+ * CC_OPT_HELP, CC_OPT_VERSION, or CC_OPT_USAGE with one line (no newline) in err.
  */
 int cc_options_parse(struct cc_options *o, int argc, char **argv, char *err, size_t errlen);
 

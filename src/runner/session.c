@@ -598,11 +598,14 @@ static int conclude(struct session *s, struct cc_outcome *end)
         stderr_tail(s, tail, sizeof tail);
         fail(s, "ClaudeCodeExit", "Claude Code ended without a result (%s)%s%s", how, tail[0] ? ": " : "", tail);
     }
+    /* A failure is said on stderr too, in one line: someone reading the Pod's log (or a
+     * terminal) sees why without reading the message stream. */
     if (s->fail[0]) {
         cc_out_status(s->out, "Failed", s->fail);
         end->failed = 1;
         end->exception_type = s->exception;
         snprintf(end->message, sizeof end->message, "%s", s->fail);
+        cc_log("session failed: %s", s->fail);
         return 1;
     }
     if (s->last_error) {
@@ -610,6 +613,7 @@ static int conclude(struct session *s, struct cc_outcome *end)
         cc_out_status(s->out, "Failed", end->message);
         end->failed = 1;
         end->exception_type = "TurnError";
+        cc_log("session failed: %s", s->last_error_text);
         return 1;
     }
     snprintf(end->message, sizeof end->message, "%s",

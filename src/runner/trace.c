@@ -25,6 +25,7 @@
  * per-call model-call once its cost share is set, subagent-calls); elsewhere it is metadata.
  */
 #include "trace.h"
+#include "log.h"
 
 #include <langfuse/langfuse.h>
 #include <math.h>
@@ -84,7 +85,8 @@ struct cc_trace {
 };
 
 /* The service-account key's secret parts (the file's whole text would redact too much).
- * lf_client_add_secret() takes NULL, and refuses values too short to be secrets. */
+ * lf_client_add_secret() takes NULL and refuses values too short to be secrets; one it
+ * cannot register (out of memory) turns the client off and says so, so none leaks. */
 static void record_credentials_file(lf_client *c, const char *path)
 {
     json_t *doc = path ? json_load_file(path, 0, NULL) : NULL;
@@ -130,6 +132,14 @@ static void set_model(struct cc_trace *t, const char *model)
     lf_trace_set_metadata_string(t->trace, "model", model);
 }
 
+/* The library's log lines, under the runner's prefix: one voice for everything about
+ * tracing ("ccrunner: langfuse: ..."). */
+static void library_log(void *ud, enum lf_log_level level, const char *msg)
+{
+    (void)ud;
+    cc_log("langfuse: %s%s", level == LF_LOG_DEBUG ? "debug: " : "", msg);
+}
+
 struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_id)
 {
     struct lf_config cfg;
@@ -137,12 +147,18 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
     /* The library reads LANGFUSE_*; only LANGFUSE_ENABLED switches tracing on. */
     lf_config_init(&cfg);
     cfg.enabled = 0;
+    cfg.log = library_log;
+    /* what the next run says of a session this runner could not close (SIGKILL, OOM) */
+    cfg.orphan_message = "the runner ended without closing the session";
     if (lf_config_from_env(&cfg, err, sizeof err)) {
-        fprintf(stderr, "ccrunner: tracing off: %s\n", err);
+        cc_log("langfuse: tracing off: %s", err);
         return NULL;
     }
     if (!cfg.enabled)
         return NULL;
+    const char *host = getenv("LANGFUSE_HOST");
+    if (host && !*host && !getenv("LANGFUSE_BASE_URL"))
+        cc_log("langfuse: LANGFUSE_HOST is set but empty; using %s", cfg.host);
     if (!cfg.spool_dir)
         cfg.spool_dir = default_spool_dir(spool, sizeof spool);
     lf_client *lf = lf_client_new(&cfg);
@@ -161,8 +177,8 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
     t->per_call = layout && strcmp(layout, "per-call") == 0;
     t->mask = cfg.mask_messages;
     if (layout && strcmp(layout, "per-call") && strcmp(layout, "per-query"))
-        fprintf(stderr, "ccrunner: LANGFUSE_GENERATIONS=%.40s is not per-query or per-call; "
-                        "using per-query\n", layout);
+        cc_log("langfuse: LANGFUSE_GENERATIONS=%.40s is not per-query or per-call; using "
+               "per-query", layout);
     lf_client_add_secret(lf, o->anthropic_api_key);
     lf_client_add_secret(lf, o->bot_token);
     lf_client_add_secret(lf, getenv("GITHUB_TOKEN"));

@@ -16,7 +16,7 @@ static const char *vars[] = {"INITIAL_PROMPT", "PROMPT", "INTERACTIVE", "LLM_MOD
                              "VERTEX_PROJECT_ID", "ANTHROPIC_VERTEX_PROJECT_ID", "VERTEX_LOCATION",
                              "CLOUD_ML_REGION", "GOOGLE_APPLICATION_CREDENTIALS",
                              "AGENTIC_SESSION_NAMESPACE", "NAMESPACE", "PROJECT_NAME", "USER_ID",
-                             "USER_NAME", "WEBSOCKET_URL", "BOT_TOKEN", NULL};
+                             "USER_NAME", "WEBSOCKET_URL", "BOT_TOKEN", "INITIAL_PROMPT_FILE", NULL};
 
 static int clean(void **state)
 {
@@ -190,6 +190,49 @@ static void test_prerequisites(void **state)
     free(dir);
 }
 
+/* A prompt past the kernel's 128 KiB limit on one argument comes from a file (or stdin);
+ * flags win over env, and the prompt is given once. */
+static void test_prompt_file(void **state)
+{
+    (void)state;
+    struct cc_options o;
+    char err[256];
+    char *dir = tu_mkdtemp("cc-opt-prompt");
+    char path[512];
+    snprintf(path, sizeof path, "%s/prompt.txt", dir);
+    size_t n = 300000; /* over 128 KiB */
+    char *big = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + i % 26);
+    big[n] = '\0';
+    FILE *f = fopen(path, "w");
+    fputs(big, f);
+    fclose(f);
+    assert_int_equal(parse(&o, err, 3, "--prompt-file", path), CC_OPT_OK);
+    assert_non_null(o.prompt);
+    assert_int_equal(strlen(o.prompt), n);
+    assert_memory_equal(o.prompt, big, n);
+    setenv("INITIAL_PROMPT_FILE", path, 1);
+    assert_int_equal(parse(&o, err, 1), CC_OPT_OK);
+    assert_int_equal(strlen(o.prompt), n);
+    assert_int_equal(parse(&o, err, 2, "a flag prompt wins"), CC_OPT_OK);
+    assert_string_equal(o.prompt, "a flag prompt wins");
+    setenv("INITIAL_PROMPT", "x", 1);
+    assert_int_equal(parse(&o, err, 1), CC_OPT_USAGE);
+    assert_non_null(strstr(err, "give the prompt once"));
+    unsetenv("INITIAL_PROMPT");
+    unsetenv("INITIAL_PROMPT_FILE");
+    assert_int_equal(parse(&o, err, 5, "-p", "x", "--prompt-file", path), CC_OPT_USAGE);
+    assert_non_null(strstr(err, "give the prompt once"));
+    assert_int_equal(parse(&o, err, 3, "--prompt-file", "/no/such/file"), CC_OPT_USAGE);
+    assert_non_null(strstr(err, "/no/such/file"));
+    assert_int_equal(parse(&o, err, 4, "-i", "--prompt-file", "-"), CC_OPT_USAGE);
+    assert_non_null(strstr(err, "interactive"));
+    free(big);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +240,7 @@ int main(void)
         cmocka_unit_test_setup(test_flags_win_over_env, clean),
         cmocka_unit_test_setup(test_bad_values_one_clear_line, clean),
         cmocka_unit_test_setup(test_prerequisites, clean),
+        cmocka_unit_test_setup(test_prompt_file, clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
