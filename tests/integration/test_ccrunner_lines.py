@@ -148,8 +148,8 @@ class UnreadableLineTests(CcrunnerTest):
                       run.stream.final_status()["message"])
         # each such line once on stderr, with a bounded, printable excerpt
         self.assertEqual(run.stderr.count("this is not JSON \\xff\\x01 at all"), 1, run.stderr)
-        self.assertEqual(run.stderr.count("Claude Code's result line could not be read"), 1,
-                         run.stderr)
+        self.assertEqual(run.stderr.count("ccrunner: Claude Code's result line could not be read: "
+                                          "column"), 1, run.stderr)
         longest = max(len(line) for line in run.stderr.splitlines())
         self.assertLess(longest, 800, "an excerpt is bounded (the line has 6000 brackets)")
 
