@@ -424,15 +424,6 @@ static void scan_top(const char *s, size_t n, struct top *t)
     }
 }
 
-static int has(const char *s, size_t n, const char *needle)
-{
-    size_t k = strlen(needle);
-    for (size_t i = 0; i + k <= n; i++)
-        if (memcmp(s + i, needle, k) == 0)
-            return 1;
-    return 0;
-}
-
 /* Fills the borrowed fields from m->root. */
 static void classify(struct cc_msg *m)
 {
@@ -482,7 +473,7 @@ int cc_msg_standin(struct cc_msg *m, const char *head, size_t head_len, const ch
      * its text; inside a string the quotes would be escaped, so this is structure. */
     size_t lead = skip_ws(head, head_len, 0);
     if (!t.type[0] && lead < head_len && head[lead] == '{' &&
-        has(tail, tail_len, "\"type\":\"result\""))
+        memmem(tail, tail_len, "\"type\":\"result\"", 15))
         strcpy(t.type, "result");
     if (strcmp(t.type, "result") == 0) {
         snprintf(m->damage, sizeof m->damage, "Claude Code's result line could not be read: %s",
