@@ -1,13 +1,21 @@
 /*
  * child.c - spawning and reaping Claude Code.
  *
+ * claude runs under ccrunner-guard (guard.c), ccrunner's own executable started again: the
+ * guard is what kills claude and every process its tools started when ccrunner dies or the
+ * session ends. Here the guard *is* the child: it leads the process group claude runs in,
+ * and it exits with claude's wait status, so the rest of ccrunner sees claude.
+ *
  * posix_spawn (with chdir and a new process group) rather than fork: ccrunner may hold
- * threads (exporter, WebSocket), and spawn is both safe with threads and cheaper. Exit is
- * observed through a pidfd, so the session loop polls it with the pipes; where pidfds are
- * not available the loop falls back to a short poll timeout and waitpid(WNOHANG).
+ * threads (exporter, WebSocket), and spawn is both safe with threads and cheaper. The guard
+ * must be spawned from the session's thread, the main one: the kernel's parent-death signal
+ * fires when the spawning *thread* ends. Exit is observed through a pidfd, so the session
+ * loop polls it with the pipes; where pidfds are not available the loop falls back to a
+ * short poll timeout and waitpid(WNOHANG).
  */
 #include "child.h"
 #include "clock.h"
+#include "guard.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +31,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#define REPORT_FD 3           /* where the guard finds its report pipe */
+#define GUARD_START_MS 10000  /* fork and exec of claude; milliseconds unless the host is stuck */
 
 #ifndef CC_PROJECT_CLAUDE
 #define CC_PROJECT_CLAUDE ""
@@ -199,12 +210,60 @@ static void close_fd(int *fd)
     }
 }
 
+/* Waits for the guard's report on fd. 0 when claude runs; else -1 with err, and the guard
+ * (with claude, if it got that far) is killed and reaped. */
+static int await_guard(struct cc_child *c, int fd, const char *exe, char *err, size_t errlen)
+{
+    struct cc_guard_report r;
+    size_t have = 0;
+    int timed_out = 0;
+    long long deadline = cc_mono_ms() + GUARD_START_MS;
+    while (have < sizeof r) {
+        long long left = deadline - cc_mono_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int ready = left > 0 ? poll(&p, 1, (int)left) : 0;
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready == 0) {
+            timed_out = 1;
+            break;
+        }
+        ssize_t n = read(fd, (char *)&r + have, sizeof r - have);
+        if (n > 0)
+            have += (size_t)n;
+        else if (n == 0 || errno != EINTR)
+            break;
+    }
+    if (have == sizeof r && r.stage == CC_GUARD_RUNNING)
+        return 0;
+    kill(-c->pid, SIGKILL); /* the guard's group: itself and a claude it may have started */
+    int status = 0;
+    waitpid(c->pid, &status, 0);
+    c->pid = 0;
+    if (have == sizeof r && r.stage == CC_GUARD_EXEC) {
+        snprintf(err, errlen, "cannot start %.200s: %s (check --claude / CLAUDE_CODE_PATH)", exe,
+                 strerror(r.err));
+    } else if (have == sizeof r) {
+        snprintf(err, errlen, "cannot start Claude Code under its process guard: %s: %s",
+                 cc_guard_stage_name(r.stage), strerror(r.err));
+    } else {
+        char how[128];
+        if (timed_out)
+            snprintf(err, errlen, "cannot start Claude Code: its process guard did not answer "
+                                  "within %d ms", GUARD_START_MS);
+        else
+            snprintf(err, errlen, "cannot start Claude Code: its process guard ended (%s)",
+                     cc_child_describe(status, how, sizeof how));
+    }
+    return -1;
+}
+
 int cc_child_start(struct cc_child *c, const char *exe, const struct cc_options *o, char *err,
                    size_t errlen)
 {
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1};
-    const char *argv[64];
-    char numbuf[24];
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, rep[2] = {-1, -1};
+    const char *argv[64 + 3];
+    char numbuf[24], runner[24], repfd[8];
     char **owned = NULL, **env = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -213,14 +272,30 @@ int cc_child_start(struct cc_child *c, const char *exe, const struct cc_options 
 
     memset(c, 0, sizeof *c);
     c->pidfd = c->in_fd = c->out_fd = c->err_fd = -1;
-    if (cc_child_argv(o, exe, argv, 64, numbuf) < 0) {
+    /* ccrunner-guard RUNNER_PID REPORT_FD, then claude's own argv (guard.h) */
+    snprintf(runner, sizeof runner, "%d", (int)getpid());
+    snprintf(repfd, sizeof repfd, "%d", REPORT_FD);
+    argv[0] = CC_GUARD_ARGV0;
+    argv[1] = runner;
+    argv[2] = repfd;
+    if (cc_child_argv(o, exe, argv + 3, 64, numbuf) < 0) {
         snprintf(err, errlen, "too many options for claude (at most %d --add-dir)",
                  CC_MAX_ADD_DIRS);
         return -1;
     }
-    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC)) {
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) ||
+        pipe2(rep, O_CLOEXEC)) {
         snprintf(err, errlen, "cannot create pipes for claude: %s", strerror(errno));
         goto fail_pipes;
+    }
+    if (rep[1] == REPORT_FD) { /* dup2 onto itself would leave it close-on-exec */
+        int moved = fcntl(rep[1], F_DUPFD_CLOEXEC, REPORT_FD + 1);
+        if (moved < 0) {
+            snprintf(err, errlen, "cannot create pipes for claude: %s", strerror(errno));
+            goto fail_pipes;
+        }
+        close(rep[1]);
+        rep[1] = moved;
     }
     if (!(env = child_env(o, &owned))) {
         snprintf(err, errlen, "out of memory building claude's environment");
@@ -230,6 +305,7 @@ int cc_child_start(struct cc_child *c, const char *exe, const struct cc_options 
     posix_spawn_file_actions_adddup2(&fa, in[0], 0);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+    posix_spawn_file_actions_adddup2(&fa, rep[1], REPORT_FD);
     posix_spawn_file_actions_addchdir_np(&fa, o->workspace);
     posix_spawnattr_init(&attr);
     sigemptyset(&none);
@@ -242,7 +318,8 @@ int cc_child_start(struct cc_child *c, const char *exe, const struct cc_options 
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
                                         POSIX_SPAWN_SETPGROUP);
-    rc = posix_spawn(&c->pid, exe, &fa, &attr, (char *const *)argv, env);
+    /* /proc/self/exe is this very binary even if its file was replaced since */
+    rc = posix_spawn(&c->pid, "/proc/self/exe", &fa, &attr, (char *const *)argv, env);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     for (size_t i = 0; owned[i]; i++)
@@ -255,9 +332,13 @@ int cc_child_start(struct cc_child *c, const char *exe, const struct cc_options 
                               "that --workspace exists)", exe, strerror(rc));
         goto fail_pipes;
     }
-    close(in[0]);
-    close(out[1]);
-    close(errp[1]);
+    close_fd(&in[0]);
+    close_fd(&out[1]);
+    close_fd(&errp[1]);
+    close_fd(&rep[1]);
+    if (await_guard(c, rep[0], exe, err, errlen) < 0)
+        goto fail_pipes;
+    close_fd(&rep[0]);
     c->in_fd = in[1];
     c->out_fd = out[0];
     c->err_fd = errp[0];
@@ -274,6 +355,7 @@ fail_pipes:
         close_fd(&in[i]);
         close_fd(&out[i]);
         close_fd(&errp[i]);
+        close_fd(&rep[i]);
     }
     return -1;
 }
@@ -287,6 +369,15 @@ int cc_child_poll(struct cc_child *c)
 {
     if (c->exited || c->pid <= 0)
         return 1;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0)
+        return 0;
+    /* It has exited and, not yet reaped, still holds its pid, so no other process group can
+     * have taken that number: whatever is left in the group goes now. The guard leaves
+     * nothing there; this is for a guard killed from outside (claude's children in its
+     * group would be orphans). */
+    kill(-c->pid, SIGKILL);
     pid_t r = waitpid(c->pid, &c->status, WNOHANG);
     if (r == c->pid || (r < 0 && errno == ECHILD)) {
         c->exited = 1;
@@ -316,8 +407,16 @@ int cc_child_wait(struct cc_child *c, int timeout_ms)
 
 void cc_child_signal(struct cc_child *c, int sig)
 {
-    if (c->pid > 0 && !c->exited)
-        kill(-c->pid, sig);
+    if (c->pid <= 0 || c->exited)
+        return;
+    if (sig == SIGKILL && !c->kill_asked) {
+        /* SIGKILL to the group would kill the guard before it could kill the tools that run
+         * in sessions of their own: ask the guard to kill everything instead. */
+        c->kill_asked = 1;
+        kill(c->pid, CC_GUARD_KILL);
+        return;
+    }
+    kill(-c->pid, sig);
 }
 
 int cc_child_reap(struct cc_child *c, int grace_ms, int term_ms)
@@ -328,15 +427,16 @@ int cc_child_reap(struct cc_child *c, int grace_ms, int term_ms)
             cc_child_signal(c, SIGTERM);
             if (!cc_child_wait(c, term_ms)) {
                 cc_child_signal(c, SIGKILL);
-                cc_child_wait(c, 5000);
+                if (!cc_child_wait(c, c->kill_asked ? CC_GUARD_KILL_MS + 2000 : 5000)) {
+                    cc_child_signal(c, SIGKILL); /* the guard did not end: its whole group */
+                    cc_child_wait(c, 5000);
+                }
                 if (!c->exited) { /* unkillable (D state): block rather than leak a zombie */
                     waitpid(c->pid, &c->status, 0);
                     c->exited = 1;
                 }
             }
         }
-        /* Tools the agent started may outlive claude in its group; they go with it. */
-        kill(-c->pid, SIGKILL);
     }
     close_fd(&c->in_fd);
     close_fd(&c->out_fd);

@@ -2,9 +2,12 @@
  * child.h - the Claude Code child process: finding the executable, its command line and
  * environment, the three pipes, and reaping it on every path.
  *
- * The child runs in its own process group, in the workspace, with stdin, stdout and stderr
- * on pipes whose parent ends are non-blocking. Reaping always ends in a waited-for child:
- * close stdin, wait; SIGTERM to the group, wait; SIGKILL to the group.
+ * The child is ccrunner-guard (guard.h), which runs claude and exits with claude's wait
+ * status; between them they lead a process group of their own, in the workspace, with
+ * stdin, stdout and stderr on pipes whose parent ends are non-blocking. Whenever the child
+ * ends, or ccrunner dies, nothing the agent started is left running. Reaping always ends in
+ * a waited-for child: close stdin, wait; SIGTERM to the group, wait; the guard kills
+ * everything, wait; SIGKILL to the group.
  */
 #ifndef CC_CHILD_H
 #define CC_CHILD_H
@@ -21,7 +24,8 @@ struct cc_child {
     int out_fd;       /* its stdout (read end), -1 at EOF */
     int err_fd;       /* its stderr (read end), -1 at EOF */
     int exited;       /* reaped: status is valid */
-    int status;       /* wait status */
+    int status;       /* wait status (claude's: the guard mirrors it) */
+    int kill_asked;   /* the guard was told to kill everything (cc_child_signal SIGKILL) */
 };
 
 /* Finds the claude executable: o->claude_path, else the copy the project installed with
@@ -30,24 +34,31 @@ struct cc_child {
 int cc_child_find_claude(const struct cc_options *o, const char *self_exe, char *out,
                          size_t outlen, char *err, size_t errlen);
 
-/* Starts `claude_exe` for the session. 0, or -1 with err. */
+/* Starts `claude_exe` for the session under its guard, and returns once claude runs (or
+ * could not be started: its exec error is reported here, as before). Call it from the
+ * thread that reaps it, the main thread: the guard watches the thread that spawned it.
+ * 0, or -1 with err. */
 int cc_child_start(struct cc_child *c, const char *claude_exe, const struct cc_options *o,
                    char *err, size_t errlen);
 
 /* Closes the child's stdin (the CLI then finishes its turn and exits). Idempotent. */
 void cc_child_close_stdin(struct cc_child *c);
 
-/* Non-blocking reap; 1 if the child has exited (status set), 0 if it still runs. */
+/* Non-blocking reap; 1 if the child has exited (status set), 0 if it still runs. Before
+ * reaping, SIGKILLs whatever is still in the child's process group. */
 int cc_child_poll(struct cc_child *c);
 
 /* Waits up to timeout_ms for the child to exit; 1 if it exited. */
 int cc_child_wait(struct cc_child *c, int timeout_ms);
 
-/* Sends sig to the child's process group (its tools' processes included). */
+/* Sends sig to the child's process group (the guard ignores SIGTERM, SIGINT and SIGHUP from
+ * ccrunner: claude decides). SIGKILL instead asks the guard to kill claude and every process
+ * under it at once (and exit "killed by signal 9"); a second SIGKILL goes to the group. */
 void cc_child_signal(struct cc_child *c, int sig);
 
-/* The full reap: close stdin, wait `grace_ms`; SIGTERM, wait `term_ms`; SIGKILL, wait.
- * Returns the wait status. Closes every descriptor. */
+/* The full reap: close stdin, wait `grace_ms`; SIGTERM, wait `term_ms`; SIGKILL (the
+ * guard), wait; SIGKILL (the group), wait. Returns the wait status. Closes every
+ * descriptor. */
 int cc_child_reap(struct cc_child *c, int grace_ms, int term_ms);
 
 /* "exit status 1", "killed by signal 9 (Killed)", written into buf. */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "guard.h"
 #include "messages.h"
 #include "options.h"
 #include "session.h"
@@ -57,6 +58,8 @@ int main(int argc, char **argv)
     struct cc_options o;
     char err[512], claude[PATH_MAX], self[PATH_MAX], sid[64];
 
+    if (argc > 0 && strcmp(argv[0], CC_GUARD_ARGV0) == 0) /* ccrunner started itself (child.c) */
+        return cc_guard_main(argc, argv);
     switch (cc_options_parse(&o, argc, argv, err, sizeof err)) {
     case CC_OPT_HELP:
         fputs(cc_options_usage(), stdout);
