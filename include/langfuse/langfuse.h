@@ -174,7 +174,8 @@ struct lf_config {
      * date within flush_interval_ms of each change, claimed by this process). If the
      * process dies without ending the root (SIGKILL, the OOM killer, a crash), the next
      * client with that spool completes the trace: its root goes out at level ERROR with
-     * this status message, ending at the last end time known. Default "the program ended
+     * this status message (and as its output, if the trace has none), ending at the last
+     * end time known. Default "the program ended
      * without ending this trace". */
     const char *orphan_message;
 };
@@ -251,6 +252,15 @@ LF_EXPORT int lf_client_flush(lf_client *c, int timeout_ms);
  * Returns as lf_client_flush().
  */
 LF_EXPORT int lf_client_shutdown(lf_client *c, int timeout_ms);
+
+/*
+ * Cuts a shutdown short, in progress or to come: its deadline becomes now plus the little
+ * time needed to spool what is not delivered (at most 250 ms), and a request in flight is
+ * given up. For a program told to stop while it flushes (a Pod deleted, a second Ctrl-C):
+ * nothing is lost that the spool can keep, and the program ends at once. Thread-safe; not
+ * async-signal-safe (call it from a thread that waits for signals, not from a handler).
+ */
+LF_EXPORT void lf_client_hurry(lf_client *c);
 
 /* Shuts down (default deadline) if not done yet, and frees the client. Accepts NULL. Every
  * handle of the client must have been ended before. */

@@ -486,6 +486,10 @@ int lf_client_shutdown(lf_client *c, int timeout_ms)
         return LF_ERR_DISABLED;
     }
     uint64_t lost = undelivered(c);
+    if (c->hurried) {
+        int64_t soon = lf__mono_ns() + lf__exporter_spool_reserve_ns(c);
+        deadline = soon < deadline ? soon : deadline;
+    }
     c->stopping = 1;
     c->stop_deadline_ns = deadline;
     lf__exporter_stop_by(c, deadline);
@@ -515,6 +519,24 @@ int lf_client_shutdown(lf_client *c, int timeout_ms)
     if (rc == LF_OK && undelivered(c) != lost)
         rc = atomic_load(&c->n.spooled) ? LF_ERR_TIMEOUT : LF_ERR_HTTP;
     return rc;
+}
+
+void lf_client_hurry(lf_client *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->hurried = 1;
+    if (c->stopping && c->thread_running) {
+        int64_t soon = lf__mono_ns() + lf__exporter_spool_reserve_ns(c);
+        if (soon < c->stop_deadline_ns) {
+            c->stop_deadline_ns = soon;
+            lf__exporter_stop_by(c, soon);
+            atomic_store(&c->abort_at_ns, lf__mono_ns()); /* give up what is in flight */
+        }
+        pthread_cond_broadcast(&c->wake);
+    }
+    pthread_mutex_unlock(&c->mu);
 }
 
 void lf_client_free(lf_client *c)

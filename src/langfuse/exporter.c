@@ -195,7 +195,7 @@ void lf__exporter_forget_after_fork(struct lf_client *c)
     c->http = NULL;
 }
 
-static int64_t spool_reserve_ns(const struct lf_client *c)
+int64_t lf__exporter_spool_reserve_ns(const struct lf_client *c)
 {
     int64_t r = (int64_t)c->conf.flush_timeout_ms * 1000000 / 5;
     return r < 250000000 ? r : 250000000;
@@ -205,7 +205,8 @@ void lf__exporter_stop_by(struct lf_client *c, int64_t deadline_ns)
 {
     /* A server that did not answer the last attempt will not answer this one: an attempt in
      * flight is cut short at once and its data spooled. */
-    int64_t at = atomic_load(&c->exp->last_no_answer) ? lf__mono_ns() : deadline_ns - spool_reserve_ns(c);
+    int64_t at = atomic_load(&c->exp->last_no_answer) ? lf__mono_ns()
+                                                      : deadline_ns - lf__exporter_spool_reserve_ns(c);
     atomic_store(&c->abort_at_ns, at);
 }
 
@@ -887,7 +888,7 @@ static void abandon_rest(struct lf_client *c)
 static void process_pending(struct lf_client *c, int stopping, int64_t deadline)
 {
     struct lf__exp *x = c->exp;
-    int64_t spool_by = deadline - spool_reserve_ns(c);
+    int64_t spool_by = deadline - lf__exporter_spool_reserve_ns(c);
     while (x->head) {
         struct lf__batch *b = x->head;
         int64_t now = lf__mono_ns();
@@ -1004,7 +1005,7 @@ static int work_ready(struct lf_client *c, int64_t now)
         return 1;
     if ((x->spill.nrec || x->bl_head) && (!x->head || x->blocked))
         return 1; /* a backlog: encode it as soon as the line is free */
-    return c->replay_ticket != c->replay_taken || atomic_load(&c->spill_wanted);
+    return c->replay_ticket != c->replay_taken || c->new_traces || atomic_load(&c->spill_wanted);
 }
 
 static int spool_batches_pending(const struct lf__exp *x)

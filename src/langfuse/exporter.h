@@ -10,6 +10,8 @@
 #include "internal.h"
 
 int lf__exporter_init(struct lf_client *c);
+/* The time the exporter needs, before a shutdown's deadline, to spool what is left. */
+int64_t lf__exporter_spool_reserve_ns(const struct lf_client *c);
 /* Creates the client's HTTP connection state for its host; 0 or -1 with a reason. */
 int lf__exporter_connect(struct lf_client *c, char *err, size_t errlen);
 void lf__exporter_cleanup(struct lf_client *c);

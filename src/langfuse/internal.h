@@ -67,6 +67,7 @@ struct lf_client {
     uint64_t done_below;     /* every record with qseq below this is finished */
     int flushing;            /* number of threads in flush */
     int stopping;            /* shutdown asked: exporter drains and exits */
+    int hurried;             /* lf_client_hurry(): shutdown's deadline is as short as can be */
     int stopped;             /* exporter exited */
     int abandoned;           /* shutdown's deadline passed with the exporter still running:
                                 it was detached, and lf_client_free() keeps the client */

@@ -33,6 +33,7 @@ void lf__journal_open(struct lf_client *c, struct lf__trace *t)
     pthread_mutex_lock(&c->mu);
     t->next_open = c->new_traces;
     c->new_traces = lf__trace_ref(t);
+    pthread_cond_signal(&c->wake); /* journaled now, not when something first ends */
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -83,6 +84,9 @@ static struct lf_obs *stand_in(struct lf_client *c, struct lf__trace *t, uint64_
     pthread_mutex_unlock(&t->mu);
     if (lf__rec_last(r, LF__T_NAME, &f))
         rc |= lf__rec_put(r, LF__F_NAME, LF__V_STR, NULL, 0, f.val, f.vlen);
+    if (!lf__rec_last(r, LF__T_OUTPUT, &f)) /* the trace's output (v4 reads the root's) */
+        rc |= lf__rec_put(r, LF__F_OUTPUT, LF__V_STR, NULL, 0, c->conf.orphan_message,
+                          strlen(c->conf.orphan_message));
     rc |= lf__rec_put(r, LF__F_LEVEL, LF__V_INT, NULL, 0, &error, 1);
     rc |= lf__rec_put(r, LF__F_STATUS, LF__V_STR, NULL, 0, c->conf.orphan_message,
                       strlen(c->conf.orphan_message));

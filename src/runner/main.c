@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "ending.h"
 #include "guard.h"
 #include "messages.h"
 #include "options.h"
@@ -117,9 +118,5 @@ int main(int argc, char **argv)
     };
     struct cc_outcome end;
     int rc = cc_session_run(&cfg, &end);
-    /* The backend drains while telemetry flushes: the two deadlines overlap, not add. */
-    cc_ws_drain(ws, WS_CLOSE_MS);
-    cc_trace_end(trace, &end); /* bounded by LANGFUSE_FLUSH_TIMEOUT */
-    cc_ws_close(ws, WS_CLOSE_MS);
-    return rc;
+    return cc_ending(trace, ws, &end, rc, WS_CLOSE_MS);
 }

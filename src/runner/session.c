@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -506,6 +507,22 @@ static void on_signal_byte(struct session *s)
     }
 }
 
+/* The loop is over: from here on the end of the session (ending.c) takes SIGTERM and
+ * SIGINT. They are blocked in this thread before the last status goes out (a supervisor
+ * reacts to it), and one that the handler caught since the loop last looked is raised
+ * again, so that it stays pending for the end's signal thread rather than be lost. */
+static void hand_over_signals(void)
+{
+    sigset_t ending;
+    unsigned char sig;
+    sigemptyset(&ending);
+    sigaddset(&ending, SIGTERM);
+    sigaddset(&ending, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &ending, NULL);
+    while (read(sig_pipe[0], &sig, 1) == 1)
+        raise(sig);
+}
+
 /* When the idle limit ends the session, or 0 while it does not apply (batch, a turn
  * running, messages waiting). */
 static long long idle_deadline(const struct session *s)
@@ -739,8 +756,10 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end)
         }
         check_deadlines(&s, cc_mono_ms());
     }
+    hand_over_signals();
     rc = conclude(&s, end);
 out:
+    hand_over_signals(); /* (again: idempotent, for the path that never ran the loop) */
     cc_child_reap(&s.child, 0, 0);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);

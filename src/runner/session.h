@@ -26,7 +26,8 @@ struct cc_session_config {
 };
 
 /* Runs the session to its end. Returns the exit code: 0 success, 1 failure, 2 when
- * Claude Code could not be started. Installs SIGTERM/SIGINT handlers for its duration. */
+ * Claude Code could not be started. Installs SIGTERM/SIGINT handlers for its duration, and
+ * returns with both signals blocked in the calling thread, for cc_ending() to take. */
 int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end);
 
 #endif

@@ -763,7 +763,20 @@ void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how)
             lf_trace_set_metadata_string(t->trace, "exception_type", how->exception_type);
     }
     lf_obs_end(t->trace);
+    t->trace = NULL;
     lf_client_shutdown(t->lf, -1);
+}
+
+void cc_trace_hurry(struct cc_trace *t)
+{
+    if (t)
+        lf_client_hurry(t->lf);
+}
+
+void cc_trace_free(struct cc_trace *t)
+{
+    if (!t)
+        return;
     lf_client_free(t->lf);
     json_decref(t->pending_input);
     json_decref(t->prev_usage);

@@ -38,7 +38,15 @@ void cc_trace_interrupt(struct cc_trace *t, const char *why, int fails);
 /* Every message Claude Code printed, in order. */
 void cc_trace_claude(struct cc_trace *t, const struct cc_msg *m);
 
-/* Ends the trace and flushes within the flush deadline; frees t. Accepts NULL. */
+/* Ends the trace and flushes within the flush deadline (a cc_trace_hurry() from another
+ * thread cuts that short). Accepts NULL. */
 void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how);
+
+/* Cuts the final flush short, in progress or to come: what is not delivered is spooled
+ * (lf_client_hurry). Thread-safe while t lives. Accepts NULL. */
+void cc_trace_hurry(struct cc_trace *t);
+
+/* Frees t (after cc_trace_end). Accepts NULL. */
+void cc_trace_free(struct cc_trace *t);
 
 #endif

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <libwebsockets.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,8 @@ struct cc_ws {
     struct timespec deadline; /* ... and must be done by then (CLOCK_MONOTONIC) */
     struct cc_ws_stats st;
     int notify[2];            /* [0] polled by the session, [1] written on arrival */
+
+    int finished;             /* the thread was joined (the closing thread's) */
 
     /* Service thread only. */
     pthread_t thread;
@@ -357,7 +360,14 @@ struct cc_ws *cc_ws_start(const char *url, const char *token, size_t max_pending
         snprintf(err, errlen, "cannot create the WebSocket context");
         goto fail;
     }
-    if (pthread_create(&ws->thread, NULL, service, ws)) {
+    /* The thread takes no signals: SIGTERM and SIGINT are the session's (and, as it ends,
+     * ending.c's), and a default action taken here would kill the runner. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int started = pthread_create(&ws->thread, NULL, service, ws) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!started) {
         snprintf(err, errlen, "cannot start the WebSocket thread");
         lws_context_destroy(ws->ctx);
         goto fail;
@@ -481,12 +491,31 @@ void cc_ws_drain(struct cc_ws *ws, int timeout_ms)
     lws_cancel_service(ws->ctx);
 }
 
+void cc_ws_hurry(struct cc_ws *ws)
+{
+    if (!ws)
+        return;
+    pthread_mutex_lock(&ws->mu);
+    ws->closing = 1;
+    clock_gettime(CLOCK_MONOTONIC, &ws->deadline);
+    pthread_mutex_unlock(&ws->mu);
+    lws_cancel_service(ws->ctx);
+}
+
+void cc_ws_finish(struct cc_ws *ws, int timeout_ms)
+{
+    if (!ws || ws->finished)
+        return;
+    cc_ws_drain(ws, timeout_ms);
+    pthread_join(ws->thread, NULL);
+    ws->finished = 1;
+}
+
 uint64_t cc_ws_close(struct cc_ws *ws, int timeout_ms)
 {
     if (!ws)
         return 0;
-    cc_ws_drain(ws, timeout_ms);
-    pthread_join(ws->thread, NULL);
+    cc_ws_finish(ws, timeout_ms);
     lws_context_destroy(ws->ctx);
 
     struct cc_ws_stats st;

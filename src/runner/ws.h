@@ -44,10 +44,17 @@ void cc_ws_stats(struct cc_ws *ws, struct cc_ws_stats *st);
  * waiting: the end of a session drains the backend while it flushes telemetry. */
 void cc_ws_drain(struct cc_ws *ws, int timeout_ms);
 
+/* Ends the drain now: what is still queued stays undelivered (cc_ws_close counts it).
+ * Thread-safe while ws lives. Accepts NULL. */
+void cc_ws_hurry(struct cc_ws *ws);
+
 /* Delivers what is queued (connected, or able to reconnect in time) until the deadline of
- * an earlier cc_ws_drain() or else timeout_ms from now, closes the connection, stops the
- * thread and frees everything. Returns the number of messages left undelivered. Accepts
- * NULL. */
+ * an earlier cc_ws_drain() or else timeout_ms from now, closes the connection and stops the
+ * thread. Idempotent. Accepts NULL. */
+void cc_ws_finish(struct cc_ws *ws, int timeout_ms);
+
+/* cc_ws_finish(), then frees everything. Returns the number of messages left undelivered.
+ * Accepts NULL. */
 uint64_t cc_ws_close(struct cc_ws *ws, int timeout_ms);
 
 #endif
