@@ -28,7 +28,9 @@
  * process forked after the list was read is re-parented to the guard when its parent dies,
  * and the next round, woken by that SIGCHLD, gets it. Rounds end when the guard has no
  * child left (ECHILD), or after CC_GUARD_KILL_MS (a process stuck in uninterruptible sleep).
- * The cost is a few /proc reads per descendant, once, at the end of a session.
+ * The cost is a few /proc reads per descendant, once, at the end of a session. The lists
+ * need CONFIG_PROC_CHILDREN (on in every mainstream kernel); without it only claude is
+ * killed.
  *
  * Considered and not taken: a PID namespace (its init's death kills every member) needs
  * CAP_SYS_ADMIN or user namespaces, and cgroup.kill a delegated cgroup; session containers
@@ -170,6 +172,8 @@ static size_t kill_round(struct guard *g)
 {
     pid_t self = getpid(), my_sid = getsid(0);
     size_t n = 0;
+    if (!g->claude_done) /* not reaped, so the pid is still claude's; even without /proc */
+        kill(g->claude, SIGKILL);
     list_children(g, self, &n);
     for (size_t i = 0; i < n; i++)
         list_children(g, g->tree[i], &n);
