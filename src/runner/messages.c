@@ -209,38 +209,6 @@ static json_t *text_of(const json_t *obj, const char *key, const char *def)
     return json_is_string(v) ? json_incref(v) : json_string(def);
 }
 
-/* The text of a tool result's content as a new string value: the string, or the text blocks
- * of a list joined by newlines (images and other blocks are named, not inlined). */
-static json_t *tool_result_text(json_t *content)
-{
-    if (json_is_string(content))
-        return json_incref(content);
-    char *out = NULL;
-    size_t len = 0, n;
-    FILE *f = open_memstream(&out, &len);
-    if (!f)
-        return NULL;
-    size_t i;
-    json_t *b;
-    json_array_foreach(content, i, b) {
-        const char *t = cc_json_str(b, "type");
-        if (i > 0)
-            fputc('\n', f);
-        if (t && strcmp(t, "text") == 0) {
-            const char *text = text_at(b, "text", &n);
-            fwrite(text, 1, n, f);
-        } else
-            fprintf(f, "[%s]", t ? t : "content");
-    }
-    if (fclose(f) != 0) {
-        free(out);
-        return NULL;
-    }
-    json_t *s = json_stringn(out, len);
-    free(out);
-    return s;
-}
-
 static int map_assistant(struct cc_out *o, const struct cc_msg *m)
 {
     json_t *content = json_object_get(m->message, "content");
@@ -291,7 +259,7 @@ static int map_user(struct cc_out *o, const struct cc_msg *m)
             continue; /* the CLI's own notices ("[Request interrupted by user]") */
         json_t *p = json_pack("{s:s, s:s, s:o, s:s, s:b}", "role", "user", "type",
                               "tool_result", "content",
-                              tool_result_text(json_object_get(b, "content")), "tool_use_id",
+                              cc_tool_result_text(json_object_get(b, "content")), "tool_use_id",
                               cc_json_str_or(b, "tool_use_id", ""),
                               "is_error", json_is_true(json_object_get(b, "is_error")));
         if (cc_out_emit(o, "agent.message", nested(m, p)))

@@ -628,3 +628,36 @@ char *cc_stdin_answer_control(const struct cc_msg *m)
              sub ? sub : "(no subtype)");
     return cc_stdin_control_response(id, NULL, msg);
 }
+
+/* The text of a tool result's content as a new string value: the string, or the text blocks
+ * of a list joined by newlines (images and other blocks are named, not inlined). */
+json_t *cc_tool_result_text(json_t *content)
+{
+    if (json_is_string(content))
+        return json_incref(content);
+    char *out = NULL;
+    size_t len = 0, n;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+    size_t i;
+    json_t *b;
+    json_array_foreach(content, i, b) {
+        const char *t = cc_json_str(b, "type");
+        if (i > 0)
+            fputc('\n', f);
+        json_t *text = json_object_get(b, "text");
+        if (t && strcmp(t, "text") == 0 && json_is_string(text)) {
+            n = json_string_length(text);
+            fwrite(json_string_value(text), 1, n, f);
+        } else
+            fprintf(f, "[%s]", t ? t : "content");
+    }
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    json_t *s = json_stringn(out, len);
+    free(out);
+    return s;
+}

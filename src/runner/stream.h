@@ -120,4 +120,10 @@ char *cc_stdin_control_response(const char *request_id, const json_t *response,
  * be read (m->damage). Caller frees the line. */
 char *cc_stdin_answer_control(const struct cc_msg *m);
 
+/* The text of a tool result's content as a new string value (caller decrefs; NULL when
+ * memory ran out): the string itself, or a list's text blocks joined by newlines (images
+ * and other blocks are named, not inlined). One reading for every consumer: the message
+ * stream and the trace show the same text. */
+json_t *cc_tool_result_text(json_t *content);
+
 #endif
