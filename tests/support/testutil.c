@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,10 +37,17 @@ int tu_server_start(struct tu_server *s, char *const argv[], int timeout_ms)
     memset(s, 0, sizeof(*s));
     if (pipe2(fds, O_CLOEXEC))
         return -1;
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        /* Dies with the test: a test killed by a sanitizer (halt_on_error) or a crash skips
+         * tu_server_stop(), and a server left running holds ctest's output pipe open, so
+         * ctest waited out the test's whole timeout. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         dup2(fds[1], STDOUT_FILENO);
         setpgid(0, 0);
         execvp(argv[0], argv);

@@ -2,7 +2,9 @@
  * testutil.h - helpers shared by the C tests: child servers, HTTP with JSON, temp dirs.
  *
  * Servers are started on 127.0.0.1 with port 0 and report "READY <port>" on stdout; every
- * wait is bounded, and tu_server_stop() always reaps what tu_server_start() started.
+ * wait is bounded, and tu_server_stop() always reaps what tu_server_start() started. A server
+ * is killed when the thread that started it ends (PR_SET_PDEATHSIG): start servers from the
+ * test's main thread.
  */
 #ifndef TESTUTIL_H
 #define TESTUTIL_H
@@ -53,5 +55,17 @@ void tu_rmrf(const char *path);
 
 /* Milliseconds on the monotonic clock. */
 long long tu_now_ms(void);
+
+/* 1 in a ThreadSanitizer build (scripts/test.sh --tsan), else 0. */
+#if defined(__SANITIZE_THREAD__)
+#define TU_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TU_TSAN 1
+#endif
+#endif
+#ifndef TU_TSAN
+#define TU_TSAN 0
+#endif
 
 #endif

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,16 +23,38 @@ struct reply {
     int close_after;  /* close the connection after answering */
 };
 
+/* The server thread writes what it saw under `mu`; the test reads it under `mu` too. (The
+ * socket orders the two, but no tool can see that: ThreadSanitizer reported the buffer.) */
 struct server {
     int lfd, port;
     pthread_t thread;
     struct reply script[8];
     int nscript, next;
-    int accepts;
-    char last_request[8192];
-    size_t last_len;
-    volatile int stop;
+    pthread_mutex_t mu;
+    int accepts;             /* guarded by mu */
+    char last_request[8192]; /* guarded by mu */
+    size_t last_len;         /* guarded by mu */
+    atomic_int stop;
 };
+
+/* The last request the server read, copied under its lock (NUL-terminated); its length. */
+static size_t last_request(struct server *s, char *out, size_t cap)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->last_len < cap - 1 ? s->last_len : cap - 1;
+    memcpy(out, s->last_request, n);
+    out[n] = '\0';
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static int accepts(struct server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = s->accepts;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
 
 static size_t read_request(int fd, char *buf, size_t cap)
 {
@@ -45,6 +68,7 @@ static size_t read_request(int fd, char *buf, size_t cap)
         if (r <= 0)
             break;
         n += (size_t)r;
+        buf[n] = '\0'; /* cap leaves room: strcasestr below reads up to it */
         char *end = memmem(buf, n, "\r\n\r\n", 4);
         if (end && want < 0) {
             char *cl = strcasestr(buf, "Content-Length:");
@@ -59,23 +83,29 @@ static size_t read_request(int fd, char *buf, size_t cap)
 static void *serve(void *arg)
 {
     struct server *s = arg;
-    while (!s->stop) {
+    char req[sizeof(s->last_request)];
+    while (!atomic_load(&s->stop)) {
         struct pollfd p = {s->lfd, POLLIN, 0};
         if (poll(&p, 1, 50) <= 0)
             continue;
         int fd = accept(s->lfd, NULL, NULL);
         if (fd < 0)
             continue;
+        pthread_mutex_lock(&s->mu);
         s->accepts++;
+        pthread_mutex_unlock(&s->mu);
         for (;;) {
-            size_t n = read_request(fd, s->last_request, sizeof(s->last_request) - 1);
+            size_t n = read_request(fd, req, sizeof(req) - 1);
             if (n == 0)
                 break;
+            pthread_mutex_lock(&s->mu);
+            memcpy(s->last_request, req, n);
             s->last_request[n] = '\0';
             s->last_len = n;
+            pthread_mutex_unlock(&s->mu);
             struct reply *r = &s->script[s->next < s->nscript ? s->next++ : s->nscript - 1];
             if (!r->raw) {
-                while (!s->stop)
+                while (!atomic_load(&s->stop))
                     usleep(10000);
                 break;
             }
@@ -100,14 +130,16 @@ static void server_start(struct server *s)
     socklen_t len = sizeof(a);
     getsockname(s->lfd, (struct sockaddr *)&a, &len);
     s->port = ntohs(a.sin_port);
+    pthread_mutex_init(&s->mu, NULL);
     pthread_create(&s->thread, NULL, serve, s);
 }
 
 static void server_stop(struct server *s)
 {
-    s->stop = 1;
+    atomic_store(&s->stop, 1);
     pthread_join(s->thread, NULL);
     close(s->lfd);
+    pthread_mutex_destroy(&s->mu);
 }
 
 static atomic_llong abort_at;
@@ -147,7 +179,8 @@ static void test_request_and_keep_alive(void **state)
     assert_int_equal(res.status, 200);
     assert_string_equal(res.body, "{}");
     lf__http_result_free(&res);
-    const char *req = s.last_request;
+    char req[8192];
+    size_t len = last_request(&s, req, sizeof(req));
     assert_non_null(strstr(req, "POST /langfuse/api/public/ingestion HTTP/1.1\r\n"));
     char host[64];
     snprintf(host, sizeof(host), "Host: 127.0.0.1:%d\r\n", s.port);
@@ -156,12 +189,14 @@ static void test_request_and_keep_alive(void **state)
     assert_non_null(strstr(req, "Authorization: Basic cGstbGYtMTpzay1sZi0y\r\n"));
     assert_non_null(strstr(req, "Content-Encoding: gzip\r\n"));
     assert_non_null(strstr(req, "Content-Length: 12\r\n"));
-    assert_memory_equal(req + s.last_len - 12, "{\"batch\":[]}", 12);
+    assert_memory_equal(req + len - 12, "{\"batch\":[]}", 12);
     /* a second request reuses the connection */
     assert_int_equal(lf__http_post(h, "/x", "ab", 2, 0, 5000, &res), 0);
     lf__http_result_free(&res);
-    assert_null(strstr(s.last_request, "Content-Encoding"));
-    assert_int_equal(s.accepts, 1);
+    last_request(&s, req, sizeof(req));
+    assert_non_null(strstr(req, "POST /langfuse/x HTTP/1.1\r\n"));
+    assert_null(strstr(req, "Content-Encoding"));
+    assert_int_equal(accepts(&s), 1);
     lf__http_free(h);
     server_stop(&s);
 }
@@ -180,7 +215,7 @@ static void test_reconnects_when_server_closed(void **state)
         assert_int_equal(res.status, 200);
         lf__http_result_free(&res);
     }
-    assert_int_equal(s.accepts, 3);
+    assert_int_equal(accepts(&s), 3);
     lf__http_free(h);
     server_stop(&s);
 }
