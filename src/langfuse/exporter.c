@@ -59,7 +59,7 @@ struct lf__batch {
     int attempts;
     int64_t next_try;    /* CLOCK_MONOTONIC ns */
     char *spool_path;    /* on disk as this file (owned); deleted once delivered or refused */
-    int spool_fd;        /* its claim while held, else 0 */
+    int spool_fd;        /* its claim while held, else -1 */
     int ahead;           /* the file is this run's write-ahead copy, not an earlier run's */
 };
 
@@ -127,11 +127,20 @@ int lf__exporter_init(struct lf_client *c)
     return 0;
 }
 
+/* A zeroed batch holding no spool file; NULL when memory ran out. */
+static struct lf__batch *batch_new(void)
+{
+    struct lf__batch *b = lf__calloc(1, sizeof(*b));
+    if (b)
+        b->spool_fd = -1;
+    return b;
+}
+
 static void batch_free(struct lf__batch *b)
 {
     if (!b)
         return;
-    if (b->spool_fd > 0)
+    if (b->spool_fd >= 0)
         lf__spool_release(b->spool_fd);
     free(b->body);
     free(b->spool_path);
@@ -168,8 +177,8 @@ void lf__exporter_forget_after_fork(struct lf_client *c)
     while (x->head) {
         struct lf__batch *b = x->head;
         x->head = b->next;
-        if (b->spool_fd > 0)
-            b->spool_fd = 0; /* the parent's lock; closing our copy would be harmless, but
+        if (b->spool_fd >= 0)
+            b->spool_fd = -1; /* the parent's lock; closing our copy would be harmless, but
                                 leaving it keeps the parent's claim unambiguous */
         batch_free(b);
     }
@@ -423,7 +432,7 @@ static void queue_spool_files(struct lf_client *c)
             dup = b->spool_path && strcmp(b->spool_path, v[i].path) == 0;
         if (dup)
             continue;
-        struct lf__batch *b = lf__calloc(1, sizeof(*b));
+        struct lf__batch *b = batch_new();
         if (!b)
             break;
         b->endpoint = v[i].endpoint;
@@ -473,7 +482,7 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
             free(body.data);
             continue;
         }
-        struct lf__batch *b = lf__calloc(1, sizeof(*b));
+        struct lf__batch *b = batch_new();
         if (!b) {
             count(&c->n.dropped_nomem, body.nrec);
             free(body.data);
@@ -524,7 +533,7 @@ static int plain_body(const struct lf__batch *b, size_t cap, char **out, size_t 
 static struct lf__batch *batch_from_json(const struct lf__batch *like, char *json, size_t len,
                                          uint32_t nrec)
 {
-    struct lf__batch *b = lf__calloc(1, sizeof(*b));
+    struct lf__batch *b = batch_new();
     if (!b) {
         free(json);
         return NULL;
@@ -614,11 +623,11 @@ static int handle_too_large(struct lf_client *c, struct lf__batch *b)
     x->bytes += na->len;
     if (!x->tail)
         x->tail = na;
-    if (b->spool_fd > 0) {
+    if (b->spool_fd >= 0) {
         /* A spool file: its content now lives in memory; remove the file once both parts
          * are safely elsewhere (they will be re-spooled if they cannot be sent). */
         lf__spool_done(b->spool_path, b->spool_fd);
-        b->spool_fd = 0;
+        b->spool_fd = -1;
     }
     batch_free(b);
     return 0;
@@ -731,9 +740,9 @@ enum outcome { SENT, RETRY_LATER, GIVE_UP, REQUEUED };
 static void retire_head(struct lf_client *c, struct lf__batch *b)
 {
     unlink_head(c->exp);
-    if (b->spool_path && b->spool_fd > 0) {
+    if (b->spool_path && b->spool_fd >= 0) {
         lf__spool_done(b->spool_path, b->spool_fd);
-        b->spool_fd = 0;
+        b->spool_fd = -1;
     }
     batch_free(b);
 }
