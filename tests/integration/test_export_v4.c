@@ -67,7 +67,9 @@ static lf_client *client_for(const char *base, enum lf_transport transport, stru
     c.secret_key = TU_SK;
     c.host = base;
     c.spool_dir = spool;
-    c.flush_interval_ms = 100;
+    /* Sent when flushed or shut down, so that a turn is one request (and one spool file): a
+     * 100 ms interval let a slow machine send a turn's first observations on their own. */
+    c.flush_interval_ms = 60000;
     c.transport = transport;
     c.release = "r-1";
     c.environment = "test";

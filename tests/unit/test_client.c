@@ -171,7 +171,7 @@ static void test_queue_cap_drops_and_counts(void **state)
     lf_obs_end(t);
     long long t0 = tu_now_ms();
     int rc = lf_client_shutdown(c, 2000);
-    assert_true(tu_now_ms() - t0 < 2100);
+    assert_true(tu_now_ms() - t0 < 2000 + TU_SLACK_MS); /* its deadline holds */
     assert_int_not_equal(rc, LF_OK); /* nothing could be delivered */
     lf_client_stats(c, &s);
     /* without a usable spool directory, what could not be delivered is counted lost */

@@ -11,10 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
 #include "internal.h"
+#include "testutil.h"
 
 /* ---- a scripted server ------------------------------------------------------------------ */
 
@@ -32,6 +34,7 @@ struct server {
     int nscript, next;
     pthread_mutex_t mu;
     int accepts;             /* guarded by mu */
+    int closes;              /* connections the server closed; guarded by mu */
     char last_request[8192]; /* guarded by mu */
     size_t last_len;         /* guarded by mu */
     atomic_int stop;
@@ -54,6 +57,16 @@ static int accepts(struct server *s)
     int n = s->accepts;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+/* Awaited by tu_wait_until: the server closed as many connections as it accepted. */
+static int all_closed(void *arg)
+{
+    struct server *s = arg;
+    pthread_mutex_lock(&s->mu);
+    int done = s->closes == s->accepts;
+    pthread_mutex_unlock(&s->mu);
+    return done;
 }
 
 static size_t read_request(int fd, char *buf, size_t cap)
@@ -115,6 +128,9 @@ static void *serve(void *arg)
                 break;
         }
         close(fd);
+        pthread_mutex_lock(&s->mu);
+        s->closes++;
+        pthread_mutex_unlock(&s->mu);
     }
     return NULL;
 }
@@ -143,14 +159,24 @@ static void server_stop(struct server *s)
 }
 
 static atomic_llong abort_at;
-static int waits;
-static long long wait_ms[256]; /* when each on_wait call happened (monotonic ms) */
+static pthread_mutex_t hook_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hook_called = PTHREAD_COND_INITIALIZER;
+static int waits; /* on_wait calls; guarded by hook_mu */
 static void on_wait(void *ud)
 {
     (void)ud;
-    if (waits < 256)
-        wait_ms[waits] = lf__mono_ns() / 1000000;
+    pthread_mutex_lock(&hook_mu);
     waits++;
+    pthread_cond_broadcast(&hook_called);
+    pthread_mutex_unlock(&hook_mu);
+}
+
+static int hook_calls(void)
+{
+    pthread_mutex_lock(&hook_mu);
+    int n = waits;
+    pthread_mutex_unlock(&hook_mu);
+    return n;
 }
 
 static struct lf__http *client(struct server *s, const char *prefix)
@@ -210,7 +236,7 @@ static void test_reconnects_when_server_closed(void **state)
     struct lf__http *h = client(&s, "");
     struct lf__http_result res;
     for (int i = 0; i < 3; i++) {
-        usleep(20000);
+        assert_true(tu_wait_until(all_closed, &s, 5000)); /* closed after its answer */
         assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), 0);
         assert_int_equal(res.status, 200);
         lf__http_result_free(&res);
@@ -281,24 +307,49 @@ static void test_timeout_abort_and_wakeup(void **state)
     assert_true(took >= 290 && took < 1000);
     /* an abort time shorter than the timeout wins, and says so */
     atomic_store(&abort_at, lf__mono_ns() + 200000000);
-    waits = 0;
+    int calls = hook_calls();
     t0 = lf__mono_ns() / 1000000;
     assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 10000, &res), -1);
     took = lf__mono_ns() / 1000000 - t0;
     assert_true(res.aborted);
     assert_true(took < 600);
-    assert_true(waits >= 1); /* the wait ticks call the hook */
+    assert_true(hook_calls() > calls); /* the wait ticks call the hook */
     atomic_store(&abort_at, 0);
     lf__http_free(h);
     server_stop(&s);
 }
 
-static atomic_llong woke_ms;
-static void *wake_later(void *arg)
+#define WAKE_ROUNDS 20
+
+struct waker {
+    struct lf__http *h;
+    int rounds;        /* wake-ups answered by a hook call */
+    long long took_ms; /* for all of them */
+};
+
+/* Wakes the waiting client WAKE_ROUNDS times, each time awaiting the hook call that answers,
+ * then ends the wait (the abort time, now). */
+static void *wake_rounds(void *arg)
 {
-    usleep(125000); /* between two ticks (every 50 ms) */
-    atomic_store(&woke_ms, lf__mono_ns() / 1000000);
-    lf__http_wakeup(arg);
+    struct waker *w = arg;
+    long long t0 = tu_now_ms();
+    pthread_mutex_lock(&hook_mu);
+    for (; w->rounds < WAKE_ROUNDS; w->rounds++) {
+        int seen = waits;
+        lf__http_wakeup(w->h);
+        struct timespec give_up;
+        clock_gettime(CLOCK_REALTIME, &give_up);
+        give_up.tv_sec += 2;
+        while (waits == seen)
+            if (pthread_cond_timedwait(&hook_called, &hook_mu, &give_up))
+                break;
+        if (waits == seen)
+            break; /* not answered at all, not even by a tick */
+    }
+    pthread_mutex_unlock(&hook_mu);
+    w->took_ms = tu_now_ms() - t0;
+    atomic_store(&abort_at, lf__mono_ns());
+    lf__http_wakeup(w->h);
     return NULL;
 }
 
@@ -308,18 +359,19 @@ static void test_wakeup_calls_hook_promptly(void **state)
     struct server s = {.script = {{NULL, 0}}, .nscript = 1};
     server_start(&s);
     struct lf__http *h = client(&s, "");
+    struct waker w = {h, 0, 0};
     pthread_t t;
-    waits = 0;
-    pthread_create(&t, NULL, wake_later, h);
+    pthread_create(&t, NULL, wake_rounds, &w);
     struct lf__http_result res;
-    lf__http_post(h, "/p", "x", 1, 0, 400, &res);
+    lf__http_post(h, "/p", "x", 1, 0, 30000, &res);
     pthread_join(t, NULL);
-    /* the wake-up is answered within 20 ms, not at the next tick ~25 ms later */
-    long long woke = atomic_load(&woke_ms);
-    int prompt = 0;
-    for (int i = 0; i < waits && i < 256; i++)
-        prompt |= wait_ms[i] >= woke && wait_ms[i] < woke + 20;
-    assert_true(prompt);
+    atomic_store(&abort_at, 0);
+    assert_true(res.aborted);
+    assert_int_equal(w.rounds, WAKE_ROUNDS);
+    /* Each wake-up is answered at once, not at the next tick: answered by ticks alone, the
+     * rounds would take WAKE_ROUNDS ticks (1 s). A loaded machine gets half of that. */
+    if (w.took_ms >= WAKE_ROUNDS * LF__HTTP_TICK_MS / 2)
+        fail_msg("%d wake-ups took %lld ms", WAKE_ROUNDS, w.took_ms);
     lf__http_free(h);
     server_stop(&s);
 }
