@@ -5,6 +5,9 @@
 
 #include "spool.h"
 
+/* libFuzzer's entry point (it declares none for C). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *name = malloc(size + 1);

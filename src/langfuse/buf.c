@@ -91,6 +91,8 @@ void lf__buf_putc(struct lf__buf *b, char ch)
 }
 
 static void buf_vprintf(struct lf__buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void buf_vprintf(struct lf__buf *b, const char *fmt, va_list ap)
 {
     va_list ap2;
     va_copy(ap2, ap);

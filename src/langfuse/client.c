@@ -24,7 +24,6 @@
 #include "internal.h"
 #include "json.h"
 
-void lf__ids_after_fork(void);
 
 /* ---- global client list, for fork handling ---------------------------------------- */
 

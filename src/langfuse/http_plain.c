@@ -42,7 +42,7 @@ struct plain {
     char host[256];    /* as written in the URL, brackets stripped */
     char port[8];
     char prefix[512];  /* path prefix of the base URL, without trailing slash */
-    char *head_fmt;    /* the request head up to Content-Length, precomputed */
+    char *head_fixed;  /* the request's header lines that never change, precomputed */
     int fd;            /* kept-alive connection, -1 if none */
     int wake[2];       /* wakeup pipe: [0] polled, [1] written */
     struct addrinfo *ai;
@@ -481,7 +481,9 @@ static int plain_post(struct lf__http *h, const char *path, const char *body, si
     struct plain *p = (struct plain *)h;
     int64_t start = lf__mono_ns();
     char head[2048];
-    int hn = snprintf(head, sizeof(head), p->head_fmt, p->prefix, path,
+    int hn = snprintf(head, sizeof(head),
+                      "POST %s%s HTTP/1.1\r\n%s%sContent-Length: %zu\r\nConnection: keep-alive\r\n\r\n",
+                      p->prefix, path, p->head_fixed,
                       gz ? "Content-Encoding: gzip\r\n" : "", len);
     if (hn < 0 || (size_t)hn >= sizeof(head)) {
         snprintf(res->error, sizeof(res->error), "request head too long");
@@ -530,7 +532,7 @@ static void plain_free(struct lf__http *h, int abandon)
         close(p->wake[1]);
     if (p->ai)
         freeaddrinfo(p->ai);
-    lf__free_secret(p->head_fmt); /* it holds the credentials */
+    lf__free_secret(p->head_fixed); /* it holds the credentials */
     free(p);
 }
 
@@ -628,20 +630,19 @@ struct lf__http *lf__http_plain_new(const struct lf__http_opts *opts, char *err,
     char *auth = lf__malloc(ul * 4 / 3 + 8);
     int is_v6 = strchr(p->host, ':') != NULL;
     size_t fl = ul * 4 / 3 + strlen(p->host) + 512;
-    p->head_fmt = lf__malloc(fl);
-    if (!auth || !p->head_fmt) {
+    p->head_fixed = lf__malloc(fl);
+    if (!auth || !p->head_fixed) {
         free(auth);
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     base64(auth, (const unsigned char *)opts->userpwd, ul);
-    /* %s%s: prefix and path; %s: the encoding header; %zu: the length. Literal '%' in the
-     * host cannot occur (parse_url takes no '%'), so the format is safe to build. */
-    snprintf(p->head_fmt, fl,
-             "POST %%s%%s HTTP/1.1\r\nHost: %s%s%s%s%s\r\nAuthorization: Basic %s\r\n"
+    /* The header lines every request repeats; the request line, the encoding and the
+     * length are written per request, with a literal format. */
+    snprintf(p->head_fixed, fl,
+             "Host: %s%s%s%s%s\r\nAuthorization: Basic %s\r\n"
              "User-Agent: liblangfuse/" LF_VERSION_STRING "\r\nContent-Type: application/json\r\n"
-             LF__HDR_INGESTION_VERSION "\r\n" LF__HDR_SDK_NAME "\r\n" LF__HDR_SDK_VERSION "\r\n"
-             "%%sContent-Length: %%zu\r\nConnection: keep-alive\r\n\r\n",
+             LF__HDR_INGESTION_VERSION "\r\n" LF__HDR_SDK_NAME "\r\n" LF__HDR_SDK_VERSION "\r\n",
              is_v6 ? "[" : "", p->host, is_v6 ? "]" : "", strcmp(p->port, "80") ? ":" : "",
              strcmp(p->port, "80") ? p->port : "", auth);
     lf__free_secret(auth);

@@ -113,6 +113,8 @@ int64_t lf__mono_ns(void);
 
 /* ids.c */
 void lf__random_bytes(uint8_t *out, size_t n);
+/* In a forked child: the random source is the child's own from now on. */
+void lf__ids_after_fork(void);
 int lf__sampled(const struct lf__conf *conf, const uint8_t trace_id[16]);
 uint64_t lf__sample_bound(double rate, int *all);
 

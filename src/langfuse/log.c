@@ -32,6 +32,8 @@ static void default_sink(void *ud, enum lf_log_level level, const char *msg)
 }
 
 static void vlog(struct lf_client *c, enum lf_log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void vlog(struct lf_client *c, enum lf_log_level level, const char *fmt, va_list ap)
 {
     if (level == LF_LOG_DEBUG && (!c || !c->conf.debug))
         return;

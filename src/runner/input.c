@@ -5,6 +5,7 @@
 #include "input.h"
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +26,14 @@ static int blank(const char *s, size_t n)
     return 1;
 }
 
-static void invalid(struct cc_input *in, const char *fmt, const char *arg)
+static void invalid(struct cc_input *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void invalid(struct cc_input *in, const char *fmt, ...)
 {
+    va_list ap;
     in->kind = CC_IN_INVALID;
-    snprintf(in->why, sizeof in->why, fmt, arg);
+    va_start(ap, fmt);
+    vsnprintf(in->why, sizeof in->why, fmt, ap);
+    va_end(ap);
 }
 
 void cc_input_parse(const char *line, size_t len, struct cc_input *in)
@@ -45,16 +50,16 @@ void cc_input_parse(const char *line, size_t len, struct cc_input *in)
     }
     const char *type = json_string_value(json_object_get(doc, "type"));
     if (!json_is_object(doc) || !type) {
-        invalid(in, "input has no \"type\"%s; use user_message, interrupt or end_session", "");
+        invalid(in, "input has no \"type\"; use user_message, interrupt or end_session");
     } else if (strcmp(type, "user_message") == 0) {
         json_t *payload = json_object_get(doc, "payload");
         json_t *c = json_object_get(payload, "content");
         if (!c)
             c = json_object_get(payload, "text");
         if (!json_is_string(c) || json_string_length(c) == 0)
-            invalid(in, "user_message needs a non-empty string payload.content%s", "");
+            invalid(in, "user_message needs a non-empty string payload.content");
         else if (!(in->text = strdup(json_string_value(c))))
-            invalid(in, "out of memory reading a user message%s", "");
+            invalid(in, "out of memory reading a user message");
         else
             in->kind = CC_IN_MESSAGE;
     } else if (strcmp(type, "interrupt") == 0) {
