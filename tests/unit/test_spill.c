@@ -114,12 +114,14 @@ static void test_missing_dir_is_created(void **state)
     assert_int_equal(lf__spill_write(&s, chain(0, 5, 100), &dropped, NULL, NULL), 5);
     assert_int_equal(dropped, 0);
     struct lf_obs *list = lf__spill_read(&s, 1 << 20, &lost, NULL, NULL);
-    for (uint64_t next = 0; list; next++) {
+    uint64_t next = 0;
+    for (; list; next++) {
         struct lf_obs *r = list;
         list = r->next;
         check(r, next);
         lf__rec_free(r);
     }
+    assert_int_equal(next, 5); /* all of them back (an empty read checked nothing) */
     assert_int_equal(lost, 0);
     lf__spill_close(&s);
     tu_rmrf(dir);

@@ -53,9 +53,13 @@ static void test_a_setter_called_again_replaces_its_entry(void **state)
     assert_int_equal(count(r, LF__T_TAG), 2);
     struct lf__field f;
     uint32_t pos = 0;
+    int turns = 0;
     while (lf__rec_next(r, &pos, &f))
-        if (f.tag == LF__T_META && f.klen == 5 && !memcmp(f.key, "turns", 5))
+        if (f.tag == LF__T_META && f.klen == 5 && !memcmp(f.key, "turns", 5)) {
             assert_memory_equal(f.val, "odd", 3);
+            turns++;
+        }
+    assert_int_equal(turns, 1); /* the loop checked the entry: it is there, once */
     lf__rec_free(r);
     lf__trace_unref(t);
 }
