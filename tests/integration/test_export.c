@@ -907,7 +907,6 @@ static int unreadable_reported(void *arg)
     return atomic_load(&((struct stats_logger *)arg)->unreadable) > 0;
 }
 
-
 /* The descriptor of the client's spill file: an unlinked file in the spool directory. */
 static int spill_fd(void)
 {
