@@ -142,12 +142,23 @@ int cc_child_argv(const struct cc_options *o, const char *exe, const char **argv
 
 /* environ minus the withheld names and those we set, plus ours. Caller frees the array
  * and the strings marked in `owned` (the ones built here). */
-static char **child_env(const struct cc_options *o, char ***owned_out)
+/* Whether environment entry `e` (NAME=value) names one of `list`'s variables. */
+static int named_in(const char *e, size_t len, const char *const *list)
 {
-    size_t n = 0;
+    for (int j = 0; list && list[j]; j++)
+        if (strncmp(list[j], e, len) == 0 && list[j][len] == '=')
+            return 1;
+    return 0;
+}
+
+static char **child_env(const struct cc_options *o, const char *const *extra, char ***owned_out)
+{
+    size_t n = 0, nextra = 0;
     while (environ[n])
         n++;
-    char **env = calloc(n + 16, sizeof *env);
+    while (extra && extra[nextra])
+        nextra++;
+    char **env = calloc(n + nextra + 16, sizeof *env);
     char **owned = calloc(16, sizeof *owned);
     if (!env || !owned) {
         free(env);
@@ -171,9 +182,11 @@ static char **child_env(const struct cc_options *o, char ***owned_out)
             skip = strlen(replaced[j]) == len && strncmp(e, replaced[j], len) == 0;
         if (sandbox && len == 10 && strncmp(e, "IS_SANDBOX", 10) == 0)
             skip = 1;
-        if (!skip)
+        if (!skip && !named_in(e, len, extra))
             env[k++] = environ[i];
     }
+    for (size_t i = 0; i < nextra; i++)
+        env[k++] = (char *)extra[i];
 #define SETENV(name, value)                                                                    \
     do {                                                                                       \
         char *s_;                                                                              \
@@ -258,7 +271,8 @@ static int await_guard(struct cc_child *c, int fd, const char *exe, char *err, s
     return -1;
 }
 
-int cc_child_start(struct cc_child *c, const char *exe, const struct cc_options *o, char *err,
+int cc_child_start(struct cc_child *c, const char *exe, const struct cc_options *o,
+                   const char *const *extra_env, char *err,
                    size_t errlen)
 {
     int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, rep[2] = {-1, -1};
@@ -297,7 +311,7 @@ int cc_child_start(struct cc_child *c, const char *exe, const struct cc_options 
         close(rep[1]);
         rep[1] = moved;
     }
-    if (!(env = child_env(o, &owned))) {
+    if (!(env = child_env(o, extra_env, &owned))) {
         snprintf(err, errlen, "out of memory building claude's environment");
         goto fail_pipes;
     }

@@ -34,12 +34,13 @@ struct cc_child {
 int cc_child_find_claude(const struct cc_options *o, const char *self_exe, char *out,
                          size_t outlen, char *err, size_t errlen);
 
-/* Starts `claude_exe` for the session under its guard, and returns once claude runs (or
+/* Starts `claude_exe` for the session under its guard, with `extra_env` ("NAME=value"
+ * strings, NULL-terminated, may be NULL; they replace variables of those names), and returns once claude runs (or
  * could not be started: its exec error is reported here, as before). Call it from the
  * thread that reaps it, the main thread: the guard watches the thread that spawned it.
  * 0, or -1 with err. */
 int cc_child_start(struct cc_child *c, const char *claude_exe, const struct cc_options *o,
-                   char *err, size_t errlen);
+                   const char *const *extra_env, char *err, size_t errlen);
 
 /* Closes the child's stdin (the CLI then finishes its turn and exits). Idempotent. */
 void cc_child_close_stdin(struct cc_child *c);

@@ -589,6 +589,8 @@ static int next_timeout(const struct session *s, long long now)
         CONSIDER(s->close_deadline_ms);
     if (s->child.pidfd < 0 && !s->child.exited)
         CONSIDER(now + 50); /* no pidfd: look at the child every 50 ms */
+    if (cc_trace_due_ms(s->cfg->trace) >= 0)
+        CONSIDER(now + cc_trace_due_ms(s->cfg->trace));
 #undef CONSIDER
     if (t > 60000)
         t = 60000;
@@ -685,7 +687,8 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end)
     snprintf(msg, sizeof msg, "Session %s started (%s)", cfg->session_id,
              s.o->interactive ? "interactive" : "batch");
     cc_out_status(s.out, "Running", msg);
-    if (cc_child_start(&s.child, cfg->claude_exe, s.o, err, sizeof err) < 0) {
+    if (cc_child_start(&s.child, cfg->claude_exe, s.o, cc_trace_child_env(cfg->trace), err,
+                       sizeof err) < 0) {
         cc_out_error(s.out, "%s", err);
         cc_out_status(s.out, "Failed", err);
         cc_log("%s", err);
@@ -705,8 +708,9 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end)
     }
 
     while (s.child.out_fd >= 0 || s.child.err_fd >= 0 || !s.child.exited) {
-        struct pollfd p[7];
+        struct pollfd p[8];
         int n = 0, i_out = -1, i_err = -1, i_in = -1, i_sig, i_pid = -1, i_input = -1, i_ws = -1;
+        int i_tel = -1;
         if (s.child.out_fd >= 0)
             p[i_out = n++] = (struct pollfd){.fd = s.child.out_fd, .events = POLLIN};
         if (s.child.err_fd >= 0)
@@ -720,6 +724,8 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end)
             p[i_input = n++] = (struct pollfd){.fd = cfg->input_fd, .events = POLLIN};
         if (s.o->interactive && cfg->ws && s.phase == PH_RUNNING)
             p[i_ws = n++] = (struct pollfd){.fd = cc_ws_fd(cfg->ws), .events = POLLIN};
+        if (cc_trace_fd(cfg->trace) >= 0) /* Claude Code's own telemetry */
+            p[i_tel = n++] = (struct pollfd){.fd = cc_trace_fd(cfg->trace), .events = POLLIN};
 
         long long now = cc_mono_ms();
         int r = poll(p, (nfds_t)n, next_timeout(&s, now));
@@ -742,7 +748,10 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end)
                 read_ws(&s);
             if (i_pid >= 0 && p[i_pid].revents)
                 cc_child_poll(&s.child);
+            if (i_tel >= 0 && p[i_tel].revents)
+                cc_trace_otel(cfg->trace);
         }
+        cc_trace_tick(cfg->trace); /* turns whose last events are overdue close now */
         if (s.child.pidfd < 0)
             cc_child_poll(&s.child);
         /* claude is gone: whatever it wrote is in the pipes; read it all, then stop. A

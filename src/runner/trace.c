@@ -25,43 +25,76 @@
  * per-call model-call once its cost share is set, subagent-calls); elsewhere it is metadata.
  */
 #include "trace.h"
+#include "cost.h"
 #include "log.h"
+#include "otel.h"
 
 #include <langfuse/langfuse.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_TOOL_OUTPUT (32u << 10) /* a tool result's text kept in the trace */
-#define PICO 1e12
+#define MAX_MODELS 16               /* models a turn's exact totals are kept for */
+#define MAX_EARLY 256               /* events kept until the stream says where they belong */
+#define CLOSE_WAIT_NS 1000000000LL  /* how long a turn waits for its last events */
 
-/* List-price ratios of Claude models (input 1, output 5, cache read 0.1, cache write 1.25):
- * only used to split a model's known cost between its calls. */
-static const double W_IN = 1.0, W_OUT = 5.0, W_CR = 0.1, W_CW = 1.25;
-
-struct usage {
-    long long in, out, cr, cw;
-};
-
+/* A main-agent model call that Claude Code streamed. It is ended (exported) as soon as its
+ * numbers are final: with Claude Code's telemetry, when both its stream and its api_request
+ * event are in; without, when its turn closes and its cost share is known. */
 struct call {
     struct call *next;
     lf_obs *obs;
     char msg_id[96];
     char model[96];
-    struct usage u;
+    char request_id[128];  /* from its assistant lines, "" until seen */
+    struct cc_usage u;     /* streamed usage */
     int64_t start_ns;
-    int64_t end_ns;     /* 0 while streaming */
-    int got_first;      /* first content delta seen (time to first token) */
-    json_t *content;    /* the blocks it returned */
+    int64_t end_ns;        /* 0 while streaming */
+    int got_first;         /* first content delta seen (time to first token) */
+    json_t *content;       /* the blocks it returned, until the stream ends */
+    int has_event;         /* Claude Code's own report of it is in */
+    struct cc_otel_event ev;
 };
 
 struct tool {
     struct tool *next;
     lf_obs *obs;
     char id[96];
-    int agent;          /* an Agent (Task) tool use: kept open until the turn ends */
-    int64_t end_ns;     /* its result arrived (agent tools) */
+    char agent_id[128];    /* an Agent tool use: its subagent's id, once known */
+    int agent;             /* an Agent (Task) tool use: kept open until its turn closes */
+    int64_t end_ns;        /* its result arrived (agent tools) */
+};
+
+/* What went out with exact numbers, summed per model, for the turn's accounting: the
+ * calls themselves are gone by then (memory stays flat over a long turn). */
+struct exact_sum {
+    char model[96];
+    struct cc_usage u;
+    long long pico;
+};
+
+/* One prompt's turn. It closes at its result, or, with telemetry, once its last events
+ * are in (a bounded wait); closing turns are kept until then while the next one runs. */
+struct turn {
+    struct turn *next;         /* closing turns, oldest first */
+    lf_obs *query;
+    struct call *calls, *cur;  /* calls not ended yet (newest first); the one streaming */
+    struct tool *tools;        /* open tool uses */
+    struct exact_sum exact[MAX_MODELS];
+    int nexact;
+    struct cc_usage streamed;  /* every main call's streamed usage */
+    long long gen_pico;        /* cost already placed on generations */
+    /* set at the result */
+    int closing;
+    int64_t close_by_ns;
+    long long turn_pico;
+    struct cc_cost_model models[MAX_MODELS];
+    char model_names[MAX_MODELS][96];
+    int nmodels;
+    long long events_pico;     /* exact cost of every event matched to this turn */
 };
 
 struct cc_trace {
@@ -69,16 +102,18 @@ struct cc_trace {
     const struct cc_options *o;
     int per_call;
     int mask;                   /* LANGFUSE_MASK_MESSAGES: no tool text in status messages */
+    struct cc_otel *otel;       /* Claude Code's telemetry, or NULL (the fallback) */
     char interrupted[160];      /* why the running turn was interrupted, "" when it was not */
     int interrupt_fails;        /* ... and whether that fails the session (timeout, signal) */
     lf_obs *trace;
-    lf_obs *query;
+    struct turn *cur;           /* the running turn, or NULL between turns */
+    struct turn *closing;       /* turns past their result, waiting for their last events */
     int turns;
-    struct call *calls, *cur;   /* this turn's calls (newest first); the one streaming */
-    struct tool *tools;         /* this turn's open tool uses */
     json_t *pending_input;      /* what leads to the next model call */
     double prev_cost;           /* total_cost_usd at the previous result */
     json_t *prev_usage;         /* modelUsage at the previous result */
+    struct cc_otel_event early[MAX_EARLY]; /* events the stream has not placed yet */
+    int nearly;
     int64_t start_ns;
     int init_seen;
     char model[96];             /* the session's model (option or init) */
@@ -140,6 +175,40 @@ static void library_log(void *ud, enum lf_log_level level, const char *msg)
     cc_log("langfuse: %s%s", level == LF_LOG_DEBUG ? "debug: " : "", msg);
 }
 
+/* Claude Code's own telemetry, received on loopback (otel.c), gives each model call's
+ * exact numbers, subagent calls included. Never when the user set Claude Code's own OTel
+ * export (theirs stays theirs), nor with CCRUNNER_CLAUDE_TELEMETRY=off; the log says which
+ * way the session's numbers come. */
+static void start_telemetry(struct cc_trace *t)
+{
+    const char *off = getenv("CCRUNNER_CLAUDE_TELEMETRY");
+    char err[256];
+    if (off && (!strcmp(off, "off") || !strcmp(off, "false") || !strcmp(off, "0"))) {
+        cc_log("langfuse: per-call numbers apportioned (CCRUNNER_CLAUDE_TELEMETRY=%s)", off);
+        return;
+    }
+    if (cc_otel_user_configured()) {
+        cc_log("langfuse: per-call numbers apportioned: Claude Code's OpenTelemetry export is "
+               "yours (OTEL_* set), so ccrunner leaves it alone");
+        return;
+    }
+    if (!(t->otel = cc_otel_start(err, sizeof err)))
+        cc_log("langfuse: per-call numbers apportioned: %s", err);
+    else
+        cc_log("langfuse: per-call numbers from Claude Code's own telemetry (127.0.0.1:%d)",
+               cc_otel_port(t->otel));
+}
+
+const char *const *cc_trace_child_env(const struct cc_trace *t)
+{
+    return t && t->otel ? cc_otel_env(t->otel) : NULL;
+}
+
+int cc_trace_fd(const struct cc_trace *t)
+{
+    return t && t->otel ? cc_otel_fd(t->otel) : -1;
+}
+
 struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_id)
 {
     struct lf_config cfg;
@@ -185,6 +254,7 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
     record_credentials_file(lf, o->google_credentials);
     t->pending_input = json_array();
     t->start_ns = lf_now_ns();
+    start_telemetry(t);
 
     lf_obs *tr = t->trace = lf_trace_start(lf, "agentic-session", NULL);
     lf_trace_set_session_id(tr, session_id);
@@ -218,11 +288,15 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
 
 static void start_query(struct cc_trace *t, const char *input, int autonomous)
 {
-    t->query = lf_obs_start(t->trace, t->per_call ? LF_OBS_AGENT : LF_OBS_GENERATION,
+    struct turn *u = calloc(1, sizeof *u);
+    if (!u)
+        return;
+    u->query = lf_obs_start(t->trace, t->per_call ? LF_OBS_AGENT : LF_OBS_GENERATION,
                             "claude-query");
-    lf_obs_set_input_string(t->query, input);
+    lf_obs_set_input_string(u->query, input);
     if (autonomous)
-        lf_obs_set_metadata_bool(t->query, "autonomous", 1);
+        lf_obs_set_metadata_bool(u->query, "autonomous", 1);
+    t->cur = u;
     json_decref(t->pending_input);
     t->pending_input = json_pack("[{s:s, s:s}]", "role", "user", "content", input);
 }
@@ -235,41 +309,69 @@ void cc_trace_prompt(struct cc_trace *t, const char *text)
     start_query(t, text, 0);
 }
 
-static void ensure_query(struct cc_trace *t)
+/* The running turn; Claude Code may start one by itself (a background agent finished).
+ * NULL only when memory ran out. */
+static struct turn *turn_now(struct cc_trace *t)
 {
-    if (!t->query) {
+    if (!t->cur) {
         t->turns++;
         start_query(t, "(no prompt: Claude Code started this turn by itself, as when a "
                        "background agent finished)", 1);
     }
+    return t->cur;
 }
 
-static struct tool *find_tool(struct cc_trace *t, const char *id)
+static struct tool *find_tool(struct turn *u, const char *id)
 {
-    for (struct tool *x = t->tools; id && x; x = x->next)
+    for (struct tool *x = u ? u->tools : NULL; id && x; x = x->next)
         if (strcmp(x->id, id) == 0)
             return x;
     return NULL;
 }
 
-static struct call *find_call(struct cc_trace *t, const char *msg_id)
+/* The open Agent tool use whose subagent is `agent_id`, in any open turn (*in: its turn). */
+static struct tool *find_agent(struct cc_trace *t, const char *agent_id, struct turn **in)
 {
-    for (struct call *c = t->calls; msg_id && c; c = c->next)
+    for (struct turn *u = t->cur ? t->cur : t->closing; u && agent_id && *agent_id;
+         u = u == t->cur ? t->closing : u->next)
+        for (struct tool *x = u->tools; x; x = x->next)
+            if (x->agent && strcmp(x->agent_id, agent_id) == 0) {
+                *in = u;
+                return x;
+            }
+    return NULL;
+}
+
+static struct call *find_call(struct turn *u, const char *msg_id)
+{
+    for (struct call *c = u ? u->calls : NULL; msg_id && c; c = c->next)
         if (strcmp(c->msg_id, msg_id) == 0)
             return c;
     return NULL;
 }
 
-/* a += sign * b */
-static void usage_add(struct usage *a, const struct usage *b, int sign)
+/* The main call Claude Code's event `request_id` is about, in any open turn. */
+static struct call *find_request(struct cc_trace *t, const char *request_id, struct turn **in)
 {
-    a->in += sign * b->in;
-    a->out += sign * b->out;
-    a->cr += sign * b->cr;
-    a->cw += sign * b->cw;
+    for (struct turn *u = t->cur ? t->cur : t->closing; u && *request_id;
+         u = u == t->cur ? t->closing : u->next)
+        for (struct call *c = u->calls; c; c = c->next)
+            if (strcmp(c->request_id, request_id) == 0) {
+                *in = u;
+                return c;
+            }
+    return NULL;
 }
 
-static void set_usage(lf_obs *o, const struct usage *u)
+static void usage_add(struct cc_usage *a, const struct cc_usage *b)
+{
+    a->in += b->in;
+    a->out += b->out;
+    a->cr += b->cr;
+    a->cw += b->cw;
+}
+
+static void set_usage(lf_obs *o, const struct cc_usage *u)
 {
     lf_obs_set_usage(o, "input", u->in);
     lf_obs_set_usage(o, "output", u->out);
@@ -278,7 +380,7 @@ static void set_usage(lf_obs *o, const struct usage *u)
     lf_obs_set_usage(o, "total", u->in + u->out + u->cr + u->cw);
 }
 
-static void set_usage_metadata(lf_obs *o, const struct usage *u)
+static void set_usage_metadata(lf_obs *o, const struct cc_usage *u)
 {
     char json[256];
     snprintf(json, sizeof json,
@@ -288,7 +390,31 @@ static void set_usage_metadata(lf_obs *o, const struct usage *u)
     lf_obs_set_metadata_json(o, "usage", json);
 }
 
-static void read_usage(const json_t *u, struct usage *out, int only_present)
+/* Where a call's cost comes from, in its metadata: Claude Code's own report of it, or a
+ * share of its turn's cost by list-price weights (no telemetry, or its event missing). */
+#define SOURCE_EXACT "claude-code-telemetry"
+#define SOURCE_SHARE "apportioned"
+
+/* A model call's numbers as the layout wants them: a generation carries model, usage and
+ * cost (all three, or no model: no guessed numbers); a per-query span keeps them in
+ * metadata. Returns the cost placed on a generation (0 for a span). */
+static long long set_numbers(lf_obs *o, int generation, const char *model,
+                             const struct cc_usage *u, long long pico, const char *source)
+{
+    lf_obs_set_metadata_string(o, "cost_source", source);
+    if (generation) {
+        set_usage(o, u);
+        lf_obs_set_model(o, model);
+        lf_obs_set_cost(o, "total", (double)pico / CC_PICO);
+        return pico;
+    }
+    set_usage_metadata(o, u);
+    lf_obs_set_metadata_string(o, "model", model);
+    lf_obs_set_metadata_double(o, "cost_usd", (double)pico / CC_PICO);
+    return 0;
+}
+
+static void read_usage(const json_t *u, struct cc_usage *out, int only_present)
 {
     static const char *keys[] = {"input_tokens", "output_tokens", "cache_read_input_tokens",
                                  "cache_creation_input_tokens"};
@@ -300,14 +426,178 @@ static void read_usage(const json_t *u, struct usage *out, int only_present)
     }
 }
 
+static struct cc_usage event_usage(const struct cc_otel_event *ev)
+{
+    return (struct cc_usage){ev->input_tokens, ev->output_tokens, ev->cache_read_tokens,
+                             ev->cache_creation_tokens};
+}
+
+static long long event_pico(const struct cc_otel_event *ev)
+{
+    return llround(ev->cost_usd * CC_PICO);
+}
+
+/* Sets a call's times from Claude Code's report: the request started `duration_ms` before
+ * the event, its first token came `ttft_ms` after that (the wait for the first byte, which
+ * the stream does not show). Returns the end time. */
+static int64_t event_times(lf_obs *o, const struct cc_otel_event *ev)
+{
+    int64_t end = ev->time_ns;
+    if (ev->duration_ms >= 0) {
+        int64_t start = end - (int64_t)(ev->duration_ms * 1e6);
+        lf_obs_set_start_time(o, start);
+        if (ev->ttft_ms >= 0) {
+            lf_obs_set_completion_start(o, start + (int64_t)(ev->ttft_ms * 1e6));
+            lf_obs_set_metadata_int(o, "time_to_first_token_ms", llround(ev->ttft_ms));
+        }
+        lf_obs_set_metadata_int(o, "duration_ms", llround(ev->duration_ms));
+    }
+    lf_obs_set_metadata_string(o, "request_id", ev->request_id);
+    return end;
+}
+
+/* Adds what went out with exact numbers to the turn's per-model sums. */
+static void note_exact(struct turn *u, const char *model, const struct cc_usage *us, long long pico)
+{
+    int k = 0;
+    while (k < u->nexact && strcmp(u->exact[k].model, model))
+        k++;
+    if (k == u->nexact) {
+        if (u->nexact == MAX_MODELS)
+            k = MAX_MODELS - 1; /* a 17th model in one turn: summed with the 16th */
+        else
+            snprintf(u->exact[u->nexact++].model, sizeof u->exact[0].model, "%s", model);
+    }
+    usage_add(&u->exact[k].u, us);
+    u->exact[k].pico += pico;
+}
+
+/* Ends a call: with Claude Code's numbers when its event is in, else with `pico`, its share
+ * (the turn is closing). Frees it. */
+static void finish_call(struct cc_trace *t, struct turn *u, struct call *c, long long pico)
+{
+    int64_t end = c->end_ns ? c->end_ns : lf_now_ns();
+    if (c->has_event) {
+        pico = event_pico(&c->ev);
+        end = event_times(c->obs, &c->ev);
+        struct cc_usage eu = event_usage(&c->ev);
+        u->gen_pico += set_numbers(c->obs, t->per_call, c->model, &eu, pico, SOURCE_EXACT);
+        note_exact(u, c->model, &eu, pico);
+    } else {
+        u->gen_pico += set_numbers(c->obs, t->per_call, c->model, &c->u, pico, SOURCE_SHARE);
+    }
+    lf_obs_end_at(c->obs, end);
+    for (struct call **p = &u->calls; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    if (u->cur == c)
+        u->cur = NULL;
+    json_decref(c->content);
+    free(c);
+}
+
+/* A subagent's call, from Claude Code's report: a generation of its own, exact, under the
+ * Agent tool use that started the subagent. */
+static void subagent_call(struct cc_trace *t, struct turn *u, struct tool *x,
+                          const struct cc_otel_event *ev)
+{
+    lf_obs *g = lf_obs_start(x->obs, LF_OBS_GENERATION, "model-call");
+    struct cc_usage eu = event_usage(ev);
+    long long pico = event_pico(ev);
+    int64_t end = event_times(g, ev);
+    lf_obs_set_metadata_string(g, "agent_id", ev->agent_id);
+    if (ev->query_source[0])
+        lf_obs_set_metadata_string(g, "query_source", ev->query_source);
+    u->gen_pico += set_numbers(g, 1, ev->model, &eu, pico, SOURCE_EXACT);
+    lf_obs_end_at(g, end);
+    note_exact(u, ev->model, &eu, pico);
+    (void)t;
+}
+
+static void close_turn(struct cc_trace *t, struct turn *u);
+
+/* Closes a turn whose result is in once its events add up to the turn's cost: then every
+ * call Claude Code billed has reported (a retried call it did not bill never does). */
+static void check_close(struct cc_trace *t, struct turn *u)
+{
+    if (u->closing && llabs(u->events_pico - u->turn_pico) <= 2 * (u->nexact + 1))
+        close_turn(t, u);
+}
+
+/* Places one of Claude Code's reports; 0 if the stream has not said where it belongs. */
+static int place_event(struct cc_trace *t, const struct cc_otel_event *ev)
+{
+    struct turn *u = NULL;
+    if (ev->kind == CC_OTEL_API_REQUEST) {
+        struct call *c = find_request(t, ev->request_id, &u);
+        struct tool *x = c ? NULL : find_agent(t, ev->agent_id, &u);
+        if (!c && !x)
+            return 0;
+        u->events_pico += event_pico(ev);
+        if (c) {
+            c->ev = *ev;
+            c->has_event = 1;
+            if (c->end_ns) /* its stream is done: its numbers are final */
+                finish_call(t, u, c, 0);
+        } else {
+            subagent_call(t, u, x, ev);
+        }
+        check_close(t, u);
+        return 1;
+    }
+    /* An API error or exhausted retries: an event on the call, else on the turn. */
+    struct call *c = find_request(t, ev->request_id, &u);
+    struct tool *x = c ? NULL : find_agent(t, ev->agent_id, &u);
+    lf_obs *parent = c ? c->obs : x ? x->obs : t->cur ? t->cur->query : NULL;
+    if (!parent)
+        return 0;
+    lf_obs *e = lf_obs_start(parent, LF_OBS_EVENT, ev->kind == CC_OTEL_API_ERROR
+                                                      ? "api-error" : "api-retries-exhausted");
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s%d%s%s (attempt %d)", ev->status_code ? "HTTP " : "",
+             ev->status_code, ev->error[0] ? ": " : "", ev->error, ev->attempt);
+    lf_obs_set_level(e, ev->kind == CC_OTEL_API_ERROR ? LF_LEVEL_WARNING : LF_LEVEL_ERROR);
+    lf_obs_set_status_message(e, msg);
+    lf_obs_end_at(e, ev->time_ns > 0 ? ev->time_ns : lf_now_ns());
+    return 1;
+}
+
+/* Retries the events that came before the stream said where they belong. */
+static void place_early(struct cc_trace *t)
+{
+    int kept = 0;
+    for (int i = 0; i < t->nearly; i++)
+        if (!place_event(t, &t->early[i]))
+            t->early[kept++] = t->early[i];
+    t->nearly = kept;
+}
+
+void cc_trace_otel(struct cc_trace *t)
+{
+    struct cc_otel_event ev;
+    while (t && t->otel && cc_otel_next(t->otel, &ev)) {
+        if (place_event(t, &ev))
+            continue;
+        if (t->nearly == MAX_EARLY) { /* never placed: the oldest goes */
+            memmove(t->early, t->early + 1, sizeof t->early[0] * (MAX_EARLY - 1));
+            t->nearly--;
+        }
+        t->early[t->nearly++] = ev;
+    }
+}
+
 static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
 {
     const char *type = cc_json_str(m->event, "type");
     if (!type || m->parent_tool_use_id)
         return;
+    struct turn *u = turn_now(t);
+    if (!u)
+        return;
     if (strcmp(type, "message_start") == 0) {
         json_t *msg = json_object_get(m->event, "message");
-        ensure_query(t);
         struct call *c = calloc(1, sizeof *c);
         if (!c)
             return;
@@ -316,55 +606,54 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
         read_usage(json_object_get(msg, "usage"), &c->u, 0);
         c->content = json_array();
         c->start_ns = lf_now_ns();
-        c->obs = lf_obs_start(t->query, t->per_call ? LF_OBS_GENERATION : LF_OBS_SPAN, "model-call");
-        lf_obs_set_metadata_string(c->obs, "model", c->model); /* named with its cost */
+        c->obs = lf_obs_start(u->query, t->per_call ? LF_OBS_GENERATION : LF_OBS_SPAN, "model-call");
         char *in = json_dumps(t->pending_input, JSON_COMPACT);
         if (in)
             lf_obs_set_input_json(c->obs, in);
         free(in);
         json_array_clear(t->pending_input);
-        c->next = t->calls;
-        t->calls = t->cur = c;
+        c->next = u->calls;
+        u->calls = u->cur = c;
         if (!t->model[0] && c->model[0])
             snprintf(t->model, sizeof t->model, "%s", c->model);
-    } else if (!t->cur) {
+    } else if (!u->cur) {
         return;
-    } else if (strcmp(type, "content_block_delta") == 0 && !t->cur->got_first) {
+    } else if (strcmp(type, "content_block_delta") == 0 && !u->cur->got_first) {
         int64_t now = lf_now_ns();
-        t->cur->got_first = 1;
-        /* Langfuse shows completionStartTime on generations; spans keep it in metadata */
-        lf_obs_set_completion_start(t->cur->obs, now);
-        lf_obs_set_metadata_int(t->cur->obs, "time_to_first_token_ms",
-                                (now - t->cur->start_ns) / 1000000);
+        u->cur->got_first = 1;
+        /* from the first stream event: Claude Code's report, when it comes, has the real one */
+        lf_obs_set_completion_start(u->cur->obs, now);
+        lf_obs_set_metadata_int(u->cur->obs, "time_to_first_token_ms",
+                                (now - u->cur->start_ns) / 1000000);
     } else if (strcmp(type, "message_delta") == 0) {
-        read_usage(json_object_get(m->event, "usage"), &t->cur->u, 1);
+        read_usage(json_object_get(m->event, "usage"), &u->cur->u, 1);
         const char *stop = cc_json_str(json_object_get(m->event, "delta"), "stop_reason");
         if (stop)
-            lf_obs_set_metadata_string(t->cur->obs, "stop_reason", stop);
+            lf_obs_set_metadata_string(u->cur->obs, "stop_reason", stop);
     } else if (strcmp(type, "message_stop") == 0) {
-        struct call *c = t->cur;
+        struct call *c = u->cur;
         c->end_ns = lf_now_ns();
         char *out = json_dumps(c->content, JSON_COMPACT);
         if (out)
             lf_obs_set_output_json(c->obs, out);
         free(out);
-        if (t->per_call)
-            set_usage(c->obs, &c->u);
-        else
-            set_usage_metadata(c->obs, &c->u);
-        t->cur = NULL;
+        json_decref(c->content); /* the record has it now */
+        c->content = NULL;
+        usage_add(&u->streamed, &c->u);
+        u->cur = NULL;
+        if (c->has_event)
+            finish_call(t, u, c, 0);
     }
 }
 
-static void start_tool(struct cc_trace *t, const struct cc_msg *m, const json_t *b)
+static void start_tool(struct cc_trace *t, struct turn *u, const struct cc_msg *m, const json_t *b)
 {
-    struct tool *parent = find_tool(t, m->parent_tool_use_id);
+    struct tool *parent = find_tool(u, m->parent_tool_use_id);
     const char *name = cc_json_str_or(b, "name", "tool");
     struct tool *x = calloc(1, sizeof *x);
     if (!x)
         return;
-    ensure_query(t);
-    x->obs = lf_obs_start(parent ? parent->obs : t->query, LF_OBS_TOOL, name);
+    x->obs = lf_obs_start(parent ? parent->obs : u->query, LF_OBS_TOOL, name);
     snprintf(x->id, sizeof x->id, "%s", cc_json_str_or(b, "id", ""));
     x->agent = !strcmp(name, "Agent") || !strcmp(name, "Task");
     char *in = json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
@@ -372,63 +661,89 @@ static void start_tool(struct cc_trace *t, const struct cc_msg *m, const json_t 
         lf_obs_set_input_json(x->obs, in);
     free(in);
     lf_obs_set_metadata_string(x->obs, "tool_use_id", x->id);
-    x->next = t->tools;
-    t->tools = x;
+    x->next = u->tools;
+    u->tools = x;
+    (void)t;
 }
 
-static void unlink_tool(struct cc_trace *t, struct tool *x)
+static void unlink_tool(struct turn *u, struct tool *x)
 {
-    for (struct tool **p = &t->tools; *p; p = &(*p)->next)
+    for (struct tool **p = &u->tools; *p; p = &(*p)->next)
         if (*p == x) {
             *p = x->next;
             return;
         }
 }
 
+/* A subagent's line names its subagent (agent_id) and the Agent tool use that started it:
+ * what Claude Code's reports of the subagent's calls are matched by. */
+static void learn_agent(struct cc_trace *t, struct turn *u, const char *tool_use_id,
+                        const char *agent_id)
+{
+    struct tool *x = find_tool(u, tool_use_id);
+    if (!x || !agent_id || x->agent_id[0])
+        return;
+    snprintf(x->agent_id, sizeof x->agent_id, "%s", agent_id);
+    lf_obs_set_metadata_string(x->obs, "agent_id", agent_id);
+    place_early(t);
+}
+
 static void on_assistant(struct cc_trace *t, const struct cc_msg *m)
 {
     json_t *content = json_object_get(m->message, "content");
     const char *msg_id = cc_json_str(m->message, "id");
-    struct call *c = m->parent_tool_use_id ? NULL : find_call(t, msg_id);
+    struct turn *u = turn_now(t);
+    if (!u)
+        return;
+    struct call *c = m->parent_tool_use_id ? NULL : find_call(u, msg_id);
     size_t i;
     json_t *b;
     if (json_is_true(json_object_get(m->root, "is_api_error_message"))) {
-        ensure_query(t);
-        lf_obs *ev = lf_obs_start(t->query, LF_OBS_EVENT, "api-error");
+        lf_obs *ev = lf_obs_start(u->query, LF_OBS_EVENT, "api-error");
         lf_obs_set_level(ev, LF_LEVEL_ERROR);
         json_array_foreach(content, i, b) if (cc_json_str(b, "text"))
             lf_obs_set_status_message(ev, cc_json_str(b, "text"));
         lf_obs_end(ev);
         return;
     }
+    if (c && !c->request_id[0] && cc_json_str(m->root, "request_id")) {
+        snprintf(c->request_id, sizeof c->request_id, "%s", cc_json_str(m->root, "request_id"));
+        place_early(t);
+    }
+    if (m->parent_tool_use_id)
+        learn_agent(t, u, m->parent_tool_use_id, cc_json_str(m->root, "agent_id"));
     json_array_foreach(content, i, b) {
         const char *type = cc_json_str(b, "type");
-        if (c)
+        if (c && c->content)
             json_array_append(c->content, b);
         if (type && strcmp(type, "tool_use") == 0)
-            start_tool(t, m, b);
+            start_tool(t, u, m, b);
     }
 }
 
 static void on_user(struct cc_trace *t, const struct cc_msg *m)
 {
     json_t *content = json_object_get(m->message, "content");
+    struct turn *u = turn_now(t);
     size_t i;
     json_t *b;
+    if (!u)
+        return;
+    if (m->parent_tool_use_id)
+        learn_agent(t, u, m->parent_tool_use_id, cc_json_str(m->root, "agent_id"));
     json_array_foreach(content, i, b) {
         const char *type = cc_json_str(b, "type");
         if (!type || strcmp(type, "tool_result") != 0)
             continue;
         if (!m->parent_tool_use_id)
             json_array_append(t->pending_input, b);
-        struct tool *x = find_tool(t, cc_json_str(b, "tool_use_id"));
+        struct tool *x = find_tool(u, cc_json_str(b, "tool_use_id"));
         if (!x)
             continue;
-        json_t *c = json_object_get(b, "content");
-        /* a string whole (it may hold U+0000), blocks as their JSON */
-        char *dumped = json_is_string(c) ? NULL : json_dumps(c, JSON_COMPACT | JSON_ENCODE_ANY);
-        const char *text = json_is_string(c) ? json_string_value(c) : dumped;
-        size_t n = json_is_string(c) ? json_string_length(c) : dumped ? strlen(dumped) : 0;
+        /* the text the message stream shows (it may hold U+0000) */
+        json_t *tv = cc_tool_result_text(json_object_get(b, "content"));
+        const char *text = tv ? json_string_value(tv) : NULL;
+        size_t n = tv ? json_string_length(tv) : 0;
         if (text) {
             lf_obs_set_output_stringn(x->obs, text, n > MAX_TOOL_OUTPUT ? MAX_TOOL_OUTPUT : n);
             if (n > MAX_TOOL_OUTPUT)
@@ -439,36 +754,25 @@ static void on_user(struct cc_trace *t, const struct cc_msg *m)
             /* the library masks inputs and outputs; a failed tool's text is also its status */
             lf_obs_set_status_message(x->obs, text && *text && !t->mask ? text : "the tool use failed");
         }
-        free(dumped);
+        json_decref(tv);
         if (x->agent) {
-            x->end_ns = lf_now_ns(); /* ended with the turn, when its calls' cost is known */
+            x->end_ns = lf_now_ns(); /* ended with the turn: its subagent's calls nest under it */
         } else {
-            unlink_tool(t, x);
+            unlink_tool(u, x);
             lf_obs_end(x->obs);
             free(x);
         }
     }
 }
 
-/* Ends the turn's calls and tool uses still open, each at the time it really ended when
- * known (a call's message_stop, an Agent tool's result), else now; a tool use that never
- * got its result is marked unfinished. */
-static void end_open(struct cc_trace *t)
+/* Ends a turn's tool uses still open, each at the time it really ended when known (an
+ * Agent tool's result), else now; a tool use that never got its result is marked
+ * unfinished. */
+static void end_tools(struct turn *u)
 {
-    for (struct call *c = t->calls; c;) {
-        struct call *next = c->next;
-        if (c->end_ns)
-            lf_obs_end_at(c->obs, c->end_ns);
-        else
-            lf_obs_end(c->obs); /* interrupted mid-stream */
-        json_decref(c->content);
-        free(c);
-        c = next;
-    }
-    t->calls = t->cur = NULL;
-    while (t->tools) {
-        struct tool *x = t->tools;
-        t->tools = x->next;
+    while (u->tools) {
+        struct tool *x = u->tools;
+        u->tools = x->next;
         if (!x->end_ns && !x->agent)
             lf_obs_set_metadata_bool(x->obs, "unfinished", 1);
         if (x->end_ns)
@@ -479,28 +783,15 @@ static void end_open(struct cc_trace *t)
     }
 }
 
-/* Splits `total` picodollars between n parts in proportion to w[] (exactly: the last part
- * takes the rest). */
-static void split(long long total, const double *w, int n, long long *out)
+static lf_obs *latest_agent(struct turn *u)
 {
-    double sum = 0;
-    long long given = 0;
-    for (int i = 0; i < n; i++)
-        sum += w[i];
-    for (int i = 0; i < n; i++) {
-        out[i] = i == n - 1 ? total - given
-                            : (sum > 0 ? (long long)floor((double)total * w[i] / sum) : 0);
-        given += out[i];
-    }
+    for (struct tool *x = u->tools; x; x = x->next)
+        if (x->agent)
+            return x->obs;
+    return NULL;
 }
 
-static double weight(const struct usage *u)
-{
-    return W_IN * (double)u->in + W_OUT * (double)u->out + W_CR * (double)u->cr +
-           W_CW * (double)u->cw;
-}
-
-static void model_diff(const json_t *cur, const json_t *prev, struct usage *u, double *cost)
+static void model_diff(const json_t *cur, const json_t *prev, struct cc_usage *u, double *cost)
 {
     u->in = cc_json_int(cur, "inputTokens") - cc_json_int(prev, "inputTokens");
     u->out = cc_json_int(cur, "outputTokens") - cc_json_int(prev, "outputTokens");
@@ -510,124 +801,105 @@ static void model_diff(const json_t *cur, const json_t *prev, struct usage *u, d
     *cost = cc_json_num(cur, "costUSD") - cc_json_num(prev, "costUSD");
 }
 
-static lf_obs *latest_agent(struct cc_trace *t)
+/*
+ * The turn's numbers, split (cost.c): what went out exact keeps its cost, calls still open
+ * get Claude Code's number or a share, and what modelUsage holds beyond every call known
+ * (a subagent's calls without telemetry) goes on a remainder generation. Then its tools and
+ * its query end. Frees the turn.
+ */
+static void close_turn(struct cc_trace *t, struct turn *u)
 {
-    for (struct tool *x = t->tools; x; x = x->next)
-        if (x->agent)
-            return x->obs;
-    return NULL;
+    int n = u->nexact;
+    for (struct call *c = u->calls; c; c = c->next)
+        n++;
+    struct cc_cost_call *calls = calloc((size_t)n + 1, sizeof *calls);
+    struct call **open = calloc((size_t)n + 1, sizeof *open);
+    int k = 0, nopen = 0;
+    for (int i = 0; calls && i < u->nexact; i++)
+        calls[k++] = (struct cc_cost_call){u->exact[i].model, u->exact[i].u, 1, u->exact[i].pico};
+    for (struct call *c = u->calls; calls && open && c; c = c->next) {
+        open[nopen++] = c;
+        calls[k++] = c->has_event ? (struct cc_cost_call){c->model, event_usage(&c->ev), 1,
+                                                          event_pico(&c->ev)}
+                                  : (struct cc_cost_call){c->model, c->u, 0, 0};
+    }
+    long long left = calls && open ? cc_cost_split(u->turn_pico, u->models, u->nmodels, calls, k)
+                                   : u->turn_pico;
+    /* What the split could not place (no modelUsage): per-query, the query carries it with
+     * the rest of the turn; per-call, the newest open call does. */
+    if (left && t->per_call && nopen && calls) {
+        calls[u->nexact].pico += left;
+        left = 0;
+    }
+    for (int i = 0; i < nopen; i++)
+        finish_call(t, u, open[i], calls ? calls[u->nexact + i].pico : 0);
+    for (int m = 0; m < u->nmodels; m++) {
+        struct cc_cost_model *cm = &u->models[m];
+        int tokens = cm->rest.in || cm->rest.out || cm->rest.cr || cm->rest.cw;
+        if (!tokens && !cm->rest_pico)
+            continue;
+        lf_obs *parent = latest_agent(u);
+        lf_obs *g = lf_obs_start(parent ? parent : u->query, LF_OBS_GENERATION, "subagent-calls");
+        u->gen_pico += set_numbers(g, 1, cm->model, &cm->rest, cm->rest_pico, SOURCE_SHARE);
+        lf_obs_set_metadata_string(g, "note", "model calls Claude Code made without streaming "
+                                              "them or reporting them (a subagent's): their "
+                                              "usage from the turn's modelUsage");
+        lf_obs_end(g);
+    }
+    free(calls);
+    free(open);
+    end_tools(u);
+    if (t->per_call) {
+        set_usage_metadata(u->query, &u->streamed);
+    } else {
+        set_usage(u->query, &u->streamed);
+        lf_obs_set_cost(u->query, "total", (double)(u->turn_pico - u->gen_pico) / CC_PICO);
+        if (t->model[0])
+            lf_obs_set_model(u->query, t->model);
+    }
+    lf_obs_end(u->query);
+    for (struct turn **p = &t->closing; *p; p = &(*p)->next)
+        if (*p == u) {
+            *p = u->next;
+            break;
+        }
+    free(u);
 }
 
-/* The turn's numbers: per-call usage from the stream, the rest from modelUsage, cost split
- * exactly. Returns the cost not placed on generations under the query's
- * children (per-query: the query's own cost). */
-static void account_turn(struct cc_trace *t, const struct cc_result *r, struct usage *streamed,
-                         long long *query_pico)
+/* The turn's modelUsage differences, for the split. */
+static void turn_models(struct cc_trace *t, struct turn *u, const struct cc_result *r)
 {
-    long long turn_pico = llround((r->total_cost_usd - t->prev_cost) * PICO);
-    long long placed = 0;
-    memset(streamed, 0, sizeof *streamed);
-    for (struct call *c = t->calls; c; c = c->next)
-        usage_add(streamed, &c->u, 1);
     const char *model;
     json_t *mu;
-    int nmodels = 0;
-    json_object_foreach(r->model_usage, model, mu) nmodels++;
-    /* Per model: its calls and, when modelUsage holds more, a remainder generation. */
-    long long model_left = turn_pico;
-    int k = 0;
+    u->nmodels = 0;
     json_object_foreach(r->model_usage, model, mu) {
-        struct usage d, rest;
+        if (u->nmodels == MAX_MODELS)
+            break;
+        struct cc_cost_model *cm = &u->models[u->nmodels];
         double cost;
-        model_diff(mu, json_object_get(t->prev_usage, model), &d, &cost);
-        k++;
-        long long mpico = k == nmodels ? model_left : llround(cost * PICO);
-        model_left -= mpico;
-        rest = d;
-        int ncalls = 0;
-        for (struct call *c = t->calls; c; c = c->next)
-            if (strcmp(c->model, model) == 0) {
-                usage_add(&rest, &c->u, -1);
-                ncalls++;
-            }
-        int has_rest = rest.in > 0 || rest.out > 0 || rest.cr > 0 || rest.cw > 0;
-        if (rest.in < 0 || rest.out < 0 || rest.cr < 0 || rest.cw < 0)
-            has_rest = 0; /* streamed more than accounted (an aborted call): nothing left */
-        int n = ncalls + has_rest;
-        if (n == 0) {
-            if (mpico) { /* cost with no call at all: an unstreamed call with no tokens */
-                rest = d;
-                has_rest = 1;
-                n = 1;
-            } else
-                continue;
-        }
-        double *w = calloc((size_t)n, sizeof *w);
-        long long *share = calloc((size_t)n, sizeof *share);
-        struct call **cs = calloc((size_t)n, sizeof *cs);
-        if (!w || !share || !cs) {
-            free(w);
-            free(share);
-            free(cs);
-            continue;
-        }
-        int j = 0;
-        for (struct call *c = t->calls; c; c = c->next)
-            if (strcmp(c->model, model) == 0) {
-                cs[j] = c;
-                w[j++] = weight(&c->u);
-            }
-        if (has_rest)
-            w[j] = weight(&rest) > 0 ? weight(&rest) : 1;
-        split(mpico, w, n, share);
-        for (j = 0; j < ncalls; j++) {
-            if (t->per_call) {
-                lf_obs_set_model(cs[j]->obs, cs[j]->model);
-                lf_obs_set_cost(cs[j]->obs, "total", (double)share[j] / PICO);
-                placed += share[j];
-            } else {
-                lf_obs_set_metadata_double(cs[j]->obs, "cost_usd", (double)share[j] / PICO);
-            }
-        }
-        if (has_rest) {
-            lf_obs *parent = latest_agent(t);
-            lf_obs *g = lf_obs_start(parent ? parent : t->query, LF_OBS_GENERATION,
-                                     "subagent-calls");
-            lf_obs_set_model(g, model);
-            set_usage(g, &rest);
-            lf_obs_set_cost(g, "total", (double)share[n - 1] / PICO);
-            lf_obs_set_metadata_string(g, "note", "model calls Claude Code made without "
-                                                  "streaming them (a subagent's): their "
-                                                  "usage from the turn's modelUsage");
-            lf_obs_end(g);
-            placed += share[n - 1];
-        }
-        free(w);
-        free(share);
-        free(cs);
+        snprintf(u->model_names[u->nmodels], sizeof u->model_names[0], "%s", model);
+        model_diff(mu, json_object_get(t->prev_usage, model), &cm->u, &cost);
+        cm->model = u->model_names[u->nmodels];
+        cm->pico = llround(cost * CC_PICO);
+        u->nmodels++;
     }
-    if (!nmodels && t->per_call && t->calls) { /* no modelUsage: everything on the last call */
-        lf_obs_set_model(t->calls->obs, t->calls->model);
-        lf_obs_set_cost(t->calls->obs, "total", (double)turn_pico / PICO);
-        placed = turn_pico;
-    }
-    *query_pico = turn_pico - placed;
 }
 
 static void on_result(struct cc_trace *t, const struct cc_msg *m)
 {
     struct cc_result r;
-    struct usage streamed;
-    long long query_pico;
     cc_msg_result(m, &r);
+    struct turn *u = turn_now(t);
+    if (!u)
+        return;
     if (m->damage[0]) { /* a stand-in: the turn's numbers are unknown; the next result's
                            differences carry them */
         r.total_cost_usd = t->prev_cost;
         r.model_usage = t->prev_usage;
     }
-    ensure_query(t);
-    account_turn(t, &r, &streamed, &query_pico);
-    lf_obs *q = t->query;
+    u->turn_pico = llround((r.total_cost_usd - t->prev_cost) * CC_PICO);
+    turn_models(t, u, &r);
+    lf_obs *q = u->query;
     if (r.result)
         lf_obs_set_output_stringn(q, r.result, r.result_len);
     lf_obs_set_metadata_double(q, "cost_usd", r.total_cost_usd - t->prev_cost);
@@ -638,14 +910,7 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
         lf_obs_set_metadata_string(q, "subtype", r.subtype);
     if (r.stop_reason)
         lf_obs_set_metadata_string(q, "stop_reason", r.stop_reason);
-    if (t->per_call) {
-        set_usage_metadata(q, &streamed);
-    } else {
-        set_usage(q, &streamed);
-        lf_obs_set_cost(q, "total", (double)query_pico / PICO);
-        if (t->model[0])
-            lf_obs_set_model(q, t->model);
-    }
+    lf_obs_set_metadata_string(q, "cost_source", t->otel ? SOURCE_EXACT : SOURCE_SHARE);
     if (r.is_error && t->interrupted[0]) {
         /* an interrupt the user asked for ends the turn, not the session: a warning */
         char msg[200];
@@ -658,9 +923,6 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
         lf_obs_set_level(q, LF_LEVEL_ERROR);
         lf_obs_set_status_message(q, msg);
     }
-    end_open(t);
-    lf_obs_end(q);
-    t->query = NULL;
     t->interrupted[0] = '\0';
     t->prev_cost = r.total_cost_usd;
     if (r.model_usage != t->prev_usage) {
@@ -668,6 +930,37 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
         t->prev_usage = r.model_usage ? json_deep_copy(r.model_usage) : NULL;
     }
     json_array_clear(t->pending_input);
+
+    /* Closing: at once without telemetry; with it, once its events add up (they come up to
+     * about 0.3 s after the result), or at the latest a second from now. */
+    t->cur = NULL;
+    u->closing = 1;
+    u->close_by_ns = lf_now_ns() + CLOSE_WAIT_NS;
+    struct turn **p = &t->closing;
+    while (*p)
+        p = &(*p)->next;
+    *p = u;
+    if (!t->otel)
+        close_turn(t, u);
+    else
+        check_close(t, u);
+}
+
+int cc_trace_due_ms(const struct cc_trace *t)
+{
+    if (!t || !t->closing)
+        return -1;
+    int64_t left = t->closing->close_by_ns - lf_now_ns();
+    return left <= 0 ? 0 : (int)(left / 1000000) + 1;
+}
+
+void cc_trace_tick(struct cc_trace *t)
+{
+    int64_t now = lf_now_ns();
+    while (t && t->closing && t->closing->close_by_ns <= now) {
+        lf_obs_set_metadata_string(t->closing->query, "cost_source", SOURCE_SHARE);
+        close_turn(t, t->closing); /* its events did not all come: the shares stand in */
+    }
 }
 
 static void on_system(struct cc_trace *t, const struct cc_msg *m)
@@ -684,8 +977,10 @@ static void on_system(struct cc_trace *t, const struct cc_msg *m)
             lf_trace_set_metadata_string(t->trace, "claude_session_id", sid);
         if (model && !t->o->model)
             set_model(t, model);
-    } else if (strcmp(sub, "api_retry") == 0 && t->query) {
-        lf_obs *ev = lf_obs_start(t->query, LF_OBS_EVENT, "api-retry");
+    } else if (strcmp(sub, "task_started") == 0 && t->cur) {
+        learn_agent(t, t->cur, cc_json_str(m->root, "tool_use_id"), cc_json_str(m->root, "task_id"));
+    } else if (strcmp(sub, "api_retry") == 0 && t->cur) {
+        lf_obs *ev = lf_obs_start(t->cur->query, LF_OBS_EVENT, "api-retry");
         char msg[200];
         snprintf(msg, sizeof msg, "HTTP %lld (%s), attempt %lld of %lld",
                  cc_json_int(m->root, "error_status"),
@@ -699,7 +994,7 @@ static void on_system(struct cc_trace *t, const struct cc_msg *m)
 
 void cc_trace_interrupt(struct cc_trace *t, const char *why, int fails)
 {
-    if (!t || !t->query)
+    if (!t || !t->cur)
         return;
     snprintf(t->interrupted, sizeof t->interrupted, "%s", why);
     t->interrupt_fails = fails;
@@ -733,16 +1028,40 @@ void cc_trace_claude(struct cc_trace *t, const struct cc_msg *m)
     }
 }
 
+/* The session is over: the turns still closing get their last events, for at most their
+ * second each (Claude Code sends them before it exits, or about 0.3 s after a result). */
+static void wait_for_events(struct cc_trace *t)
+{
+    while (t->otel && t->closing) {
+        cc_trace_otel(t);
+        if (!t->closing)
+            break;
+        int64_t left = t->closing->close_by_ns - lf_now_ns();
+        if (left <= 0)
+            break;
+        struct pollfd p = {.fd = cc_otel_fd(t->otel), .events = POLLIN};
+        poll(&p, 1, (int)(left / 1000000) + 1);
+    }
+}
+
 void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how)
 {
     if (!t)
         return;
-    if (t->query) { /* the turn never got its result: Claude Code died or was stopped */
-        end_open(t);
-        lf_obs_set_level(t->query, LF_LEVEL_ERROR);
-        lf_obs_set_status_message(t->query, how && how->message[0] ? how->message
+    wait_for_events(t);
+    while (t->closing) /* their last events did not come in time */
+        close_turn(t, t->closing);
+    if (t->cur) { /* the turn never got its result: Claude Code died or was stopped */
+        struct turn *u = t->cur;
+        while (u->calls) /* their numbers as far as known; no result, no share of a cost */
+            finish_call(t, u, u->calls, 0);
+        end_tools(u);
+        lf_obs_set_level(u->query, LF_LEVEL_ERROR);
+        lf_obs_set_status_message(u->query, how && how->message[0] ? how->message
                                                                    : "the turn did not finish");
-        lf_obs_end(t->query);
+        lf_obs_end(u->query);
+        free(u);
+        t->cur = NULL;
     }
     int failed = how && how->failed;
     json_t *out = json_pack("{s:b, s:i, s:b}", "success", !failed, "turns", t->turns,
@@ -778,6 +1097,7 @@ void cc_trace_free(struct cc_trace *t)
     if (!t)
         return;
     lf_client_free(t->lf);
+    cc_otel_stop(t->otel);
     json_decref(t->pending_input);
     json_decref(t->prev_usage);
     free(t);

@@ -11,6 +11,8 @@
 #ifndef CC_TRACE_H
 #define CC_TRACE_H
 
+#include <stdint.h>
+
 #include "options.h"
 #include "stream.h"
 
@@ -34,6 +36,20 @@ void cc_trace_prompt(struct cc_trace *t, const char *text);
 /* The running turn was interrupted: `why` becomes its status message, level WARNING, or
  * ERROR when the interrupt `fails` the session (timeout, signal). */
 void cc_trace_interrupt(struct cc_trace *t, const char *why, int fails);
+
+/* What Claude Code's environment needs so that its own telemetry reaches the trace
+ * (NULL-terminated "NAME=value" strings, owned by t), or NULL. */
+const char *const *cc_trace_child_env(const struct cc_trace *t);
+
+/* Readable when Claude Code's telemetry has events waiting (poll it), or -1: then call
+ * cc_trace_otel(). */
+int cc_trace_fd(const struct cc_trace *t);
+void cc_trace_otel(struct cc_trace *t);
+
+/* Milliseconds until a closing turn stops waiting for its last events, or -1: the session
+ * loop calls cc_trace_tick() by then (and may call it any time). */
+int cc_trace_due_ms(const struct cc_trace *t);
+void cc_trace_tick(struct cc_trace *t);
 
 /* Every message Claude Code printed, in order. */
 void cc_trace_claude(struct cc_trace *t, const struct cc_msg *m);

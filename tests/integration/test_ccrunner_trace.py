@@ -122,6 +122,22 @@ def usage_tokens(usage):
                                          "cache_creation_input_tokens"))
 
 
+def usage_tuple(u):
+    """(input, output, cache read, cache write) of an API usage or a Langfuse usageDetails."""
+    return (u.get("input_tokens", u.get("input", 0)), u.get("output_tokens", u.get("output", 0)),
+            u.get("cache_read_input_tokens", 0), u.get("cache_creation_input_tokens", 0))
+
+
+def call_usage(obs):
+    """A model call's usage: a generation's usageDetails, or a per-query span's metadata."""
+    if obs.get("usageDetails"):
+        return obs["usageDetails"]
+    md = obs["metadata"]
+    if "usage" in md:
+        return json.loads(md["usage"]) if isinstance(md["usage"], str) else md["usage"]
+    return {k[len("usage."):]: v for k, v in md.items() if k.startswith("usage.")}  # v4 flattens
+
+
 def scenario(name):
     return json.loads((REPO / "tests" / "support" / "scenarios" / f"{name}.json").read_text())
 
@@ -196,13 +212,56 @@ class TraceTests(CcrunnerTest):
         self.assertTrue(calls and all(c["type"] == "GENERATION" and c["calculatedTotalCost"] > 0
                                       and c["completionStartTime"] for c in calls), calls)
         agent = [o for o in t["observations"] if o["name"] in ("Agent", "Task")][0]
+        # Claude Code's own telemetry: each subagent call a generation of its own, under the
+        # Agent tool use, with exact numbers; nothing left for a remainder
+        sub = [c for c in calls if c["parentObservationId"] == agent["id"]]
+        self.assertEqual(len(sub), 2, "the subagent's two calls")
+        self.assertEqual(self.obs(t, "subagent-calls"), [])
+        self.assertTrue(all(str(c["metadata"].get("cost_source")).strip('"') == "claude-code-telemetry"
+                            for c in calls), calls)
+        nested = [o for o in t["observations"] if o["parentObservationId"] == agent["id"] and o["type"] == "TOOL"]
+        self.assertTrue(nested, "the subagent's tools nest under its Agent tool use")
+        self.assertAlmostEqual(t["totalCost"], run.stream.of("result")[-1]["cost"], places=12)
+
+    def test_without_telemetry_the_subagent_is_one_remainder(self):
+        """CCRUNNER_CLAUDE_TELEMETRY=off (or an older CLI): a subagent's calls are one
+        remainder generation from the turn's modelUsage, totals still exact."""
+        self.use("subagent")
+        run = self.run_cc("--session-id", "s-sub-off", "use an agent",
+                          env=self.lf_env(LANGFUSE_GENERATIONS="per-call",
+                                          CCRUNNER_CLAUDE_TELEMETRY="off"))
+        self.assertEqual(run.code, 0, run.describe())
+        self.assertIn("CCRUNNER_CLAUDE_TELEMETRY", run.stderr)
+        t = self.rx.session_trace("s-sub-off")
+        agent = [o for o in t["observations"] if o["name"] in ("Agent", "Task")][0]
         sub = self.obs(t, "subagent-calls")
         self.assertEqual(len(sub), 1, "the subagent's unstreamed calls")
         self.assertEqual(sub[0]["parentObservationId"], agent["id"])
         self.assertGreater(tokens(sub[0]), 0)
-        nested = [o for o in t["observations"] if o["parentObservationId"] == agent["id"] and o["type"] == "TOOL"]
-        self.assertTrue(nested, "the subagent's tools nest under its Agent tool use")
+        self.assertEqual(str(sub[0]["metadata"].get("cost_source")).strip('"'), "apportioned")
         self.assertAlmostEqual(t["totalCost"], run.stream.of("result")[-1]["cost"], places=12)
+
+    def test_every_call_has_what_the_api_served(self):
+        """Per call, subagent calls included: the tokens of every model call in the trace
+        are those the model API served for that call, and the costs add up to Claude Code's
+        own total; in both layouts."""
+        sc = scenario("subagent")
+        served = sorted(usage_tuple(r["usage"]) for r in sc["responses"] + sc["agent_responses"])
+        for layout in ("per-query", "per-call"):
+            with self.subTest(layout=layout):
+                sid = f"s-percall-{layout}"
+                self.use("subagent")
+                run = self.run_cc("--session-id", sid, "use an agent",
+                                  env=self.lf_env(LANGFUSE_GENERATIONS=layout))
+                self.assertEqual(run.code, 0, run.describe())
+                t = self.rx.session_trace(sid)
+                calls = self.obs(t, "model-call")
+                got = sorted(usage_tuple(call_usage(c)) for c in calls)
+                self.assertEqual(got, served, calls)
+                self.assertAlmostEqual(t["totalCost"], run.stream.of("result")[-1]["cost"], places=12)
+                # time to first token from the request (the event's), not the first stream byte
+                self.assertTrue(all(c.get("completionStartTime") or
+                                    "time_to_first_token_ms" in c["metadata"] for c in calls))
 
     def test_interactive_one_query_per_message(self):
         stdin = "".join(json.dumps({"type": "user_message", "payload": {"content": c}}) + "\n"
