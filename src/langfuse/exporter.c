@@ -80,6 +80,7 @@ struct lf__exp {
     size_t bl_bytes;
     struct lf_obs *done_recs; /* finished records, returned to the pool in one go */
     struct lf__trace *open;   /* traces whose root is open, with their journals */
+    int64_t last_journal;     /* when their journals were last brought up to date */
 };
 
 /* Collects a finished record for the pool (see lf_client.pool). */
@@ -1014,6 +1015,10 @@ static int work_ready(struct lf_client *c, int64_t now)
         return 1;
     if ((x->spill.nrec || x->bl_head) && (!x->head || x->blocked))
         return 1; /* a backlog: encode it as soon as the line is free */
+    /* An open trace's attributes may have changed with nothing ended since: its journal is
+     * brought up to date within a flush interval all the same. */
+    if (x->open && now - x->last_journal >= (int64_t)c->conf.flush_interval_ms * 1000000)
+        return 1;
     return c->replay_ticket != c->replay_taken || c->new_traces || atomic_load(&c->spill_wanted);
 }
 
@@ -1079,8 +1084,10 @@ void *lf__exporter_main(void *arg)
             x->last_take = now;
             encode_records(c, list);
         }
-        if (c->conf.spool_dir)
+        if (c->conf.spool_dir) {
             lf__journal_update(c, &x->open); /* after the roots' write-ahead copies */
+            x->last_journal = lf__mono_ns();
+        }
         if (replay && !x->blocked)
             queue_spool_files(c);
         bound_pending(c);

@@ -3,6 +3,7 @@ runner killed outright, a failing model API, big prompts. The real CLI, the scri
 server and the Langfuse test receiver (Langfuse v4) on loopback. Run by ctest with CCRUNNER
 set to the binary under test."""
 
+import gzip
 import json
 import os
 import signal
@@ -15,6 +16,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_ccrunner import CcrunnerTest, Live, is_type  # noqa: E402
 from test_ccrunner_trace import PK, SK, Receiver  # noqa: E402
 import lf_read  # noqa: E402
+
+
+def journal_text(path):
+    """A journal file's body as text ("" if it is being replaced)."""
+    try:
+        raw = path.read_bytes()
+        return (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode(errors="replace")
+    except (OSError, EOFError):
+        return ""
 
 
 class FaultTests(CcrunnerTest):
@@ -87,9 +97,9 @@ class FaultTests(CcrunnerTest):
         live = self.batch("s-killed", self.lf_env())
         self.addCleanup(lambda: live.proc.poll() is None and live.proc.kill())
         live.wait_for(is_type("agent.running"), what="the turn")
-        deadline = time.monotonic() + 20  # the root's journal: within a flush interval
-        while not list(self.spool.glob("lf-open-*")):
-            self.assertLess(time.monotonic(), deadline, "no journal of the open session")
+        deadline = time.monotonic() + 20  # the root's journal, up to date within a flush interval
+        while not any("run echo hi" in journal_text(p) for p in self.spool.glob("lf-open-*")):
+            self.assertLess(time.monotonic(), deadline, "no up-to-date journal of the open session")
             time.sleep(0.1)
         live.proc.kill()
         live.finish(timeout=30)
