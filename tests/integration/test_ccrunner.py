@@ -520,7 +520,8 @@ class NothingOutlivesTheSessionTests(CcrunnerTest):
             with self.subTest(end=end):
                 self.use("long_tool")
                 (self.ws / "tool.pid").unlink(missing_ok=True)
-                extra = ["--timeout", "6"] if end == "timeout" else []
+                # long enough for the tool to start on a loaded machine, short of its 60 s
+                extra = ["--timeout", "15"] if end == "timeout" else []
                 live = Live(["--workspace", str(self.ws), *BYPASS, *extra, "run the long command"],
                             self.env(), stdin=subprocess.DEVNULL)
                 self.addCleanup(lambda p=live.proc: p.poll() is None and p.kill())

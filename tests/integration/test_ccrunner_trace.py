@@ -530,7 +530,8 @@ class TraceTests(CcrunnerTest):
         both = self.run_cc("--session-id", "s-both", "hello", env=env)
         self.assertEqual(both.code, 0, both.describe())
         self.assertEqual(both.stream.codes(), off.stream.codes())
-        self.assertGreater(both.elapsed, off.elapsed + 3, "the black hole holds the flush")
+        # (an absolute bound: the baseline run's own time varies with the machine's load)
+        self.assertGreater(both.elapsed, 4.5, "the black hole holds the flush its 5 s")
         self.assertLess(both.elapsed, off.elapsed + 7.5, "5 s + 5 s would mean they added up")
 
     def test_misconfigured_langfuse_is_one_warning(self):

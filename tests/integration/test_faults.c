@@ -305,11 +305,18 @@ struct spool_state {
     const char *dir;
 };
 
-/* The killed program's spool holds its requests in flight and its open root's journal. */
+/* The killed program has sent all three of its steps (each request is written ahead into
+ * the spool before it goes out; the black hole holds them) and journaled its open root. */
 static int in_flight_and_journaled(void *arg)
 {
     const char *dir = ((struct spool_state *)arg)->dir;
-    return count_files(dir, "lf-open-") == 1 && count_files(dir, "lf-0") >= 1;
+    long st;
+    size_t spans = 0, i;
+    json_t *reqs = tu_get(&rx, "/_test/requests", &st), *r;
+    json_array_foreach(reqs, i, r)
+        spans += json_array_size(json_object_get(r, "span_ids"));
+    json_decref(reqs);
+    return spans >= 3 && count_files(dir, "lf-open-") == 1 && count_files(dir, "lf-0") >= 1;
 }
 
 static void test_a_killed_process_loses_nothing_and_its_trace_is_completed(void **state)
