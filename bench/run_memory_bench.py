@@ -676,7 +676,7 @@ def main(argv=None):
     failed = [r for r in bench.runs if not r["ok"]]
     print()
     print("claude %s; %s; ccrunner %s (%s, built %s, sha256 %s); %d runs in %.0f s"
-          % (v.get("claude"), "git HEAD %s" % v.get("git_head", "?")[:12], v.get("ccrunner"), bench.binary["path"],
+          % (v.get("claude"), "work tree at git HEAD %s" % v.get("git_head", "?")[:12], v.get("ccrunner"), bench.binary["path"],
              bench.binary["mtime"], bench.binary["sha256"][:16], len(bench.runs), time.monotonic() - t0))
     methods = sorted({r["method"] for r in bench.runs if r.get("method")})
     if methods != ["ptrace-exit-stop"]:
