@@ -397,11 +397,20 @@ static void set_usage_metadata(lf_obs *o, const struct cc_usage *u)
 
 /* A model call's numbers as the layout wants them: a generation carries model, usage and
  * cost (all three, or no model: no guessed numbers); a per-query span keeps them in
- * metadata. Returns the cost placed on a generation (0 for a span). */
+ * metadata. pico < 0: the cost is unknown (a turn that never got its result), so no cost
+ * and the model in metadata only. Returns the cost placed on a generation (0 for a span). */
 static long long set_numbers(lf_obs *o, int generation, const char *model,
                              const struct cc_usage *u, long long pico, const char *source)
 {
-    lf_obs_set_metadata_string(o, "cost_source", source);
+    lf_obs_set_metadata_string(o, "cost_source", pico < 0 ? "unknown" : source);
+    if (pico < 0) {
+        if (generation)
+            set_usage(o, u);
+        else
+            set_usage_metadata(o, u);
+        lf_obs_set_metadata_string(o, "model", model);
+        return 0;
+    }
     if (generation) {
         set_usage(o, u);
         lf_obs_set_model(o, model);
@@ -473,7 +482,7 @@ static void note_exact(struct turn *u, const char *model, const struct cc_usage 
 }
 
 /* Ends a call: with Claude Code's numbers when its event is in, else with `pico`, its share
- * (the turn is closing). Frees it. */
+ * (the turn is closing; -1: unknown, the turn had no result). Frees it. */
 static void finish_call(struct cc_trace *t, struct turn *u, struct call *c, long long pico)
 {
     int64_t end = c->end_ns ? c->end_ns : lf_now_ns();
@@ -836,7 +845,11 @@ static void close_turn(struct cc_trace *t, struct turn *u)
     for (int m = 0; m < u->nmodels; m++) {
         struct cc_cost_model *cm = &u->models[m];
         int tokens = cm->rest.in || cm->rest.out || cm->rest.cr || cm->rest.cw;
-        if (!tokens && !cm->rest_pico)
+        /* No tokens and less than a nanodollar: the rounding between modelUsage's costUSD
+         * and the sum of the exact calls' costs (each a double), not a call. Per-query the
+         * query's cost takes it; per-call it is left out (the trace's total stays within a
+         * nanodollar of Claude Code's). */
+        if (!tokens && llabs(cm->rest_pico) < 1000)
             continue;
         lf_obs *parent = latest_agent(u);
         lf_obs *g = lf_obs_start(parent ? parent : u->query, LF_OBS_GENERATION, "subagent-calls");
@@ -1054,7 +1067,7 @@ void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how)
     if (t->cur) { /* the turn never got its result: Claude Code died or was stopped */
         struct turn *u = t->cur;
         while (u->calls) /* their numbers as far as known; no result, no share of a cost */
-            finish_call(t, u, u->calls, 0);
+            finish_call(t, u, u->calls, -1);
         end_tools(u);
         lf_obs_set_level(u->query, LF_LEVEL_ERROR);
         lf_obs_set_status_message(u->query, how && how->message[0] ? how->message
