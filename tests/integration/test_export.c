@@ -37,9 +37,7 @@ static int group_teardown(void **state)
 static int reset(void **state)
 {
     (void)state;
-    long st;
-    json_decref(tu_post(&rx, "/_test/reset", "{}", &st));
-    assert_int_equal(st, 200);
+    assert_int_equal(tu_receiver_reset(&rx), 0);
     tu_rmrf(spool);
     free(spool);
     spool = tu_mkdtemp("lf-itest-spool");

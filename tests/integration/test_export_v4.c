@@ -36,9 +36,7 @@ static int group_teardown(void **state)
 static int reset(void **state)
 {
     (void)state;
-    long st;
-    json_decref(tu_post(&rx, "/_test/reset", "{}", &st));
-    assert_int_equal(st, 200);
+    assert_int_equal(tu_receiver_reset(&rx), 0);
     tu_rmrf(spool);
     free(spool);
     spool = tu_mkdtemp("lf-itest-v4-spool");
@@ -87,18 +85,9 @@ static lf_client *client_for(const char *base, enum lf_transport transport, stru
 /* The observations of a trace, as the v2 API gives them (every row, duplicates too). */
 static json_t *rows_of(const char *tid)
 {
-    char path[256];
-    long st;
-    snprintf(path, sizeof(path),
-             "/api/public/v2/observations?traceId=%s&limit=1000&fields=core,basic,time,io,"
-             "metadata,model,usage,trace_context",
-             tid);
-    json_t *page = tu_get(&rx, path, &st);
-    assert_int_equal(st, 200);
-    json_t *data = json_incref(json_object_get(page, "data"));
-    json_decref(page);
-    assert_true(json_is_array(data));
-    return data;
+    json_t *rows = tu_v4_rows(&rx, tid);
+    assert_non_null(rows);
+    return rows;
 }
 
 static json_t *row_named(json_t *rows, const char *name)

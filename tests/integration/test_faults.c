@@ -40,9 +40,7 @@ static int group_teardown(void **state)
 static int reset(void **state)
 {
     (void)state;
-    long st;
-    json_decref(tu_post(&rx, "/_test/reset", "{}", &st));
-    assert_int_equal(st, 200);
+    assert_int_equal(tu_receiver_reset(&rx), 0);
     return 0;
 }
 
@@ -58,15 +56,9 @@ static void base_config(struct lf_config *c)
 /* The rows of the single trace the receiver holds. */
 static json_t *rows_of(const char *tid)
 {
-    char path[256];
-    long st;
-    snprintf(path, sizeof(path),
-             "/api/public/v2/observations?traceId=%s&limit=1000&fields=core,basic,io,usage", tid);
-    json_t *page = tu_get(&rx, path, &st);
-    assert_int_equal(st, 200);
-    json_t *data = json_incref(json_object_get(page, "data"));
-    json_decref(page);
-    return data;
+    json_t *rows = tu_v4_rows(&rx, tid);
+    assert_non_null(rows);
+    return rows;
 }
 
 /* ---- a stuck exporter: shutdown keeps its deadline ------------------------------------- */

@@ -187,6 +187,31 @@ json_t *tu_get(const struct tu_server *s, const char *path, long *status)
     return tu_http("GET", url, TU_PK ":" TU_SK, NULL, status, NULL, NULL);
 }
 
+int tu_receiver_reset(const struct tu_server *s)
+{
+    long st;
+    json_decref(tu_post(s, "/_test/reset", "{}", &st));
+    return st == 200 ? 0 : -1;
+}
+
+json_t *tu_v4_rows(const struct tu_server *s, const char *trace_id)
+{
+    char path[256];
+    long st;
+    snprintf(path, sizeof(path),
+             "/api/public/v2/observations?traceId=%.64s&limit=1000&fields=core,basic,time,io,"
+             "metadata,model,usage,trace_context",
+             trace_id);
+    json_t *page = tu_get(s, path, &st);
+    json_t *data = st == 200 ? json_incref(json_object_get(page, "data")) : NULL;
+    json_decref(page);
+    if (data && !json_is_array(data)) {
+        json_decref(data);
+        data = NULL;
+    }
+    return data;
+}
+
 json_t *tu_post(const struct tu_server *s, const char *path, const char *json, long *status)
 {
     char url[1024];

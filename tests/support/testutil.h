@@ -43,6 +43,12 @@ json_t *tu_http(const char *method, const char *url, const char *userpwd, const 
                 long *status, char **raw, size_t *raw_len);
 /* GET base+path with the test keys; asserts nothing, returns NULL on failure. */
 json_t *tu_get(const struct tu_server *s, const char *path, long *status);
+
+/* Clears what the receiver stored and its failure mode; 0 or -1. */
+int tu_receiver_reset(const struct tu_server *s);
+/* Every observation row of trace `trace_id` that a Langfuse v4 receiver lists (its v2
+ * observations API, every field group), as a new JSON array; NULL on failure. */
+json_t *tu_v4_rows(const struct tu_server *s, const char *trace_id);
 /* POST base+path with a JSON body (no auth). */
 json_t *tu_post(const struct tu_server *s, const char *path, const char *json, long *status);
 
