@@ -5,24 +5,30 @@
  * per API call Claude Code streamed, and a tool observation per tool use (a subagent's
  * tools nest under the Agent tool use that started it).
  *
- * Exactness. Claude Code reports cost and tokens cumulatively (`total_cost_usd`,
- * `modelUsage`) at each result; a turn's numbers are the differences. Per-call tokens come
- * from the stream events (message_start, message_delta); what the turn's modelUsage holds
- * beyond them (a subagent's calls, which are not streamed) goes on a `subagent-calls`
- * generation under the Agent tool use. Cost is split in integer picodollars, by list-price
- * weights within each model, the last part taking the rounding rest, so the parts add up
- * to the turn's cost exactly and the turns to the session's total_cost_usd.
+ * Exactness. Claude Code reports each API call it makes, a subagent's too, in its own
+ * telemetry (otel.c): exact tokens and cost, time to first token, duration, request id and
+ * subagent id. A streamed call is matched to its report by request id; a subagent's call
+ * becomes a generation of its own under the Agent tool use, matched by the subagent's id.
+ * Claude Code also reports cost and tokens cumulatively at each result (total_cost_usd,
+ * modelUsage), so a turn's numbers are the differences; cost.c splits them exactly, in
+ * integer picodollars: reported calls keep their cost, the others (no telemetry, or a
+ * report missing) share the rest by list-price weights, and tokens no call accounts for go
+ * on a `subagent-calls` remainder. The parts add up to the turn's cost and the turns to the
+ * session's total_cost_usd. Metadata cost_source says which way each number came.
  *
  * Export once (Langfuse v4 keeps every copy of a span): each observation goes out once,
  * when it ends, so nothing is exported before its numbers are final. A tool use ends with
- * its result; a model call and an Agent tool use stay open until their turn's result (their
- * cost is known only then) and are ended with the time they really ended; the root ends
- * last, with the session's output. The trace attributes are all set at the start (and the
- * Claude Code version at init, before any call ends), so every observation carries them.
+ * its result; a model call when both its stream and its report are in (memory stays flat
+ * over a long turn), or when its turn closes; an Agent tool use when its turn closes. A turn
+ * closes once its reports add up to its cost, at most a second after its result, while the
+ * next turn runs. The root ends last, with the session's output. The trace attributes are
+ * all set at the start (and the Claude Code version at init, before any call ends), so
+ * every observation carries them.
  *
  * No guessed numbers: v4 prices any observation that names a model without usage, from its
  * text. So a model is named only beside exact usage and cost (a per-query claude-query, a
- * per-call model-call once its cost share is set, subagent-calls); elsewhere it is metadata.
+ * per-call model-call once its cost is known, a subagent's call, subagent-calls); elsewhere
+ * it is metadata.
  */
 #include "trace.h"
 #include "cost.h"
