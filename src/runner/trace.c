@@ -515,8 +515,7 @@ static void finish_call(struct cc_trace *t, struct turn *u, struct call *c, long
 
 /* A subagent's call, from Claude Code's report: a generation of its own, exact, under the
  * Agent tool use that started the subagent. */
-static void subagent_call(struct cc_trace *t, struct turn *u, struct tool *x,
-                          const struct cc_otel_event *ev)
+static void subagent_call(struct turn *u, struct tool *x, const struct cc_otel_event *ev)
 {
     lf_obs *g = lf_obs_start(x->obs, LF_OBS_GENERATION, "model-call");
     struct cc_usage eu = event_usage(ev);
@@ -528,7 +527,6 @@ static void subagent_call(struct cc_trace *t, struct turn *u, struct tool *x,
     u->gen_pico += set_numbers(g, 1, ev->model, &eu, pico, SOURCE_EXACT);
     lf_obs_end_at(g, end);
     note_exact(u, ev->model, &eu, pico);
-    (void)t;
 }
 
 static void close_turn(struct cc_trace *t, struct turn *u);
@@ -557,7 +555,7 @@ static int place_event(struct cc_trace *t, const struct cc_otel_event *ev)
             if (c->end_ns) /* its stream is done: its numbers are final */
                 finish_call(t, u, c, 0);
         } else {
-            subagent_call(t, u, x, ev);
+            subagent_call(u, x, ev);
         }
         check_close(t, u);
         return 1;
@@ -661,7 +659,7 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
     }
 }
 
-static void start_tool(struct cc_trace *t, struct turn *u, const struct cc_msg *m, const json_t *b)
+static void start_tool(struct turn *u, const struct cc_msg *m, const json_t *b)
 {
     struct tool *parent = find_tool(u, m->parent_tool_use_id);
     const char *name = cc_json_str_or(b, "name", "tool");
@@ -678,7 +676,6 @@ static void start_tool(struct cc_trace *t, struct turn *u, const struct cc_msg *
     lf_obs_set_metadata_string(x->obs, "tool_use_id", x->id);
     x->next = u->tools;
     u->tools = x;
-    (void)t;
 }
 
 static void unlink_tool(struct turn *u, struct tool *x)
@@ -732,7 +729,7 @@ static void on_assistant(struct cc_trace *t, const struct cc_msg *m)
         if (c && c->content)
             json_array_append(c->content, b);
         if (type && strcmp(type, "tool_use") == 0)
-            start_tool(t, u, m, b);
+            start_tool(u, m, b);
     }
 }
 
