@@ -1015,11 +1015,13 @@ static int work_ready(struct lf_client *c, int64_t now)
         return 1;
     if ((x->spill.nrec || x->bl_head) && (!x->head || x->blocked))
         return 1; /* a backlog: encode it as soon as the line is free */
-    /* An open trace's attributes may have changed with nothing ended since: its journal is
-     * brought up to date within a flush interval all the same. */
-    if (x->open && now - x->last_journal >= (int64_t)c->conf.flush_interval_ms * 1000000)
+    /* A trace started, or an open trace's attributes changed, with nothing ended since: its
+     * journal is brought up to date within a flush interval all the same (a wake-up per
+     * trace start would cut every batch short). */
+    if ((x->open || c->new_traces) &&
+        now - x->last_journal >= (int64_t)c->conf.flush_interval_ms * 1000000)
         return 1;
-    return c->replay_ticket != c->replay_taken || c->new_traces || atomic_load(&c->spill_wanted);
+    return c->replay_ticket != c->replay_taken || atomic_load(&c->spill_wanted);
 }
 
 static int spool_batches_pending(const struct lf__exp *x)
@@ -1046,7 +1048,7 @@ void *lf__exporter_main(void *arg)
     x->blocked = x->blocked || !c->http;
     if (c->conf.spool_replay)
         queue_spool_files(c);
-    x->last_take = lf__mono_ns();
+    x->last_take = x->last_journal = lf__mono_ns();
 
     pthread_mutex_lock(&c->mu);
     for (;;) {

@@ -32,8 +32,7 @@ void lf__journal_open(struct lf_client *c, struct lf__trace *t)
         return;
     pthread_mutex_lock(&c->mu);
     t->next_open = c->new_traces;
-    c->new_traces = lf__trace_ref(t);
-    pthread_cond_signal(&c->wake); /* journaled now, not when something first ends */
+    c->new_traces = lf__trace_ref(t); /* journaled within a flush interval (exporter.c) */
     pthread_mutex_unlock(&c->mu);
 }
 
