@@ -414,19 +414,9 @@ static void spool_batch(struct lf_client *c, struct lf__batch *b, const char *wh
     batch_free(b);
 }
 
-static void queue_spool_files(struct lf_client *c)
+/* Queues spool files (taking their paths and claims) unless already queued. */
+static void queue_entries(struct lf__exp *x, struct lf__spool_entry *v, size_t n)
 {
-    struct lf__exp *x = c->exp;
-    struct lf__spool_entry *v;
-    size_t n;
-    if (!c->conf.spool_dir)
-        return;
-    int adopted = lf__spool_adopt_journals(c->conf.spool_dir);
-    if (adopted)
-        lf__log(c, LF_LOG_INFO, "%d traces of a process that died with their roots open are "
-                                "completed from its journal", adopted);
-    if (lf__spool_list(c->conf.spool_dir, &v, &n))
-        return;
     for (size_t i = 0; i < n; i++) {
         int dup = 0;
         for (struct lf__batch *b = x->head; b && !dup; b = b->next)
@@ -441,10 +431,32 @@ static void queue_spool_files(struct lf_client *c)
         b->nrec = v[i].nrec;
         b->qseq_min = UINT64_MAX;
         b->spool_path = v[i].path;
+        b->spool_fd = v[i].fd;
         v[i].path = NULL;
+        v[i].fd = -1;
         append(x, b);
     }
-    lf__spool_entries_free(v, n);
+}
+
+/* Queues the spool files not queued yet, and then the journals of dead processes, adopted
+ * now (newest, so last). */
+static void queue_spool_files(struct lf_client *c)
+{
+    struct lf__exp *x = c->exp;
+    struct lf__spool_entry *v, *adopted;
+    size_t n, nadopted;
+    if (!c->conf.spool_dir)
+        return;
+    if (lf__spool_list(c->conf.spool_dir, &v, &n) == 0) {
+        queue_entries(x, v, n);
+        lf__spool_entries_free(v, n);
+    }
+    lf__spool_adopt_journals(c->conf.spool_dir, &adopted, &nadopted);
+    if (nadopted)
+        lf__log(c, LF_LOG_INFO, "%zu traces of a process that died with their roots open are "
+                                "completed from its journal", nadopted);
+    queue_entries(x, adopted, nadopted);
+    lf__spool_entries_free(adopted, nadopted);
 }
 
 /* ---- encoding -------------------------------------------------------------------------- */
@@ -757,11 +769,14 @@ static enum outcome send_head(struct lf_client *c, int stopping)
     char excerpt[320];
 
     if (b->spool_path && !b->body) {
-        b->spool_fd = lf__spool_claim(b->spool_path);
+        if (b->spool_fd < 0)
+            b->spool_fd = lf__spool_claim(b->spool_path);
         if (b->spool_fd < 0 ||
             lf__spool_read(b->spool_fd, c->conf.max_request_bytes * 2, &b->body, &b->len)) {
+            lf__log(c, LF_LOG_DEBUG, "spool file %s: gone, or another process has it",
+                    b->spool_path);
             unlink_head(x);
-            batch_free(b); /* gone, or another process has it */
+            batch_free(b);
             return SENT;
         }
         x->bytes += b->len;

@@ -76,8 +76,11 @@ static int cmp_entry(const void *a, const void *b)
 
 void lf__spool_entries_free(struct lf__spool_entry *e, size_t n)
 {
-    for (size_t i = 0; e && i < n; i++)
+    for (size_t i = 0; e && i < n; i++) {
         free(e[i].path);
+        if (e[i].fd >= 0)
+            lf__spool_release(e[i].fd);
+    }
     free(e);
 }
 
@@ -131,6 +134,7 @@ int lf__spool_list(const char *dir, struct lf__spool_entry **out, size_t *n)
         v[cnt].gz = gz;
         v[cnt].nrec = nrec;
         v[cnt].size = (size_t)st.st_size;
+        v[cnt].fd = -1;
         cnt++;
     }
     closedir(d);
@@ -319,12 +323,15 @@ void lf__spool_journal_release(int *fd, char **path)
     *path = NULL;
 }
 
-int lf__spool_adopt_journals(const char *dir)
+int lf__spool_adopt_journals(const char *dir, struct lf__spool_entry **out, size_t *n)
 {
+    *out = NULL;
+    *n = 0;
     DIR *d = opendir(dir);
     if (!d)
         return 0;
-    int adopted = 0;
+    size_t cap = 0;
+    int rc = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
         char kind[16], path[4096], name[128], to[4096];
@@ -332,22 +339,43 @@ int lf__spool_adopt_journals(const char *dir)
         if (strncmp(de->d_name, "lf-open-", 8) != 0 || !(ext = strchr(de->d_name + 8, '.')) ||
             sscanf(ext, ".%15[a-z]", kind) != 1)
             continue;
+        if (*n == cap) {
+            size_t ncap = cap ? cap * 2 : 4;
+            struct lf__spool_entry *nv = lf__realloc(*out, ncap * sizeof(**out));
+            if (!nv) {
+                rc = -1;
+                break;
+            }
+            *out = nv;
+            cap = ncap;
+        }
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
         int fd = lf__spool_claim(path); /* fails while its owner lives */
         if (fd < 0)
             continue;
-        int endpoint = strcmp(kind, "ingestion") == 0 ? LF_TRANSPORT_INGESTION : LF_TRANSPORT_OTLP;
-        int gz = strstr(ext, ".gz") != NULL;
-        spool_name(name, sizeof(name), endpoint, gz, 1);
+        struct lf__spool_entry *e = &(*out)[*n];
+        e->endpoint = strcmp(kind, "ingestion") == 0 ? LF_TRANSPORT_INGESTION : LF_TRANSPORT_OTLP;
+        e->gz = strstr(ext, ".gz") != NULL;
+        e->nrec = 1;
+        spool_name(name, sizeof(name), e->endpoint, e->gz, e->nrec);
         snprintf(to, sizeof(to), "%s/%s", dir, name);
-        if (rename(path, to) == 0) {
-            lf__spool_sync(dir, fd); /* an orphan's last word: keep it */
-            adopted++;
+        if (rename(path, to) != 0) {
+            close(fd);
+            continue;
         }
-        close(fd);
+        lf__spool_sync(dir, fd); /* an orphan's last word: keep it */
+        e->path = lf__strdup(to);
+        if (!e->path) {
+            close(fd); /* adopted all the same: the next listing sends it */
+            rc = -1;
+            break;
+        }
+        e->fd = fd;
+        e->size = 0;
+        (*n)++;
     }
     closedir(d);
-    return adopted;
+    return rc;
 }
 
 int lf__spool_claim(const char *path)

@@ -20,6 +20,7 @@ struct lf__spool_entry {
     int gz;
     uint32_t nrec;
     size_t size;
+    int fd;           /* its claim, owned, if already held (an adopted journal); else -1 */
 };
 
 /*
@@ -93,8 +94,11 @@ void lf__spool_journal_remove(int *fd, char **path);
 /* Releases the claim and keeps the file (*fd = -1, *path freed). */
 void lf__spool_journal_release(int *fd, char **path);
 /* Adopts every journal file that no process holds (its owner died) as a spool file, to be
- * sent like any other. Returns how many. */
-int lf__spool_adopt_journals(const char *dir);
+ * sent like any other, and lists the adopted files in *out (each still
+ * claimed: a claim given up and taken again could fail while a child this process spawns
+ * at that moment holds a copy of the descriptor until its exec). 0, or -1 without memory
+ * (the files adopted are then on disk, for the next listing). */
+int lf__spool_adopt_journals(const char *dir, struct lf__spool_entry **out, size_t *n);
 
 /* Creates `dir` and its missing parents, mode 0700 (the spool and the spill file hold
  * traced data). Existing directories are fine. 0, or -1 with errno set. */

@@ -9,12 +9,14 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <spawn.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "langfuse/langfuse.h"
@@ -367,6 +369,97 @@ static void test_a_killed_process_loses_nothing_and_its_trace_is_completed(void 
     free(spool);
 }
 
+/* ---- adopted journals while the program forks ------------------------------ */
+
+static atomic_int spawning;
+
+/* Forks over and over, each child living 2 ms: as a child between its fork (or
+ * posix_spawn's clone) and its exec does, it holds a copy of every descriptor this process
+ * had open at the fork, the claims on spool files among them. */
+static void *fork_loop(void *arg)
+{
+    (void)arg;
+    int alive = 0;
+    while (atomic_load(&spawning)) {
+        while (alive > 0 && waitpid(-1, NULL, alive >= 16 ? 0 : WNOHANG) > 0)
+            alive--;
+        pid_t pid = fork();
+        if (pid == 0) {
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
+            _exit(0);
+        }
+        alive += pid > 0;
+    }
+    while (alive-- > 0)
+        waitpid(-1, NULL, 0);
+    return NULL;
+}
+
+static void write_orphan(const char *dir, int n)
+{
+    char path[4096], body[512];
+    snprintf(path, sizeof path, "%s/lf-open-%032x.otlp.json", dir, n + 1);
+    snprintf(body, sizeof body,
+             "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"traceId\":\"%032x\","
+             "\"spanId\":\"%016x\",\"name\":\"orphan\",\"startTimeUnixNano\":\"1\","
+             "\"endTimeUnixNano\":\"2\"}]}]}]}",
+             n + 1, n + 1);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(body, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+struct replayed_state {
+    lf_client *c;
+    uint64_t want;
+};
+
+static int all_replayed(void *arg)
+{
+    struct replayed_state *rs = arg;
+    struct lf_stats st;
+    lf_client_stats(rs->c, &st);
+    return st.replayed >= rs->want;
+}
+
+static void test_adopted_journals_go_out_while_the_program_forks(void **state)
+{
+    (void)state;
+    enum { ROUNDS = 20, ORPHANS = 8 };
+    char *spool = tu_mkdtemp("lf-adopt-spool");
+    pthread_t th;
+    atomic_store(&spawning, 1);
+    assert_int_equal(pthread_create(&th, NULL, fork_loop, NULL), 0);
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < ORPHANS; i++)
+            write_orphan(spool, r * ORPHANS + i);
+        struct lf_config cfg;
+        base_config(&cfg);
+        cfg.spool_dir = spool;
+        lf_client *c = lf_client_new(&cfg);
+        /* sent by the client's start alone, as a short program's only chance (an explicit
+         * lf_client_replay_spool() would list the spool again) */
+        struct replayed_state rs = {c, ORPHANS};
+        assert_true(tu_wait_until(all_replayed, &rs, 20000));
+        lf_client_free(c);
+        assert_int_equal(count_files(spool, "lf-"), 0);
+    }
+    atomic_store(&spawning, 0);
+    pthread_join(th, NULL);
+
+    long st;
+    size_t spans = 0, i;
+    json_t *reqs = tu_get(&rx, "/_test/requests", &st), *q;
+    json_array_foreach(reqs, i, q)
+        spans += json_array_size(json_object_get(q, "span_ids"));
+    json_decref(reqs);
+    assert_int_equal(spans, ROUNDS * ORPHANS);
+    tu_rmrf(spool);
+    free(spool);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--killed") == 0)
@@ -378,6 +471,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_an_older_programs_structs_are_not_overrun, reset),
         cmocka_unit_test_setup(test_a_killed_process_loses_nothing_and_its_trace_is_completed,
                                reset),
+        cmocka_unit_test_setup(test_adopted_journals_go_out_while_the_program_forks, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
