@@ -8,6 +8,7 @@
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,11 @@ int main(int argc, char **argv)
 
     if (argc > 0 && strcmp(argv[0], CC_GUARD_ARGV0) == 0) /* ccrunner started itself (child.c) */
         return cc_guard_main(argc, argv);
+    /* Blocks of 256 KiB and more come from mmap, always: a big line's buffers go back to the
+     * system when freed and grow by mremap without a copy. glibc's default raises this
+     * threshold after the first big free, and a 10 MB line would then cost its copies on
+     * the heap for the rest of the session (bench/run_memory_bench.py, big lines). */
+    mallopt(M_MMAP_THRESHOLD, 256 << 10);
     switch (cc_options_parse(&o, argc, argv, err, sizeof err)) {
     case CC_OPT_HELP:
         fputs(cc_options_usage(), stdout);

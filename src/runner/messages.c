@@ -77,7 +77,7 @@ static void put_text(FILE *fp, const char *ts, const char *type, const json_t *p
         const char *text = text_at(p, "content", &n);
         put_bounded(fp, text, n);
     } else if (kind && strcmp(kind, "tool_use") == 0) {
-        char *in = json_dumps(json_object_get(p, "tool_input"), JSON_COMPACT);
+        char *in = cc_json_dumps(json_object_get(p, "tool_input"), JSON_COMPACT, 0, NULL);
         fprintf(fp, "tool %s ", cc_json_str_or(p, "tool_name", "?"));
         put_bounded(fp, in ? in : "", in ? strlen(in) : 0);
         free(in);
@@ -98,7 +98,7 @@ static void put_text(FILE *fp, const char *ts, const char *type, const json_t *p
         const char *text = text_at(p, "content", &n);
         fwrite(text, 1, n, fp);
     } else {
-        char *s = json_dumps(p, JSON_COMPACT);
+        char *s = cc_json_dumps(p, JSON_COMPACT, 0, NULL);
         fprintf(fp, "%s %s", type, s ? s : "");
         free(s);
     }
@@ -115,7 +115,8 @@ uint64_t cc_out_emit(struct cc_out *o, const char *type, json_t *payload)
     cc_timestamp(ts);
     json_t *env = json_pack("{s:I, s:s, s:s, s:O}", "seq", (json_int_t)(o->seq + 1), "type",
                             type, "timestamp", ts, "payload", payload);
-    char *s = env ? json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    size_t len;
+    char *s = cc_json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(15), 1, &len);
     if (!s) {
         json_decref(env);
         json_decref(payload);
@@ -126,8 +127,9 @@ uint64_t cc_out_emit(struct cc_out *o, const char *type, json_t *payload)
         if (o->format == CC_OUTPUT_TEXT)
             put_text(o->fp, ts, type, payload);
         else {
-            fputs(s, o->fp);
-            fputc('\n', o->fp);
+            s[len] = '\n';
+            fwrite(s, 1, len + 1, o->fp);
+            s[len] = '\0';
         }
         if (fflush(o->fp) != 0 && !o->write_failed) {
             o->write_failed = 1;
@@ -136,7 +138,7 @@ uint64_t cc_out_emit(struct cc_out *o, const char *type, json_t *payload)
         }
     }
     if (o->sink)
-        o->sink(o->sink_ctx, s, strlen(s));
+        o->sink(o->sink_ctx, s, len);
     free(s);
     json_decref(env);
     json_decref(payload);

@@ -29,6 +29,42 @@ static const struct {
     {"control_response", CC_MSG_CONTROL_RESPONSE},
 };
 
+struct dump_buf {
+    char *p;
+    size_t len, cap, extra;
+};
+
+static int dump_append(const char *data, size_t n, void *ud)
+{
+    struct dump_buf *b = ud;
+    if (n + 1 + b->extra > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (n + 1 + b->extra > cap - b->len)
+            cap *= 2; /* by doubling: with big blocks mmapped (main.c), realloc is an mremap */
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    return 0;
+}
+
+char *cc_json_dumps(const json_t *v, size_t flags, size_t extra, size_t *len)
+{
+    struct dump_buf b = {NULL, 0, 0, extra};
+    if (!v || json_dump_callback(v, dump_append, &b, flags) || dump_append("", 0, &b)) {
+        free(b.p);
+        return NULL;
+    }
+    b.p[b.len] = '\0';
+    if (len)
+        *len = b.len;
+    return b.p;
+}
+
 const char *cc_json_str(const json_t *obj, const char *key)
 {
     return json_string_value(json_object_get(obj, key));
@@ -558,20 +594,13 @@ void cc_msg_result(const struct cc_msg *m, struct cc_result *r)
 /* Serializes and appends the newline; steals `doc`. */
 static char *line_of(json_t *doc)
 {
-    if (!doc)
-        return NULL;
-    char *s = json_dumps(doc, JSON_COMPACT);
+    size_t n;
+    char *line = cc_json_dumps(doc, JSON_COMPACT, 1, &n);
     json_decref(doc);
-    if (!s)
-        return NULL;
-    size_t n = strlen(s);
-    char *line = realloc(s, n + 2);
-    if (!line) {
-        free(s);
-        return NULL;
+    if (line) {
+        line[n] = '\n';
+        line[n + 1] = '\0';
     }
-    line[n] = '\n';
-    line[n + 1] = '\0';
     return line;
 }
 

@@ -98,6 +98,12 @@ void cc_result_describe(const struct cc_result *r, char *buf, size_t len);
  * cut with "..." to fit `outlen` bytes with the NUL. */
 void cc_excerpt(char *out, size_t outlen, const char *s, size_t n);
 
+/* json_dumps() without its final copy: jansson's builds the text in a buffer and returns
+ * a copy of it, which for a 10 MB tool input is 10 MB more at the peak. The text, with
+ * `extra` spare bytes after its NUL for the caller (a newline, say), and its length in
+ * *len if len is not NULL; caller frees; NULL when out of memory or `v` is NULL. */
+char *cc_json_dumps(const json_t *v, size_t flags, size_t extra, size_t *len);
+
 /* Convenience readers that tolerate missing keys: the string or NULL, the integer or 0. */
 const char *cc_json_str(const json_t *obj, const char *key);
 /* The string at key, or `def` when it is missing or not a string. */

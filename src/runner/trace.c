@@ -267,7 +267,7 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
     if (o->user_id)
         lf_trace_set_user_id(tr, o->user_id);
     json_t *in = json_pack("{s:s?}", "prompt", o->prompt);
-    char *ins = json_dumps(in, JSON_COMPACT);
+    char *ins = cc_json_dumps(in, JSON_COMPACT, 0, NULL);
     lf_trace_set_input_json(tr, ins);
     free(ins);
     json_decref(in);
@@ -620,7 +620,7 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
         c->content = json_array();
         c->start_ns = lf_now_ns();
         c->obs = lf_obs_start(u->query, t->per_call ? LF_OBS_GENERATION : LF_OBS_SPAN, "model-call");
-        char *in = json_dumps(t->pending_input, JSON_COMPACT);
+        char *in = cc_json_dumps(t->pending_input, JSON_COMPACT, 0, NULL);
         if (in)
             lf_obs_set_input_json(c->obs, in);
         free(in);
@@ -646,7 +646,7 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
     } else if (strcmp(type, "message_stop") == 0) {
         struct call *c = u->cur;
         c->end_ns = lf_now_ns();
-        char *out = json_dumps(c->content, JSON_COMPACT);
+        char *out = cc_json_dumps(c->content, JSON_COMPACT, 0, NULL);
         if (out)
             lf_obs_set_output_json(c->obs, out);
         free(out);
@@ -669,7 +669,8 @@ static void start_tool(struct turn *u, const struct cc_msg *m, const json_t *b)
     x->obs = lf_obs_start(parent ? parent->obs : u->query, LF_OBS_TOOL, name);
     snprintf(x->id, sizeof x->id, "%s", cc_json_str_or(b, "id", ""));
     x->agent = !strcmp(name, "Agent") || !strcmp(name, "Task");
-    char *in = json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
+    char *in = cc_json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY, 0,
+                             NULL);
     if (in)
         lf_obs_set_input_json(x->obs, in);
     free(in);
@@ -1084,7 +1085,7 @@ void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how)
                             "interactive", t->o->interactive);
     if (failed && how->message[0])
         json_object_set_new(out, "error", json_string(how->message));
-    char *outs = json_dumps(out, JSON_COMPACT);
+    char *outs = cc_json_dumps(out, JSON_COMPACT, 0, NULL);
     lf_trace_set_output_json(t->trace, outs);
     free(outs);
     json_decref(out);

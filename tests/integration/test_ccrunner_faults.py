@@ -13,7 +13,8 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_ccrunner import CcrunnerTest, Live, is_type  # noqa: E402
+from test_ccrunner import CCRUNNER, REPO, CcrunnerTest, Live, is_type  # noqa: E402
+from procs import run_for_peak_rss  # noqa: E402
 from test_ccrunner_trace import PK, SK, Receiver  # noqa: E402
 import lf_read  # noqa: E402
 
@@ -142,6 +143,41 @@ class FaultTests(CcrunnerTest):
                 users = [m for m in main[-1]["body"]["messages"] if m["role"] == "user"]
                 self.assertTrue(any(big in json.dumps(m["content"]) for m in users),
                                 "the whole prompt reached the model")
+
+    def test_a_10_mb_write_costs_the_runner_under_three_lines(self):
+        """A Write whose content is 10 MB, traced: the file is written whole, the trace has
+        the tool use (its input cut visibly) and the calls' usage and cost, and the runner's
+        own peak RSS stays under 3 x its largest line + 16 MiB (memory, not time: a loaded
+        machine cannot move it). Under the sanitizers, whose shadow memory and quarantine
+        multiply every allocation, only the bound is not checked."""
+        content = "".join(f"line {i:07d} of a big file\n" for i in range(400_000))  # 10.4 MB
+        sc = json.loads((REPO / "tests/support/scenarios/write.json").read_text())
+        first = sc["responses"][0]
+        first["content"] = first["content"][1:]  # the Write alone
+        first["content"][0]["input"]["content"] = content
+        first["json_chunks"] = len(content) // 4096
+        # What a model could really have said (its output cap), not size / 4: Claude Code
+        # compacts (an extra call) when the usage says that its context is full.
+        first["usage"]["output_tokens"] = 32000
+        self.use(sc)
+        argv = [str(CCRUNNER), "--workspace", str(self.ws), "--session-id", "s-big-write",
+                "write the file"]
+        code, out, err, peak = run_for_peak_rss(argv, self.lf_env(), timeout=120)
+        self.assertEqual(code, 0, err.decode(errors="replace")[-2000:])
+        self.assertEqual((self.ws / "hello.txt").read_text(), content)
+        t = self.rx.session_trace("s-big-write")
+        write = self.obs(t, "Write")
+        self.assertEqual(len(write), 1)
+        self.assertIn("...[truncated ", json.dumps(write[0]["input"]))
+        envs = [json.loads(l) for l in out.splitlines()]
+        result = [e["payload"] for e in envs if e["payload"].get("type") == "result"][-1]
+        self.assertGreater(result["cost"], 0)
+        self.assertAlmostEqual(t["totalCost"], result["cost"], places=12)
+        line = max(len(l) for l in out.splitlines())
+        self.assertGreater(line, len(content))
+        if os.environ.get("CCRUNNER_SANITIZED") != "1":
+            self.assertLess(peak, 3 * line + (16 << 20),
+                            f"peak RSS {peak / 2**20:.1f} MiB for a {line / 2**20:.1f} MiB line")
 
 
 if __name__ == "__main__":

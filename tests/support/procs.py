@@ -45,3 +45,52 @@ def stop_process(proc, sig=signal.SIGTERM, timeout=10):
     if proc.stdout:
         proc.stdout.close()
     return proc.returncode
+
+
+def run_for_peak_rss(argv, env, timeout):
+    """Runs argv (stdin /dev/null) to its end under ptrace, stopping it once, inside its
+    exit, to read its own high-water mark of resident memory (VmHWM: all its threads, none
+    of its children) before the kernel frees it. Returns (exit code, stdout, stderr, peak
+    RSS in bytes). Output is read on threads so that a big line cannot block the child."""
+    import ctypes
+    import os
+    import threading
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.restype = ctypes.c_long
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    seize, cont, detach = 0x4206, 7, 17
+    trace_exit, exit_kill, event_exit = 0x40, 0x100000, 6
+
+    def ptrace(req, pid, data=0):
+        if libc.ptrace(req, pid, None, ctypes.c_void_p(data)) == -1:
+            e = ctypes.get_errno()
+            raise OSError(e, f"ptrace({req}): {os.strerror(e)}")
+
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    out, err = [], []
+    readers = [threading.Thread(target=lambda s=s, b=b: b.append(s.read()), daemon=True)
+               for s, b in ((proc.stdout, out), (proc.stderr, err))]
+    for t in readers:
+        t.start()
+    timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    timer.start()
+    peak = None
+    try:
+        ptrace(seize, proc.pid, trace_exit | exit_kill)
+        while True:
+            _, status, _ = os.wait4(proc.pid, 0x40000000)  # __WALL
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                break
+            if status >> 16 == event_exit:
+                with open(f"/proc/{proc.pid}/status") as f:
+                    peak = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+                ptrace(detach, proc.pid)
+            else:  # a signal or group stop: let it go on as it would have
+                ptrace(cont, proc.pid, os.WSTOPSIG(status) if status >> 16 == 0 else 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for t in readers:
+        t.join(timeout)
+    return proc.returncode, b"".join(out), b"".join(err), peak
