@@ -19,7 +19,7 @@
 #include "child.h"
 #include "ending.h"
 #include "guard.h"
-#include "messages.h"
+#include "message_stream.h"
 #include "options.h"
 #include "session.h"
 #include "trace.h"

@@ -29,7 +29,7 @@
 #include "input.h"
 #include "lines.h"
 #include "log.h"
-#include "stream.h"
+#include "claude_stream.h"
 
 #define TAIL_LINES 8    /* stderr lines kept for a crash report */
 #define TAIL_WIDTH 300

@@ -6,7 +6,7 @@
 #ifndef CC_SESSION_H
 #define CC_SESSION_H
 
-#include "messages.h"
+#include "message_stream.h"
 #include "options.h"
 #include "trace.h"
 #include "ws.h"

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "options.h"
-#include "stream.h"
+#include "claude_stream.h"
 
 struct cc_trace;
 

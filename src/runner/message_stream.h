@@ -1,5 +1,5 @@
 /*
- * messages.h - the message stream: what a session shows its user (SPEC.md, "The message
+ * message_stream.h - the message stream: what a session shows its user (SPEC.md, "The message
  * stream").
  *
  * Every message is an envelope {"seq","type","timestamp","payload"}; seq counts from 1
@@ -7,15 +7,15 @@
  * with --output text) and to an optional sink (the backend WebSocket). This module also
  * maps Claude Code's stdout messages to the stream's messages.
  */
-#ifndef CC_MESSAGES_H
-#define CC_MESSAGES_H
+#ifndef CC_MESSAGE_STREAM_H
+#define CC_MESSAGE_STREAM_H
 
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "options.h"
-#include "stream.h"
+#include "claude_stream.h"
 
 /* Receives each envelope as one JSON text (no newline), borrowed for the call. */
 typedef void (*cc_out_sink_fn)(void *ctx, const char *json, size_t len);

@@ -1,5 +1,5 @@
 /*
- * stream.h - Claude Code's stream-json protocol: reading what the CLI prints on stdout and
+ * claude_stream.h - Claude Code's stream-json protocol: reading what the CLI prints on stdout and
  * writing what it reads on stdin (reference/CLAUDE-CODE.md).
  *
  * A line is decoded once, here, into a struct cc_msg, which the session loop, the message
@@ -8,8 +8,8 @@
  * may hold U+0000: read strings with json_string_length(), not as C strings, wherever text
  * is passed on. Nothing here knows about processes or sockets.
  */
-#ifndef CC_STREAM_H
-#define CC_STREAM_H
+#ifndef CC_CLAUDE_STREAM_H
+#define CC_CLAUDE_STREAM_H
 
 #include <jansson.h>
 #include <stddef.h>

@@ -1,10 +1,10 @@
 /*
- * messages.c - envelopes, their two stdout formats, and the mapping from Claude Code's
+ * message_stream.c - envelopes, their two stdout formats, and the mapping from Claude Code's
  * messages. An envelope is serialized once; stdout and the sink get the same bytes, so the
  * WebSocket and the log can never disagree about a seq. Text from Claude Code is passed on
  * as jansson strings, never as C strings: it may hold U+0000, which a C string would cut.
  */
-#include "messages.h"
+#include "message_stream.h"
 
 #include <stdarg.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /*
- * stream.c - parsing Claude Code's stdout lines and composing its stdin lines.
+ * claude_stream.c - parsing Claude Code's stdout lines and composing its stdin lines.
  *
  * Decoding reads a line as Claude Code means it, which is as JavaScript reads it (see
  * cc_msg_parse and "the line as JavaScript reads it" below), and is lenient about shape: any
@@ -8,7 +8,7 @@
  * decoded is reported with jansson's column, and when it was a result or a control request
  * it is replaced by a stand-in, so that no such line can leave a session waiting.
  */
-#include "stream.h"
+#include "claude_stream.h"
 
 #include <errno.h>
 #include <math.h>

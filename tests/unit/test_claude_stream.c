@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "messages.h"
-#include "stream.h"
+#include "message_stream.h"
+#include "claude_stream.h"
 
 #define FIXTURES CC_FIXTURES_DIR
 
