@@ -460,31 +460,200 @@ static void scan_top(const char *s, size_t n, struct top *t)
     }
 }
 
-/* Fills the borrowed fields from m->root. */
-static void classify(struct cc_msg *m)
+/* The usage object's token counts, and which were given. */
+static unsigned decode_usage(const json_t *u, struct cc_usage *out)
+{
+    static const char *const keys[] = {"input_tokens", "output_tokens",
+                                       "cache_read_input_tokens", "cache_creation_input_tokens"};
+    long long *f[] = {&out->in, &out->out, &out->cr, &out->cw};
+    unsigned has = 0;
+    for (int i = 0; i < 4; i++) {
+        json_t *v = json_object_get(u, keys[i]);
+        if (json_is_integer(v)) {
+            *f[i] = json_integer_value(v);
+            has |= 1u << i;
+        }
+    }
+    return has;
+}
+
+/* The content blocks of an assistant or user line; -1 when out of memory. */
+static int decode_blocks(struct cc_msg *m, json_t *message)
+{
+    json_t *content = json_object_get(message, "content"), *b;
+    size_t i, n = json_array_size(content);
+    if (!n)
+        return 0;
+    m->blocks = calloc(n, sizeof *m->blocks);
+    if (!m->blocks)
+        return -1;
+    json_array_foreach(content, i, b) {
+        struct cc_block *k = &m->blocks[m->nblocks++];
+        const char *type = cc_json_str(b, "type");
+        k->raw = b;
+        k->id = "";
+        k->name = "";
+        if (!type)
+            continue;
+        if (strcmp(type, "text") == 0 || strcmp(type, "thinking") == 0) {
+            k->kind = type[1] == 'e' ? CC_BLOCK_TEXT : CC_BLOCK_THINKING;
+            k->text = json_object_get(b, type);
+            if (!json_is_string(k->text))
+                k->text = NULL;
+        } else if (strcmp(type, "tool_use") == 0) {
+            k->kind = CC_BLOCK_TOOL_USE;
+            k->id = cc_json_str_or(b, "id", "");
+            k->name = cc_json_str_or(b, "name", "");
+            k->input = json_object_get(b, "input");
+        } else if (strcmp(type, "tool_result") == 0) {
+            k->kind = CC_BLOCK_TOOL_RESULT;
+            k->id = cc_json_str_or(b, "tool_use_id", "");
+            k->is_error = json_is_true(json_object_get(b, "is_error"));
+            k->text = cc_tool_result_text(json_object_get(b, "content"));
+            if (!k->text)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static void decode_sse(struct cc_msg *m, const json_t *ev)
+{
+    const char *type = cc_json_str(ev, "type");
+    struct cc_sse *e = &m->sse;
+    if (!type)
+        return;
+    if (strcmp(type, "message_start") == 0) {
+        json_t *msg = json_object_get(ev, "message");
+        e->kind = CC_SSE_MESSAGE_START;
+        e->msg_id = cc_json_str_or(msg, "id", "");
+        e->model = cc_json_str_or(msg, "model", "");
+        e->usage_has = decode_usage(json_object_get(msg, "usage"), &e->usage);
+    } else if (strcmp(type, "content_block_delta") == 0) {
+        e->kind = CC_SSE_BLOCK_DELTA;
+    } else if (strcmp(type, "message_delta") == 0) {
+        e->kind = CC_SSE_MESSAGE_DELTA;
+        e->usage_has = decode_usage(json_object_get(ev, "usage"), &e->usage);
+        e->stop_reason = cc_json_str(json_object_get(ev, "delta"), "stop_reason");
+    } else if (strcmp(type, "message_stop") == 0) {
+        e->kind = CC_SSE_MESSAGE_STOP;
+    }
+}
+
+/* -1 when out of memory. */
+static int decode_result(struct cc_msg *m)
+{
+    const json_t *o = m->root;
+    struct cc_result *r = &m->result;
+    r->is_error = json_is_true(json_object_get(o, "is_error"));
+    r->subtype = m->subtype;
+    r->result = cc_json_str(o, "result");
+    r->result_len = r->result ? json_string_length(json_object_get(o, "result")) : 0;
+    r->stop_reason = cc_json_str(o, "stop_reason");
+    r->terminal_reason = cc_json_str(o, "terminal_reason");
+    r->total_cost_usd = cc_json_num(o, "total_cost_usd");
+    r->duration_ms = cc_json_int(o, "duration_ms");
+    r->duration_api_ms = cc_json_int(o, "duration_api_ms");
+    r->num_turns = cc_json_int(o, "num_turns");
+    r->api_error_status = cc_json_int(o, "api_error_status");
+    r->usage = json_object_get(o, "usage");
+    if (!json_is_object(r->usage))
+        r->usage = NULL;
+    r->session_id = cc_json_str(o, "session_id");
+    json_t *mu = json_object_get(o, "modelUsage"), *v;
+    const char *model;
+    if (!json_is_object(mu) || !json_object_size(mu))
+        return 0;
+    r->models = calloc(json_object_size(mu), sizeof *r->models);
+    if (!r->models)
+        return -1;
+    json_object_foreach(mu, model, v) {
+        struct cc_model_usage *x = &r->models[r->nmodels++];
+        x->model = model;
+        x->u = (struct cc_usage){cc_json_int(v, "inputTokens"), cc_json_int(v, "outputTokens"),
+                                 cc_json_int(v, "cacheReadInputTokens"),
+                                 cc_json_int(v, "cacheCreationInputTokens")};
+        x->cost_usd = cc_json_num(v, "costUSD");
+    }
+    return 0;
+}
+
+static void decode_system(struct cc_msg *m)
+{
+    const json_t *o = m->root;
+    struct cc_system *y = &m->sys;
+    y->version = cc_json_str(o, "claude_code_version");
+    y->session_id = cc_json_str(o, "session_id");
+    y->model = cc_json_str(o, "model");
+    y->permission_mode = cc_json_str(o, "permissionMode");
+    y->tool_use_id = cc_json_str(o, "tool_use_id");
+    y->task_id = cc_json_str(o, "task_id");
+    y->error_status = cc_json_int(o, "error_status");
+    y->retry_delay_ms = cc_json_int(o, "retry_delay_ms");
+    y->attempt = cc_json_int(o, "attempt");
+    y->max_retries = cc_json_int(o, "max_retries");
+    y->error = cc_json_str(o, "error");
+    y->tool_name = cc_json_str(o, "tool_name");
+    y->message = cc_json_str(o, "message");
+}
+
+/* Fills the typed fields from m->root; -1 when out of memory (m is then cleared). */
+static int decode(struct cc_msg *m)
 {
     json_t *type = json_object_get(m->root, "type");
+    int rc = 0;
     /* a type holding U+0000 is no type this runner knows */
     m->type = json_is_string(type) && strlen(json_string_value(type)) == json_string_length(type)
                   ? json_string_value(type)
                   : "";
     m->subtype = cc_json_str(m->root, "subtype");
     m->parent_tool_use_id = cc_json_str(m->root, "parent_tool_use_id");
+    m->agent_id = cc_json_str(m->root, "agent_id");
     m->kind = CC_MSG_UNKNOWN;
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (strcmp(m->type, kinds[i].type) == 0) {
             m->kind = kinds[i].kind;
             break;
         }
-    if (m->kind == CC_MSG_ASSISTANT || m->kind == CC_MSG_USER) {
-        m->message = json_object_get(m->root, "message");
-        if (!json_is_object(m->message))
-            m->message = NULL;
-    } else if (m->kind == CC_MSG_STREAM_EVENT) {
-        m->event = json_object_get(m->root, "event");
-        if (!json_is_object(m->event))
-            m->event = NULL;
+    switch (m->kind) {
+    case CC_MSG_ASSISTANT:
+    case CC_MSG_USER: {
+        json_t *message = json_object_get(m->root, "message");
+        m->msg_id = cc_json_str(message, "id");
+        m->request_id = cc_json_str(m->root, "request_id");
+        m->api_error = json_is_true(json_object_get(m->root, "is_api_error_message"));
+        rc = json_is_object(message) ? decode_blocks(m, message) : 0;
+        break;
     }
+    case CC_MSG_STREAM_EVENT:
+        decode_sse(m, json_object_get(m->root, "event"));
+        break;
+    case CC_MSG_RESULT:
+        rc = decode_result(m);
+        break;
+    case CC_MSG_SYSTEM:
+        decode_system(m);
+        break;
+    case CC_MSG_CONTROL_REQUEST: {
+        json_t *req = json_object_get(m->root, "request");
+        m->ctl.request_id = cc_json_str(m->root, "request_id");
+        m->ctl.subtype = cc_json_str(req, "subtype");
+        m->ctl.tool_name = cc_json_str(req, "tool_name");
+        break;
+    }
+    case CC_MSG_CONTROL_RESPONSE: {
+        json_t *resp = json_object_get(m->root, "response");
+        m->ctl.request_id = cc_json_str(resp, "request_id");
+        m->ctl.subtype = cc_json_str(resp, "subtype");
+        m->ctl.error = cc_json_str(resp, "error");
+        break;
+    }
+    default:
+        break;
+    }
+    if (rc)
+        cc_msg_clear(m);
+    return rc;
 }
 
 /* Cuts a UTF-8 sequence that snprintf() cut short off the end of s (jansson takes valid
@@ -528,8 +697,7 @@ int cc_msg_standin(struct cc_msg *m, const char *head, size_t head_len, const ch
         memset(m, 0, sizeof *m);
         return 0;
     }
-    classify(m);
-    return 1;
+    return decode(m) == 0;
 }
 
 int cc_msg_parse(struct cc_msg *m, const char *line, size_t len, char *err, size_t errlen)
@@ -555,7 +723,10 @@ int cc_msg_parse(struct cc_msg *m, const char *line, size_t len, char *err, size
         cc_msg_clear(m);
         return -1;
     }
-    classify(m);
+    if (decode(m)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -563,32 +734,13 @@ void cc_msg_clear(struct cc_msg *m)
 {
     if (!m)
         return;
+    for (size_t i = 0; i < m->nblocks; i++)
+        if (m->blocks[i].kind == CC_BLOCK_TOOL_RESULT)
+            json_decref(m->blocks[i].text);
+    free(m->blocks);
+    free(m->result.models);
     json_decref(m->root);
     memset(m, 0, sizeof *m);
-}
-
-void cc_msg_result(const struct cc_msg *m, struct cc_result *r)
-{
-    const json_t *o = m->root;
-    memset(r, 0, sizeof *r);
-    r->is_error = json_is_true(json_object_get(o, "is_error"));
-    r->subtype = m->subtype;
-    r->result = cc_json_str(o, "result");
-    r->result_len = r->result ? json_string_length(json_object_get(o, "result")) : 0;
-    r->stop_reason = cc_json_str(o, "stop_reason");
-    r->terminal_reason = cc_json_str(o, "terminal_reason");
-    r->total_cost_usd = cc_json_num(o, "total_cost_usd");
-    r->duration_ms = cc_json_int(o, "duration_ms");
-    r->duration_api_ms = cc_json_int(o, "duration_api_ms");
-    r->num_turns = cc_json_int(o, "num_turns");
-    r->api_error_status = cc_json_int(o, "api_error_status");
-    r->usage = json_object_get(o, "usage");
-    if (!json_is_object(r->usage))
-        r->usage = NULL;
-    r->model_usage = json_object_get(o, "modelUsage");
-    if (!json_is_object(r->model_usage))
-        r->model_usage = NULL;
-    r->session_id = cc_json_str(o, "session_id");
 }
 
 /* Serializes and appends the newline; steals `doc`. */
@@ -633,20 +785,17 @@ char *cc_stdin_control_response(const char *request_id, const json_t *response,
 
 char *cc_stdin_answer_control(const struct cc_msg *m)
 {
-    const char *id = cc_json_str(m->root, "request_id");
-    json_t *req = json_object_get(m->root, "request");
-    const char *sub = cc_json_str(req, "subtype");
+    const char *id = m->ctl.request_id, *sub = m->ctl.subtype;
     if (!id)
         return NULL; /* nothing to answer to */
     if (m->damage[0])
         return cc_stdin_control_response(id, NULL, m->damage);
     if (sub && strcmp(sub, "can_use_tool") == 0) {
-        const char *tool = cc_json_str(req, "tool_name");
         char msg[300];
         snprintf(msg, sizeof msg,
                  "ccrunner runs unattended and cannot ask for permission to use %.100s; "
                  "allow it with --permission-mode (PERMISSION_MODE)",
-                 tool ? tool : "this tool");
+                 m->ctl.tool_name ? m->ctl.tool_name : "this tool");
         json_t *deny = json_pack("{s:s, s:s}", "behavior", "deny", "message", msg);
         char *line = cc_stdin_control_response(id, deny, NULL);
         json_decref(deny);

@@ -1,18 +1,21 @@
 /*
- * claude_stream.h - Claude Code's stream-json protocol: reading what the CLI prints on stdout and
- * writing what it reads on stdin (reference/CLAUDE-CODE.md).
+ * claude_stream.h - Claude Code's stream-json protocol: reading what the CLI prints on
+ * stdout and writing what it reads on stdin (reference/CLAUDE-CODE.md).
  *
- * A line is decoded once, here, into a struct cc_msg, which the session loop, the message
- * stream and the tracer all read: every line that Claude Code itself would read (what
- * JavaScript's JSON.parse accepts) is decoded, with its text whole (see cc_msg_parse). Text
- * may hold U+0000: read strings with json_string_length(), not as C strings, wherever text
- * is passed on. Nothing here knows about processes or sockets.
+ * A line is decoded once, here, into a struct cc_msg of typed fields (content blocks, SSE
+ * events, results, system lines, control messages), which the session loop, the message
+ * stream and the tracer all read; none of them reads the JSON. Every line that Claude Code
+ * itself would read (what JavaScript's JSON.parse accepts) is decoded, with its text whole
+ * (see cc_msg_parse). Text may hold U+0000: read strings with json_string_length(), not as
+ * C strings, wherever text is passed on. Nothing here knows about processes or sockets.
  */
 #ifndef CC_CLAUDE_STREAM_H
 #define CC_CLAUDE_STREAM_H
 
 #include <jansson.h>
 #include <stddef.h>
+
+#include "cost.h"
 
 enum cc_msg_kind {
     CC_MSG_UNKNOWN = 0,       /* a type this runner does not use (rate_limit_event, ...) */
@@ -25,22 +28,55 @@ enum cc_msg_kind {
     CC_MSG_CONTROL_RESPONSE,  /* the CLI answers one of ours */
 };
 
-/* One parsed stdout line. Every pointer is borrowed from `root`, valid until
- * cc_msg_clear(). */
-struct cc_msg {
-    enum cc_msg_kind kind;
-    json_t *root;                   /* owned */
-    const char *type;               /* "type" ("" when missing) */
-    const char *subtype;            /* "subtype" or NULL */
-    const char *parent_tool_use_id; /* non-NULL inside a subagent */
-    json_t *message;                /* "message" of assistant and user lines, else NULL */
-    json_t *event;                  /* "event" of stream_event lines, else NULL */
-    char damage[256];               /* "": a decoded line. Else this is a stand-in for a line
-                                       that could not be decoded (cc_msg_standin), and this
-                                       says so and why, in one printable line */
+/* One content block of an assistant or user line. */
+enum cc_block_kind {
+    CC_BLOCK_OTHER = 0,  /* redacted_thinking, server tool blocks, the CLI's own notices */
+    CC_BLOCK_TEXT,
+    CC_BLOCK_THINKING,
+    CC_BLOCK_TOOL_USE,
+    CC_BLOCK_TOOL_RESULT,
 };
 
-/* The fields of a result line that the runner uses (borrowed from the cc_msg). */
+struct cc_block {
+    enum cc_block_kind kind;
+    json_t *text;     /* TEXT, THINKING: the text, a string value (borrowed; NULL when missing);
+                         TOOL_RESULT: its content as text (owned; see cc_tool_result_text) */
+    const char *id;   /* TOOL_USE: its id; TOOL_RESULT: the tool use it answers ("" if none) */
+    const char *name; /* TOOL_USE: the tool ("" when missing) */
+    json_t *input;    /* TOOL_USE: its input (borrowed; NULL when missing) */
+    int is_error;     /* TOOL_RESULT */
+    json_t *raw;      /* the block as Claude Code wrote it: a model call's input or output is
+                         passed on whole, never read */
+};
+
+/* A raw SSE event of the main agent's model call (--include-partial-messages). */
+enum cc_sse_kind {
+    CC_SSE_OTHER = 0,
+    CC_SSE_MESSAGE_START,
+    CC_SSE_BLOCK_DELTA,
+    CC_SSE_MESSAGE_DELTA,
+    CC_SSE_MESSAGE_STOP,
+};
+
+/* Which fields of a usage object were given (a message_delta gives only what changed). */
+enum { CC_USAGE_IN = 1, CC_USAGE_OUT = 2, CC_USAGE_CR = 4, CC_USAGE_CW = 8 };
+
+struct cc_sse {
+    enum cc_sse_kind kind;
+    const char *msg_id, *model; /* MESSAGE_START ("" when missing) */
+    struct cc_usage usage;      /* MESSAGE_START, MESSAGE_DELTA */
+    unsigned usage_has;         /* CC_USAGE_* */
+    const char *stop_reason;    /* MESSAGE_DELTA, or NULL */
+};
+
+/* One model's cumulative numbers in a result's modelUsage. */
+struct cc_model_usage {
+    const char *model;
+    struct cc_usage u;
+    double cost_usd;
+};
+
+/* The fields of a result line. */
 struct cc_result {
     int is_error;
     const char *subtype;          /* success, error_max_turns, error_during_execution, ... */
@@ -51,9 +87,52 @@ struct cc_result {
     double total_cost_usd;        /* cumulative for the CLI process */
     long long duration_ms, duration_api_ms, num_turns;
     long long api_error_status;   /* 0 when none */
-    json_t *usage;                /* this turn's usage object, or NULL */
-    json_t *model_usage;          /* cumulative modelUsage, or NULL */
+    json_t *usage;                /* this turn's usage object, relayed as it is, or NULL */
+    struct cc_model_usage *models; /* cumulative modelUsage (owned by the cc_msg) ... */
+    size_t nmodels;               /* ... this many; 0 when it has none */
     const char *session_id;
+};
+
+/* The fields of the system lines the runner uses (by subtype). */
+struct cc_system {
+    const char *version, *session_id, *model, *permission_mode; /* init */
+    const char *tool_use_id, *task_id;                          /* task_started */
+    long long error_status, retry_delay_ms, attempt, max_retries; /* api_retry */
+    const char *error;                                          /* api_retry, or NULL */
+    const char *tool_name, *message;                            /* permission_denied, or NULL */
+};
+
+/* A control request from the CLI, or its answer to one of ours. */
+struct cc_control {
+    const char *request_id;  /* or NULL */
+    const char *subtype;     /* request: can_use_tool, ...; response: success or error */
+    const char *tool_name;   /* can_use_tool, or NULL */
+    const char *error;       /* an error response's reason, or NULL */
+};
+
+/* One stdout line, decoded once, here: the session loop, the message stream and the trace
+ * read these typed fields, never the JSON. Every pointer is borrowed from the decoded
+ * document and valid until cc_msg_clear(). */
+struct cc_msg {
+    enum cc_msg_kind kind;
+    json_t *root;                   /* the document, owned (for the parser's own tests) */
+    const char *type;               /* "type" ("" when missing) */
+    const char *subtype;            /* "subtype" or NULL */
+    const char *parent_tool_use_id; /* non-NULL inside a subagent */
+    const char *agent_id;           /* the subagent's id on its lines, or NULL */
+    /* ASSISTANT, USER */
+    const char *msg_id;             /* the model response's id (assistant), or NULL */
+    const char *request_id;         /* the API request's id (assistant), or NULL */
+    int api_error;                  /* a synthetic assistant line saying the API failed */
+    struct cc_block *blocks;        /* owned */
+    size_t nblocks;
+    struct cc_sse sse;              /* STREAM_EVENT */
+    struct cc_result result;        /* RESULT */
+    struct cc_system sys;           /* SYSTEM */
+    struct cc_control ctl;          /* CONTROL_REQUEST, CONTROL_RESPONSE */
+    char damage[256];               /* "": a decoded line. Else this is a stand-in for a line
+                                       that could not be decoded (cc_msg_standin), and this
+                                       says so and why, in one printable line */
 };
 
 /* Decodes one line as Claude Code, a JavaScript program, means it. Where jansson is
@@ -84,9 +163,6 @@ int cc_msg_standin(struct cc_msg *m, const char *head, size_t head_len, const ch
 
 /* Frees what cc_msg_parse() took; accepts a cleared or zeroed cc_msg. */
 void cc_msg_clear(struct cc_msg *m);
-
-/* Fills r from a CC_MSG_RESULT. */
-void cc_msg_result(const struct cc_msg *m, struct cc_result *r);
 
 /* What went wrong in a failed turn, in one line for a user: the model API's HTTP status,
  * else what the subtype means (or the subtype and terminal reason), else the result text.

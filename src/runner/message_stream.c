@@ -203,45 +203,34 @@ static json_t *nested(const struct cc_msg *m, json_t *payload)
     return payload;
 }
 
-/* The text at key as a new string value, whole (a new reference to the same string), or
- * `def` when it is missing. */
-static json_t *text_of(const json_t *obj, const char *key, const char *def)
+/* A block's text as a new reference (the same string value, whole), or "" when it has
+ * none. */
+static json_t *text_of(const struct cc_block *b)
 {
-    json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? json_incref(v) : json_string(def);
+    return b->text ? json_incref(b->text) : json_string("");
 }
 
 static int map_assistant(struct cc_out *o, const struct cc_msg *m)
 {
-    json_t *content = json_object_get(m->message, "content");
-    int api_error = json_is_true(json_object_get(m->root, "is_api_error_message"));
-    size_t i;
-    json_t *b;
     int n = 0;
-    json_array_foreach(content, i, b) {
-        const char *t = cc_json_str(b, "type");
-        json_t *p = NULL;
-        if (!t)
-            continue;
-        if (strcmp(t, "text") == 0 && api_error) {
-            size_t len;
-            const char *text = text_at(b, "text", &len);
-            p = json_is_string(json_object_get(b, "text")) ? error_payload(text, len)
-                                                           : error_payload("API error", 9);
-        } else if (strcmp(t, "text") == 0)
+    for (size_t i = 0; i < m->nblocks; i++) {
+        const struct cc_block *b = &m->blocks[i];
+        json_t *p;
+        if (b->kind == CC_BLOCK_TEXT && m->api_error)
+            p = b->text ? error_payload(json_string_value(b->text), json_string_length(b->text))
+                        : error_payload("API error", 9);
+        else if (b->kind == CC_BLOCK_TEXT)
             p = json_pack("{s:s, s:s, s:o}", "role", "assistant", "type", "text", "content",
-                          text_of(b, "text", ""));
-        else if (strcmp(t, "thinking") == 0)
+                          text_of(b));
+        else if (b->kind == CC_BLOCK_THINKING)
             p = json_pack("{s:s, s:s, s:o}", "role", "assistant", "type", "thinking",
-                          "content", text_of(b, "thinking", ""));
-        else if (strcmp(t, "tool_use") == 0) {
-            const char *name = cc_json_str(b, "name");
-            json_t *input = json_object_get(b, "input");
+                          "content", text_of(b));
+        else if (b->kind == CC_BLOCK_TOOL_USE)
             p = json_pack("{s:s, s:s, s:s+, s:s, s:O, s:s}", "role", "assistant", "type",
-                          "tool_use", "content", "Using tool: ", name ? name : "?", "tool_name",
-                          name ? name : "", "tool_input", input ? input : json_null(),
-                          "tool_use_id", cc_json_str_or(b, "id", ""));
-        } else
+                          "tool_use", "content", "Using tool: ", b->name[0] ? b->name : "?",
+                          "tool_name", b->name, "tool_input", b->input ? b->input : json_null(),
+                          "tool_use_id", b->id);
+        else
             continue; /* redacted_thinking, server tool blocks: nothing a user reads */
         if (cc_out_emit(o, "agent.message", nested(m, p)))
             n++;
@@ -251,19 +240,14 @@ static int map_assistant(struct cc_out *o, const struct cc_msg *m)
 
 static int map_user(struct cc_out *o, const struct cc_msg *m)
 {
-    json_t *content = json_object_get(m->message, "content");
-    size_t i;
-    json_t *b;
     int n = 0;
-    json_array_foreach(content, i, b) {
-        const char *t = cc_json_str(b, "type");
-        if (!t || strcmp(t, "tool_result") != 0)
+    for (size_t i = 0; i < m->nblocks; i++) {
+        const struct cc_block *b = &m->blocks[i];
+        if (b->kind != CC_BLOCK_TOOL_RESULT)
             continue; /* the CLI's own notices ("[Request interrupted by user]") */
-        json_t *p = json_pack("{s:s, s:s, s:o, s:s, s:b}", "role", "user", "type",
-                              "tool_result", "content",
-                              cc_tool_result_text(json_object_get(b, "content")), "tool_use_id",
-                              cc_json_str_or(b, "tool_use_id", ""),
-                              "is_error", json_is_true(json_object_get(b, "is_error")));
+        json_t *p = json_pack("{s:s, s:s, s:O, s:s, s:b}", "role", "user", "type",
+                              "tool_result", "content", b->text, "tool_use_id", b->id,
+                              "is_error", b->is_error);
         if (cc_out_emit(o, "agent.message", nested(m, p)))
             n++;
     }
@@ -272,26 +256,25 @@ static int map_user(struct cc_out *o, const struct cc_msg *m)
 
 static int map_result(struct cc_out *o, const struct cc_msg *m)
 {
-    struct cc_result r;
+    const struct cc_result *r = &m->result;
     int n = 0;
-    cc_msg_result(m, &r);
     /* API failures end as subtype "success" with is_error: the synthetic assistant line
      * already said what happened. Other failures would otherwise go unexplained, and so
      * would a stand-in for a result line that could not be read. */
-    if (r.is_error && (m->damage[0] || (r.subtype && strcmp(r.subtype, "success") != 0))) {
+    if (r->is_error && (m->damage[0] || (r->subtype && strcmp(r->subtype, "success") != 0))) {
         char why[300];
-        cc_result_describe(&r, why, sizeof why);
+        cc_result_describe(r, why, sizeof why);
         cc_out_error(o, "%s", why);
         n++;
     }
     char content[64];
-    snprintf(content, sizeof content, "Session completed in %lldms", r.duration_ms);
+    snprintf(content, sizeof content, "Session completed in %lldms", r->duration_ms);
     json_t *p = json_pack("{s:s, s:s, s:s, s:O, s:f, s:I, s:I, s:b, s:s}", "role", "system",
                           "type", "result", "content", content, "usage",
-                          r.usage ? r.usage : json_null(), "cost", r.total_cost_usd,
-                          "num_turns", (json_int_t)r.num_turns, "duration_ms",
-                          (json_int_t)r.duration_ms, "is_error", r.is_error, "subtype",
-                          r.subtype ? r.subtype : "");
+                          r->usage ? r->usage : json_null(), "cost", r->total_cost_usd,
+                          "num_turns", (json_int_t)r->num_turns, "duration_ms",
+                          (json_int_t)r->duration_ms, "is_error", r->is_error, "subtype",
+                          r->subtype ? r->subtype : "");
     if (cc_out_emit(o, "agent.message", p))
         n++;
     return n;
@@ -300,34 +283,29 @@ static int map_result(struct cc_out *o, const struct cc_msg *m)
 static int map_system(struct cc_out *o, const struct cc_msg *m)
 {
     const char *sub = m->subtype ? m->subtype : "";
-    const json_t *r = m->root;
+    const struct cc_system *y = &m->sys;
     if (strcmp(sub, "init") == 0) {
         if (o->init_seen)
             return 0;
         o->init_seen = 1;
         cc_out_system(o, "Claude Code %s started: model %s, permission mode %s",
-                      cc_json_str_or(r, "claude_code_version", "(unknown version)"),
-                      cc_json_str_or(r, "model", "(default)"),
-                      cc_json_str_or(r, "permissionMode", "?"));
+                      y->version ? y->version : "(unknown version)",
+                      y->model ? y->model : "(default)",
+                      y->permission_mode ? y->permission_mode : "?");
         return 1;
     }
     if (strcmp(sub, "api_retry") == 0) {
-        long long status = cc_json_int(r, "error_status");
-        const char *error = cc_json_str(r, "error");
         char what[64] = "no response";
-        if (status)
-            snprintf(what, sizeof what, "HTTP %lld", status);
+        if (y->error_status)
+            snprintf(what, sizeof what, "HTTP %lld", y->error_status);
         cc_out_system(o, "Model API error (%s%s%s); retrying in %.1f s, attempt %lld of %lld",
-                      what, error ? ", " : "", error ? error : "",
-                      (double)cc_json_int(r, "retry_delay_ms") / 1000.0,
-                      cc_json_int(r, "attempt"), cc_json_int(r, "max_retries"));
+                      what, y->error ? ", " : "", y->error ? y->error : "",
+                      (double)y->retry_delay_ms / 1000.0, y->attempt, y->max_retries);
         return 1;
     }
     if (strcmp(sub, "permission_denied") == 0) {
-        const char *msg = cc_json_str(r, "message");
-        cc_out_system(o, "Permission denied for %s: %s",
-                      cc_json_str_or(r, "tool_name", "a tool"),
-                      msg ? msg : "not allowed by the permission mode");
+        cc_out_system(o, "Permission denied for %s: %s", y->tool_name ? y->tool_name : "a tool",
+                      y->message ? y->message : "not allowed by the permission mode");
         return 1;
     }
     if (strcmp(sub, "compact_boundary") == 0) {
@@ -341,9 +319,9 @@ int cc_out_claude(struct cc_out *o, const struct cc_msg *m)
 {
     switch (m->kind) {
     case CC_MSG_ASSISTANT:
-        return m->message ? map_assistant(o, m) : 0;
+        return map_assistant(o, m);
     case CC_MSG_USER:
-        return m->message ? map_user(o, m) : 0;
+        return map_user(o, m);
     case CC_MSG_RESULT:
         return map_result(o, m);
     case CC_MSG_SYSTEM:

@@ -251,8 +251,7 @@ static void after_turn(struct session *s)
 
 static void on_result(struct session *s, const struct cc_msg *m)
 {
-    struct cc_result r;
-    cc_msg_result(m, &r);
+    const struct cc_result r = m->result;
     s->results++;
     if (!s->turn_active)
         return; /* a turn Claude Code started by itself (a background agent finished) */
@@ -320,10 +319,9 @@ static int on_claude_line(void *ctx, char *line, size_t len)
         break;
     }
     case CC_MSG_CONTROL_RESPONSE: {
-        json_t *resp = json_object_get(m.root, "response");
-        if (cc_json_str(resp, "subtype") && strcmp(cc_json_str(resp, "subtype"), "error") == 0)
+        if (m.ctl.subtype && strcmp(m.ctl.subtype, "error") == 0)
             cc_log("Claude Code refused a control request: %.300s",
-                 cc_json_str_or(resp, "error", "no reason"));
+                   m.ctl.error ? m.ctl.error : "no reason");
         break;
     }
     default:

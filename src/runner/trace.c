@@ -103,6 +103,13 @@ struct turn {
     long long events_pico;     /* exact cost of every event matched to this turn */
 };
 
+/* One model's cumulative numbers at the previous result (a turn's are the differences). */
+struct prev_model {
+    char model[96];
+    struct cc_usage u;
+    double cost_usd;
+};
+
 struct cc_trace {
     lf_client *lf;
     const struct cc_options *o;
@@ -117,7 +124,8 @@ struct cc_trace {
     int turns;
     json_t *pending_input;      /* what leads to the next model call */
     double prev_cost;           /* total_cost_usd at the previous result */
-    json_t *prev_usage;         /* modelUsage at the previous result */
+    struct prev_model prev[MAX_MODELS]; /* modelUsage at the previous result ... */
+    int nprev;                  /* ... this many models */
     struct cc_otel_event early[MAX_EARLY]; /* events the stream has not placed yet */
     int nearly;
     int64_t start_ns;
@@ -429,16 +437,17 @@ static long long set_numbers(lf_obs *o, int generation, const char *model,
     return 0;
 }
 
-static void read_usage(const json_t *u, struct cc_usage *out, int only_present)
+/* A streamed usage into `out`: the fields given (a message_delta gives what changed). */
+static void take_usage(const struct cc_sse *e, struct cc_usage *out)
 {
-    static const char *keys[] = {"input_tokens", "output_tokens", "cache_read_input_tokens",
-                                 "cache_creation_input_tokens"};
-    long long *dst[] = {&out->in, &out->out, &out->cr, &out->cw};
-    for (int i = 0; i < 4; i++) {
-        json_t *v = json_object_get(u, keys[i]);
-        if (json_is_integer(v) || !only_present)
-            *dst[i] = json_is_integer(v) ? (long long)json_integer_value(v) : 0;
-    }
+    if (e->usage_has & CC_USAGE_IN)
+        out->in = e->usage.in;
+    if (e->usage_has & CC_USAGE_OUT)
+        out->out = e->usage.out;
+    if (e->usage_has & CC_USAGE_CR)
+        out->cr = e->usage.cr;
+    if (e->usage_has & CC_USAGE_CW)
+        out->cw = e->usage.cw;
 }
 
 static struct cc_usage event_usage(const struct cc_otel_event *ev)
@@ -603,20 +612,19 @@ void cc_trace_otel(struct cc_trace *t)
 
 static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
 {
-    const char *type = cc_json_str(m->event, "type");
-    if (!type || m->parent_tool_use_id)
+    const struct cc_sse *e = &m->sse;
+    if (e->kind == CC_SSE_OTHER || m->parent_tool_use_id)
         return;
     struct turn *u = turn_now(t);
     if (!u)
         return;
-    if (strcmp(type, "message_start") == 0) {
-        json_t *msg = json_object_get(m->event, "message");
+    if (e->kind == CC_SSE_MESSAGE_START) {
         struct call *c = calloc(1, sizeof *c);
         if (!c)
             return;
-        snprintf(c->msg_id, sizeof c->msg_id, "%s", cc_json_str_or(msg, "id", ""));
-        snprintf(c->model, sizeof c->model, "%s", cc_json_str_or(msg, "model", ""));
-        read_usage(json_object_get(msg, "usage"), &c->u, 0);
+        snprintf(c->msg_id, sizeof c->msg_id, "%s", e->msg_id);
+        snprintf(c->model, sizeof c->model, "%s", e->model);
+        take_usage(e, &c->u);
         c->content = json_array();
         c->start_ns = lf_now_ns();
         c->obs = lf_obs_start(u->query, t->per_call ? LF_OBS_GENERATION : LF_OBS_SPAN, "model-call");
@@ -631,19 +639,18 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
             snprintf(t->model, sizeof t->model, "%s", c->model);
     } else if (!u->cur) {
         return;
-    } else if (strcmp(type, "content_block_delta") == 0 && !u->cur->got_first) {
+    } else if (e->kind == CC_SSE_BLOCK_DELTA && !u->cur->got_first) {
         int64_t now = lf_now_ns();
         u->cur->got_first = 1;
         /* from the first stream event: Claude Code's report, when it comes, has the real one */
         lf_obs_set_completion_start(u->cur->obs, now);
         lf_obs_set_metadata_int(u->cur->obs, "time_to_first_token_ms",
                                 (now - u->cur->start_ns) / 1000000);
-    } else if (strcmp(type, "message_delta") == 0) {
-        read_usage(json_object_get(m->event, "usage"), &u->cur->u, 1);
-        const char *stop = cc_json_str(json_object_get(m->event, "delta"), "stop_reason");
-        if (stop)
-            lf_obs_set_metadata_string(u->cur->obs, "stop_reason", stop);
-    } else if (strcmp(type, "message_stop") == 0) {
+    } else if (e->kind == CC_SSE_MESSAGE_DELTA) {
+        take_usage(e, &u->cur->u);
+        if (e->stop_reason)
+            lf_obs_set_metadata_string(u->cur->obs, "stop_reason", e->stop_reason);
+    } else if (e->kind == CC_SSE_MESSAGE_STOP) {
         struct call *c = u->cur;
         c->end_ns = lf_now_ns();
         char *out = cc_json_dumps(c->content, JSON_COMPACT, 0, NULL);
@@ -659,18 +666,17 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
     }
 }
 
-static void start_tool(struct turn *u, const struct cc_msg *m, const json_t *b)
+static void start_tool(struct turn *u, const struct cc_msg *m, const struct cc_block *b)
 {
     struct tool *parent = find_tool(u, m->parent_tool_use_id);
-    const char *name = cc_json_str_or(b, "name", "tool");
+    const char *name = b->name[0] ? b->name : "tool";
     struct tool *x = calloc(1, sizeof *x);
     if (!x)
         return;
     x->obs = lf_obs_start(parent ? parent->obs : u->query, LF_OBS_TOOL, name);
-    snprintf(x->id, sizeof x->id, "%s", cc_json_str_or(b, "id", ""));
+    snprintf(x->id, sizeof x->id, "%s", b->id);
     x->agent = !strcmp(name, "Agent") || !strcmp(name, "Task");
-    char *in = cc_json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY, 0,
-                             NULL);
+    char *in = cc_json_dumps(b->input, JSON_COMPACT | JSON_ENCODE_ANY, 0, NULL);
     if (in)
         lf_obs_set_input_json(x->obs, in);
     free(in);
@@ -703,71 +709,60 @@ static void learn_agent(struct cc_trace *t, struct turn *u, const char *tool_use
 
 static void on_assistant(struct cc_trace *t, const struct cc_msg *m)
 {
-    json_t *content = json_object_get(m->message, "content");
-    const char *msg_id = cc_json_str(m->message, "id");
     struct turn *u = turn_now(t);
     if (!u)
         return;
-    struct call *c = m->parent_tool_use_id ? NULL : find_call(u, msg_id);
-    size_t i;
-    json_t *b;
-    if (json_is_true(json_object_get(m->root, "is_api_error_message"))) {
+    struct call *c = m->parent_tool_use_id ? NULL : find_call(u, m->msg_id);
+    if (m->api_error) {
         lf_obs *ev = lf_obs_start(u->query, LF_OBS_EVENT, "api-error");
         lf_obs_set_level(ev, LF_LEVEL_ERROR);
-        json_array_foreach(content, i, b) if (cc_json_str(b, "text"))
-            lf_obs_set_status_message(ev, cc_json_str(b, "text"));
+        for (size_t i = 0; i < m->nblocks; i++)
+            if (m->blocks[i].kind == CC_BLOCK_TEXT && m->blocks[i].text)
+                lf_obs_set_status_message(ev, json_string_value(m->blocks[i].text));
         lf_obs_end(ev);
         return;
     }
-    if (c && !c->request_id[0] && cc_json_str(m->root, "request_id")) {
-        snprintf(c->request_id, sizeof c->request_id, "%s", cc_json_str(m->root, "request_id"));
+    if (c && !c->request_id[0] && m->request_id) {
+        snprintf(c->request_id, sizeof c->request_id, "%s", m->request_id);
         place_early(t);
     }
     if (m->parent_tool_use_id)
-        learn_agent(t, u, m->parent_tool_use_id, cc_json_str(m->root, "agent_id"));
-    json_array_foreach(content, i, b) {
-        const char *type = cc_json_str(b, "type");
+        learn_agent(t, u, m->parent_tool_use_id, m->agent_id);
+    for (size_t i = 0; i < m->nblocks; i++) {
         if (c && c->content)
-            json_array_append(c->content, b);
-        if (type && strcmp(type, "tool_use") == 0)
-            start_tool(u, m, b);
+            json_array_append(c->content, m->blocks[i].raw);
+        if (m->blocks[i].kind == CC_BLOCK_TOOL_USE)
+            start_tool(u, m, &m->blocks[i]);
     }
 }
 
 static void on_user(struct cc_trace *t, const struct cc_msg *m)
 {
-    json_t *content = json_object_get(m->message, "content");
     struct turn *u = turn_now(t);
-    size_t i;
-    json_t *b;
     if (!u)
         return;
     if (m->parent_tool_use_id)
-        learn_agent(t, u, m->parent_tool_use_id, cc_json_str(m->root, "agent_id"));
-    json_array_foreach(content, i, b) {
-        const char *type = cc_json_str(b, "type");
-        if (!type || strcmp(type, "tool_result") != 0)
+        learn_agent(t, u, m->parent_tool_use_id, m->agent_id);
+    for (size_t i = 0; i < m->nblocks; i++) {
+        const struct cc_block *b = &m->blocks[i];
+        if (b->kind != CC_BLOCK_TOOL_RESULT)
             continue;
         if (!m->parent_tool_use_id)
-            json_array_append(t->pending_input, b);
-        struct tool *x = find_tool(u, cc_json_str(b, "tool_use_id"));
+            json_array_append(t->pending_input, b->raw);
+        struct tool *x = find_tool(u, b->id);
         if (!x)
             continue;
         /* the text the message stream shows (it may hold U+0000) */
-        json_t *tv = cc_tool_result_text(json_object_get(b, "content"));
-        const char *text = tv ? json_string_value(tv) : NULL;
-        size_t n = tv ? json_string_length(tv) : 0;
-        if (text) {
-            lf_obs_set_output_stringn(x->obs, text, n > MAX_TOOL_OUTPUT ? MAX_TOOL_OUTPUT : n);
-            if (n > MAX_TOOL_OUTPUT)
-                lf_obs_set_metadata_int(x->obs, "output_bytes", (int64_t)n);
-        }
-        if (json_is_true(json_object_get(b, "is_error"))) {
+        const char *text = json_string_value(b->text);
+        size_t n = json_string_length(b->text);
+        lf_obs_set_output_stringn(x->obs, text, n > MAX_TOOL_OUTPUT ? MAX_TOOL_OUTPUT : n);
+        if (n > MAX_TOOL_OUTPUT)
+            lf_obs_set_metadata_int(x->obs, "output_bytes", (int64_t)n);
+        if (b->is_error) {
             lf_obs_set_level(x->obs, LF_LEVEL_ERROR);
             /* the library masks inputs and outputs; a failed tool's text is also its status */
-            lf_obs_set_status_message(x->obs, text && *text && !t->mask ? text : "the tool use failed");
+            lf_obs_set_status_message(x->obs, *text && !t->mask ? text : "the tool use failed");
         }
-        json_decref(tv);
         if (x->agent) {
             x->end_ns = lf_now_ns(); /* ended with the turn: its subagent's calls nest under it */
         } else {
@@ -802,16 +797,6 @@ static lf_obs *latest_agent(struct turn *u)
         if (x->agent)
             return x->obs;
     return NULL;
-}
-
-static void model_diff(const json_t *cur, const json_t *prev, struct cc_usage *u, double *cost)
-{
-    u->in = cc_json_int(cur, "inputTokens") - cc_json_int(prev, "inputTokens");
-    u->out = cc_json_int(cur, "outputTokens") - cc_json_int(prev, "outputTokens");
-    u->cr = cc_json_int(cur, "cacheReadInputTokens") - cc_json_int(prev, "cacheReadInputTokens");
-    u->cw = cc_json_int(cur, "cacheCreationInputTokens") -
-            cc_json_int(prev, "cacheCreationInputTokens");
-    *cost = cc_json_num(cur, "costUSD") - cc_json_num(prev, "costUSD");
 }
 
 /*
@@ -883,39 +868,56 @@ static void close_turn(struct cc_trace *t, struct turn *u)
     free(u);
 }
 
-/* The turn's modelUsage differences, for the split. */
+/* The turn's modelUsage differences, for the split; the previous result's numbers become
+ * this one's. */
 static void turn_models(struct cc_trace *t, struct turn *u, const struct cc_result *r)
 {
-    const char *model;
-    json_t *mu;
     u->nmodels = 0;
-    json_object_foreach(r->model_usage, model, mu) {
-        if (u->nmodels == MAX_MODELS)
-            break;
+    for (size_t i = 0; i < r->nmodels && u->nmodels < MAX_MODELS; i++) {
+        const struct cc_model_usage *mu = &r->models[i];
+        const struct prev_model *p = NULL;
+        for (int k = 0; k < t->nprev && !p; k++)
+            if (strcmp(t->prev[k].model, mu->model) == 0)
+                p = &t->prev[k];
         struct cc_cost_model *cm = &u->models[u->nmodels];
-        double cost;
-        snprintf(u->model_names[u->nmodels], sizeof u->model_names[0], "%s", model);
-        model_diff(mu, json_object_get(t->prev_usage, model), &cm->u, &cost);
+        snprintf(u->model_names[u->nmodels], sizeof u->model_names[0], "%s", mu->model);
         cm->model = u->model_names[u->nmodels];
+        cm->u = mu->u;
+        double cost = mu->cost_usd;
+        if (p) {
+            cm->u.in -= p->u.in;
+            cm->u.out -= p->u.out;
+            cm->u.cr -= p->u.cr;
+            cm->u.cw -= p->u.cw;
+            cost -= p->cost_usd;
+        }
         cm->pico = llround(cost * CC_PICO);
         u->nmodels++;
+    }
+    t->nprev = 0;
+    for (size_t i = 0; i < r->nmodels && t->nprev < MAX_MODELS; i++) {
+        struct prev_model *p = &t->prev[t->nprev++];
+        snprintf(p->model, sizeof p->model, "%s", r->models[i].model);
+        p->u = r->models[i].u;
+        p->cost_usd = r->models[i].cost_usd;
     }
 }
 
 static void on_result(struct cc_trace *t, const struct cc_msg *m)
 {
-    struct cc_result r;
-    cc_msg_result(m, &r);
+    struct cc_result r = m->result;
     struct turn *u = turn_now(t);
     if (!u)
         return;
-    if (m->damage[0]) { /* a stand-in: the turn's numbers are unknown; the next result's
-                           differences carry them */
+    u->turn_pico = 0;
+    u->nmodels = 0;
+    if (m->damage[0]) /* a stand-in: the turn's numbers are unknown; the next result's
+                         differences carry them */
         r.total_cost_usd = t->prev_cost;
-        r.model_usage = t->prev_usage;
+    else {
+        u->turn_pico = llround((r.total_cost_usd - t->prev_cost) * CC_PICO);
+        turn_models(t, u, &r);
     }
-    u->turn_pico = llround((r.total_cost_usd - t->prev_cost) * CC_PICO);
-    turn_models(t, u, &r);
     lf_obs *q = u->query;
     if (r.result)
         lf_obs_set_output_stringn(q, r.result, r.result_len);
@@ -942,10 +944,6 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
     }
     t->interrupted[0] = '\0';
     t->prev_cost = r.total_cost_usd;
-    if (r.model_usage != t->prev_usage) {
-        json_decref(t->prev_usage);
-        t->prev_usage = r.model_usage ? json_deep_copy(r.model_usage) : NULL;
-    }
     json_array_clear(t->pending_input);
 
     /* Closing: at once without telemetry; with it, once its events add up (they come up to
@@ -985,9 +983,7 @@ static void on_system(struct cc_trace *t, const struct cc_msg *m)
     const char *sub = m->subtype ? m->subtype : "";
     if (strcmp(sub, "init") == 0 && !t->init_seen) {
         t->init_seen = 1;
-        const char *v = cc_json_str(m->root, "claude_code_version");
-        const char *sid = cc_json_str(m->root, "session_id");
-        const char *model = cc_json_str(m->root, "model");
+        const char *v = m->sys.version, *sid = m->sys.session_id, *model = m->sys.model;
         if (v)
             lf_trace_set_metadata_string(t->trace, "claude_code_version", v);
         if (sid)
@@ -995,14 +991,12 @@ static void on_system(struct cc_trace *t, const struct cc_msg *m)
         if (model && !t->o->model)
             set_model(t, model);
     } else if (strcmp(sub, "task_started") == 0 && t->cur) {
-        learn_agent(t, t->cur, cc_json_str(m->root, "tool_use_id"), cc_json_str(m->root, "task_id"));
+        learn_agent(t, t->cur, m->sys.tool_use_id, m->sys.task_id);
     } else if (strcmp(sub, "api_retry") == 0 && t->cur) {
         lf_obs *ev = lf_obs_start(t->cur->query, LF_OBS_EVENT, "api-retry");
         char msg[200];
-        snprintf(msg, sizeof msg, "HTTP %lld (%s), attempt %lld of %lld",
-                 cc_json_int(m->root, "error_status"),
-                 cc_json_str_or(m->root, "error", "error"),
-                 cc_json_int(m->root, "attempt"), cc_json_int(m->root, "max_retries"));
+        snprintf(msg, sizeof msg, "HTTP %lld (%s), attempt %lld of %lld", m->sys.error_status,
+                 m->sys.error ? m->sys.error : "error", m->sys.attempt, m->sys.max_retries);
         lf_obs_set_level(ev, LF_LEVEL_WARNING);
         lf_obs_set_status_message(ev, msg);
         lf_obs_end(ev);
@@ -1023,16 +1017,13 @@ void cc_trace_claude(struct cc_trace *t, const struct cc_msg *m)
         return;
     switch (m->kind) {
     case CC_MSG_STREAM_EVENT:
-        if (m->event)
-            on_stream_event(t, m);
+        on_stream_event(t, m);
         break;
     case CC_MSG_ASSISTANT:
-        if (m->message)
-            on_assistant(t, m);
+        on_assistant(t, m);
         break;
     case CC_MSG_USER:
-        if (m->message)
-            on_user(t, m);
+        on_user(t, m);
         break;
     case CC_MSG_RESULT:
         on_result(t, m);
@@ -1116,6 +1107,5 @@ void cc_trace_free(struct cc_trace *t)
     lf_client_free(t->lf);
     cc_otel_stop(t->otel);
     json_decref(t->pending_input);
-    json_decref(t->prev_usage);
     free(t);
 }

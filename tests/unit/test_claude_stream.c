@@ -567,8 +567,7 @@ static void test_unreadable_lines(void **state)
     assert_int_equal(cc_msg_parse(&m, deep, len, err, sizeof err), 1);
     assert_int_equal(m.kind, CC_MSG_RESULT);
     assert_non_null(strstr(m.damage, "Claude Code's result line could not be read: column"));
-    struct cc_result r;
-    cc_msg_result(&m, &r);
+    struct cc_result r = m.result;
     assert_true(r.is_error);
     assert_null(r.subtype);
     char why[300];
@@ -709,8 +708,7 @@ static void test_captured_text_is_whole(void **state)
         struct cc_msg m;
         assert_int_equal(cc_msg_parse(&m, line, (size_t)n, err, sizeof err), 0);
         if (m.kind == CC_MSG_RESULT) {
-            struct cc_result r;
-            cc_msg_result(&m, &r);
+            struct cc_result r = m.result;
             assert_false(r.is_error);
             assert_int_equal(r.result_len, sizeof final - 1);
             assert_memory_equal(r.result, final, sizeof final - 1);
@@ -738,10 +736,131 @@ static void test_excerpt(void **state)
     assert_string_equal(out, "\\x01...");
 }
 
+/* Decodes one line that must decode. */
+static void parse_ok(struct cc_msg *m, const char *line)
+{
+    char err[200];
+    assert_int_equal(cc_msg_parse(m, line, strlen(line), err, sizeof err), 0);
+}
+
+static void test_lines_decode_into_typed_fields(void **state)
+{
+    (void)state;
+    struct cc_msg m;
+    parse_ok(&m, "{\"type\":\"assistant\",\"request_id\":\"req_1\",\"parent_tool_use_id\":\"toolu_A\","
+                 "\"agent_id\":\"ag1\",\"message\":{\"id\":\"msg_1\",\"content\":["
+                 "{\"type\":\"text\",\"text\":\"a\\u0000b\"},{\"type\":\"thinking\",\"thinking\":\"hm\"},"
+                 "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"Bash\",\"input\":{\"command\":\"ls\"}},"
+                 "{\"type\":\"redacted_thinking\",\"data\":\"x\"},{\"type\":\"text\"}]}}");
+    assert_int_equal(m.kind, CC_MSG_ASSISTANT);
+    assert_string_equal(m.msg_id, "msg_1");
+    assert_string_equal(m.request_id, "req_1");
+    assert_string_equal(m.parent_tool_use_id, "toolu_A");
+    assert_string_equal(m.agent_id, "ag1");
+    assert_false(m.api_error);
+    assert_int_equal(m.nblocks, 5);
+    assert_int_equal(m.blocks[0].kind, CC_BLOCK_TEXT);
+    assert_int_equal(json_string_length(m.blocks[0].text), 3); /* U+0000 kept */
+    assert_int_equal(m.blocks[1].kind, CC_BLOCK_THINKING);
+    assert_string_equal(json_string_value(m.blocks[1].text), "hm");
+    assert_int_equal(m.blocks[2].kind, CC_BLOCK_TOOL_USE);
+    assert_string_equal(m.blocks[2].id, "toolu_1");
+    assert_string_equal(m.blocks[2].name, "Bash");
+    assert_string_equal(cc_json_str(m.blocks[2].input, "command"), "ls");
+    assert_int_equal(m.blocks[3].kind, CC_BLOCK_OTHER);
+    assert_non_null(m.blocks[3].raw);
+    assert_int_equal(m.blocks[4].kind, CC_BLOCK_TEXT);
+    assert_null(m.blocks[4].text);
+    cc_msg_clear(&m);
+
+    /* a tool result whose content is a list: its text, once, for every consumer */
+    parse_ok(&m, "{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":["
+                 "{\"type\":\"tool_result\",\"tool_use_id\":\"toolu_1\",\"is_error\":true,"
+                 "\"content\":[{\"type\":\"text\",\"text\":\"one\"},{\"type\":\"image\"},"
+                 "{\"type\":\"text\",\"text\":\"two\"}]},{\"type\":\"text\",\"text\":\"[Request "
+                 "interrupted by user]\"}]}}");
+    assert_int_equal(m.kind, CC_MSG_USER);
+    assert_int_equal(m.nblocks, 2);
+    assert_int_equal(m.blocks[0].kind, CC_BLOCK_TOOL_RESULT);
+    assert_string_equal(m.blocks[0].id, "toolu_1");
+    assert_true(m.blocks[0].is_error);
+    assert_string_equal(json_string_value(m.blocks[0].text), "one\n[image]\ntwo");
+    assert_true(json_is_array(json_object_get(m.blocks[0].raw, "content")));
+    cc_msg_clear(&m);
+
+    /* SSE events: what was given of a usage, and what was not */
+    parse_ok(&m, "{\"type\":\"stream_event\",\"event\":{\"type\":\"message_start\",\"message\":"
+                 "{\"id\":\"msg_2\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,"
+                 "\"output_tokens\":1}}}}");
+    assert_int_equal(m.kind, CC_MSG_STREAM_EVENT);
+    assert_int_equal(m.sse.kind, CC_SSE_MESSAGE_START);
+    assert_string_equal(m.sse.msg_id, "msg_2");
+    assert_string_equal(m.sse.model, "claude-x");
+    assert_int_equal(m.sse.usage_has, CC_USAGE_IN | CC_USAGE_OUT);
+    assert_int_equal(m.sse.usage.in, 3);
+    cc_msg_clear(&m);
+    parse_ok(&m, "{\"type\":\"stream_event\",\"event\":{\"type\":\"message_delta\",\"delta\":"
+                 "{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":42,"
+                 "\"cache_read_input_tokens\":7}}}");
+    assert_int_equal(m.sse.kind, CC_SSE_MESSAGE_DELTA);
+    assert_int_equal(m.sse.usage_has, CC_USAGE_OUT | CC_USAGE_CR);
+    assert_int_equal(m.sse.usage.out, 42);
+    assert_int_equal(m.sse.usage.cr, 7);
+    assert_string_equal(m.sse.stop_reason, "tool_use");
+    cc_msg_clear(&m);
+    parse_ok(&m, "{\"type\":\"stream_event\",\"event\":{\"type\":\"content_block_delta\"}}");
+    assert_int_equal(m.sse.kind, CC_SSE_BLOCK_DELTA);
+    cc_msg_clear(&m);
+    parse_ok(&m, "{\"type\":\"stream_event\",\"event\":{\"type\":\"ping\"}}");
+    assert_int_equal(m.sse.kind, CC_SSE_OTHER);
+    cc_msg_clear(&m);
+
+    /* a result and its modelUsage */
+    parse_ok(&m, "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"ok\","
+                 "\"total_cost_usd\":0.5,\"num_turns\":2,\"usage\":{\"input_tokens\":1},"
+                 "\"modelUsage\":{\"claude-a\":{\"inputTokens\":10,\"outputTokens\":20,"
+                 "\"cacheReadInputTokens\":30,\"cacheCreationInputTokens\":40,\"costUSD\":0.25},"
+                 "\"claude-b\":{\"inputTokens\":1,\"costUSD\":0.25}}}");
+    assert_int_equal(m.kind, CC_MSG_RESULT);
+    assert_string_equal(m.result.subtype, "success");
+    assert_int_equal(m.result.num_turns, 2);
+    assert_true(json_is_object(m.result.usage));
+    assert_int_equal(m.result.nmodels, 2);
+    assert_string_equal(m.result.models[0].model, "claude-a");
+    assert_int_equal(m.result.models[0].u.cw, 40);
+    assert_true(m.result.models[0].cost_usd == 0.25);
+    assert_string_equal(m.result.models[1].model, "claude-b");
+    assert_int_equal(m.result.models[1].u.out, 0);
+    cc_msg_clear(&m);
+
+    /* system lines and control messages */
+    parse_ok(&m, "{\"type\":\"system\",\"subtype\":\"api_retry\",\"error_status\":529,"
+                 "\"error\":\"overloaded\",\"attempt\":2,\"max_retries\":10,\"retry_delay_ms\":1200}");
+    assert_int_equal(m.kind, CC_MSG_SYSTEM);
+    assert_int_equal(m.sys.error_status, 529);
+    assert_string_equal(m.sys.error, "overloaded");
+    assert_int_equal(m.sys.attempt, 2);
+    assert_int_equal(m.sys.retry_delay_ms, 1200);
+    cc_msg_clear(&m);
+    parse_ok(&m, "{\"type\":\"system\",\"subtype\":\"task_started\",\"task_id\":\"ag9\","
+                 "\"tool_use_id\":\"toolu_9\"}");
+    assert_string_equal(m.sys.task_id, "ag9");
+    assert_string_equal(m.sys.tool_use_id, "toolu_9");
+    cc_msg_clear(&m);
+    parse_ok(&m, "{\"type\":\"control_response\",\"response\":{\"subtype\":\"error\","
+                 "\"request_id\":\"r-2\",\"error\":\"no such request\"}}");
+    assert_int_equal(m.kind, CC_MSG_CONTROL_RESPONSE);
+    assert_string_equal(m.ctl.request_id, "r-2");
+    assert_string_equal(m.ctl.subtype, "error");
+    assert_string_equal(m.ctl.error, "no such request");
+    cc_msg_clear(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_batch_fixture),
+        cmocka_unit_test(test_lines_decode_into_typed_fields),
         cmocka_unit_test(test_payloads_carry_the_contract_fields),
         cmocka_unit_test(test_errors_say_what_happened),
         cmocka_unit_test(test_result_description),
