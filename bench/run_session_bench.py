@@ -10,11 +10,29 @@ own process (its `claude` child excluded). See bench/README.md, "Session benchma
 
     python3 bench/run_session_bench.py [--runs 5] [--json FILE]
     python3 bench/run_session_bench.py --tracing [--runs 5]     the tracing benchmark (below)
+    python3 bench/run_session_bench.py --enrichment             the enrichment benchmark (below)
+
+--scenario may be given more than once (or as a comma list): every round then runs every
+contender on every scenario (one model server each), and the summary has a block per
+scenario; ratios and paired differences compare runs of the same round and scenario.
 
 --tracing: ccrunner with tracing off (the baseline), on against a live Langfuse test receiver
 (`traced`), and on against a receiver that never answers (`blackhole`, the default flush
 deadline), each started here on 127.0.0.1. Adds the "end tail" figure: the time from the
 last line on stdout to the process's exit, which is where the final flush happens.
+
+--enrichment: what Claude Code's own telemetry (src/runner/otel.c, merged into the trace)
+costs. Bare `claude`, `traced` (tracing on against a live receiver, the enrichment on) and
+`notel` (the same with CCRUNNER_CLAUDE_TELEMETRY=off), on ten_calls.json and
+subagent.json, 11 rounds, order rotated (each unless given). Per scenario: the wall
+medians and ratios to `claude`, the runner's own CPU, what the enrichment adds (traced -
+notel, as medians and as the median of the per-round differences), own peak RSS, and the
+issue's targets.
+
+Every ccrunner run is given its session id (SESSION_ID); a run traced to the live receiver
+has its trace read back (tests/support/lf_read.py) and fails unless its model calls carry
+the cost_source its setting implies (src/runner/trace.c): `claude-code-telemetry` on every
+one, one per model call, with the enrichment on; none of them with it off.
 
 Contenders (a list: add one to CONTENDERS, or derive one with --variant):
   claude    node_modules/.bin/claude in stream-json mode, driven as ccrunner drives it
@@ -44,6 +62,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,14 +70,18 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SDK_DIR = BENCH / "sdk"
 SERVER = ROOT / "tests" / "support" / "anthropic_server.py"
-DEFAULT_SCENARIO = ROOT / "tests" / "support" / "scenarios" / "ten_calls.json"
+SCENARIOS = ROOT / "tests" / "support" / "scenarios"
+DEFAULT_SCENARIO = SCENARIOS / "ten_calls.json"
+SUBAGENT_SCENARIO = SCENARIOS / "subagent.json"
 DEFAULT_CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
 DEFAULT_CCRUNNER = ROOT / "build" / "ccrunner"
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from procs import start_ready, stop_process  # noqa: E402
+import lf_read  # noqa: E402
 DEFAULT_PROMPT = "Check the shell, then write notes1.txt to notes3.txt and read each one back."
 BASELINE = "claude"
-# What the scenario makes every run do (scenario_facts), filled in main().
+# What the (first) scenario makes every run do (scenario_facts), filled in main(); with
+# several scenarios each has its own, passed along (run_one's `expected`).
 EXPECTED = {}
 # Targets from the issue, checked for ccrunner.
 TARGET_WALL_RATIO = 1.01
@@ -67,8 +90,8 @@ TARGET_RSS_MIB = 8.0
 # flagged (see foreign_cpu_ms).
 FOREIGN_CPU_FRACTION = 0.10
 # The environment of every contender is the caller's less these prefixes (so that nothing
-# of the caller's Claude/Anthropic/Langfuse setup leaks in), plus OFFLINE_ENV.
-STRIPPED_ENV_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "LANGFUSE_", "OTEL_", "VERTEX_", "CLOUD_ML_")
+# of the caller's Claude/Anthropic/Langfuse/ccrunner setup leaks in), plus OFFLINE_ENV.
+STRIPPED_ENV_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "LANGFUSE_", "OTEL_", "VERTEX_", "CLOUD_ML_", "CCRUNNER_")
 STRIPPED_ENV = {"NODE_OPTIONS", "USE_VERTEX_AI", "GOOGLE_APPLICATION_CREDENTIALS", "INITIAL_PROMPT",
                 "PROMPT", "INTERACTIVE", "LLM_MODEL", "WORKSPACE_PATH", "SESSION_ID", "TIMEOUT",
                 "PERMISSION_MODE", "SYSTEM_PROMPT", "WEBSOCKET_URL", "BOT_TOKEN",
@@ -210,12 +233,26 @@ def tracing_variants(live, hole):
             "blackhole:ccrunner" + common + ":LANGFUSE_HOST=" + hole.url]
 
 
-def print_wire(receiver, sessions, out=sys.stdout):
+def enrichment_variants(live):
+    """`traced`: tracing on against the live receiver, the enrichment on (the default);
+    `notel`: the same with the enrichment off."""
+    common = ":LANGFUSE_ENABLED=true:LANGFUSE_PUBLIC_KEY=%s:LANGFUSE_SECRET_KEY=%s" % LF_KEYS
+    return ["traced:ccrunner" + common + ":LANGFUSE_HOST=" + live.url,
+            "notel:traced:CCRUNNER_CLAUDE_TELEMETRY=off"]
+
+
+def print_wire(receiver, sessions, out=sys.stdout, what="traced session"):
     """What tracing sends per session: the export-once figure (Langfuse v4 issue)."""
     if sessions:
         n, wire, body = receiver.wire()
-        print("sent per traced session: %.1f requests, %.0f bytes on the wire (gzip), %.0f bytes of JSON"
-              % (n / sessions, wire / sessions, body / sessions), file=out)
+        print("sent per %s: %.1f requests, %.0f bytes on the wire (gzip), %.0f bytes of JSON"
+              % (what, n / sessions, wire / sessions, body / sessions), file=out)
+
+
+def print_delivered(delivered, out=sys.stdout, what="traced runs"):
+    got, want = delivered
+    print("traces delivered to the live receiver: %d of %d %s (warm-up included): %s"
+          % (got, want, what, "PASS" if got == want else "FAIL, traces were lost"), file=out)
 
 
 def print_tracing_targets(summary, delivered, out=sys.stdout):
@@ -241,9 +278,157 @@ def print_tracing_targets(summary, delivered, out=sys.stdout):
         print("bound: black hole end tail max %.0f ms over tracing off; <= the flush deadline %.0f ms (+%.0f): %s"
               % (late, DEFAULT_FLUSH_TIMEOUT_MS, TARGET_FLUSH_MS,
                  "PASS" if late <= DEFAULT_FLUSH_TIMEOUT_MS + TARGET_FLUSH_MS else "FAIL"), file=out)
-    got, want = delivered
-    print("traces delivered to the live receiver: %d of %d traced runs (warm-up included): %s"
-          % (got, want, "PASS" if got == want else "FAIL, traces were lost"), file=out)
+    if delivered is not None:  # None: said once for all the scenarios (print_delivered)
+        print_delivered(delivered, out)
+
+
+# ------------------------------------------------------------------ the enrichment (--enrichment)
+
+# Targets from the enrichment issue, checked for `traced` (the enrichment on) against
+# `notel` (off) and bare `claude`, per scenario.
+TARGET_ENRICHMENT_MS = 50.0
+TARGET_ENRICHED_RATIO = 1.05  # the seed's bar: traced, enrichment on, vs bare claude
+MIN_ENRICHMENT_ROUNDS = 11
+ENRICHMENT_CONTENDERS = ("claude", "traced", "notel")
+ENRICHMENT_SCENARIOS = (DEFAULT_SCENARIO, SUBAGENT_SCENARIO)
+# A model call's metadata cost_source (src/runner/trace.c, SOURCE_EXACT / SOURCE_SHARE).
+COST_SOURCE_TELEMETRY = "claude-code-telemetry"
+COST_SOURCE_SHARE = "apportioned"
+TELEMETRY_OFF_VALUES = ("off", "false", "0")  # CCRUNNER_CLAUDE_TELEMETRY (trace.c)
+TRACE_READ_TIMEOUT_S = 10.0
+
+
+def check_trace(url, session_id, expected, telemetry):
+    """The session's trace read back from the receiver as a Langfuse user would
+    (lf_read): where its model calls' numbers came from. `telemetry`: whether the
+    enrichment was on. Returns (facts, problems); facts: the model-call observations
+    (spans per-query, generations per-call or a subagent's), their cost_source counts,
+    the `subagent-calls` remainders (calls no report covered) and the claude-query's
+    cost_source."""
+    try:
+        t = lf_read.read_trace(url, *LF_KEYS, session_id=session_id, timeout=TRACE_READ_TIMEOUT_S)
+    except (AssertionError, OSError, ValueError) as e:
+        return {}, ["trace not read from the receiver: %s" % str(e)[:300]]
+    obs = t["observations"]
+    source = lambda o: str((o.get("metadata") or {}).get("cost_source"))
+    calls = [o for o in obs if o.get("name") == "model-call"]
+    sources = {}
+    for o in calls:
+        sources[source(o)] = sources.get(source(o), 0) + 1
+    facts = {"model_calls": len(calls), "cost_source": sources,
+             "subagent_calls_remainders": sum(1 for o in obs if o.get("name") == "subagent-calls"),
+             "query_cost_source": sorted({source(o) for o in obs if o.get("name") == "claude-query"})}
+    said = ", ".join("%s x%d" % kv for kv in sorted(sources.items())) or "no model calls"
+    problems = []
+    if telemetry:
+        if sources.keys() != {COST_SOURCE_TELEMETRY} or len(calls) != expected["model_calls"] \
+                or facts["subagent_calls_remainders"]:
+            problems.append("trace: model calls not (all) from Claude Code's telemetry: %d model-call "
+                            "observations (expected %d) with cost_source %s, %d subagent-calls remainders"
+                            % (len(calls), expected["model_calls"], said, facts["subagent_calls_remainders"]))
+    elif COST_SOURCE_TELEMETRY in sources or COST_SOURCE_TELEMETRY in facts["query_cost_source"]:
+        problems.append("trace: numbers from Claude Code's telemetry with the enrichment off: cost_source %s"
+                        % said)
+    return facts, problems
+
+
+def cost_sources(runs, order):
+    """Per contender, over the runs whose trace was read: {"runs": n, cost_source: model
+    calls with it, "subagent-calls": remainders (apportioned; calls no report covered)}."""
+    out = {}
+    for c in order:
+        seen = [r["trace"] for r in runs if r["contender"] == c and r.get("trace")]
+        if seen:
+            d = out[c] = {"runs": len(seen)}
+            for t in seen:
+                for k, v in t["cost_source"].items():
+                    d[k] = d.get(k, 0) + v
+                if t["subagent_calls_remainders"]:
+                    d["subagent-calls"] = d.get("subagent-calls", 0) + t["subagent_calls_remainders"]
+    return out
+
+
+def print_cost_sources(sources, out=sys.stdout):
+    if sources:
+        print("cost_source of the model calls in the traces read back: %s"
+              % "; ".join("%s %s (%d runs)" % (c, ", ".join("%s x%d" % (k, v) for k, v in sorted(d.items())
+                                                           if k != "runs") or "none", d["runs"])
+                          for c, d in sources.items()), file=out)
+
+
+def enrichment_figures(runs, summary, on="traced", off="notel", base="claude"):
+    """What the enrichment costs on one scenario's measured runs: `on` vs `off`, both vs
+    `base`. The paired figures are medians of the per-round differences (on - off, both
+    successful in the same round): the machine's drift cancels out of them."""
+    s_on, s_off, s_base = summary.get(on), summary.get(off), summary.get(base)
+    if not (s_on and s_off and s_on["ok_runs"] and s_off["ok_runs"]):
+        return None
+    ok = {(r["contender"], r["round"]): r for r in runs if r["ok"]}
+    rounds = [t for t in dict.fromkeys(r["round"] for r in runs) if (on, t) in ok and (off, t) in ok]
+    paired_wall = [round(ok[(on, t)]["wall_ms"] - ok[(off, t)]["wall_ms"], 3) for t in rounds]
+    paired_cpu = [round(ok[(on, t)]["cpu_ms"] - ok[(off, t)]["cpu_ms"], 3) for t in rounds]
+    f = {
+        "wall_ms_median": {c: summary[c]["wall_ms_median"] for c in (base, on, off) if c in summary},
+        "cpu_ms_median": {c: summary[c]["cpu_ms_median"] for c in (on, off)},
+        "peak_rss_mib_median": {c: summary[c]["peak_rss_mib_median"] for c in (base, on, off) if c in summary},
+        "peak_rss_mib_max": {c: summary[c]["peak_rss_mib_max"] for c in (base, on, off) if c in summary},
+        "adds_wall_ms_medians": s_on["wall_ms_median"] - s_off["wall_ms_median"],
+        "adds_wall_ms_paired_median": med(paired_wall),
+        "adds_wall_ms_paired": paired_wall,
+        "adds_cpu_ms_medians": s_on["cpu_ms_median"] - s_off["cpu_ms_median"],
+        "adds_cpu_ms_paired_median": med(paired_cpu),
+        "paired_rounds": len(rounds),
+        "cost_source": cost_sources(runs, (on, off)),
+    }
+    if s_base and s_base["ok_runs"]:
+        for c, s in ((on, s_on), (off, s_off)):
+            f["ratio_%s_median_of_rounds" % c] = s["ratio_median_of_rounds"]
+            f["ratio_%s_per_round" % c] = s["ratio_per_round"]
+            f["ratio_%s_of_medians" % c] = s["ratio_of_medians"]
+    return f
+
+
+def print_enrichment(f, summary, on="traced", off="notel", base="claude", out=sys.stdout):
+    if f is None:
+        print("enrichment: no figures (%s and %s need successful runs)" % (on, off), file=out)
+        return
+    walls = ", ".join("%s %s" % (c, fmt(v, 0)) for c, v in f["wall_ms_median"].items())
+    ratios = []
+    for c in (on, off):
+        r, per = f.get("ratio_%s_median_of_rounds" % c), f.get("ratio_%s_per_round" % c) or []
+        if r is not None:
+            ratios.append("%s x%.4f (%.3f..%.3f)" % (c, r, min(per), max(per)))
+    print("enrichment: wall ms medians %s; x %s, medians of the per-round ratios: %s"
+          % (walls, base, ", ".join(ratios) or "-"), file=out)
+    paired = f["adds_wall_ms_paired"]
+    print("enrichment adds per session: wall %+.1f ms (medians %s - %s), %+.1f ms paired (median of %d per-round "
+          "differences, range %+.0f..%+.0f); runner's own CPU %+.1f ms (medians %s %s, %s %s), %+.1f ms paired"
+          % (f["adds_wall_ms_medians"], on, off, f["adds_wall_ms_paired_median"] or 0, len(paired),
+             min(paired, default=0), max(paired, default=0), f["adds_cpu_ms_medians"], on,
+             fmt(f["cpu_ms_median"][on]), off, fmt(f["cpu_ms_median"][off]), f["adds_cpu_ms_paired_median"] or 0),
+          file=out)
+    print("own peak RSS MiB med / max: %s" % ", ".join(
+        "%s %s / %s" % (c, fmt(v, 2), fmt(f["peak_rss_mib_max"][c], 2)) for c, v in f["peak_rss_mib_median"].items()),
+        file=out)
+    print_cost_sources(f["cost_source"], out)
+    n = f["paired_rounds"]
+    few = "not enough runs (need >= %d)" % MIN_ENRICHMENT_ROUNDS
+    if paired:
+        a = f["adds_wall_ms_paired_median"]
+        print("target: enrichment adds %+.1f ms per session (median of %d paired per-round differences %s - %s); "
+              "<= %.0f ms: %s" % (a, n, on, off, TARGET_ENRICHMENT_MS,
+                                  few if n < MIN_ENRICHMENT_ROUNDS else "PASS" if a <= TARGET_ENRICHMENT_MS else "FAIL"),
+              file=out)
+    r, per = f.get("ratio_%s_median_of_rounds" % on), f.get("ratio_%s_per_round" % on) or []
+    if r is not None:
+        print("target: %s wall vs bare %s x%.4f (%+.2f%%), median of %d per-round ratios (range %.3f..%.3f); "
+              "<= x%.2f: %s" % (on, base, r, (r - 1) * 100, len(per), min(per), max(per), TARGET_ENRICHED_RATIO,
+                                few if len(per) < MIN_ENRICHMENT_ROUNDS else
+                                "PASS" if r <= TARGET_ENRICHED_RATIO else "FAIL"), file=out)
+    m = f["peak_rss_mib_max"][on]
+    print("target: %s own peak RSS max %.2f MiB over %d runs; < %.0f MiB (%d bytes): %s"
+          % (on, m, summary[on]["ok_runs"], TARGET_RSS_MIB, TARGET_RSS_MIB * 1024 * 1024,
+             "PASS" if m < TARGET_RSS_MIB else "FAIL"), file=out)
 
 
 # ------------------------------------------------------------------ the model server
@@ -535,14 +720,19 @@ def find_result(lines):
 
 
 def scenario_facts(path):
+    """What a run of the scenario must do. Model calls: the main thread's and the
+    subagents' (agent_responses), as the model server counts them."""
     sc = json.loads(Path(path).read_text())
-    responses = sc.get("responses", [])
+    responses = sc.get("responses", []) + sc.get("agent_responses", [])
     tools = [b for r in responses for b in r.get("content", []) if b.get("type") == "tool_use"]
     files = sorted({b["input"]["file_path"] for b in tools if b["name"] == "Write"})
     return {"model_calls": len(responses), "tool_uses": len(tools), "written_files": files}
 
 
-def run_one(contender, ctx_base, server, args, scratch, tag):
+def run_one(contender, ctx_base, server, args, scratch, tag, expected=None, scenario=None):
+    """One run of `contender` on `server`'s scenario; `expected`: its scenario_facts
+    (default EXPECTED), `scenario`: its name, kept in the record."""
+    expected = EXPECTED if expected is None else expected
     work = Path(tempfile.mkdtemp(prefix="%s-%s-" % (tag, contender.name), dir=scratch))
     ws, home = work / "ws", work / "home"
     ws.mkdir()
@@ -555,6 +745,15 @@ def run_one(contender, ctx_base, server, args, scratch, tag):
             env.pop(k, None)
         else:
             env[k] = v.format(**ctx)
+    # A runner's session gets a known id, so that its trace can be found; every ccrunner
+    # contender gets one, traced or not, so that they differ in tracing only.
+    sid = None
+    if contender.argv[:1] == ["{ccrunner}"] and "SESSION_ID" not in contender.env:
+        sid = env["SESSION_ID"] = "bench-%s-%s-%s-%s" % (scenario or "session", tag, contender.name,
+                                                        uuid.uuid4().hex[:8])
+    live = getattr(args, "live_url", None)
+    to_live = bool(live and sid and env.get("LANGFUSE_HOST") == live
+                   and env.get("LANGFUSE_ENABLED", "").lower() in ("1", "true", "yes", "on"))
     argv = [a.format(**ctx) for a in contender.argv]
     stdin_line = json.dumps({"type": "user", "message": {"role": "user", "content": args.prompt},
                              "parent_tool_use_id": None, "session_id": ""})
@@ -567,7 +766,10 @@ def run_one(contender, ctx_base, server, args, scratch, tag):
     busy1, server1, self1 = machine_busy_ms(), proc_cpu_ms(server.proc.pid), time.process_time()
     after = server.count()
     out = rec.pop("_stdout")
-    rec = {"contender": contender.name, "round": tag, "loadavg_1m_before": load, **rec}
+    rec = {"contender": contender.name, "round": tag, **({"scenario": scenario} if scenario else {}),
+           "loadavg_1m_before": load, **rec}
+    if sid:
+        rec["session_id"] = sid
     # CPU the machine spent during the run on anything but this session (the contender's
     # tree, the model server, this driver): other programs competing with the session.
     if None not in (busy0, busy1, server0, server1):
@@ -578,14 +780,14 @@ def run_one(contender, ctx_base, server, args, scratch, tag):
     rec["model_calls"] = after["model_calls"] - before["model_calls"]
     rec["requests"] = after["requests"] - before["requests"]
     rec["result"] = find_result(out)
-    missing = [f for f in EXPECTED["written_files"] if not (ws / f).is_file()]
+    missing = [f for f in expected["written_files"] if not (ws / f).is_file()]
     problems = []
     if rec.get("error"):
         problems.append(rec["error"])
     if rec["exit_code"] != 0:
         problems.append("exit code %s" % rec["exit_code"])
-    if rec["model_calls"] != EXPECTED["model_calls"]:
-        problems.append("%d model calls, expected exactly %d" % (rec["model_calls"], EXPECTED["model_calls"]))
+    if rec["model_calls"] != expected["model_calls"]:
+        problems.append("%d model calls, expected exactly %d" % (rec["model_calls"], expected["model_calls"]))
     if rec["result"] is None:
         problems.append("no result message on stdout")
     elif rec["result"]["is_error"]:
@@ -594,6 +796,14 @@ def run_one(contender, ctx_base, server, args, scratch, tag):
         problems.append("files not written: %s" % ", ".join(missing))
     if rec.get("cpu_ms") is None or rec.get("peak_rss_kib") is None:
         problems.append("own CPU/RSS not measured (%s)" % rec.get("ptrace_error", rec["method"]))
+    if to_live:
+        # Read back after the measured part: the reading is in no figure. A run that did
+        # not end well may have left no trace; its other problems say why.
+        rec["trace_expected"] = True
+        telemetry = env.get("CCRUNNER_CLAUDE_TELEMETRY") not in TELEMETRY_OFF_VALUES
+        if rec["exit_code"] == 0 and not rec.get("error"):
+            rec["trace"], trace_problems = check_trace(live, sid, expected, telemetry)
+            problems += trace_problems
     rec["ok"] = not problems
     rec["problems"] = problems
     if args.keep:
@@ -611,7 +821,10 @@ def med(vals):
     return statistics.median(vals) if vals else None
 
 
-def summarize(order, runs, baseline):
+def summarize(order, runs, baseline, expected=None):
+    """Per contender, the figures of `runs` (one scenario's); `expected` its
+    scenario_facts (default EXPECTED)."""
+    expected = EXPECTED if expected is None else expected
     by = {c: [r for r in runs if r["contender"] == c] for c in order}
     base_by_round = {r["round"]: r for r in by.get(baseline, []) if r["ok"]}
     summary = {}
@@ -634,7 +847,7 @@ def summarize(order, runs, baseline):
             "foreign_cpu_ms_max": max((r["foreign_cpu_ms"] for r in ok if r.get("foreign_cpu_ms") is not None),
                                       default=None),
             "model_calls": sorted({r["model_calls"] for r in all_runs}),
-            "model_calls_ok": sum(1 for r in all_runs if r["model_calls"] == EXPECTED["model_calls"]),
+            "model_calls_ok": sum(1 for r in all_runs if r["model_calls"] == expected["model_calls"]),
         }
         per_round = [r["wall_ms"] / base_by_round[r["round"]]["wall_ms"]
                      for r in ok if r["round"] in base_by_round]
@@ -650,7 +863,9 @@ def fmt(v, d=1):
     return "-" if v is None else ("%." + str(d) + "f") % v
 
 
-def print_table(order, summary, baseline, out=sys.stdout):
+def print_table(order, summary, baseline, out=sys.stdout, expected=None, legend=True):
+    """The table of summarize()'s figures; `legend`: and what the columns mean (print_legend)."""
+    expected = EXPECTED if expected is None else expected
     rows = []
     for c in order:
         s = summary[c]
@@ -662,7 +877,7 @@ def print_table(order, summary, baseline, out=sys.stdout):
             ratio = "%.3f / %.3f" % (s["ratio_of_medians"], s["ratio_median_of_rounds"])
             if len(s["ratio_per_round"]) > 1:
                 ratio += " (%.3f..%.3f)" % (min(s["ratio_per_round"]), max(s["ratio_per_round"]))
-        calls = "%d: %d/%d" % (EXPECTED["model_calls"], s["model_calls_ok"], s["runs"])
+        calls = "%d: %d/%d" % (expected["model_calls"], s["model_calls_ok"], s["runs"])
         if s["model_calls_ok"] != s["runs"]:
             calls += " (saw %s)" % ",".join(map(str, s["model_calls"]))
         rows.append([c, "%d/%d" % (s["ok_runs"], s["runs"]), fmt(s["wall_ms_median"], 0),
@@ -679,7 +894,12 @@ def print_table(order, summary, baseline, out=sys.stdout):
     print("-" * len(line(head)), file=out)
     for r in rows:
         print(line(r), file=out)
-    print("", file=out)
+    if legend:
+        print("", file=out)
+        print_legend(baseline, out)
+
+
+def print_legend(baseline, out=sys.stdout):
     print("Medians over the successful measured runs (warm-up excluded).\n"
           "x %s: median wall / %s's median wall; then the median (and range) of the per-round\n"
           "  ratios, each run divided by %s's run in the same round.\n"
@@ -742,45 +962,81 @@ def ensure_sdk_deps(npm):
 def main(argv=None):
     names = [c.name for c in CONTENDERS]
     ap = argparse.ArgumentParser(description="session benchmark: bare claude vs ccrunner vs an Agent SDK runner")
-    ap.add_argument("--runs", type=int, default=5, help="measured rounds (default 5)")
+    ap.add_argument("--runs", type=int, default=None, help="measured rounds (default 5; 11 with --enrichment)")
     ap.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
     ap.add_argument("--json", metavar="FILE", help="write the raw runs and the summary as JSON to FILE")
     ap.add_argument("--tracing", action="store_true",
                     help="the tracing benchmark: ccrunner off vs traced vs blackhole (see the top of this file)")
+    ap.add_argument("--enrichment", action="store_true",
+                    help="the enrichment benchmark: claude vs traced vs notel (CCRUNNER_CLAUDE_TELEMETRY=off) on "
+                         "ten_calls.json and subagent.json, 11 rounds, rotated (see the top of this file)")
     ap.add_argument("--contenders", default=None,
                     help="comma-separated list, in run order (default %s; known: %s)"
                     % (",".join(DEFAULT_CONTENDERS), ",".join(names)))
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:BASE[:KEY=VALUE|:-KEY...]",
                     help="add a contender: BASE with more environment (-KEY removes KEY); repeatable, "
                          "e.g. ccrunner-traced:ccrunner:LANGFUSE_ENABLED=true:LANGFUSE_HOST=http://127.0.0.1:3000")
-    ap.add_argument("--rotate", action="store_true", help="rotate the order of the contenders from round to round")
+    ap.add_argument("--rotate", action=argparse.BooleanOptionalAction, default=None,
+                    help="rotate the order of the contenders from round to round (default off; on with --enrichment)")
     ap.add_argument("--claude", default=str(DEFAULT_CLAUDE), help="Claude Code CLI (default node_modules/.bin/claude)")
     ap.add_argument("--ccrunner", default=str(DEFAULT_CCRUNNER), help="ccrunner binary (default build/ccrunner)")
-    ap.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="scenario file (default ten_calls.json)")
+    ap.add_argument("--scenario", action="append", default=None, metavar="FILE[,FILE...]",
+                    help="scenario file; repeatable or a comma list: all are run in the same rounds "
+                         "(default ten_calls.json; with --enrichment ten_calls.json,subagent.json)")
     ap.add_argument("--prompt", default=DEFAULT_PROMPT, help="the prompt (the scripted model ignores it)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds allowed per run (default 300)")
     ap.add_argument("--no-ptrace", action="store_true", help="sample /proc instead of stopping the process at exit")
     ap.add_argument("--poll-ms", type=float, default=5, help="sampling interval without ptrace (default 5 ms)")
-    ap.add_argument("--server-log", metavar="FILE", help="model server request log")
+    ap.add_argument("--server-log", metavar="FILE", help="model server request log (with several scenarios: "
+                                                          "FILE.NAME, one per scenario)")
     ap.add_argument("--keep", action="store_true", help="keep each run's workspace and HOME (paths in --json)")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo each run's stderr tail")
     args = ap.parse_args(argv)
+    if args.tracing and args.enrichment:
+        ap.error("--tracing and --enrichment are two benchmarks: give one")
+    if args.runs is None:
+        args.runs = MIN_ENRICHMENT_ROUNDS if args.enrichment else 5
+    if args.rotate is None:
+        args.rotate = args.enrichment
     if args.runs < 1:
         ap.error("--runs must be >= 1")
+    if args.scenario:
+        args.scenarios = [x.strip() for arg in args.scenario for x in arg.split(",") if x.strip()]
+    else:
+        args.scenarios = [str(p) for p in (ENRICHMENT_SCENARIOS if args.enrichment else (DEFAULT_SCENARIO,))]
+    stems = [Path(x).stem for x in args.scenarios]
+    if not stems:
+        ap.error("--scenario: no file given")
+    if len(set(stems)) != len(stems):
+        ap.error("--scenario: two scenarios with one name (%s)" % ", ".join(stems))
+    args.scenario = args.scenarios[0]  # as before for one scenario
 
     global BASELINE
     receivers = []
+    args.live_url = None
     if args.tracing:
         BASELINE = "ccrunner"
         args.contenders = args.contenders or "ccrunner"
         receivers = [Receiver(), Receiver({"mode": "blackhole"})]
         args.variant = tracing_variants(*receivers) + args.variant
+    elif args.enrichment:
+        BASELINE = "claude"
+        args.contenders = args.contenders or ",".join(ENRICHMENT_CONTENDERS)
+        receivers = [Receiver()]
+        args.variant = enrichment_variants(receivers[0]) + args.variant
+    if receivers:
+        args.live_url = receivers[0].url
     args.contenders = args.contenders or ",".join(DEFAULT_CONTENDERS)
     try:
         return run_all(args, ap, receivers)
     finally:
         for r in receivers:
             r.close()
+
+
+def rel(path):
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
 
 
 def run_all(args, ap, receivers):
@@ -796,6 +1052,10 @@ def run_all(args, ap, receivers):
     for c in wanted:
         if c not in by_name:
             ap.error("unknown contender %r (known: %s)" % (c, ", ".join(by_name)))
+    scenario_paths = getattr(args, "scenarios", None) or [args.scenario]
+    for sp in scenario_paths:
+        if not Path(sp).is_file():
+            ap.error("--scenario: %s not found" % sp)
 
     node = shutil.which("node") or "node"
     ctx_base = {"claude": str(Path(args.claude).resolve()), "ccrunner": str(Path(args.ccrunner).resolve()),
@@ -822,55 +1082,91 @@ def run_all(args, ap, receivers):
         log("nothing to run")
         return 1
 
-    EXPECTED.update(scenario_facts(args.scenario))
+    multi = len(scenario_paths) > 1
+    scenarios = [{"name": Path(sp).stem, "path": sp, "expected": scenario_facts(sp)} for sp in scenario_paths]
+    EXPECTED.clear()
+    EXPECTED.update(scenarios[0]["expected"])
     scratch = Path(tempfile.mkdtemp(prefix="session-bench-"))
-    server = ModelServer(args.scenario, args.server_log)
-    ctx_base.update(port=str(server.port), base_url=server.url)
-    log("model server on %s; scenario %s (%d model calls, %d tool uses); %d warm-up + %d measured round(s) of %s"
-        % (server.url, Path(args.scenario).name, EXPECTED["model_calls"], EXPECTED["tool_uses"],
-           args.warmup, args.runs, ", ".join(order)))
     runs, warmups = [], []
     try:
+        for sc in scenarios:
+            slog = args.server_log and (args.server_log + "." + sc["name"] if multi else args.server_log)
+            sc["server"] = server = ModelServer(sc["path"], slog)
+            sc["ctx"] = dict(ctx_base, port=str(server.port), base_url=server.url)
+            log("model server on %s; scenario %s (%d model calls, %d tool uses)"
+                % (server.url, Path(sc["path"]).name, sc["expected"]["model_calls"], sc["expected"]["tool_uses"]))
+        log("%d warm-up + %d measured round(s) of %s%s%s"
+            % (args.warmup, args.runs, ", ".join(order), ", order rotated" if args.rotate else "",
+               " on each of %s" % ", ".join(sc["name"] for sc in scenarios) if multi else ""))
         rounds = [("warmup%d" % (i + 1), True) for i in range(args.warmup)] + \
                  [(i + 1, False) for i in range(args.runs)]
         for idx, (tag, is_warmup) in enumerate(rounds):
             seq = order[idx % len(order):] + order[:idx % len(order)] if args.rotate else order
-            for c in seq:
-                try:
-                    rec = run_one(by_name[c], ctx_base, server, args, scratch, str(tag))
-                except Exception as e:  # a broken run must not lose the others
-                    import traceback
-                    rec = {"contender": c, "round": str(tag), "ok": False, "wall_ms": 0, "tree_cpu_ms": 0,
-                           "model_calls": -1, "exit_code": None, "method": "none",
-                           "problems": ["driver error: %r" % e], "stderr_tail": traceback.format_exc()}
-                (warmups if is_warmup else runs).append(rec)
-                log("%-8s %-11s wall=%7.0fms own_cpu=%7.1fms own_rss=%6.1fMiB tree_cpu=%6.0fms foreign_cpu=%5.0fms "
-                    "calls=%d exit=%s %s"
-                    % ("warm-up" if is_warmup else "run %s" % tag, c, rec["wall_ms"], rec.get("cpu_ms") or -1,
-                       (rec.get("peak_rss_kib") or 0) / 1024, rec["tree_cpu_ms"], rec.get("foreign_cpu_ms", -1),
-                       rec["model_calls"], rec["exit_code"],
-                       "ok" if rec["ok"] else "FAILED: " + "; ".join(rec["problems"])))
-                if args.verbose or not rec["ok"]:
-                    for line in rec["stderr_tail"].splitlines()[-15:]:
-                        log("    | " + line)
+            for sc in scenarios:
+                for c in seq:
+                    try:
+                        rec = run_one(by_name[c], sc["ctx"], sc["server"], args, scratch, str(tag),
+                                      sc["expected"], sc["name"])
+                    except Exception as e:  # a broken run must not lose the others
+                        import traceback
+                        rec = {"contender": c, "round": str(tag), "scenario": sc["name"], "ok": False,
+                               "wall_ms": 0, "tree_cpu_ms": 0, "model_calls": -1, "exit_code": None,
+                               "method": "none", "problems": ["driver error: %r" % e],
+                               "stderr_tail": traceback.format_exc()}
+                    (warmups if is_warmup else runs).append(rec)
+                    log("%-8s %s%-11s wall=%7.0fms own_cpu=%7.1fms own_rss=%6.1fMiB tree_cpu=%6.0fms "
+                        "foreign_cpu=%5.0fms calls=%d exit=%s%s %s"
+                        % ("warm-up" if is_warmup else "run %s" % tag, "%-10s " % sc["name"] if multi else "", c,
+                           rec["wall_ms"], rec.get("cpu_ms") or -1, (rec.get("peak_rss_kib") or 0) / 1024,
+                           rec["tree_cpu_ms"], rec.get("foreign_cpu_ms", -1), rec["model_calls"], rec["exit_code"],
+                           " cost_source=%s" % ",".join("%s:%d" % kv for kv in sorted(rec["trace"]["cost_source"]
+                                                                                    .items()))
+                           if rec.get("trace") else "",
+                           "ok" if rec["ok"] else "FAILED: " + "; ".join(rec["problems"])))
+                    if args.verbose or not rec["ok"]:
+                        for line in rec["stderr_tail"].splitlines()[-15:]:
+                            log("    | " + line)
     finally:
-        server.close()
+        for sc in scenarios:
+            if sc.get("server"):
+                sc["server"].close()
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    summary = summarize(order, runs, BASELINE)
+    for sc in scenarios:
+        sc["runs"] = [r for r in runs if r.get("scenario") == sc["name"]]
+        sc["summary"] = summarize(order, sc["runs"], BASELINE, sc["expected"])
+        if args.enrichment:
+            sc["enrichment"] = enrichment_figures(sc["runs"], sc["summary"], base=BASELINE)
+    to_live = [r for r in runs + warmups if r.get("trace_expected")]
+    delivered = (receivers[0].stats()["traces"], len(to_live)) if receivers else None
     print()
-    print_table(order, summary, BASELINE)
-    print()
+    for sc in scenarios:
+        if multi:
+            print("== %s: %d model calls, %d tool uses" % (Path(sc["path"]).name, sc["expected"]["model_calls"],
+                                                         sc["expected"]["tool_uses"]))
+        print_table(order, sc["summary"], BASELINE, expected=sc["expected"], legend=not multi)
+        print()
+        if args.enrichment:
+            print_enrichment(sc["enrichment"], sc["summary"], base=BASELINE)
+        elif args.tracing:
+            print_tracing_targets(sc["summary"], None if multi else delivered)
+            print_cost_sources(cost_sources(sc["runs"], order))
+        else:
+            print_targets(sc["summary"])
+            print_cost_sources(cost_sources(sc["runs"], order))
+        if multi:
+            print()
+    if multi:
+        print_legend(BASELINE)
+        print()
     lost = 0
-    if args.tracing:
-        traced = sum(1 for r in runs + warmups if r["contender"] == "traced")
-        got = receivers[0].stats()["traces"]
-        print_tracing_targets(summary, (got, traced))
-        print_wire(receivers[0], traced)
-        lost = traced - got
-    else:
-        print_targets(summary)
+    if receivers:
+        if multi or args.enrichment:
+            print_delivered(delivered, what="runs traced to it")
+        print_wire(receivers[0], len(to_live),
+                   what="traced session" if args.tracing else "session traced to it (all contenders and scenarios)")
+        lost = delivered[1] - delivered[0]
     busy = [r for r in runs if r["ok"] and r.get("foreign_cpu_ms") is not None
             and r["foreign_cpu_ms"] > FOREIGN_CPU_FRACTION * r["wall_ms"]]
     if busy:
@@ -888,22 +1184,33 @@ def run_all(args, ap, receivers):
     if failed:
         print("FAILED RUNS: %d (see above); they are left out of the figures" % len(failed))
     if args.json:
-        doc = {
-            "scenario": str(Path(args.scenario).resolve().relative_to(ROOT))
-            if Path(args.scenario).resolve().is_relative_to(ROOT) else args.scenario,
-            "expected": EXPECTED,
+        doc = {}
+        if not multi:  # the single-scenario layout, as it always was
+            doc.update(scenario=rel(args.scenario), expected=EXPECTED)
+        doc.update({
+            "preset": "enrichment" if args.enrichment else "tracing" if args.tracing else None,
             "prompt": args.prompt,
             "runs_per_contender": args.runs,
             "warmup_rounds": args.warmup,
+            "rotate": bool(args.rotate),
+            "baseline": BASELINE,
             "contenders": [{"name": c, "description": by_name[c].description, "argv": by_name[c].argv,
                             "env": by_name[c].env, "stdin": by_name[c].stdin} for c in order],
             "notes": notes,
             "machine": {"nproc": os.cpu_count(), "platform": sys.platform, "kernel": os.uname().release},
             "versions": versions(ctx_base),
-            "summary": summary,
-            "runs": runs,
-            "warmup_runs": warmups,
-        }
+        })
+        if not multi:
+            doc["summary"] = scenarios[0]["summary"]
+            if args.enrichment:
+                doc["enrichment"] = scenarios[0]["enrichment"]
+        # Every scenario's figures; the runs carry their scenario's name.
+        doc["scenarios"] = [{"name": sc["name"], "scenario": rel(sc["path"]), "expected": sc["expected"],
+                             "summary": sc["summary"], **({"enrichment": sc["enrichment"]} if args.enrichment else {})}
+                            for sc in scenarios]
+        if delivered:
+            doc["traces_delivered"] = {"got": delivered[0], "runs_traced_to_live_receiver": delivered[1]}
+        doc.update(runs=runs, warmup_runs=warmups)
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
         log("raw runs written to %s" % args.json)
     return 1 if failed or lost else 0
