@@ -3,6 +3,8 @@
  */
 #include "alloc.h"
 
+#include <jansson.h>
+#include <libdeflate.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,12 @@ static int should_fail(void)
 
 void lf__alloc_fail_after(long n, int sticky)
 {
+    /* Armed, jansson's and libdeflate's allocations go through the countdown as well, so
+     * that the failure tests reach what the library does with them (a 413's split, a 207's
+     * filter, gzip); disarmed, they are given back to malloc. Both setters are global: this
+     * is a test hook, never called by the library itself. */
+    json_set_alloc_funcs(n >= 0 ? lf__malloc : malloc, free);
+    libdeflate_set_memory_allocator(n >= 0 ? lf__malloc : malloc, free);
     atomic_store(&armed, 0);
     atomic_store(&failures, 0);
     atomic_store(&countdown, n);

@@ -1,8 +1,9 @@
 /*
  * alloc.h - the library's allocator entry points.
  *
- * Every allocation in the library goes through these so that tests can make the Nth one
- * fail and check that each failure is handled and counted. Unarmed, the hook costs one
+ * Every allocation in the library goes through these (and, while a test arms the hook, the
+ * allocations of jansson and libdeflate too) so that tests can make the Nth one fail and
+ * check that each failure is handled and counted. Unarmed, the hook costs one
  * relaxed load of a variable that is never written, so it stays out of the way.
  */
 #ifndef LF_ALLOC_H
@@ -24,6 +25,8 @@ void lf__free_secret(char *s);
 /*
  * Test hook: after `n` more successful allocations the next one fails, and with `sticky`
  * every one after it too; n < 0 disarms. Process-wide, meant for single-threaded tests.
+ * Armed, it also counts jansson's and libdeflate's allocations (their global allocator
+ * setters); disarmed, they allocate with malloc again.
  */
 void lf__alloc_fail_after(long n, int sticky);
 /* Number of allocations made to fail since the last lf__alloc_fail_after(). */

@@ -38,6 +38,7 @@
 #include "alloc.h"
 #include "body.h"
 #include "encode.h"
+#include "gzip.h"
 #include "http.h"
 #include "journal.h"
 #include "spill.h"

@@ -1,6 +1,6 @@
 /*
  * http.c - the HTTP client's front: picks the implementation by URL scheme, and holds what
- * both share: the response head parser, chunked decoding, Retry-After, gzip.
+ * both share: the response head parser, chunked decoding, Retry-After.
  *
  * The parsers are strict and bounded (they are fed by a remote peer): header lines longer
  * than the head buffer, status codes outside 100..599, malformed lengths or chunk sizes
@@ -14,10 +14,8 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <zlib.h>
 
 #include "alloc.h"
-#include "buf.h"
 #include "langfuse/langfuse.h"
 
 struct lf__http *lf__http_new(const struct lf__http_opts *opts, char *err, size_t errlen)
@@ -247,69 +245,3 @@ long lf__parse_retry_after(const char *v, long long now)
     return (long)(d * 1000);
 }
 
-int lf__gzip(const char *in, size_t len, int level, char **out, size_t *out_len)
-{
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    /* 15 + 16: zlib writes a gzip header and trailer */
-    if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        return -1;
-    size_t cap = deflateBound(&z, (uLong)len);
-    char *buf = lf__malloc(cap);
-    if (!buf) {
-        deflateEnd(&z);
-        return -1;
-    }
-    z.next_in = (Bytef *)in;
-    z.avail_in = (uInt)len;
-    z.next_out = (Bytef *)buf;
-    z.avail_out = (uInt)cap;
-    int rc = deflate(&z, Z_FINISH);
-    deflateEnd(&z);
-    if (rc != Z_STREAM_END) {
-        free(buf);
-        return -1;
-    }
-    *out = buf;
-    *out_len = z.total_out;
-    return 0;
-}
-
-int lf__gunzip(const char *in, size_t len, size_t max, char **out, size_t *out_len)
-{
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    if (inflateInit2(&z, 15 + 32) != Z_OK) /* +32: gzip or zlib header, detected */
-        return -1;
-    struct lf__buf b;
-    /* one byte over the cap is room to notice that the content is larger */
-    lf__buf_init(&b, max + 1);
-    z.next_in = (Bytef *)in;
-    z.avail_in = (uInt)len;
-    int rc = Z_OK;
-    while (rc == Z_OK) {
-        size_t room = b.max - b.len;
-        size_t chunk = room < 65536 ? room : 65536;
-        if (chunk == 0 || lf__buf_reserve(&b, chunk)) {
-            inflateEnd(&z);
-            int big = chunk == 0 || b.toobig;
-            lf__buf_free(&b);
-            return big ? -2 : -1;
-        }
-        z.next_out = (Bytef *)b.data + b.len;
-        z.avail_out = (uInt)chunk;
-        rc = inflate(&z, Z_NO_FLUSH);
-        b.len = (size_t)((char *)z.next_out - b.data);
-        if (rc == Z_BUF_ERROR && z.avail_in == 0)
-            break;
-    }
-    inflateEnd(&z);
-    if (rc != Z_STREAM_END || b.len > max) {
-        int big = b.len > max;
-        lf__buf_free(&b);
-        return big ? -2 : -1;
-    }
-    b.data[b.len] = '\0';
-    *out = lf__buf_steal(&b, out_len);
-    return 0;
-}

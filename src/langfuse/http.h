@@ -76,11 +76,6 @@ void lf__http_result_free(struct lf__http_result *res);
  * unparseable. `now` is the current Unix time in seconds. */
 long lf__parse_retry_after(const char *v, long long now);
 
-/* gzip (RFC 1952) of `in` into a malloc'd buffer; 0 on success. */
-int lf__gzip(const char *in, size_t len, int level, char **out, size_t *out_len);
-/* gunzip with an output cap; 0 on success, -1 on bad data, -2 when larger than `max`. */
-int lf__gunzip(const char *in, size_t len, size_t max, char **out, size_t *out_len);
-
 /* ---- shared by the implementations ---- */
 
 /* The implementations' vtable. */

@@ -8,10 +8,14 @@
  */
 #include "trace_tree.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <zlib.h>
+
+#include "gzip.h"
+
+#define FILE_MAX (256u << 20) /* a body file read whole, packed or not */
 
 struct tt_forest {
     json_t *traces; /* id -> trace view (with "observations": {id -> observation}) */
@@ -589,21 +593,20 @@ static int tt_forest_add_body(struct tt_forest *f, const char *json, size_t len,
 
 int tt_forest_add_file(struct tt_forest *f, const char *path, char *err, size_t errlen)
 {
-    gzFile gz = gzopen(path, "rb"); /* reads plain files too */
-    if (!gz) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
         snprintf(err, errlen, "%s: cannot open", path);
         return -1;
     }
-    size_t cap = 1 << 16, n = 0;
+    size_t cap = 1 << 16, n = 0, r;
     char *buf = malloc(cap);
-    int r;
-    while (buf && (r = gzread(gz, buf + n, (unsigned)(cap - n))) > 0) {
-        n += (size_t)r;
+    while (buf && (r = fread(buf + n, 1, cap - n, fp)) > 0) {
+        n += r;
         if (n == cap) {
-            if (cap >= (256u << 20)) {
+            if (cap >= FILE_MAX) {
                 snprintf(err, errlen, "%s: larger than 256 MiB", path);
                 free(buf);
-                gzclose(gz);
+                fclose(fp);
                 return -1;
             }
             char *nb = realloc(buf, cap * 2);
@@ -616,10 +619,23 @@ int tt_forest_add_file(struct tt_forest *f, const char *path, char *err, size_t 
             cap *= 2;
         }
     }
-    gzclose(gz);
+    fclose(fp);
     if (!buf) {
         snprintf(err, errlen, "%s: out of memory", path);
         return -1;
+    }
+    if (n >= 2 && (unsigned char)buf[0] == 0x1f && (unsigned char)buf[1] == 0x8b) {
+        char *plain;
+        size_t plen;
+        int g = lf__gunzip(buf, n, FILE_MAX, &plain, &plen); /* the library's own gzip */
+        free(buf);
+        if (g) {
+            snprintf(err, errlen, "%s: %s", path,
+                     g == -2 ? "larger than 256 MiB unpacked" : "not a readable gzip file");
+            return -1;
+        }
+        buf = plain;
+        n = plen;
     }
     char inner[200];
     int rc = tt_forest_add_body(f, buf, n, inner, sizeof(inner));

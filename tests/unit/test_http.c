@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gzip.h"
 #include "http.h"
 
 static void test_retry_after(void **state)
@@ -41,8 +42,13 @@ static void test_gzip_roundtrip(void **state)
     free(back);
     /* the cap holds against a zip bomb */
     assert_int_equal(lf__gunzip(gz, gzlen, n / 2, &back, &backlen), -2);
-    /* garbage is refused */
+    /* garbage is refused, and so is a body whose trailer lies about its size */
     assert_int_equal(lf__gunzip("not gzip at all", 15, n, &back, &backlen), -1);
+    gz[gzlen - 4] ^= 1;
+    assert_int_equal(lf__gunzip(gz, gzlen, n + 10, &back, &backlen), -1);
+    gz[gzlen - 4] ^= 1;
+    /* cut short: its "trailer" is then other bytes, which may declare any size */
+    assert_true(lf__gunzip(gz, gzlen - 1, n, &back, &backlen) < 0);
     free(gz);
     free(in);
 }

@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #define FIX CC_OTEL_FIXTURES_DIR
 
@@ -191,19 +191,12 @@ static int post_json(struct client *c, const char *token, const char *body, stru
 
 static unsigned char *gzip_of(const void *in, size_t len, size_t *outlen)
 {
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    assert_int_equal(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY),
-                     Z_OK);
-    size_t cap = deflateBound(&zs, (uLong)len);
+    struct libdeflate_compressor *z = libdeflate_alloc_compressor(6);
+    size_t cap = libdeflate_gzip_compress_bound(z, len);
     unsigned char *out = malloc(cap);
-    zs.next_in = (unsigned char *)in;
-    zs.avail_in = (uInt)len;
-    zs.next_out = out;
-    zs.avail_out = (uInt)cap;
-    assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
-    *outlen = cap - zs.avail_out;
-    deflateEnd(&zs);
+    *outlen = libdeflate_gzip_compress(z, in, len, out, cap);
+    assert_true(*outlen > 0);
+    libdeflate_free_compressor(z);
     return out;
 }
 
