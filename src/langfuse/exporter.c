@@ -1,5 +1,5 @@
 /*
- * exporter.c - the exporter thread: batching, sending, retrying, spooling.
+ * exporter.c - the exporter thread's loop: taking, encoding, sending, settling.
  *
  * One thread per client. It sleeps until a batch threshold is crossed (flush_at records or
  * half a request's bytes), the flush interval passes, a flush or shutdown is asked, or a
@@ -7,19 +7,14 @@
  * of at most max_request_bytes ("pending batches"; the raw records are freed at once, so
  * a backlog is held compressed), and sends them in order.
  *
- * Outcomes of a request:
- *  - 2xx: delivered. A 207 (ingestion) is read event by event: 4xx events are rejected and
- *    counted, 5xx/429 events are resent alone, nothing that succeeded is sent again. Events
- *    refused for their type (a v4 server) are also spooled once, for a v3 server.
- *  - 413: the body is split in two (or, a single item, its largest string halved) and
- *    both halves retried; a request never grows past the cap it was refused at.
- *  - 400: rejected, counted, reported once with the server's reason. Never retried.
- *  - 401, 403, 404: the server will not take anything from this configuration. Reported
- *    once; from then on everything goes to the spool, where a later run with a fixed
- *    configuration delivers it.
- *  - 408, 429, 5xx, no answer: retried after exponential backoff with jitter (Retry-After
- *    wins when given), the same bytes and so the same ids; after max_retries, spooled.
- *    Later batches wait behind the failing one, so a struggling server is not hammered.
+ * What each answer means is outcome.c's table: delivered (a 207 read event by event, and
+ * a 413 split, by rebatch.c); rejected (400 and the like: counted, reported once with the
+ * server's reason, never retried); blocked (401, 403, 404: reported once, and from then on
+ * everything goes to the spool, for a later run with a fixed configuration); or retried
+ * after exponential backoff with jitter (408, 429, 5xx, no answer; Retry-After wins), the
+ * same bytes and so the same ids, and spooled after max_retries. Later batches wait behind
+ * a failing one, so a struggling server is not hammered. The batches themselves, their
+ * spool files and the spill file are pending.c's (exporter_int.h).
  *
  * Shutdown has a deadline. Requests in flight are aborted at (deadline - reserve), and
  * whatever is left is written to the spool in the reserve, so the whole shutdown ends by
@@ -28,77 +23,17 @@
  */
 #include "exporter.h"
 
-#include <jansson.h>
+#include "exporter_int.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "alloc.h"
-#include "body.h"
-#include "encode.h"
-#include "gzip.h"
 #include "http.h"
 #include "journal.h"
-#include "spill.h"
-#include "spool.h"
-
-#define BACKOFF_BASE_MS 500
-#define BACKOFF_CAP_MS 30000
-#define RETRY_AFTER_CAP_MS 60000
-#define GZIP_LEVEL 1
-
-struct lf__batch {
-    struct lf__batch *next;
-    int endpoint;        /* LF_TRANSPORT_* */
-    char *body;          /* wire bytes, owned; NULL for a spool file not read yet */
-    size_t len;
-    int gz;
-    uint32_t nrec;
-    uint64_t qseq_min;   /* flush accounting; UINT64_MAX for spool files */
-    int attempts;
-    int64_t next_try;    /* CLOCK_MONOTONIC ns */
-    char *spool_path;    /* on disk as this file (owned); deleted once delivered or refused */
-    int spool_fd;        /* its claim while held, else -1 */
-    int ahead;           /* the file is this run's write-ahead copy, not an earlier run's */
-};
-
-struct lf__exp {
-    struct lf__batch *head, *tail;
-    size_t bytes;            /* wire bytes of pending batches */
-    int blocked;             /* 401/403/404 seen: spool everything */
-    atomic_int last_no_answer; /* the last failed attempt got no HTTP answer */
-    int spooled_this_run;    /* replay the spool after the next success */
-    int64_t last_take;
-    struct lf__encoder enc;
-    struct lf__spill spill;
-    struct lf__spool spool;  /* the spool's size as this writer knows it; see spool.h */
-    /* Records taken from the queue but not encoded yet, oldest first. Taking the whole
-     * queue at once keeps the queue lock held for nanoseconds, so recording threads never
-     * wait on the exporter; their bytes stay counted in c->held_bytes. */
-    struct lf_obs *bl_head, *bl_tail;
-    size_t bl_bytes;
-    struct lf_obs *done_recs; /* finished records, returned to the pool in one go */
-    struct lf__trace *open;   /* traces whose root is open, with their journals */
-    int64_t last_journal;     /* when their journals were last brought up to date */
-};
-
-/* Collects a finished record for the pool (see lf_client.pool). */
-static void release_rec(void *ud, struct lf_obs *r)
-{
-    struct lf__exp *x = ((struct lf_client *)ud)->exp;
-    r->next = x->done_recs;
-    x->done_recs = r;
-}
-
-static void return_recs(struct lf_client *c)
-{
-    struct lf_obs *list = c->exp->done_recs;
-    c->exp->done_recs = NULL;
-    lf__obs_recycle(c, list);
-}
-
+#include "outcome.h"
 
 int lf__exporter_connect(struct lf_client *c, char *err, size_t errlen)
 {
@@ -129,26 +64,6 @@ int lf__exporter_init(struct lf_client *c)
     return 0;
 }
 
-/* A zeroed batch holding no spool file; NULL when memory ran out. */
-static struct lf__batch *batch_new(void)
-{
-    struct lf__batch *b = lf__calloc(1, sizeof(*b));
-    if (b)
-        b->spool_fd = -1;
-    return b;
-}
-
-static void batch_free(struct lf__batch *b)
-{
-    if (!b)
-        return;
-    if (b->spool_fd >= 0)
-        lf__spool_release(b->spool_fd);
-    free(b->body);
-    free(b->spool_path);
-    free(b);
-}
-
 void lf__exporter_cleanup(struct lf_client *c)
 {
     struct lf__exp *x = c->exp;
@@ -157,7 +72,7 @@ void lf__exporter_cleanup(struct lf_client *c)
     while (x->head) {
         struct lf__batch *b = x->head;
         x->head = b->next;
-        batch_free(b);
+        lf__batch_free(b);
     }
     while (x->bl_head) {
         struct lf_obs *r = x->bl_head;
@@ -182,7 +97,7 @@ void lf__exporter_forget_after_fork(struct lf_client *c)
         if (b->spool_fd >= 0)
             b->spool_fd = -1; /* the parent's lock; closing our copy would be harmless, but
                                 leaving it keeps the parent's claim unambiguous */
-        batch_free(b);
+        lf__batch_free(b);
     }
     x->tail = NULL;
     x->bytes = 0;
@@ -226,253 +141,19 @@ int64_t lf__exporter_grace_ns(void)
     return 50000000; /* thread wake-up and join; the spool is written inside the deadline */
 }
 
-/* ---- accounting -------------------------------------------------------------------- */
-
-static void count(atomic_uint_fast64_t *n, uint64_t v)
-{
-    atomic_fetch_add_explicit(n, v, memory_order_relaxed);
-}
-
-static void append(struct lf__exp *x, struct lf__batch *b)
-{
-    b->next = NULL;
-    if (x->tail)
-        x->tail->next = b;
-    else
-        x->head = b;
-    x->tail = b;
-    x->bytes += b->len;
-}
-
-static void unlink_head(struct lf__exp *x)
-{
-    struct lf__batch *b = x->head;
-    x->head = b->next;
-    if (!x->head)
-        x->tail = NULL;
-    x->bytes -= b->len;
-}
-
-/* Records below this qseq are finished: none is queued, spilled or pending. Called with
- * c->mu. */
-static uint64_t finished_below(struct lf_client *c)
-{
-    uint64_t low = c->head ? c->head->qseq : c->enq_seq;
-    if (c->exp->bl_head && c->exp->bl_head->qseq < low)
-        low = c->exp->bl_head->qseq;
-    if (c->exp->spill.nrec && c->exp->spill.head_qseq < low)
-        low = c->exp->spill.head_qseq;
-    for (struct lf__batch *b = c->exp->head; b; b = b->next)
-        if (b->qseq_min < low)
-            low = b->qseq_min;
-    return low;
-}
-
-/* ---- spilling --------------------------------------------------------------------------- */
-
-/*
- * Moves the whole queue to the spill file when the recording side asked for it (the queue
- * passed its memory mark). Called wherever the exporter waits or works: its main loop,
- * every few records while encoding, and from the HTTP client's wait.
- */
-/* Moves the queue to the backlog: O(1) under the lock. Called with c->mu held. */
-static void detach_queue_locked(struct lf_client *c)
-{
-    struct lf__exp *x = c->exp;
-    if (!c->head)
-        return;
-    if (x->bl_tail)
-        x->bl_tail->next = c->head;
-    else
-        x->bl_head = c->head;
-    x->bl_tail = c->tail;
-    x->bl_bytes += c->qbytes;
-    atomic_store(&c->held_bytes, x->bl_bytes);
-    c->head = c->tail = NULL;
-    c->qcount = 0;
-    c->qbytes = 0;
-}
-
-void lf__exporter_service(void *arg)
-{
-    struct lf_client *c = arg;
-    struct lf__exp *x = c->exp;
-    if (!atomic_load_explicit(&c->spill_wanted, memory_order_relaxed))
-        return;
-    /* Check the file before taking anything: without one, the records stay in memory and
-     * the memory cap alone bounds the queue. */
-    int usable = lf__spill_usable(&x->spill);
-    pthread_mutex_lock(&c->mu);
-    if (!usable)
-        c->spill_at = 0;
-    else
-        detach_queue_locked(c);
-    c->spill_signaled = 0;
-    atomic_store(&c->spill_wanted, 0);
-    pthread_mutex_unlock(&c->mu);
-    if (!usable || !x->bl_head)
-        return;
-    struct lf_obs *list = x->bl_head;
-    x->bl_head = x->bl_tail = NULL;
-    x->bl_bytes = 0;
-    atomic_store(&c->held_bytes, 0);
-    uint64_t dropped = 0;
-    uint64_t n = lf__spill_write(&x->spill, list, &dropped, release_rec, c);
-    return_recs(c);
-    count(&c->n.spilled, n);
-    if (dropped) {
-        count(&c->n.dropped_queue, dropped);
-        lf__log_once(c, LF__REPORT_SPILL, LF_LOG_WARN,
-                     "the spill file in %s is full or failing (%s); %llu observations dropped",
-                     x->spill.dir, x->spill.failed ? "cannot be created" : "cap reached",
-                     (unsigned long long)dropped);
-    }
-}
-
-/* ---- spooling ------------------------------------------------------------------------- */
-
-/*
- * Write-ahead: from the moment a batch is made until it is delivered or refused, it is also
- * a file in the spool, claimed by this process. A process killed mid-flight (SIGKILL, the
- * OOM killer) thus leaves everything it had encoded for the next run, which is within a
- * flush interval of when it was recorded. The copy is not fsynced (it is there for a killed
- * process, and the page cache outlives one); one that is to stay is made durable when its
- * batch is given up. Costs a file create, rename and unlink per request.
- */
-static void write_ahead(struct lf_client *c, struct lf__batch *b)
-{
-    struct lf__exp *x = c->exp;
-    struct lf__spool_held held;
-    char err[256];
-    uint64_t evicted = 0;
-    if (!c->conf.spool_dir || b->spool_path || !b->body)
-        return;
-    if (lf__spool_write(&x->spool, b->endpoint, b->body, b->len, b->gz, b->nrec, &evicted,
-                        &held, err, sizeof(err))) {
-        lf__log(c, LF_LOG_DEBUG, "no write-ahead copy of %u observations: %s", b->nrec, err);
-        return;
-    }
-    if (evicted) {
-        count(&c->n.spool_dropped, evicted);
-        lf__log(c, LF_LOG_WARN, "spool full (%zu bytes): dropped the %llu oldest observations",
-                c->conf.spool_max_bytes, (unsigned long long)evicted);
-    }
-    b->spool_path = lf__strdup(held.path);
-    if (!b->spool_path) {
-        lf__spool_done(held.path, held.fd);
-        return;
-    }
-    b->spool_fd = held.fd;
-    b->ahead = 1;
-}
-
-/* Moves a batch to the spool (or counts it lost without one) and frees it. */
-static void spool_batch(struct lf_client *c, struct lf__batch *b, const char *why)
-{
-    struct lf__exp *x = c->exp;
-    if (b->ahead) {
-        /* Already in the spool: made durable, and left for a later run. */
-        lf__spool_sync(c->conf.spool_dir, b->spool_fd);
-        count(&c->n.spooled, b->nrec);
-        x->spooled_this_run = 1;
-        lf__log(c, LF_LOG_DEBUG, "%s; %u observations stay spooled in %s", why, b->nrec,
-                b->spool_path);
-        batch_free(b);
-        return;
-    }
-    if (b->spool_path) {
-        /* An earlier run's spool file: leave it for a later run. */
-        batch_free(b);
-        return;
-    }
-    if (!c->conf.spool_dir) {
-        count(&c->n.spool_dropped, b->nrec);
-        lf__log_once(c, LF__REPORT_SPOOL, LF_LOG_WARN,
-                     "%s; no spool directory is set (LANGFUSE_SPOOL_DIR), so %u observations "
-                     "are lost, and later ones will be too",
-                     why, b->nrec);
-        batch_free(b);
-        return;
-    }
-    char err[256];
-    uint64_t evicted = 0;
-    if (lf__spool_write(&x->spool, b->endpoint, b->body, b->len, b->gz, b->nrec, &evicted, NULL,
-                        err, sizeof(err))) {
-        count(&c->n.spool_dropped, b->nrec);
-        lf__log(c, LF_LOG_WARN, "%s; spooling %u observations failed, they are lost: %s", why,
-                b->nrec, err);
-    } else {
-        count(&c->n.spooled, b->nrec);
-        x->spooled_this_run = 1;
-        lf__log(c, LF_LOG_DEBUG, "%s; spooled %u observations to %s", why, b->nrec,
-                c->conf.spool_dir);
-    }
-    if (evicted) {
-        count(&c->n.spool_dropped, evicted);
-        lf__log(c, LF_LOG_WARN, "spool full (%zu bytes): dropped the %llu oldest observations",
-                c->conf.spool_max_bytes, (unsigned long long)evicted);
-    }
-    batch_free(b);
-}
-
-/* Queues spool files (taking their paths and claims) unless already queued. */
-static void queue_entries(struct lf__exp *x, struct lf__spool_entry *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        int dup = 0;
-        for (struct lf__batch *b = x->head; b && !dup; b = b->next)
-            dup = b->spool_path && strcmp(b->spool_path, v[i].path) == 0;
-        if (dup)
-            continue;
-        struct lf__batch *b = batch_new();
-        if (!b)
-            break;
-        b->endpoint = v[i].endpoint;
-        b->gz = v[i].gz;
-        b->nrec = v[i].nrec;
-        b->qseq_min = UINT64_MAX;
-        b->spool_path = v[i].path;
-        b->spool_fd = v[i].fd;
-        v[i].path = NULL;
-        v[i].fd = -1;
-        append(x, b);
-    }
-}
-
-/* Queues the spool files not queued yet, and then the journals of dead processes, adopted
- * now (newest, so last). */
-static void queue_spool_files(struct lf_client *c)
-{
-    struct lf__exp *x = c->exp;
-    struct lf__spool_entry *v, *adopted;
-    size_t n, nadopted;
-    if (!c->conf.spool_dir)
-        return;
-    if (lf__spool_list(c->conf.spool_dir, &v, &n) == 0) {
-        queue_entries(x, v, n);
-        lf__spool_entries_free(v, n);
-    }
-    lf__spool_adopt_journals(c->conf.spool_dir, &adopted, &nadopted);
-    if (nadopted)
-        lf__log(c, LF_LOG_INFO, "%zu traces of a process that died with their roots open are "
-                                "completed from its journal", nadopted);
-    queue_entries(x, adopted, nadopted);
-    lf__spool_entries_free(adopted, nadopted);
-}
-
 /* ---- encoding -------------------------------------------------------------------------- */
 
 static void encode_records(struct lf_client *c, struct lf_obs *list)
 {
     struct lf__exp *x = c->exp;
     struct lf__redactor *red = lf__redactor_get(c);
-    struct lf__enc e = {&c->conf, red, lf_now_ns(), lf__exporter_service, c, release_rec};
+    struct lf__enc e = {&c->conf, red, lf_now_ns(), lf__exporter_service, c, lf__exp_release_rec};
     while (list) {
         struct lf__body body;
         uint64_t truncated = 0, dropped = 0;
         uint64_t qmin = list->qseq;
         if (lf__encode_body(&x->enc, &e, &list, &body, &truncated, &dropped)) {
-            count(&c->n.dropped_nomem, dropped);
+            lf__count(&c->n.dropped_nomem, dropped);
             /* Out of memory: lose a stretch rather than spin. */
             struct lf_obs *r = list;
             uint64_t n = 0;
@@ -483,12 +164,12 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
                 n++;
             }
             list = r;
-            count(&c->n.dropped_nomem, n);
+            lf__count(&c->n.dropped_nomem, n);
             continue;
         }
-        count(&c->n.truncated, truncated);
+        lf__count(&c->n.truncated, truncated);
         if (dropped) {
-            count(&c->n.rejected, dropped);
+            lf__count(&c->n.rejected, dropped);
             lf__log(c, LF_LOG_WARN, "%llu observations could not be cut down to %zu bytes and "
                     "were dropped", (unsigned long long)dropped, c->conf.max_event_bytes);
         }
@@ -496,9 +177,9 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
             free(body.data);
             continue;
         }
-        struct lf__batch *b = batch_new();
+        struct lf__batch *b = lf__batch_new();
         if (!b) {
-            count(&c->n.dropped_nomem, body.nrec);
+            lf__count(&c->n.dropped_nomem, body.nrec);
             free(body.data);
             continue;
         }
@@ -508,230 +189,21 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
         b->body = body.data;
         b->len = body.len;
         b->gz = body.gz;
-        write_ahead(c, b);
-        append(x, b);
+        lf__pending_write_ahead(c, b);
+        lf__pending_append(x, b);
     }
     lf__redactor_free(red);
-    return_recs(c);
+    lf__exp_return_recs(c);
 }
 
 /* ---- sending --------------------------------------------------------------------------- */
 
+/* The backoff rule (outcome.c) with a random jitter. */
 static int64_t backoff_ns(int attempts, long retry_after_ms)
 {
-    if (retry_after_ms >= 0)
-        return (int64_t)(retry_after_ms < RETRY_AFTER_CAP_MS ? retry_after_ms : RETRY_AFTER_CAP_MS) *
-               1000000;
-    int64_t ms = BACKOFF_BASE_MS;
-    for (int i = 1; i < attempts && ms < BACKOFF_CAP_MS; i++)
-        ms *= 2;
-    if (ms > BACKOFF_CAP_MS)
-        ms = BACKOFF_CAP_MS;
     uint8_t r[2];
     lf__random_bytes(r, 2);
-    /* "equal jitter": half fixed, half random, so retries of many clients spread out */
-    return (ms / 2 + (ms / 2) * ((r[0] << 8 | r[1]) / 65535.0)) * 1000000;
-}
-
-/* The body as plain JSON (decompressed if needed). Caller frees *out. */
-static int plain_body(const struct lf__batch *b, size_t cap, char **out, size_t *len)
-{
-    if (b->gz)
-        return lf__gunzip(b->body, b->len, cap, out, len) ? -1 : 0;
-    *out = lf__strndup(b->body, b->len);
-    *len = b->len;
-    return *out ? 0 : -1;
-}
-
-/* A new batch from plain JSON, compressed like the original. */
-static struct lf__batch *batch_from_json(const struct lf__batch *like, char *json, size_t len,
-                                         uint32_t nrec)
-{
-    struct lf__batch *b = batch_new();
-    if (!b) {
-        free(json);
-        return NULL;
-    }
-    b->endpoint = like->endpoint;
-    b->nrec = nrec;
-    b->qseq_min = like->qseq_min;
-    b->attempts = like->attempts;
-    if (like->gz) {
-        char *gz;
-        size_t gzlen;
-        if (lf__gzip(json, len, GZIP_LEVEL, &gz, &gzlen) == 0) {
-            free(json);
-            b->body = gz;
-            b->len = gzlen;
-            b->gz = 1;
-            return b;
-        }
-    }
-    b->body = json;
-    b->len = len;
-    return b;
-}
-
-/* Records in a part of a body: observation items, not counting trace-create events. */
-static uint32_t records_in(int endpoint, const char *json, size_t len)
-{
-    if (endpoint == LF_TRANSPORT_OTLP) {
-        long n = lf__body_count(endpoint, json, len);
-        return n > 0 ? (uint32_t)n : 0;
-    }
-    json_error_t err;
-    json_t *root = json_loadb(json, len, JSON_ALLOW_NUL, &err);
-    size_t i;
-    json_t *ev;
-    uint32_t n = 0;
-    json_array_foreach(json_object_get(root, "batch"), i, ev)
-    {
-        const char *t = json_string_value(json_object_get(ev, "type"));
-        n += t && strcmp(t, "trace-create") != 0;
-    }
-    json_decref(root);
-    return n;
-}
-
-/* Replaces batch `b` (the head) by the batches made from it by a 413; 0 if it could be
- * split or shrunk. */
-static int handle_too_large(struct lf_client *c, struct lf__batch *b)
-{
-    struct lf__exp *x = c->exp;
-    char *json;
-    size_t len;
-    if (plain_body(b, c->conf.max_request_bytes * 4, &json, &len))
-        return -1;
-    char *a, *bb;
-    size_t alen, blen;
-    struct lf__batch *na = NULL, *nb = NULL;
-    if (lf__body_split(b->endpoint, json, len, &a, &alen, &bb, &blen) == 0) {
-        uint32_t ra = records_in(b->endpoint, a, alen), rb = records_in(b->endpoint, bb, blen);
-        na = batch_from_json(b, a, alen, ra);
-        nb = batch_from_json(b, bb, blen, rb);
-    } else if (lf__body_shrink(json, len, &a, &alen) == 0) {
-        na = batch_from_json(b, a, alen, b->nrec);
-        if (na)
-            count(&c->n.truncated, 1);
-    }
-    free(json);
-    if (!na || (nb == NULL && na->nrec != b->nrec)) {
-        batch_free(na);
-        batch_free(nb);
-        return -1;
-    }
-    write_ahead(c, na);
-    if (nb)
-        write_ahead(c, nb);
-    /* Put the parts where b was, in order. */
-    unlink_head(x);
-    if (nb) {
-        nb->next = x->head;
-        x->head = nb;
-        x->bytes += nb->len;
-        if (!x->tail)
-            x->tail = nb;
-    }
-    na->next = x->head;
-    x->head = na;
-    x->bytes += na->len;
-    if (!x->tail)
-        x->tail = na;
-    if (b->spool_fd >= 0) {
-        /* A spool file: its content now lives in memory; remove the file once both parts
-         * are safely elsewhere (they will be re-spooled if they cannot be sent). */
-        lf__spool_done(b->spool_path, b->spool_fd);
-        b->spool_fd = -1;
-    }
-    batch_free(b);
-    return 0;
-}
-
-/* A new batch of the events of `b` whose ids are listed, or NULL (no memory, no such
- * event). */
-static struct lf__batch *batch_of_events(struct lf_client *c, const struct lf__batch *b,
-                                         const char **ids, size_t n)
-{
-    char *json, *sub;
-    size_t len, sublen;
-    struct lf__batch *out = NULL;
-    if (plain_body(b, c->conf.max_request_bytes * 4, &json, &len))
-        return NULL;
-    if (lf__body_filter_events(json, len, ids, n, &sub, &sublen) == 0) {
-        uint32_t nrec = records_in(b->endpoint, sub, sublen);
-        out = batch_from_json(b, sub, sublen, nrec ? nrec : (uint32_t)n);
-    }
-    free(json);
-    return out;
-}
-
-/* What a Langfuse v4 server answers, per event, to observation events on the legacy
- * endpoint: it takes only scores and SDK logs there. */
-static int refused_event_type(json_int_t status, const char *msg)
-{
-    return status == 400 && msg && strstr(msg, "Event type not accepted");
-}
-
-/*
- * Reads a 207 answer. Returns records rejected; rebuilds a batch of retryable events into
- * *retry (or NULL). Events a v4 server refuses for their type (the legacy API is for v3)
- * are counted rejected, said once, and spooled for a server that takes them; refused again
- * from the spool, they are dropped, so nothing is re-sent forever.
- */
-static uint32_t handle_multi_status(struct lf_client *c, struct lf__batch *b, const char *resp,
-                                    struct lf__batch **retry)
-{
-    *retry = NULL;
-    json_error_t err;
-    json_t *root = resp ? json_loads(resp, 0, &err) : NULL;
-    json_t *errors = json_object_get(root, "errors");
-    uint32_t rejected = 0;
-    size_t i, nretry = 0, nrefused = 0, nerr = json_array_size(errors);
-    json_t *e;
-    const char **ids = lf__calloc(nerr + 1, sizeof(char *));
-    const char **refused = lf__calloc(nerr + 1, sizeof(char *));
-    json_array_foreach(errors, i, e)
-    {
-        const char *id = json_string_value(json_object_get(e, "id"));
-        json_int_t st = json_integer_value(json_object_get(e, "status"));
-        const char *msg = json_string_value(json_object_get(e, "message"));
-        if (st == 429 || st >= 500) {
-            if (ids && id)
-                ids[nretry++] = id;
-            continue;
-        }
-        rejected++;
-        if (refused_event_type(st, msg)) {
-            if (refused && id)
-                refused[nrefused++] = id;
-            continue;
-        }
-        lf__log_once(c, LF__REPORT_400, LF_LOG_WARN,
-                     "the server rejected an event (status %d): %.300s; such events are "
-                     "dropped, the count is in the statistics",
-                     (int)st, msg ? msg : "no reason given");
-    }
-    if (nrefused) {
-        lf__log_once(c, LF__REPORT_LEGACY, LF_LOG_WARN,
-                     "the server refuses the legacy ingestion API (it is a Langfuse v4 server; "
-                     "LANGFUSE_TRANSPORT=ingestion is for v3 and older): set "
-                     "LANGFUSE_TRANSPORT=otlp. What it refused is spooled, not re-sent here");
-        struct lf__batch *keep =
-            b->spool_path && !b->ahead ? NULL : batch_of_events(c, b, refused, nrefused);
-        if (keep) {
-            write_ahead(c, keep);
-            /* Not for this run's replay: this server would refuse it again. */
-            int replay = c->exp->spooled_this_run;
-            spool_batch(c, keep, "refused by a v4 server");
-            c->exp->spooled_this_run = replay;
-        }
-    }
-    if (nretry && (*retry = batch_of_events(c, b, ids, nretry)))
-        write_ahead(c, *retry);
-    free(ids);
-    free(refused);
-    json_decref(root);
-    return rejected > b->nrec ? b->nrec : rejected;
+    return lf__backoff_ns(attempts, retry_after_ms, (unsigned)(r[0] << 8 | r[1]));
 }
 
 static const char *body_excerpt(const struct lf__http_result *res, char *out, size_t n)
@@ -749,44 +221,77 @@ static const char *body_excerpt(const struct lf__http_result *res, char *out, si
 
 enum outcome { SENT, RETRY_LATER, GIVE_UP, REQUEUED };
 
-/* The head batch is done with for good (delivered or refused): drop it, and its spool file
- * if it came from one. */
-static void retire_head(struct lf_client *c, struct lf__batch *b)
+/* Sends the head batch once and settles it. */
+/* A delivered batch: counted (a 207's events one by one), retired, and its retryable
+ * events queued first; the spool replayed if this run spooled anything. */
+static enum outcome settle_delivered(struct lf_client *c, struct lf__batch *b,
+                                     const struct lf__http_result *res, int stopping)
 {
-    unlink_head(c->exp);
-    if (b->spool_path && b->spool_fd >= 0) {
-        lf__spool_done(b->spool_path, b->spool_fd);
-        b->spool_fd = -1;
+    struct lf__exp *x = c->exp;
+    uint32_t rejected = 0;
+    struct lf__batch *retry = NULL;
+    if (res->status == 207 && b->endpoint == LF_TRANSPORT_INGESTION)
+        rejected = lf__rebatch_multi_status(c, b, res->body, &retry);
+    uint32_t later = retry ? retry->nrec : 0;
+    uint32_t ok = b->nrec > rejected + later ? b->nrec - rejected - later : 0;
+    lf__count(&c->n.rejected, rejected);
+    lf__count(&c->n.delivered, ok);
+    if (b->spool_path && !b->ahead)
+        lf__count(&c->n.replayed, ok);
+    x->last_no_answer = 0;
+    lf__pending_retire(c, b);
+    if (retry) {
+        retry->next = x->head;
+        x->head = retry;
+        if (!x->tail)
+            x->tail = retry;
+        x->bytes += retry->len;
+        retry->next_try = lf__mono_ns() + backoff_ns(retry->attempts, -1);
     }
-    batch_free(b);
+    if (x->spooled_this_run && !stopping) {
+        x->spooled_this_run = 0;
+        lf__pending_queue_spool_files(c); /* the server is back: deliver what we spooled */
+    }
+    return SENT;
 }
 
-/* Sends the head batch once and settles it. */
+/* The head batch read from its spool file if it is one not read yet; 0, or -1 when the
+ * file is gone or another process has it (the batch is then dropped from the line). */
+static int load_spooled(struct lf_client *c, struct lf__batch *b)
+{
+    struct lf__exp *x = c->exp;
+    if (!b->spool_path || b->body)
+        return 0;
+    if (b->spool_fd < 0)
+        b->spool_fd = lf__spool_claim(b->spool_path);
+    if (b->spool_fd < 0 ||
+        lf__spool_read(b->spool_fd, c->conf.max_request_bytes * 2, &b->body, &b->len)) {
+        lf__log(c, LF_LOG_DEBUG, "spool file %s: gone, or another process has it",
+                b->spool_path);
+        lf__pending_unlink_head(x);
+        lf__batch_free(b);
+        return -1;
+    }
+    x->bytes += b->len;
+    return 0;
+}
+
+/* Sends the head batch once and settles it by what the answer means (outcome.c). */
 static enum outcome send_head(struct lf_client *c, int stopping)
 {
     struct lf__exp *x = c->exp;
     struct lf__batch *b = x->head;
     struct lf__http_result res;
     char excerpt[320];
+    enum outcome o = SENT;
 
-    if (b->spool_path && !b->body) {
-        if (b->spool_fd < 0)
-            b->spool_fd = lf__spool_claim(b->spool_path);
-        if (b->spool_fd < 0 ||
-            lf__spool_read(b->spool_fd, c->conf.max_request_bytes * 2, &b->body, &b->len)) {
-            lf__log(c, LF_LOG_DEBUG, "spool file %s: gone, or another process has it",
-                    b->spool_path);
-            unlink_head(x);
-            batch_free(b);
-            return SENT;
-        }
-        x->bytes += b->len;
-    }
+    if (load_spooled(c, b))
+        return SENT;
     const char *url = b->endpoint == LF_TRANSPORT_OTLP ? "/api/public/otel/v1/traces"
                                                        : "/api/public/ingestion";
-    count(&c->n.requests, 1);
+    lf__count(&c->n.requests, 1);
     if (b->attempts)
-        count(&c->n.retries, 1);
+        lf__count(&c->n.retries, 1);
     b->attempts++;
     int got = lf__http_post(c->http, url, b->body, b->len, b->gz, c->conf.request_timeout_ms, &res);
     int st = got == 0 ? res.status : 0;
@@ -795,119 +300,54 @@ static enum outcome send_head(struct lf_client *c, int stopping)
     lf__log(c, LF_LOG_DEBUG, "POST %s: %u observations, %zu bytes: %d %s", url, b->nrec, b->len,
             st, st ? "" : res.error);
 
-    if (st >= 200 && st < 300) {
-        uint32_t rejected = 0;
-        struct lf__batch *retry = NULL;
-        if (st == 207 && b->endpoint == LF_TRANSPORT_INGESTION)
-            rejected = handle_multi_status(c, b, res.body, &retry);
-        uint32_t later = retry ? retry->nrec : 0;
-        uint32_t ok = b->nrec > rejected + later ? b->nrec - rejected - later : 0;
-        count(&c->n.rejected, rejected);
-        count(&c->n.delivered, ok);
-        if (b->spool_path && !b->ahead)
-            count(&c->n.replayed, ok);
-        x->last_no_answer = 0;
-        retire_head(c, b);
-        if (retry) {
-            retry->next = x->head;
-            x->head = retry;
-            if (!x->tail)
-                x->tail = retry;
-            x->bytes += retry->len;
-            retry->next_try = lf__mono_ns() + backoff_ns(retry->attempts, -1);
-        }
-        lf__http_result_free(&res);
-        if (x->spooled_this_run && !stopping) {
-            x->spooled_this_run = 0;
-            queue_spool_files(c); /* the server is back: deliver what we spooled */
-        }
-        return SENT;
-    }
-    if (st == 413) {
+    switch (lf__outcome_of(st)) {
+    case LF__OUT_DELIVERED:
+        o = settle_delivered(c, b, &res, stopping);
+        break;
+    case LF__OUT_TOO_LARGE:
         lf__log_once(c, LF__REPORT_413, LF_LOG_INFO,
                      "the server refused a %zu-byte request as too large; splitting requests",
                      b->len);
-        lf__http_result_free(&res);
-        if (handle_too_large(c, b) == 0)
-            return REQUEUED;
-        count(&c->n.rejected, b->nrec);
+        if (lf__rebatch_too_large(c, b) == 0) {
+            o = REQUEUED;
+            break;
+        }
+        lf__count(&c->n.rejected, b->nrec);
         lf__log(c, LF_LOG_WARN, "an observation is too large for the server even when cut "
                 "down; dropped");
-        retire_head(c, b);
-        return SENT;
-    }
-    if (st == 400 || (st >= 402 && st < 500 && st != 403 && st != 404 && st != 405 &&
-                      st != 408 && st != 415 && st != 429)) {
-        count(&c->n.rejected, b->nrec);
+        lf__pending_retire(c, b);
+        break;
+    case LF__OUT_REJECTED:
+        lf__count(&c->n.rejected, b->nrec);
         lf__log_once(c, LF__REPORT_400, LF_LOG_WARN,
                      "the server rejected %u observations (HTTP %d): %s; not retried", b->nrec,
                      st, body_excerpt(&res, excerpt, sizeof(excerpt)));
-        lf__http_result_free(&res);
-        retire_head(c, b);
-        return SENT;
-    }
-    if (st == 401 || st == 403 || st == 404 || st == 405 || st == 415) {
+        lf__pending_retire(c, b);
+        break;
+    case LF__OUT_BLOCKED:
         x->blocked = 1;
         lf__log_once(c, LF__REPORT_BLOCKED, LF_LOG_WARN,
                      "the server refused the data (HTTP %d: %s); check LANGFUSE_HOST and the "
                      "keys. Nothing more is sent this run; it is spooled for a later one",
                      st, body_excerpt(&res, excerpt, sizeof(excerpt)));
-        lf__http_result_free(&res);
-        return GIVE_UP;
+        o = GIVE_UP;
+        break;
+    case LF__OUT_RETRY:
+        x->last_no_answer = st == 0;
+        if (b->attempts > c->conf.max_retries || (stopping && res.aborted)) {
+            lf__log(c, LF_LOG_WARN, "giving up on %u observations after %d attempts (%s%s)",
+                    b->nrec, b->attempts, st ? "HTTP " : "", st ? "error status" : res.error);
+            o = GIVE_UP;
+            break;
+        }
+        b->next_try = lf__mono_ns() + backoff_ns(b->attempts, res.retry_after_ms);
+        lf__log(c, LF_LOG_DEBUG, "will retry in %lld ms",
+                (long long)((b->next_try - lf__mono_ns()) / 1000000));
+        o = RETRY_LATER;
+        break;
     }
-    /* 408, 429, 5xx, or no answer at all */
-    x->last_no_answer = st == 0;
-    if (b->attempts > c->conf.max_retries || (stopping && res.aborted)) {
-        lf__log(c, LF_LOG_WARN, "giving up on %u observations after %d attempts (%s%s)",
-                b->nrec, b->attempts, st ? "HTTP " : "", st ? "error status" : res.error);
-        lf__http_result_free(&res);
-        return GIVE_UP;
-    }
-    b->next_try = lf__mono_ns() + backoff_ns(b->attempts, res.retry_after_ms);
-    lf__log(c, LF_LOG_DEBUG, "will retry in %lld ms",
-            (long long)((b->next_try - lf__mono_ns()) / 1000000));
     lf__http_result_free(&res);
-    return RETRY_LATER;
-}
-
-/*
- * Shutdown's deadline passed: what is still queued, spilled, or encoded but not sent, is
- * counted lost (spool_dropped) rather than let shutdown overrun. Encoding and spooling a
- * big backlog takes longer than the spool reserve (measured: 60,000 spilled observations,
- * 350 ms of work after the abort, for a 250 ms reserve), and the caller was promised the
- * deadline. Unsent spool files stay on disk for the next run. Called without c->mu.
- */
-static void abandon_rest(struct lf_client *c)
-{
-    struct lf__exp *x = c->exp;
-    uint64_t n = 0;
-    pthread_mutex_lock(&c->mu);
-    detach_queue_locked(c);
-    pthread_mutex_unlock(&c->mu);
-    while (x->bl_head) {
-        struct lf_obs *r = x->bl_head;
-        x->bl_head = r->next;
-        lf__rec_free(r);
-        n++;
-    }
-    x->bl_tail = NULL;
-    x->bl_bytes = 0;
-    atomic_store(&c->held_bytes, 0);
-    n += lf__spill_discard(&x->spill);
-    while (x->head) {
-        struct lf__batch *b = x->head;
-        unlink_head(x);
-        if (b->ahead) /* its write-ahead copy stays for the next run */
-            count(&c->n.spooled, b->nrec);
-        else if (!b->spool_path)
-            n += b->nrec;
-        batch_free(b);
-    }
-    if (!n)
-        return;
-    count(&c->n.spool_dropped, n);
-    lf__log(c, LF_LOG_WARN, "the shutdown deadline passed before %llu observations could be "
-            "sent or spooled; they are lost", (unsigned long long)n);
+    return o;
 }
 
 /* Sends what is due. With `stopping`, everything goes out or to the spool by `deadline`. */
@@ -920,14 +360,14 @@ static void process_pending(struct lf_client *c, int stopping, int64_t deadline)
         int64_t now = lf__mono_ns();
         int give_up = x->blocked;
         if (stopping && now >= deadline) {
-            abandon_rest(c); /* each spool write fsyncs twice: a slow disk could overrun */
+            lf__pending_abandon_rest(c); /* each spool write fsyncs twice: a slow disk could overrun */
             return;
         }
         if (stopping) {
             if (b->spool_path && !b->body) {
                 /* unsent spool files stay where they are */
-                unlink_head(x);
-                batch_free(b);
+                lf__pending_unlink_head(x);
+                lf__batch_free(b);
                 continue;
             }
             /* A server that did not answer at all will not answer now either. */
@@ -952,26 +392,11 @@ static void process_pending(struct lf_client *c, int stopping, int64_t deadline)
                 continue;
             }
         }
-        unlink_head(x);
-        spool_batch(c, b, stopping ? "shutdown deadline" : "the server did not accept the data");
+        lf__pending_unlink_head(x);
+        lf__pending_spool(c, b, stopping ? "shutdown deadline" : "the server did not accept the data");
     }
 }
 
-/* Spools the pending batches beyond the memory cap (oldest first), so a long outage costs
- * disk, not memory. */
-static void bound_pending(struct lf_client *c)
-{
-    struct lf__exp *x = c->exp;
-    while (x->head && x->bytes > c->conf.max_queue_bytes) {
-        struct lf__batch *b = x->head;
-        unlink_head(x);
-        spool_batch(c, b, "the server is not keeping up");
-    }
-}
-
-/* When the exporter must look again by itself. With an empty queue that is one interval
- * from now: the recording path signals only when a batch fills, so an idle exporter ticks
- * once per interval to pick up a trickle, costing one wake-up per second. */
 /*
  * The next records to encode, about one request's worth: the spill file's first (they are
  * older), else the front of the queue. Taking a bounded slice rather than the whole queue
@@ -989,7 +414,7 @@ static struct lf_obs *take(struct lf_client *c, uint64_t *lost)
         pthread_mutex_lock(&c->mu);
         return list;
     }
-    detach_queue_locked(c);
+    lf__exp_detach_queue_locked(c);
     struct lf_obs *head = x->bl_head, *last = NULL, *r = head;
     size_t bytes = 0;
     while (r && (bytes < want || !last)) {
@@ -1008,6 +433,9 @@ static struct lf_obs *take(struct lf_client *c, uint64_t *lost)
     return head;
 }
 
+/* When the exporter must look again by itself. With an empty queue that is one interval
+ * from now: the recording path signals only when a batch fills, so an idle exporter ticks
+ * once per interval to pick up a trickle, costing one wake-up per second. */
 static int64_t next_due(struct lf_client *c, int64_t now)
 {
     struct lf__exp *x = c->exp;
@@ -1040,14 +468,6 @@ static int work_ready(struct lf_client *c, int64_t now)
     return c->replay_ticket != c->replay_taken || atomic_load(&c->spill_wanted);
 }
 
-static int spool_batches_pending(const struct lf__exp *x)
-{
-    for (const struct lf__batch *b = x->head; b; b = b->next)
-        if (b->spool_path && !b->ahead)
-            return 1;
-    return 0;
-}
-
 void *lf__exporter_main(void *arg)
 {
     struct lf_client *c = arg;
@@ -1063,7 +483,7 @@ void *lf__exporter_main(void *arg)
                 "spooled");
     x->blocked = x->blocked || !c->http;
     if (c->conf.spool_replay)
-        queue_spool_files(c);
+        lf__pending_queue_spool_files(c);
     x->last_take = x->last_journal = lf__mono_ns();
 
     pthread_mutex_lock(&c->mu);
@@ -1090,12 +510,12 @@ void *lf__exporter_main(void *arg)
             /* Logged without c->mu: the log callback is the user's code, free to call
              * lf_client_stats(), and lf__log takes red_mu, which atfork_prepare takes
              * before mu. */
-            count(&c->n.dropped_nomem, lost);
+            lf__count(&c->n.dropped_nomem, lost);
             lf__log(c, LF_LOG_WARN, "the spill file could not be read back: %llu observations "
                     "lost", (unsigned long long)lost);
         }
         if (late)
-            abandon_rest(c);
+            lf__pending_abandon_rest(c);
         if (c->conf.spool_dir)
             lf__journal_note_roots(c, &x->open, list);
         if (list) {
@@ -1107,13 +527,13 @@ void *lf__exporter_main(void *arg)
             x->last_journal = lf__mono_ns();
         }
         if (replay && !x->blocked)
-            queue_spool_files(c);
-        bound_pending(c);
+            lf__pending_queue_spool_files(c);
+        lf__pending_bound(c);
         process_pending(c, stopping, deadline);
 
         pthread_mutex_lock(&c->mu);
-        c->done_below = finished_below(c);
-        if (!spool_batches_pending(x))
+        c->done_below = lf__pending_finished_below(c);
+        if (!lf__pending_has_spool_files(x))
             c->replay_done = c->replay_taken;
         pthread_cond_broadcast(&c->done);
         if (stopping && !c->head && !x->head && !x->spill.nrec && !x->bl_head)

@@ -125,7 +125,7 @@ void lf__log(struct lf_client *c, enum lf_log_level level, const char *fmt, ...)
 void lf__log_once(struct lf_client *c, int slot, enum lf_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* client.c */
+/* queue.c */
 void lf__enqueue(struct lf_client *c, struct lf_obs *r);
 /* A record from the pool (fields zeroed, its data buffer kept), or a new one; NULL when
  * memory ran out. */
@@ -133,6 +133,11 @@ struct lf_obs *lf__obs_alloc(struct lf_client *c);
 /* Gives a list of finished records (linked by ->next) back to the pool; what the pool
  * cannot take is freed. */
 void lf__obs_recycle(struct lf_client *c, struct lf_obs *list);
+
+/* client.c */
+/* Starts the client's exporter thread unless it runs (in this process: after a fork the
+ * child's is started here). 0, or -1 if the thread cannot start. Called with c->mu held. */
+int lf__client_ensure_exporter_locked(struct lf_client *c);
 /* A reference to the current redactor (NULL if none), to be dropped with
  * lf__redactor_free() when done: one replaced meanwhile stays valid until then. */
 struct lf__redactor *lf__redactor_get(struct lf_client *c);
