@@ -6,12 +6,12 @@
  */
 #include "buf.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "invariant.h"
 
 void lf__buf_init(struct lf__buf *b, size_t max)
 {
@@ -69,6 +69,7 @@ void lf__buf_append(struct lf__buf *b, const void *p, size_t n)
 {
     if (lf__buf_reserve(b, n))
         return;
+    LF_INVARIANT(b->len + n < b->cap); /* reserve() made room for n and the NUL */
     if (n)
         memcpy(b->data + b->len, p, n);
     b->len += n;

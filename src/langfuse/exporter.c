@@ -32,6 +32,7 @@
 
 #include "alloc.h"
 #include "http.h"
+#include "invariant.h"
 #include "journal.h"
 #include "outcome.h"
 
@@ -530,6 +531,7 @@ void *lf__exporter_main(void *arg)
             lf__pending_queue_spool_files(c);
         lf__pending_bound(c);
         process_pending(c, stopping, deadline);
+        LF_INVARIANT(!x->head == !x->tail);
 
         pthread_mutex_lock(&c->mu);
         c->done_below = lf__pending_finished_below(c);

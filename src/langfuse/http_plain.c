@@ -2,7 +2,7 @@
  * http_plain.c - HTTP/1.1 POST over a plain TCP socket, for http:// servers.
  *
  * Why by hand: see http.h. What it does, all of it bounded by the request's deadline:
- * name resolution (getaddrinfo_a, so a dead DNS server cannot hold us), a non-blocking
+ * name resolution (on a thread of its own, so a dead DNS server cannot hold us), a non-blocking
  * connect over every address, one request with Content-Length, and the response read with
  * Content-Length, chunked coding or until close. The connection is kept alive and reused;
  * if a reused connection turns out to be closed before any answer, the request is sent

@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "internal.h"
+#include "invariant.h"
 
 static void default_sink(void *ud, enum lf_log_level level, const char *msg)
 {
@@ -76,4 +77,15 @@ void lf__log_once(struct lf_client *c, int slot, enum lf_log_level level, const 
     va_start(ap, fmt);
     vlog(c, level, fmt, ap);
     va_end(ap);
+}
+
+void lf__invariant_failed(const char *cond, const char *file, int line)
+{
+    /* no allocation, no lock, no user callback: the state is not to be trusted */
+    char msg[512];
+    int n = snprintf(msg, sizeof msg, "liblangfuse: %s:%d: invariant failed: %s\n", file, line,
+                     cond);
+    if (n > 0)
+        (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    abort();
 }

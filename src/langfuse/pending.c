@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "invariant.h"
 #include "exporter.h"
 #include "journal.h"
 /* Collects a finished record for the pool (see lf_client.pool). */
@@ -49,6 +50,7 @@ void lf__batch_free(struct lf__batch *b)
 
 void lf__pending_append(struct lf__exp *x, struct lf__batch *b)
 {
+    LF_INVARIANT(b->spool_fd < 0 || b->spool_path); /* a claim is on a file with a name */
     b->next = NULL;
     if (x->tail)
         x->tail->next = b;
@@ -61,6 +63,7 @@ void lf__pending_append(struct lf__exp *x, struct lf__batch *b)
 void lf__pending_unlink_head(struct lf__exp *x)
 {
     struct lf__batch *b = x->head;
+    LF_INVARIANT(b && x->bytes >= b->len); /* bytes counts every pending batch's body */
     x->head = b->next;
     if (!x->head)
         x->tail = NULL;

@@ -13,6 +13,7 @@
 #include "alloc.h"
 #include "http.h"
 #include "internal.h"
+#include "invariant.h"
 
 /* ---- the queue --------------------------------------------------------------------------- */
 
@@ -43,6 +44,7 @@ void lf__enqueue(struct lf_client *c, struct lf_obs *r)
         lf__rec_free(r);
         return;
     }
+    LF_INVARIANT(!c->head == !c->tail && !c->head == !c->qcount);
     r->next = NULL;
     r->qseq = c->enq_seq++;
     if (c->tail)

@@ -3,11 +3,11 @@
  */
 #include "record.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "invariant.h"
 
 #define ENTRY_HDR 10u /* tag, kind, u32 klen, u32 vlen */
 
@@ -20,7 +20,7 @@ int lf__rec_put(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, si
 int lf__rec_put2(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, size_t klen,
                  const void *val, size_t vlen, const void *more, size_t mlen)
 {
-    assert(tag > 0 && tag < LF__TAG_MAX);
+    LF_INVARIANT(tag > 0 && tag < LF__TAG_MAX);
     if (klen > UINT32_MAX / 4 || vlen > UINT32_MAX / 4 || mlen > UINT32_MAX / 4)
         return -1;
     size_t total = vlen + mlen;
@@ -60,7 +60,7 @@ int lf__rec_next(const struct lf_obs *r, uint32_t *pos, struct lf__field *f)
     if (*pos >= r->len)
         return 0;
     const unsigned char *p = r->data + *pos;
-    assert(*pos + ENTRY_HDR <= r->len);
+    LF_INVARIANT(*pos + ENTRY_HDR <= r->len);
     f->tag = p[0];
     f->kind = p[1];
     memcpy(&f->klen, p + 2, 4);
@@ -68,7 +68,7 @@ int lf__rec_next(const struct lf_obs *r, uint32_t *pos, struct lf__field *f)
     f->key = (const char *)p + ENTRY_HDR;
     f->val = f->key + f->klen;
     *pos += ENTRY_HDR + f->klen + f->vlen;
-    assert(*pos <= r->len);
+    LF_INVARIANT(*pos <= r->len);
     return 1;
 }
 

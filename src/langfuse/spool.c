@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "invariant.h"
 #include "langfuse/langfuse.h"
 
 int lf__mkdir_p(const char *dir)
@@ -424,6 +425,7 @@ int lf__spool_read(int fd, size_t max, char **data, size_t *len)
 
 void lf__spool_done(const char *path, int fd)
 {
+    LF_INVARIANT(fd >= 0); /* removed only while claimed: -1 is "no file", never 0 */
     unlink(path);
     close(fd);
 }

@@ -1,11 +1,16 @@
-/* test_buf.c - the capped byte buffer: growth, the cap, failures, numbers. */
+/* test_buf.c - the capped byte buffer: growth, the cap, failures, numbers; and what a
+ * broken invariant does (invariant.h). */
 #include "cm.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "buf.h"
+#include "invariant.h"
 
 static void test_append_and_grow(void **state)
 {
@@ -74,9 +79,36 @@ static void test_numbers(void **state)
     free(p);
 }
 
+/* A broken invariant ends the process at once, saying which and where, in every build. */
+static void test_a_broken_invariant_aborts_with_its_place(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        int held = 1;
+        LF_INVARIANT(held == 2);
+        _exit(0);
+    }
+    close(fds[1]);
+    char out[512] = {0};
+    ssize_t n = read(fds[0], out, sizeof out - 1);
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    assert_true(n > 0);
+    assert_non_null(strstr(out, "test_buf.c:"));
+    assert_non_null(strstr(out, "invariant failed: held == 2"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_broken_invariant_aborts_with_its_place),
         cmocka_unit_test(test_append_and_grow),
         cmocka_unit_test(test_cap_is_hard),
         cmocka_unit_test(test_allocation_failure_is_sticky),
