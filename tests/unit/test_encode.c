@@ -242,6 +242,177 @@ static void test_v4_reads_trace_input_and_output_from_the_root(void **state)
     json_decref(bodies);
 }
 
+/* Writes one span as the exporter would, frees the record, and compares the bytes. */
+static void assert_span_bytes(struct lf_obs *r, const char *expected)
+{
+    struct lf__enc e = {&conf, red, 0, NULL, NULL, NULL};
+    struct lf__buf b;
+    lf__buf_init(&b, 0);
+    lf__otlp_span(&e, &b, r, NULL);
+    lf__rec_free(r);
+    assert_false(lf__buf_failed(&b));
+    if (strcmp(b.data, expected) != 0)
+        fail_msg("span differs\nexpected: %s\nactual:   %s", expected, b.data);
+    lf__buf_free(&b);
+}
+
+/* The exact bytes of spans that carry every record field between them: Langfuse reads these
+ * attribute keys and value kinds, so any change to the mapping in otlp.c shows here first. */
+static void test_otlp_mapping_of_every_field(void **state)
+{
+    (void)state;
+    /* A root generation with every field, some set twice (the last wins), and its own input
+     * and output, so the trace's stay trace attributes only. */
+    conf.environment = "prod";
+    conf.release = "r1";
+    struct lf_obs *r = mk(LF_OBS_GENERATION, 1, 0x22);
+    put_s(r, LF__F_NAME, LF__V_STR, NULL, "old-name");
+    put_s(r, LF__F_NAME, LF__V_STR, NULL, "claude-query");
+    put_s(r, LF__F_INPUT, LF__V_STR, NULL, "say \"hi\"");
+    put_s(r, LF__F_OUTPUT, LF__V_JSON, NULL, "{\"answer\":42}");
+    put_s(r, LF__F_META, LF__V_STR, "kind", "superseded");
+    put_i(r, LF__F_META, "turns", 5);
+    put_d(r, LF__F_META, "ratio", 0.5);
+    assert_int_equal(lf__rec_put(r, LF__F_META, LF__V_BOOL, "ok", 2, "\1", 1), 0);
+    put_s(r, LF__F_META, LF__V_JSON, "obj", "{\"a\":[1,2]}");
+    put_s(r, LF__F_META, LF__V_STR, "kind", "a string");
+    uint8_t lvl = LF_LEVEL_WARNING;
+    assert_int_equal(lf__rec_put(r, LF__F_LEVEL, LF__V_INT, NULL, 0, &lvl, 1), 0);
+    lvl = LF_LEVEL_ERROR;
+    assert_int_equal(lf__rec_put(r, LF__F_LEVEL, LF__V_INT, NULL, 0, &lvl, 1), 0);
+    put_s(r, LF__F_STATUS, LF__V_STR, NULL, "tool denied");
+    put_s(r, LF__F_VERSION, LF__V_STR, NULL, "v2");
+    put_s(r, LF__F_MODEL, LF__V_STR, NULL, "claude-sonnet-4-5");
+    put_s(r, LF__F_MODEL_PARAMS, LF__V_JSON, NULL, "{\"max_tokens\":32000}");
+    put_i(r, LF__F_USAGE, "input", 10);
+    put_i(r, LF__F_USAGE, "output", 7);
+    put_i(r, LF__F_USAGE, "input", 12);
+    put_d(r, LF__F_COST, "total", 0.0017464);
+    put_i(r, LF__F_COMPLETION_START, NULL, 1700000000500000000LL);
+    put_s(r, LF__F_PROMPT_NAME, LF__V_STR, NULL, "system-prompt");
+    put_i(r, LF__F_PROMPT_VERSION, NULL, 3);
+    put_s(r, LF__T_NAME, LF__V_STR, NULL, "agentic-session");
+    put_s(r, LF__T_SESSION, LF__V_STR, NULL, "sess-1");
+    put_s(r, LF__T_USER, LF__V_STR, NULL, "user-1");
+    put_s(r, LF__T_INPUT, LF__V_JSON, NULL, "{\"prompt\":\"hi\"}");
+    put_s(r, LF__T_OUTPUT, LF__V_STR, NULL, "done");
+    put_s(r, LF__T_TAG, LF__V_STR, NULL, "claude-code");
+    put_s(r, LF__T_TAG, LF__V_STR, NULL, "model:x");
+    put_s(r, LF__T_TAG, LF__V_STR, NULL, "claude-code");
+    put_s(r, LF__T_META, LF__V_STR, "namespace", "ns");
+    put_i(r, LF__T_META, "attempt", 2);
+    assert_int_equal(lf__rec_put(r, LF__T_PUBLIC, LF__V_BOOL, NULL, 0, "\1", 1), 0);
+    put_s(r, LF__T_VERSION, LF__V_STR, NULL, "tv1");
+    put_s(r, LF__T_RELEASE, LF__V_STR, NULL, "r2");
+    put_s(r, LF__T_ENV, LF__V_STR, NULL, "staging");
+    assert_span_bytes(r,
+        "{\"traceId\":\"abababababababababababababababab\",\"spanId\":\"2222222222222222\""
+        ",\"name\":\"claude-query\",\"kind\":1,\"startTimeUnixNano\":\"1700000000000000000\""
+        ",\"endTimeUnixNano\":\"1700000001000000000\",\"attributes\":["
+        "{\"key\":\"langfuse.observation.type\",\"value\":{\"stringValue\":\"generation\"}},"
+        "{\"key\":\"langfuse.environment\",\"value\":{\"stringValue\":\"prod\"}},"
+        "{\"key\":\"langfuse.release\",\"value\":{\"stringValue\":\"r1\"}},"
+        "{\"key\":\"langfuse.observation.level\",\"value\":{\"stringValue\":\"ERROR\"}},"
+        "{\"key\":\"langfuse.observation.usage_details\",\"value\":"
+        "{\"stringValue\":\"{\\\"output\\\":7,\\\"input\\\":12}\"}},"
+        "{\"key\":\"langfuse.observation.cost_details\",\"value\":"
+        "{\"stringValue\":\"{\\\"total\\\":0.0017464}\"}},"
+        "{\"key\":\"langfuse.observation.input\",\"value\":"
+        "{\"stringValue\":\"\\\"say \\\\\\\"hi\\\\\\\"\\\"\"}},"
+        "{\"key\":\"langfuse.observation.output\",\"value\":"
+        "{\"stringValue\":\"{\\\"answer\\\":42}\"}},"
+        "{\"key\":\"langfuse.observation.metadata.turns\",\"value\":{\"intValue\":\"5\"}},"
+        "{\"key\":\"langfuse.observation.metadata.ratio\",\"value\":{\"doubleValue\":0.5}},"
+        "{\"key\":\"langfuse.observation.metadata.ok\",\"value\":{\"boolValue\":true}},"
+        "{\"key\":\"langfuse.observation.metadata.obj\",\"value\":"
+        "{\"stringValue\":\"{\\\"a\\\":[1,2]}\"}},"
+        "{\"key\":\"langfuse.observation.metadata.kind\",\"value\":"
+        "{\"stringValue\":\"\\\"a string\\\"\"}},"
+        "{\"key\":\"langfuse.observation.status_message\",\"value\":"
+        "{\"stringValue\":\"tool denied\"}},"
+        "{\"key\":\"langfuse.version\",\"value\":{\"stringValue\":\"v2\"}},"
+        "{\"key\":\"langfuse.observation.model.name\",\"value\":"
+        "{\"stringValue\":\"claude-sonnet-4-5\"}},"
+        "{\"key\":\"langfuse.observation.model.parameters\",\"value\":"
+        "{\"stringValue\":\"{\\\"max_tokens\\\":32000}\"}},"
+        "{\"key\":\"langfuse.observation.completion_start_time\",\"value\":"
+        "{\"stringValue\":\"2023-11-14T22:13:20.500000Z\"}},"
+        "{\"key\":\"langfuse.observation.prompt.name\",\"value\":"
+        "{\"stringValue\":\"system-prompt\"}},"
+        "{\"key\":\"langfuse.observation.prompt.version\",\"value\":{\"intValue\":\"3\"}},"
+        "{\"key\":\"langfuse.trace.name\",\"value\":{\"stringValue\":\"agentic-session\"}},"
+        "{\"key\":\"session.id\",\"value\":{\"stringValue\":\"sess-1\"}},"
+        "{\"key\":\"user.id\",\"value\":{\"stringValue\":\"user-1\"}},"
+        "{\"key\":\"langfuse.trace.input\",\"value\":"
+        "{\"stringValue\":\"{\\\"prompt\\\":\\\"hi\\\"}\"}},"
+        "{\"key\":\"langfuse.trace.output\",\"value\":{\"stringValue\":\"\\\"done\\\"\"}},"
+        "{\"key\":\"langfuse.trace.metadata.namespace\",\"value\":"
+        "{\"stringValue\":\"\\\"ns\\\"\"}},"
+        "{\"key\":\"langfuse.trace.metadata.attempt\",\"value\":{\"intValue\":\"2\"}},"
+        "{\"key\":\"langfuse.trace.public\",\"value\":{\"boolValue\":true}},"
+        "{\"key\":\"langfuse.trace.version\",\"value\":{\"stringValue\":\"tv1\"}},"
+        "{\"key\":\"langfuse.release\",\"value\":{\"stringValue\":\"r2\"}},"
+        "{\"key\":\"langfuse.environment\",\"value\":{\"stringValue\":\"staging\"}},"
+        "{\"key\":\"langfuse.trace.tags\",\"value\":{\"arrayValue\":{\"values\":["
+        "{\"stringValue\":\"claude-code\"},{\"stringValue\":\"model:x\"}]}}},"
+        "{\"key\":\"gen_ai.operation.name\",\"value\":{\"stringValue\":\"chat\"}},"
+        "{\"key\":\"gen_ai.request.model\",\"value\":{\"stringValue\":\"claude-sonnet-4-5\"}},"
+        "{\"key\":\"gen_ai.response.model\",\"value\":{\"stringValue\":\"claude-sonnet-4-5\"}},"
+        "{\"key\":\"gen_ai.usage.input_tokens\",\"value\":{\"intValue\":\"12\"}},"
+        "{\"key\":\"gen_ai.usage.output_tokens\",\"value\":{\"intValue\":\"7\"}}"
+        "],\"status\":{\"code\":2,\"message\":\"tool denied\"}}");
+
+    /* A child agent, not ended: no copy of the trace's input, the agent's GenAI name. */
+    conf.environment = NULL;
+    conf.release = NULL;
+    r = mk(LF_OBS_AGENT, 0, 0x23);
+    r->flags &= (uint8_t)~LF__REC_ENDED;
+    put_s(r, LF__F_NAME, LF__V_STR, NULL, "planner");
+    lvl = LF_LEVEL_DEBUG;
+    assert_int_equal(lf__rec_put(r, LF__F_LEVEL, LF__V_INT, NULL, 0, &lvl, 1), 0);
+    put_i(r, LF__F_USAGE, "output", 4);
+    put_s(r, LF__T_INPUT, LF__V_STR, NULL, "task");
+    assert_span_bytes(r,
+        "{\"traceId\":\"abababababababababababababababab\",\"spanId\":\"2323232323232323\""
+        ",\"parentSpanId\":\"0101010101010101\",\"name\":\"planner\",\"kind\":1"
+        ",\"startTimeUnixNano\":\"1700000000000000000\",\"endTimeUnixNano\":\"1700000000000000000\""
+        ",\"attributes\":["
+        "{\"key\":\"langfuse.observation.type\",\"value\":{\"stringValue\":\"agent\"}},"
+        "{\"key\":\"langfuse.observation.level\",\"value\":{\"stringValue\":\"DEBUG\"}},"
+        "{\"key\":\"langfuse.observation.usage_details\",\"value\":"
+        "{\"stringValue\":\"{\\\"output\\\":4}\"}},"
+        "{\"key\":\"langfuse.trace.input\",\"value\":{\"stringValue\":\"\\\"task\\\"\"}},"
+        "{\"key\":\"gen_ai.operation.name\",\"value\":{\"stringValue\":\"invoke_agent\"}},"
+        "{\"key\":\"gen_ai.usage.output_tokens\",\"value\":{\"intValue\":\"4\"}},"
+        "{\"key\":\"gen_ai.agent.name\",\"value\":{\"stringValue\":\"planner\"}}"
+        "]}");
+
+    /* A root tool in error without a message, with none of its own input and output: it
+     * carries the trace's (Langfuse v4 reads them from the root). */
+    r = mk(LF_OBS_TOOL, 1, 0x24);
+    put_s(r, LF__F_NAME, LF__V_STR, NULL, "Bash");
+    put_s(r, LF__T_INPUT, LF__V_STR, NULL, "ls");
+    put_s(r, LF__T_OUTPUT, LF__V_JSON, NULL, "{\"exit\":0}");
+    lvl = LF_LEVEL_ERROR;
+    assert_int_equal(lf__rec_put(r, LF__F_LEVEL, LF__V_INT, NULL, 0, &lvl, 1), 0);
+    assert_int_equal(lf__rec_put(r, LF__T_PUBLIC, LF__V_BOOL, NULL, 0, "\0", 1), 0);
+    assert_span_bytes(r,
+        "{\"traceId\":\"abababababababababababababababab\",\"spanId\":\"2424242424242424\""
+        ",\"name\":\"Bash\",\"kind\":1,\"startTimeUnixNano\":\"1700000000000000000\""
+        ",\"endTimeUnixNano\":\"1700000001000000000\",\"attributes\":["
+        "{\"key\":\"langfuse.observation.type\",\"value\":{\"stringValue\":\"tool\"}},"
+        "{\"key\":\"langfuse.observation.level\",\"value\":{\"stringValue\":\"ERROR\"}},"
+        "{\"key\":\"langfuse.trace.input\",\"value\":{\"stringValue\":\"\\\"ls\\\"\"}},"
+        "{\"key\":\"langfuse.observation.input\",\"value\":{\"stringValue\":\"\\\"ls\\\"\"}},"
+        "{\"key\":\"langfuse.trace.output\",\"value\":{\"stringValue\":\"{\\\"exit\\\":0}\"}},"
+        "{\"key\":\"langfuse.observation.output\",\"value\":"
+        "{\"stringValue\":\"{\\\"exit\\\":0}\"}},"
+        "{\"key\":\"langfuse.trace.public\",\"value\":{\"boolValue\":false}},"
+        "{\"key\":\"gen_ai.operation.name\",\"value\":{\"stringValue\":\"execute_tool\"}},"
+        "{\"key\":\"gen_ai.tool.name\",\"value\":{\"stringValue\":\"Bash\"}}"
+        "],\"status\":{\"code\":2}}");
+}
+
 static void test_ingestion_events(void **state)
 {
     (void)state;
@@ -365,6 +536,11 @@ static void test_masking(void **state)
     put_s(r, LF__F_INPUT, LF__V_STR, NULL, "private prompt");
     put_s(r, LF__F_OUTPUT, LF__V_STR, NULL, "public answer");
     put_s(r, LF__F_META, LF__V_STR, "m", "private meta");
+    put_s(r, LF__T_INPUT, LF__V_STR, NULL, "private trace input");
+    put_s(r, LF__T_META, LF__V_STR, "t", "private trace meta");
+    /* never given to the callback */
+    put_s(r, LF__F_MODEL_PARAMS, LF__V_JSON, NULL, "{\"private\":1}");
+    put_s(r, LF__F_STATUS, LF__V_STR, NULL, "private status");
     int calls = 0;
     conf.mask = mask_cb;
     conf.mask_ud = &calls;
@@ -373,18 +549,29 @@ static void test_masking(void **state)
     assert_string_equal(sattr(span, "langfuse.observation.input"), "\"hidden\"");
     assert_string_equal(sattr(span, "langfuse.observation.output"), "\"public answer\"");
     assert_string_equal(sattr(span, "langfuse.observation.metadata.m"), "\"meta-hidden\"");
-    assert_int_equal(calls, 3);
+    assert_string_equal(sattr(span, "langfuse.trace.input"), "\"hidden\"");
+    assert_string_equal(sattr(span, "langfuse.trace.metadata.t"), "\"meta-hidden\"");
+    assert_string_equal(sattr(span, "langfuse.observation.model.parameters"), "{\"private\":1}");
+    assert_string_equal(sattr(span, "langfuse.observation.status_message"), "private status");
+    assert_int_equal(calls, 5);
     json_decref(bodies);
     conf.mask = NULL;
 
     r = mk(LF_OBS_SPAN, 0, 0x56);
     put_s(r, LF__F_INPUT, LF__V_STR, NULL, "anything");
     put_s(r, LF__T_OUTPUT, LF__V_JSON, NULL, "{\"x\":1}");
+    /* messages only: metadata, model parameters and the status message stay */
+    put_s(r, LF__F_META, LF__V_STR, "m", "kept");
+    put_s(r, LF__F_MODEL_PARAMS, LF__V_JSON, NULL, "{\"t\":1}");
+    put_s(r, LF__F_STATUS, LF__V_STR, NULL, "why");
     conf.mask_messages = 1;
     bodies = encode(r, NULL, NULL, NULL);
     span = json_array_get(spans_of(json_array_get(bodies, 0)), 0);
     assert_string_equal(sattr(span, "langfuse.observation.input"), "\"[masked]\"");
     assert_string_equal(sattr(span, "langfuse.trace.output"), "\"[masked]\"");
+    assert_string_equal(sattr(span, "langfuse.observation.metadata.m"), "\"kept\"");
+    assert_string_equal(sattr(span, "langfuse.observation.model.parameters"), "{\"t\":1}");
+    assert_string_equal(sattr(span, "langfuse.observation.status_message"), "why");
     json_decref(bodies);
     conf.mask_messages = 0;
 }
@@ -462,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_otlp_root_span_carries_everything),
         cmocka_unit_test(test_otlp_child),
         cmocka_unit_test(test_v4_reads_trace_input_and_output_from_the_root),
+        cmocka_unit_test(test_otlp_mapping_of_every_field),
         cmocka_unit_test(test_ingestion_events),
         cmocka_unit_test(test_oversized_observation_is_truncated_not_lost),
         cmocka_unit_test(test_bodies_never_pass_the_request_cap),
