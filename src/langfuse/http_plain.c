@@ -348,26 +348,28 @@ static int conn_still_open(struct plain *p)
     return poll(&f, 1, 0) == 0;
 }
 
-/* Reads one response. Returns 0 with res->status set, or -1. *got_any: some byte of the
- * answer arrived (then a retry on a new connection would not be safe to hide). */
-static int read_response(struct plain *p, int64_t start, int timeout_ms,
-                         struct lf__http_result *res, int *got_any)
+/* A response's head, as read so far. */
+struct head {
+    char buf[HEAD_MAX];
+    size_t len;    /* bytes read into buf */
+    long size;     /* the head's length within them, once complete */
+    int status, chunked, closing;
+    long long clen; /* Content-Length, or -1 */
+    long retry;     /* Retry-After in ms, or -1 */
+};
+
+/* Reads until a final (non-1xx) response head is complete; 0, or -1 with res->error. */
+static int read_head(struct plain *p, int64_t start, int timeout_ms, struct lf__http_result *res,
+                     int *got_any, struct head *h)
 {
-    char head[HEAD_MAX];
-    size_t hlen = 0;
-    long hsize = 0;
-    int status = 0, chunked = 0, closing = 0;
-    long long clen = -1;
-    long retry = -1;
-    *got_any = 0;
     int need_more = 1;
     for (;;) {
         if (need_more) {
-            if (hlen == sizeof(head)) {
+            if (h->len == sizeof(h->buf)) {
                 snprintf(res->error, sizeof(res->error), "response head larger than %d bytes", HEAD_MAX);
                 return -1;
             }
-            ssize_t r = recv_some(p, head + hlen, sizeof(head) - hlen, start, timeout_ms, res);
+            ssize_t r = recv_some(p, h->buf + h->len, sizeof(h->buf) - h->len, start, timeout_ms, res);
             if (r < 0)
                 return -1;
             if (r == 0) {
@@ -375,102 +377,135 @@ static int read_response(struct plain *p, int64_t start, int timeout_ms,
                 return -1;
             }
             *got_any = 1;
-            hlen += (size_t)r;
+            h->len += (size_t)r;
         }
-        hsize = lf__http_parse_head(head, hlen, &status, &clen, &chunked, &closing, &retry,
-                                    (long long)time(NULL));
-        if (hsize < 0) {
+        h->size = lf__http_parse_head(h->buf, h->len, &h->status, &h->clen, &h->chunked,
+                                      &h->closing, &h->retry, (long long)time(NULL));
+        if (h->size < 0) {
             snprintf(res->error, sizeof(res->error), "malformed response head");
             return -1;
         }
-        need_more = hsize == 0;
-        if (hsize == 0)
+        need_more = h->size == 0;
+        if (h->size == 0)
             continue;
-        if (status >= 100 && status < 200) {
-            /* an interim answer: drop it, then look at what follows it */
-            memmove(head, head + hsize, hlen - (size_t)hsize);
-            hlen -= (size_t)hsize;
-            hsize = 0;
-            need_more = hlen == 0;
-            continue;
-        }
-        break;
+        if (h->status < 100 || h->status >= 200)
+            return 0;
+        /* an interim answer: drop it, then look at what follows it */
+        memmove(h->buf, h->buf + h->size, h->len - (size_t)h->size);
+        h->len -= (size_t)h->size;
+        h->size = 0;
+        need_more = h->len == 0;
     }
-    res->retry_after_ms = retry;
+}
+
+/* Reads a chunked body into body (at most LF__RESP_MAX bytes kept), starting with the
+ * `nextra` bytes that came after the head. 0, or -1 with res->error. */
+static int read_chunked(struct plain *p, int64_t start, int timeout_ms,
+                        struct lf__http_result *res, const char *extra, size_t nextra,
+                        char *body, size_t *blen, int *closing)
+{
+    struct lf__chunked ch = {0};
+    char chunk[16384];
+    int done = 0;
+    for (;;) {
+        long used = lf__chunked_feed(&ch, extra, nextra, body, LF__RESP_MAX, blen, &done);
+        if (used < 0) {
+            snprintf(res->error, sizeof(res->error), "malformed chunked body");
+            return -1;
+        }
+        if (done) {
+            *closing |= (size_t)used < nextra; /* pipelined junk: do not reuse */
+            return 0;
+        }
+        ssize_t r = recv_some(p, chunk, sizeof(chunk), start, timeout_ms, res);
+        if (r <= 0) {
+            if (r == 0)
+                snprintf(res->error, sizeof(res->error), "the server closed the connection mid-answer");
+            return -1;
+        }
+        extra = chunk;
+        nextra = (size_t)r;
+    }
+}
+
+/* Reads a body of Content-Length `clen` bytes (-1: until the server closes) likewise. */
+static int read_sized(struct plain *p, int64_t start, int timeout_ms, struct lf__http_result *res,
+                      long long clen, const char *extra, size_t nextra, char *body, size_t *blen,
+                      int *closing)
+{
+    char chunk[16384];
+    long long want = clen;
+    if (clen < 0)
+        *closing = 1;
+    for (;;) {
+        size_t take = nextra;
+        if (want >= 0 && (long long)take > want)
+            take = (size_t)want;
+        if (*blen < LF__RESP_MAX) {
+            size_t k = take < LF__RESP_MAX - *blen ? take : LF__RESP_MAX - *blen;
+            memcpy(body + *blen, extra, k);
+            *blen += k;
+        }
+        if (want >= 0) {
+            want -= (long long)take;
+            if (want == 0) {
+                *closing |= take < nextra;
+                return 0;
+            }
+        }
+        ssize_t r = recv_some(p, chunk, sizeof(chunk), start, timeout_ms, res);
+        if (r < 0 || (r == 0 && want >= 0)) {
+            if (r == 0)
+                snprintf(res->error, sizeof(res->error), "the server closed the connection mid-answer");
+            return -1;
+        }
+        if (r == 0)
+            return 0;
+        extra = chunk;
+        nextra = (size_t)r;
+    }
+}
+
+/* Reads one response. Returns 0 with res->status set, or -1. *got_any: some byte of the
+ * answer arrived (then a retry on a new connection would not be safe to hide). */
+static int read_response(struct plain *p, int64_t start, int timeout_ms,
+                         struct lf__http_result *res, int *got_any)
+{
+    struct head h;
+    h.len = 0;
+    h.size = 0;
+    h.status = h.chunked = h.closing = 0;
+    h.clen = -1;
+    h.retry = -1;
+    *got_any = 0;
+    if (read_head(p, start, timeout_ms, res, got_any, &h))
+        return -1;
+    res->retry_after_ms = h.retry;
     char *body = lf__malloc(LF__RESP_MAX + 1);
     size_t blen = 0;
     if (!body) {
         snprintf(res->error, sizeof(res->error), "out of memory");
         return -1;
     }
-    const char *extra = head + hsize;
-    size_t nextra = hlen - (size_t)hsize;
-    char chunk[16384];
-    int no_body = status == 204 || status == 304;
-    if (no_body) {
-        closing |= nextra > 0;
-    } else if (chunked) {
-        struct lf__chunked ch = {0};
-        int done = 0;
-        for (;;) {
-            long used = lf__chunked_feed(&ch, extra, nextra, body, LF__RESP_MAX, &blen, &done);
-            if (used < 0) {
-                snprintf(res->error, sizeof(res->error), "malformed chunked body");
-                free(body);
-                return -1;
-            }
-            if (done) {
-                closing |= (size_t)used < nextra; /* pipelined junk: do not reuse */
-                break;
-            }
-            ssize_t r = recv_some(p, chunk, sizeof(chunk), start, timeout_ms, res);
-            if (r <= 0) {
-                if (r == 0)
-                    snprintf(res->error, sizeof(res->error), "the server closed the connection mid-answer");
-                free(body);
-                return -1;
-            }
-            extra = chunk;
-            nextra = (size_t)r;
-        }
-    } else {
-        long long want = clen; /* -1: until the server closes */
-        if (clen < 0)
-            closing = 1;
-        for (;;) {
-            size_t take = nextra;
-            if (want >= 0 && (long long)take > want)
-                take = (size_t)want;
-            if (blen < LF__RESP_MAX) {
-                size_t k = take < LF__RESP_MAX - blen ? take : LF__RESP_MAX - blen;
-                memcpy(body + blen, extra, k);
-                blen += k;
-            }
-            if (want >= 0) {
-                want -= (long long)take;
-                if (want == 0) {
-                    closing |= take < nextra;
-                    break;
-                }
-            }
-            ssize_t r = recv_some(p, chunk, sizeof(chunk), start, timeout_ms, res);
-            if (r < 0 || (r == 0 && want >= 0)) {
-                if (r == 0)
-                    snprintf(res->error, sizeof(res->error), "the server closed the connection mid-answer");
-                free(body);
-                return -1;
-            }
-            if (r == 0)
-                break;
-            extra = chunk;
-            nextra = (size_t)r;
-        }
+    const char *extra = h.buf + h.size;
+    size_t nextra = h.len - (size_t)h.size;
+    int rc = 0;
+    if (h.status == 204 || h.status == 304)
+        h.closing |= nextra > 0; /* no body: what follows is junk */
+    else if (h.chunked)
+        rc = read_chunked(p, start, timeout_ms, res, extra, nextra, body, &blen, &h.closing);
+    else
+        rc = read_sized(p, start, timeout_ms, res, h.clen, extra, nextra, body, &blen,
+                        &h.closing);
+    if (rc) {
+        free(body);
+        return -1;
     }
     body[blen] = '\0';
     res->body = body;
     res->body_len = blen;
-    res->status = status;
-    if (closing)
+    res->status = h.status;
+    if (h.closing)
         close_conn(p);
     return 0;
 }
