@@ -134,6 +134,8 @@ long lf__http_parse_head(const char *buf, size_t len, int *status, long long *co
 enum { CH_SIZE, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_TRAILER, CH_TRAILER_LINE,
        CH_TRAILER_LF, CH_DONE };
 
+/* One state machine over the bytes as they come (81 lines): a state per byte of the chunked
+ * grammar, each a case of one switch, reads better whole than spread over functions. */
 long lf__chunked_feed(struct lf__chunked *c, const char *in, size_t n, char *out, size_t keep,
                       size_t *out_len, int *done)
 {

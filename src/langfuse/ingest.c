@@ -174,6 +174,9 @@ static void trace_event(const struct lf__enc *e, struct lf__buf *out, const stru
     lf__buf_puts(out, "}}");
 }
 
+/* One observation's -create event (94 lines): the legacy API's mapping written out, field
+ * by field, as its schema lists them. It is for v3 servers only and frozen there; the
+ * mapping that evolves is otlp.c's table. */
 static void observation_event(const struct lf__enc *e, struct lf__buf *out,
                               const struct lf_obs *r, const struct lf__limits *lim)
 {
