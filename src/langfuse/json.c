@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "invariant.h"
+
 /* 1: must be escaped; 2: starts a multi-byte UTF-8 sequence (or is invalid). */
 static const uint8_t esc_class[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -51,63 +53,94 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
+
+/* Nonzero if a token shape may begin at p: some probe's three bytes are there. */
+static int probe_hit(const struct lf__redact_probes *pr, const unsigned char *p)
+{
+    for (int k = 0; k < pr->n; k++)
+        if (p[0] == pr->b0[k] && p[1] == pr->b1[k] && p[pr->at[k]] == pr->b2[k])
+            return 1;
+    return 0;
+}
+
 /*
- * The index of the first byte at or after `i` that needs a closer look: one to escape,
- * a non-ASCII byte, or the start of a redaction needle's two-byte prefix. Sixteen bytes
- * per step; ordinary text is mostly skipped here, which is where the escaper spends its
- * time otherwise. Stops 17 bytes before the end (the pair test reads one byte ahead);
- * the caller's byte loop does the rest.
+ * The index of the first byte in [i, lim) that needs a closer look: one to escape, a
+ * non-ASCII byte, or where a token shape may begin; lim if there is none (lim is where the
+ * next registered secret starts, which lf__redact_next() found). Sixteen bytes per step;
+ * ordinary text is mostly skipped here, which is where the escaper spends its time
+ * otherwise. The shapes' first two bytes are compared in the vectors, their third byte
+ * here too, so that "be" or "gh" in prose does not leave the loop. Stops 16 +
+ * LF__PROBE_REACH - 1 bytes before the end (the probes read ahead); the caller's byte loop
+ * does the rest.
  */
-static size_t scan(const unsigned char *s, size_t i, size_t n, const uint8_t *b0,
-                   const uint8_t *b1, int np)
+static size_t scan(const unsigned char *s, size_t i, size_t lim, size_t n,
+                   const struct lf__redact_probes *pr, const __m128i *p0, const __m128i *p1)
 {
     const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
                   bslash = _mm_set1_epi8('\\');
-    while (i + 17 <= n) {
+    int np = pr ? pr->n : 0;
+    while (i < lim && i + 16 + LF__PROBE_REACH - 1 <= n) {
         __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
         /* signed compare: bytes >= 0x80 are negative, so this also catches non-ASCII */
-        __m128i m = _mm_or_si128(_mm_cmplt_epi8(v, space),
+        __m128i e = _mm_or_si128(_mm_cmplt_epi8(v, space),
                                  _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)));
+        unsigned emask = (unsigned)_mm_movemask_epi8(e);
         if (np) {
-            __m128i w = _mm_loadu_si128((const __m128i *)(s + i + 1));
+            __m128i w = _mm_loadu_si128((const __m128i *)(s + i + 1)), m = _mm_setzero_si128();
             for (int k = 0; k < np; k++)
-                m = _mm_or_si128(m, _mm_and_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8((char)b0[k])),
-                                                  _mm_cmpeq_epi8(w, _mm_set1_epi8((char)b1[k]))));
+                m = _mm_or_si128(m, _mm_and_si128(_mm_cmpeq_epi8(v, p0[k]),
+                                                  _mm_cmpeq_epi8(w, p1[k])));
+            unsigned pmask = (unsigned)_mm_movemask_epi8(m);
+            if (emask)
+                pmask &= (emask & (0u - emask)) - 1; /* those before the first escape */
+            for (; pmask; pmask &= pmask - 1) {
+                size_t j = i + (size_t)__builtin_ctz(pmask);
+                if (probe_hit(pr, s + j))
+                    return j < lim ? j : lim;
+            }
         }
-        int mask = _mm_movemask_epi8(m);
-        if (mask)
-            return i + (size_t)__builtin_ctz((unsigned)mask);
+        if (emask) {
+            i += (size_t)__builtin_ctz(emask);
+            return i < lim ? i : lim;
+        }
         i += 16;
     }
-    return i;
+    return i < lim ? i : lim;
 }
 #endif
 
 /* Appends the escape sequence of an ASCII byte, escaped a second time if `twice`. */
 static void put_escaped(struct lf__buf *b, unsigned char c, int twice)
 {
-    char seq[8];
+    static const char hex[] = "0123456789abcdef";
+    char seq[6] = {'\\'};
+    size_t len = 2;
     switch (c) {
-    case '"': memcpy(seq, "\\\"", 3); break;
-    case '\\': memcpy(seq, "\\\\", 3); break;
-    case '\n': memcpy(seq, "\\n", 3); break;
-    case '\r': memcpy(seq, "\\r", 3); break;
-    case '\t': memcpy(seq, "\\t", 3); break;
-    case '\b': memcpy(seq, "\\b", 3); break;
-    case '\f': memcpy(seq, "\\f", 3); break;
-    default: snprintf(seq, sizeof(seq), "\\u%04x", c); break;
+    case '"': seq[1] = '"'; break;
+    case '\\': seq[1] = '\\'; break;
+    case '\n': seq[1] = 'n'; break;
+    case '\r': seq[1] = 'r'; break;
+    case '\t': seq[1] = 't'; break;
+    case '\b': seq[1] = 'b'; break;
+    case '\f': seq[1] = 'f'; break;
+    default:
+        memcpy(seq + 1, "u00", 3);
+        seq[4] = hex[c >> 4];
+        seq[5] = hex[c & 15];
+        len = 6;
+        break;
     }
     if (!twice) {
-        lf__buf_puts(b, seq);
+        lf__buf_append(b, seq, len);
         return;
     }
-    for (const char *p = seq; *p; p++) {
-        if (*p == '\\')
+    for (size_t k = 0; k < len; k++) {
+        if (seq[k] == '\\')
             lf__buf_append(b, "\\\\", 2);
-        else if (*p == '"')
+        else if (seq[k] == '"')
             lf__buf_append(b, "\\\"", 2);
         else
-            lf__buf_putc(b, *p);
+            lf__buf_putc(b, seq[k]);
     }
 }
 
@@ -118,31 +151,40 @@ void lf__json_str_body(struct lf__buf *b, const char *s, size_t n,
     size_t run = 0, i = 0;
     /* Reserve the common case up front: plain text grows by nothing. */
     lf__buf_reserve(b, n);
+    /* Where the next registered secret starts (n: nowhere); looked up again once a
+     * replacement has covered it. */
+    size_t secret = lf__redact_next(red, s, n, 0);
+    const uint8_t *first = lf__redact_firsts(red);
 #if defined(__SSE2__)
-    const uint8_t *b0 = NULL, *b1 = NULL;
-    int np = lf__redact_pairs(red, &b0, &b1);
+    /* the probes' first two bytes, broadcast to vectors once per string, not per block */
+    const struct lf__redact_probes *pr = lf__redact_probes(red);
+    __m128i p0[LF__PROBES_MAX], p1[LF__PROBES_MAX];
+    for (int k = 0; pr && k < pr->n; k++) {
+        p0[k] = _mm_set1_epi8((char)pr->b0[k]);
+        p1[k] = _mm_set1_epi8((char)pr->b1[k]);
+    }
 #endif
     while (i < n) {
+        if (secret < i)
+            secret = lf__redact_next(red, s, n, i);
 #if defined(__SSE2__)
-        if (np >= 0) {
-            i = scan(u, i, n, b0, b1, np);
-            if (i >= n)
-                break;
-        }
+        i = scan(u, i, secret, n, pr, p0, p1);
+        if (i >= n)
+            break;
 #endif
         unsigned char c = u[i];
-        if (!esc_class[c] && !lf__redact_candidate(red, c)) {
-            i++;
-            continue;
-        }
-        const char *repl;
-        size_t m = red ? lf__redact_at(red, s, n, i, &repl) : 0;
-        if (m) {
-            lf__buf_append(b, s + run, i - run);
-            lf__buf_puts(b, repl); /* plain ASCII: needs no escaping at any depth */
-            i += m;
-            run = i;
-            continue;
+        /* A needle can start here only if a shape starts with c or a secret starts here. */
+        if (i == secret || first[c]) {
+            const char *repl;
+            size_t m = lf__redact_at(red, s, n, i, &repl);
+            if (m) {
+                lf__buf_append(b, s + run, i - run);
+                lf__buf_puts(b, repl); /* plain ASCII: needs no escaping at any depth */
+                i += m;
+                run = i;
+                continue;
+            }
+            LF_INVARIANT(i != secret); /* lf__redact_next() promised a match here */
         }
         if (esc_class[c] == 0) {
             i++;
@@ -154,8 +196,10 @@ void lf__json_str_body(struct lf__buf *b, const char *s, size_t n,
             run = ++i;
             continue;
         }
+        /* A secret that is not valid UTF-8 may begin inside a valid sequence: the sequence
+         * is then cut there, its bytes repaired one by one, so that the secret is not. */
         size_t len = utf8_len(u + i, n - i);
-        if (len) {
+        if (len && secret - i >= len) {
             i += len;
             continue;
         }

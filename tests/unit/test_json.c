@@ -105,6 +105,59 @@ static void test_redaction_inside_strings(void **state)
     lf__redactor_free(r);
 }
 
+/* The escaped body of `in` with `secret` registered. */
+static char *with_secret(const char *secret, const char *in, size_t n, int twice)
+{
+    struct lf__redactor *r0 = lf__redactor_new();
+    struct lf__redactor *r = lf__redactor_with(r0, secret, strlen(secret));
+    lf__redactor_free(r0);
+    struct lf__buf b;
+    lf__buf_init(&b, 0);
+    lf__buf_putc(&b, '<');
+    lf__json_str_body(&b, in, n, r, twice);
+    lf__buf_putc(&b, '>');
+    lf__redactor_free(r);
+    return lf__buf_steal(&b, NULL);
+}
+
+static void test_redaction_next_to_utf8(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        /* valid neighbours stay; invalid ones are repaired; the secret goes either way */
+        {"\xc3\xa9s3cr3t-value\xe6\x97\xa5\xe6\x9c\xac",
+         "<\xc3\xa9[REDACTED]\xe6\x97\xa5\xe6\x9c\xac>"},
+        {"s3cr3t-value\xf0\x9f\x98\x80", "<[REDACTED]\xf0\x9f\x98\x80>"},
+        {"\xf0\x9f\x98\x80s3cr3t-value", "<\xf0\x9f\x98\x80[REDACTED]>"},
+        {"\xffs3cr3t-value\xe2\x82", "<\xef\xbf\xbd[REDACTED]\xef\xbf\xbd\xef\xbf\xbd>"},
+        {"\xc3s3cr3t-value\xc3", "<\xef\xbf\xbd[REDACTED]\xef\xbf\xbd>"},
+        {"\"s3cr3t-value\"\n", "<\\\"[REDACTED]\\\"\\n>"},
+        {"s3cr3t-valu\xc3\xa9", "<s3cr3t-valu\xc3\xa9>"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = with_secret("s3cr3t-value", cases[i].in, strlen(cases[i].in), 0);
+        assert_string_equal(out, cases[i].want);
+        free(out);
+    }
+    /* twice-escaped, the replacement needs no escaping at either depth */
+    const char *in = "\"s3cr3t-value\xc3\xa9\"";
+    char *out = with_secret("s3cr3t-value", in, strlen(in), 1);
+    assert_string_equal(out, "<\\\\\\\"[REDACTED]\xc3\xa9\\\\\\\">");
+    free(out);
+    /* A secret that is not valid UTF-8 and begins inside a valid sequence: the sequence is
+     * cut (its lead byte repaired) rather than the secret kept. */
+    in = "caf\xc3\xa9-not-utf8!";
+    out = with_secret("\xa9-not-utf8", in, strlen(in), 0);
+    assert_string_equal(out, "<caf\xef\xbf\xbd[REDACTED]!>");
+    free(out);
+    in = "x\xf0\x9f\x98\x80tail-of-emoji";
+    out = with_secret("\x98\x80tail-of-emoji", in, strlen(in), 0);
+    assert_string_equal(out, "<x\xef\xbf\xbd\xef\xbf\xbd[REDACTED]>");
+    free(out);
+}
+
 static void test_doubles_shortest_roundtrip(void **state)
 {
     (void)state;
@@ -171,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8_is_repaired),
         cmocka_unit_test(test_embedded_nul),
         cmocka_unit_test(test_redaction_inside_strings),
+        cmocka_unit_test(test_redaction_next_to_utf8),
         cmocka_unit_test(test_doubles_shortest_roundtrip),
         cmocka_unit_test(test_times_and_hex),
     };
