@@ -79,8 +79,7 @@ static char *random_uuid_key(const char *prefix)
     put(&b, prefix);
     static const int groups[] = {8, 4, 4, 4, 12};
     for (int g = 0; g < 5; g++) {
-        if (g)
-            lf__buf_putc(&b, '-');
+        if (g) lf__buf_putc(&b, '-');
         put_random(&b, HEX, (size_t)groups[g]);
     }
     return lf__buf_steal(&b, NULL);
@@ -126,8 +125,7 @@ static void make_secrets(struct secrets *k)
     for (const char *line = k->pem; *line;) {
         const char *nl = strchr(line, '\n');
         size_t n = (size_t)(nl - line);
-        if (strncmp(line, "-----", 5) != 0)
-            k->lines[k->nlines++] = strndup(line, n);
+        if (strncmp(line, "-----", 5) != 0) k->lines[k->nlines++] = strndup(line, n);
         line = nl + 1;
     }
 }
@@ -136,8 +134,7 @@ static void make_secrets(struct secrets *k)
 static struct lf__redactor *add(struct lf__redactor *r, const char *value)
 {
     size_t len = strlen(value);
-    if (len < LF__SECRET_MIN)
-        return r;
+    if (len < LF__SECRET_MIN) return r;
     struct lf__redactor *nr = lf__redactor_with(r, value, len);
     if (!nr) {
         fprintf(stderr, "out of memory\n");
@@ -169,14 +166,16 @@ static struct lf__redactor *service_account(struct lf__redactor *r, const struct
 /* ---- the corpus ---------------------------------------------------------------------------- */
 
 static const char *const words[] = {
-    "the", "agent", "reads", "a", "file", "and", "then", "runs", "tests", "for", "every",
-    "module", "in", "project", "while", "model", "thinks", "about", "next", "step", "shell",
-    "command", "returns", "output", "with", "some", "errors", "that", "need", "fixing", "before",
-    "commit", "is", "made", "on", "branch", "user", "asked", "to", "refactor", "parser", "so",
-    "it", "handles", "large", "inputs", "without", "copying", "memory", "twice", "build",
-    "passes", "now", "but", "one", "flaky", "test", "still", "times", "out", "under", "load",
-    "we", "retry", "I'll", "let's", "function", "returns", "NULL", "when", "buffer", "size",
-    "because", "right", "might", "task", "be", "The", "This", "It", "give", "begin",
+    "the",     "agent",   "reads",   "a",        "file",    "and",    "then",   "runs",    "tests",
+    "for",     "every",   "module",  "in",       "project", "while",  "model",  "thinks",  "about",
+    "next",    "step",    "shell",   "command",  "returns", "output", "with",   "some",    "errors",
+    "that",    "need",    "fixing",  "before",   "commit",  "is",     "made",   "on",      "branch",
+    "user",    "asked",   "to",      "refactor", "parser",  "so",     "it",     "handles", "large",
+    "inputs",  "without", "copying", "memory",   "twice",   "build",  "passes", "now",     "but",
+    "one",     "flaky",   "test",    "still",    "times",   "out",    "under",  "load",    "we",
+    "retry",   "I'll",    "let's",   "function", "returns", "NULL",   "when",   "buffer",  "size",
+    "because", "right",   "might",   "task",     "be",      "The",    "This",   "It",      "give",
+    "begin",
 };
 static const char *const unicode_words[] = {
     "café", "naïve", "—", "→", "✓", "日本語", "Größe", "😀", "über", "résumé", "…", "«ok»",
@@ -278,9 +277,9 @@ static void tool_input(struct lf__buf *b, size_t want)
     if (want < 300 || rnd(2)) {
         put(b, "{\"command\":\"");
         static const char *const cmds[] = {
-            "git diff --stat HEAD~3 -- src/", "ls -la /work/src", "make -j4 2>&1 | tail -50",
-            "grep -rn \\\"TODO\\\" src/ | head -20", "python3 -m pytest -x -q tests/",
-            "cat /etc/os-release && uname -a"};
+            "git diff --stat HEAD~3 -- src/", "ls -la /work/src",
+            "make -j4 2>&1 | tail -50",       "grep -rn \\\"TODO\\\" src/ | head -20",
+            "python3 -m pytest -x -q tests/", "cat /etc/os-release && uname -a"};
         put(b, cmds[rnd(sizeof cmds / sizeof *cmds)]);
         put(b, "\",\"description\":\"");
         prose(&t, want > 200 ? want / 4 : 60);
@@ -393,16 +392,15 @@ static uint64_t fnv(uint64_t h, const char *s, size_t n)
 }
 
 /* Replaces each needle in turn in s[0..n) into *tmp; returns the text to escape. */
-static const char *naive_redact(struct lf__buf *tmp, struct lf__buf *tmp2, const char *s,
-                                size_t *n, const char *const *needles, size_t nn)
+static const char *naive_redact(struct lf__buf *tmp, struct lf__buf *tmp2, const char *s, size_t *n,
+                                const char *const *needles, size_t nn)
 {
     const char *cur = s;
     size_t len = *n;
     for (size_t k = 0; k < nn; k++) {
         size_t nl = strlen(needles[k]);
         const char *hit = memmem(cur, len, needles[k], nl);
-        if (!hit)
-            continue;
+        if (!hit) continue;
         lf__buf_reset(tmp2);
         const char *p = cur, *end = cur + len;
         while (hit) {
@@ -434,8 +432,8 @@ static double now_s(void)
 }
 
 /* One pass over the corpus; returns seconds. With `check`, digests the output. */
-static double run(struct set *st, const struct corpus *c, struct lf__buf *out,
-                  struct lf__buf *tmp, struct lf__buf *tmp2, int check)
+static double run(struct set *st, const struct corpus *c, struct lf__buf *out, struct lf__buf *tmp,
+                  struct lf__buf *tmp2, int check)
 {
     uint64_t h = 0xCBF29CE484222325u;
     size_t bytes = 0;
@@ -443,8 +441,7 @@ static double run(struct set *st, const struct corpus *c, struct lf__buf *out,
     for (size_t i = 0; i < c->n; i++) {
         const char *s = c->text.data + c->off[i];
         size_t n = c->len[i];
-        if (st->naive)
-            s = naive_redact(tmp, tmp2, s, &n, st->naive, st->nnaive);
+        if (st->naive) s = naive_redact(tmp, tmp2, s, &n, st->naive, st->nnaive);
         lf__buf_reset(out);
         lf__json_str(out, s, n, st->red, 0);
         if (check) {
@@ -493,8 +490,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--mib") && i + 1 < argc)
             mib = (size_t)atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--runs N (11..512, default 15)] [--mib M (default 4)] "
-                            "[--wall]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--runs N (11..512, default 15)] [--mib M (default 4)] "
+                    "[--wall]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -540,8 +539,7 @@ int main(int argc, char **argv)
     int leaked = 0;
     for (size_t s = 0; s < nsets; s++) {
         run(&sets[s], &c, &out, &tmp, &tmp2, 1); /* warm-up, and the digest */
-        if (sets[s].red == sa || sets[s].red == sa_short)
-            leaked |= leaks(&sets[s], &c, &k, &out);
+        if (sets[s].red == sa || sets[s].red == sa_short) leaked |= leaks(&sets[s], &c, &k, &out);
     }
     for (int r = 0; r < runs; r++)
         for (size_t s = 0; s < nsets; s++)
@@ -557,12 +555,10 @@ int main(int argc, char **argv)
     for (size_t s = 0; s < nsets; s++) {
         double med = sets[s].mbs[runs / 2];
         printf("%-14s %8.1f MB/s  (%7.1f..%7.1f)  x%.2f of shapes   output %zu B digest %016llx\n",
-               sets[s].name, med, sets[s].mbs[0], sets[s].mbs[runs - 1],
-               med / base, sets[s].out_bytes,
-               (unsigned long long)sets[s].digest);
+               sets[s].name, med, sets[s].mbs[0], sets[s].mbs[runs - 1], med / base,
+               sets[s].out_bytes, (unsigned long long)sets[s].digest);
     }
-    if (leaked)
-        printf("LEAK: a secret line is in the service-acct output\n");
+    if (leaked) printf("LEAK: a secret line is in the service-acct output\n");
 
     lf__buf_free(&out);
     lf__buf_free(&tmp);
@@ -574,8 +570,8 @@ int main(int argc, char **argv)
     lf__buf_free(&c.text);
     free(c.off);
     free(c.len);
-    char *owned[] = {k.lf_secret, k.lf_public, k.anthropic, k.bot, k.github, k.pem,
-                     k.key_id, k.refresh, k.client_secret, k.short_one};
+    char *owned[] = {k.lf_secret, k.lf_public, k.anthropic, k.bot,           k.github,
+                     k.pem,       k.key_id,    k.refresh,   k.client_secret, k.short_one};
     for (size_t i = 0; i < sizeof owned / sizeof *owned; i++)
         free(owned[i]);
     for (int i = 0; i < k.nlines; i++)

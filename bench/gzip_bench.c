@@ -30,16 +30,19 @@ static uint64_t rnd(void)
 }
 
 static const char *const words[] = {
-    "the", "runner", "file", "test", "build", "error", "return", "session", "tool", "model",
-    "const", "char", "size_t", "if", "for", "while", "struct", "static", "int", "void",
-    "grep", "-rn", "src/", "make", "&&", "echo", "cat", "json", "trace", "span", "usage",
-    "input_tokens", "cost", "Claude", "Code", "Langfuse", "{", "}", "(", ")", ";", "=", "->",
-    "fixed", "failing", "assertion", "line", "42", "0x7f", "NULL", "free", "malloc", "ok"};
+    "the",    "runner", "file",  "test",     "build",   "error",     "return", "session",
+    "tool",   "model",  "const", "char",     "size_t",  "if",        "for",    "while",
+    "struct", "static", "int",   "void",     "grep",    "-rn",       "src/",   "make",
+    "&&",     "echo",   "cat",   "json",     "trace",   "span",      "usage",  "input_tokens",
+    "cost",   "Claude", "Code",  "Langfuse", "{",       "}",         "(",      ")",
+    ";",      "=",      "->",    "fixed",    "failing", "assertion", "line",   "42",
+    "0x7f",   "NULL",   "free",  "malloc",   "ok"};
 
 static void text(FILE *f, int n)
 {
     for (int i = 0; i < n; i++)
-        fprintf(f, "%s%s", i ? (rnd() % 9 ? " " : "\\n") : "", words[rnd() % (sizeof words / sizeof *words)]);
+        fprintf(f, "%s%s", i ? (rnd() % 9 ? " " : "\\n") : "",
+                words[rnd() % (sizeof words / sizeof *words)]);
 }
 
 static void hex(FILE *f, int n)
@@ -66,20 +69,25 @@ static char *synthetic(size_t *len)
         fputs("\",\"parentSpanId\":\"", f);
         hex(f, 16);
         t += rnd() % 2000000000u;
-        fprintf(f, "\",\"name\":\"%s\",\"kind\":1,\"startTimeUnixNano\":\"%llu\","
-                   "\"endTimeUnixNano\":\"%llu\",\"attributes\":[",
+        fprintf(f,
+                "\",\"name\":\"%s\",\"kind\":1,\"startTimeUnixNano\":\"%llu\","
+                "\"endTimeUnixNano\":\"%llu\",\"attributes\":[",
                 i % 3 ? "Bash" : "model-call", (unsigned long long)t,
                 (unsigned long long)(t + rnd() % 900000000u));
         fputs("{\"key\":\"langfuse.observation.type\",\"value\":{\"stringValue\":\"tool\"}},"
               "{\"key\":\"langfuse.session.id\",\"value\":{\"stringValue\":\"s-",
               f);
         hex(f, 12);
-        fputs("\"}},{\"key\":\"langfuse.observation.input\",\"value\":{\"stringValue\":\"{\\\"command\\\":\\\"", f);
+        fputs("\"}},{\"key\":\"langfuse.observation.input\",\"value\":{\"stringValue\":\"{"
+              "\\\"command\\\":\\\"",
+              f);
         text(f, 8 + (int)(rnd() % 40));
-        fputs("\\\"}\"}},{\"key\":\"langfuse.observation.output\",\"value\":{\"stringValue\":\"", f);
+        fputs("\\\"}\"}},{\"key\":\"langfuse.observation.output\",\"value\":{\"stringValue\":\"",
+              f);
         text(f, 20 + (int)(rnd() % 300));
-        fprintf(f, "\"}},{\"key\":\"langfuse.observation.usage_details\",\"value\":{\"stringValue\":"
-                   "\"{\\\"input\\\":%llu,\\\"output\\\":%llu}\"}}]}",
+        fprintf(f,
+                "\"}},{\"key\":\"langfuse.observation.usage_details\",\"value\":{\"stringValue\":"
+                "\"{\\\"input\\\":%llu,\\\"output\\\":%llu}\"}}]}",
                 (unsigned long long)(rnd() % 20000), (unsigned long long)(rnd() % 2000));
     }
     fputs("]}]}]}", f);
@@ -183,8 +191,8 @@ static void bench(const char *name, const char *body, size_t len)
 
 int main(int argc, char **argv)
 {
-    printf("zlib %s, libdeflate %s; medians of %d runs\n", zlibVersion(),
-           LIBDEFLATE_VERSION_STRING, RUNS);
+    printf("zlib %s, libdeflate %s; medians of %d runs\n", zlibVersion(), LIBDEFLATE_VERSION_STRING,
+           RUNS);
     if (argc < 2) {
         size_t len;
         char *body = synthetic(&len);

@@ -21,13 +21,14 @@
 #define CORPUS_LEN 4096
 
 static const char *const words[64] = {
-    "the", "agent", "reads", "a", "file", "and", "then", "runs", "tests", "for",
-    "every", "module", "in", "project", "while", "model", "thinks", "about", "next", "step",
-    "shell", "command", "returns", "output", "with", "some", "errors", "that", "need", "fixing",
-    "before", "commit", "is", "made", "on", "branch", "user", "asked", "to", "refactor",
-    "parser", "so", "it", "handles", "large", "inputs", "without", "copying", "memory", "twice",
-    "build", "passes", "now", "but", "one", "flaky", "test", "still", "times", "out",
-    "under", "load", "we", "retry",
+    "the",    "agent", "reads",  "a",       "file",  "and",     "then",    "runs",
+    "tests",  "for",   "every",  "module",  "in",    "project", "while",   "model",
+    "thinks", "about", "next",   "step",    "shell", "command", "returns", "output",
+    "with",   "some",  "errors", "that",    "need",  "fixing",  "before",  "commit",
+    "is",     "made",  "on",     "branch",  "user",  "asked",   "to",      "refactor",
+    "parser", "so",    "it",     "handles", "large", "inputs",  "without", "copying",
+    "memory", "twice", "build",  "passes",  "now",   "but",     "one",     "flaky",
+    "test",   "still", "times",  "out",     "under", "load",    "we",      "retry",
 };
 
 static char corpus[CORPUS_LEN + 64];
@@ -80,10 +81,8 @@ static long peak_rss_kib(void)
     char line[256];
     long v = 0;
     while (f && fgets(line, sizeof(line), f))
-        if (!strncmp(line, "VmHWM:", 6))
-            sscanf(line + 6, "%ld", &v);
-    if (f)
-        fclose(f);
+        if (!strncmp(line, "VmHWM:", 6)) sscanf(line + 6, "%ld", &v);
+    if (f) fclose(f);
     return v;
 }
 

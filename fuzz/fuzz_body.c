@@ -12,8 +12,7 @@ static void must_parse(const char *s, size_t n)
 {
     json_error_t err;
     json_t *v = json_loadb(s, n, 0, &err);
-    if (!v)
-        abort();
+    if (!v) abort();
     json_decref(v);
 }
 

@@ -22,24 +22,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int twice = 0; twice < 2; twice++) {
         struct lf__buf b;
         lf__buf_init(&b, 0);
-        if (twice)
-            lf__buf_putc(&b, '"');
+        if (twice) lf__buf_putc(&b, '"');
         lf__json_str(&b, (const char *)data, size, red, twice);
-        if (twice)
-            lf__buf_putc(&b, '"');
+        if (twice) lf__buf_putc(&b, '"');
         json_error_t err;
         json_t *v = json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-        if (!v)
-            abort();
+        if (!v) abort();
         if (twice) {
             json_t *inner = json_loadb(json_string_value(v), json_string_length(v),
                                        JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-            if (!inner)
-                abort();
+            if (!inner) abort();
             json_decref(inner);
         }
-        if (memmem(b.data, b.len, "sk-secret-value", 15))
-            abort();
+        if (memmem(b.data, b.len, "sk-secret-value", 15)) abort();
         json_decref(v);
         lf__buf_free(&b);
     }

@@ -16,8 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct lf__spill s;
     lf__spill_init(&s, NULL, 1 << 20);
     FILE *f = tmpfile();
-    if (!f)
-        return 0;
+    if (!f) return 0;
     fwrite(data, 1, size, f);
     fflush(f);
     s.fd = dup(fileno(f));
@@ -27,8 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t lost = 0, got = 0;
     while (s.nrec) {
         struct lf_obs *list = lf__spill_read(&s, 4096, &lost, NULL, NULL);
-        if (!list)
-            break;
+        if (!list) break;
         while (list) {
             struct lf_obs *r = list;
             list = r->next;

@@ -26,10 +26,10 @@
  *    them from its own table, so the trace's cost is no longer what was billed. Put the
  *    model in metadata where the numbers are not known.
  *  - The legacy transport (LF_TRANSPORT_INGESTION) is for v3 and older: v4 refuses its
- *    observation events. The library says so once on the log and counts them rejected. Recording never waits on the network and never does I/O:
- * setters copy bytes into the handle, lf_obs_end() links it into the queue. Serialization,
- * masking, redaction, compression, HTTP, retries and the spool all happen on the exporter
- * thread.
+ *    observation events. The library says so once on the log and counts them rejected. Recording
+ * never waits on the network and never does I/O: setters copy bytes into the handle, lf_obs_end()
+ * links it into the queue. Serialization, masking, redaction, compression, HTTP, retries and the
+ * spool all happen on the exporter thread.
  *
  * Wire formats: OTLP/HTTP JSON (gzip) to /api/public/otel/v1/traces (the default; every
  * request carries x-langfuse-ingestion-version: 4, v4's real-time path), or the legacy
@@ -132,42 +132,42 @@ typedef char *(*lf_mask_fn)(void *ud, const char *field, const char *value, size
  * not set up by lf_config_init() gives a disabled client with a warning.
  */
 struct lf_config {
-    size_t struct_size;     /* set by lf_config_init(): sizeof the caller's struct */
-    int enabled;            /* 0: the client records nothing and sends nothing. Default 1. */
-    const char *public_key; /* pk-lf-...; required when enabled */
-    const char *secret_key; /* sk-lf-...; required when enabled; redacted everywhere */
-    const char *host;       /* base URL, default "http://localhost:3000" (no trailing /api) */
+    size_t struct_size;          /* set by lf_config_init(): sizeof the caller's struct */
+    int enabled;                 /* 0: the client records nothing and sends nothing. Default 1. */
+    const char *public_key;      /* pk-lf-...; required when enabled */
+    const char *secret_key;      /* sk-lf-...; required when enabled; redacted everywhere */
+    const char *host;            /* base URL, default "http://localhost:3000" (no trailing /api) */
     enum lf_transport transport; /* default LF_TRANSPORT_OTLP */
     double sample_rate;          /* 0..1, decided per trace on its id; default 1 */
     const char *environment;     /* langfuse.environment of every trace; NULL: none */
     const char *release;         /* release of every trace; NULL: none */
     const char *service_name;    /* OTLP resource service.name; default "liblangfuse" */
 
-    int flush_at;              /* send when this many observations are queued; default 256 */
-    int flush_interval_ms;     /* ... or when the oldest has waited this long; default 1000 */
-    int request_timeout_ms;    /* one HTTP request's limit; default 10000 */
-    int flush_timeout_ms;      /* default deadline of flush and shutdown; default 5000 */
-    int max_retries;           /* retries of a request after the first try; default 6 */
-    size_t max_queue_bytes;    /* cap on recorded, not yet encoded bytes in memory; default
-                                  8 MiB. Past an eighth of it the exporter moves the queue to a
-                                  spill file (in spool_dir, else $TMPDIR), so a burst costs
-                                  disk rather than memory or data */
-    size_t max_request_bytes;  /* cap on one request body before gzip; default 1 MiB (what
-                                  proxies in front of Langfuse commonly accept) */
-    size_t max_event_bytes;    /* cap on one encoded observation; larger ones are truncated,
-                                  largest field first; default 768 KiB */
-    int gzip;                  /* compress request bodies; default 1 */
+    int flush_at;             /* send when this many observations are queued; default 256 */
+    int flush_interval_ms;    /* ... or when the oldest has waited this long; default 1000 */
+    int request_timeout_ms;   /* one HTTP request's limit; default 10000 */
+    int flush_timeout_ms;     /* default deadline of flush and shutdown; default 5000 */
+    int max_retries;          /* retries of a request after the first try; default 6 */
+    size_t max_queue_bytes;   /* cap on recorded, not yet encoded bytes in memory; default
+                                 8 MiB. Past an eighth of it the exporter moves the queue to a
+                                 spill file (in spool_dir, else $TMPDIR), so a burst costs
+                                 disk rather than memory or data */
+    size_t max_request_bytes; /* cap on one request body before gzip; default 1 MiB (what
+                                 proxies in front of Langfuse commonly accept) */
+    size_t max_event_bytes;   /* cap on one encoded observation; larger ones are truncated,
+                                 largest field first; default 768 KiB */
+    int gzip;                 /* compress request bodies; default 1 */
 
-    const char *spool_dir;     /* where undeliverable batches go; NULL: no spool (counted lost) */
-    size_t spool_max_bytes;    /* cap on the spool's size; oldest dropped first; default 64 MiB */
-    int spool_replay;          /* re-send the spool's files when the client starts; default 1 */
+    const char *spool_dir;  /* where undeliverable batches go; NULL: no spool (counted lost) */
+    size_t spool_max_bytes; /* cap on the spool's size; oldest dropped first; default 64 MiB */
+    int spool_replay;       /* re-send the spool's files when the client starts; default 1 */
 
-    int mask_messages;         /* replace every input and output by "[masked]"; default 0 */
-    lf_mask_fn mask;           /* optional, see lf_mask_fn */
+    int mask_messages; /* replace every input and output by "[masked]"; default 0 */
+    lf_mask_fn mask;   /* optional, see lf_mask_fn */
     void *mask_ud;
 
-    int debug;                 /* log LF_LOG_DEBUG messages too; default 0 */
-    lf_log_fn log;             /* NULL: "langfuse: ..." lines on stderr */
+    int debug;     /* log LF_LOG_DEBUG messages too; default 0 */
+    lf_log_fn log; /* NULL: "langfuse: ..." lines on stderr */
     void *log_ud;
 
     /* A trace whose root is still open is journaled in spool_dir (a small file kept up to
@@ -296,7 +296,7 @@ struct lf_stats {
     uint64_t retries;        /* of which were retries */
     uint64_t queue_bytes;    /* bytes queued now */
     uint64_t queue_peak_bytes;
-    int last_http_status;    /* of the last answered request; 0 if none */
+    int last_http_status; /* of the last answered request; 0 if none */
 };
 
 /* Copies the counters into `out`. Thread-safe. A NULL client gives zeros. A macro, so that

@@ -16,13 +16,10 @@ static atomic_long failures;
 
 static int should_fail(void)
 {
-    if (!atomic_load_explicit(&armed, memory_order_relaxed))
-        return 0;
+    if (!atomic_load_explicit(&armed, memory_order_relaxed)) return 0;
     long n = atomic_fetch_sub(&countdown, 1);
-    if (n > 0)
-        return 0;
-    if (!atomic_load(&sticky_failures))
-        atomic_store(&armed, 0);
+    if (n > 0) return 0;
+    if (!atomic_load(&sticky_failures)) atomic_store(&armed, 0);
     atomic_fetch_add(&failures, 1);
     return 1;
 }
@@ -65,8 +62,7 @@ void *lf__realloc(void *p, size_t n)
 char *lf__strndup(const char *s, size_t n)
 {
     char *d = lf__malloc(n + 1);
-    if (!d)
-        return NULL;
+    if (!d) return NULL;
     memcpy(d, s, n);
     d[n] = '\0';
     return d;
@@ -79,8 +75,7 @@ char *lf__strdup(const char *s)
 
 void lf__free_secret(char *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     explicit_bzero(s, strlen(s)); /* a plain memset before free() may be optimised away */
     free(s);
 }

@@ -48,8 +48,7 @@ static int dump(json_t *v, char **out, size_t *out_len)
 /* The item array of a body: the spans of the first scope, or the event batch. */
 static json_t *items(int endpoint, json_t *root)
 {
-    if (endpoint == LF_TRANSPORT_INGESTION)
-        return json_object_get(root, "batch");
+    if (endpoint == LF_TRANSPORT_INGESTION) return json_object_get(root, "batch");
     json_t *rs = json_array_get(json_object_get(root, "resourceSpans"), 0);
     json_t *ss = json_array_get(json_object_get(rs, "scopeSpans"), 0);
     return json_object_get(ss, "spans");
@@ -58,8 +57,7 @@ static json_t *items(int endpoint, json_t *root)
 long lf__body_count(int endpoint, const char *json, size_t len)
 {
     json_t *root = load(json, len);
-    if (!root)
-        return -1;
+    if (!root) return -1;
     long n = -1;
     if (endpoint == LF_TRANSPORT_INGESTION) {
         json_t *a = items(endpoint, root);
@@ -70,8 +68,8 @@ long lf__body_count(int endpoint, const char *json, size_t len)
         json_t *rs, *ss;
         n = 0;
         json_array_foreach(json_object_get(root, "resourceSpans"), i, rs)
-            json_array_foreach(json_object_get(rs, "scopeSpans"), j, ss)
-                n += (long)json_array_size(json_object_get(ss, "spans"));
+            json_array_foreach(json_object_get(rs, "scopeSpans"), j, ss) n +=
+            (long)json_array_size(json_object_get(ss, "spans"));
     }
     json_decref(root);
     return n;
@@ -83,20 +81,17 @@ int lf__body_split(int endpoint, const char *json, size_t len, char **a, size_t 
     int rc = -1;
     json_t *root = load(json, len);
     json_t *copy = root ? json_deep_copy(root) : NULL;
-    if (!copy)
-        goto out;
+    if (!copy) goto out;
     json_t *ia = items(endpoint, root), *ib = items(endpoint, copy);
     size_t n = json_array_size(ia);
-    if (!json_is_array(ia) || n < 2)
-        goto out;
+    if (!json_is_array(ia) || n < 2) goto out;
     size_t half = n / 2;
     /* first half stays in root, second half in copy */
     while (json_array_size(ia) > half)
         json_array_remove(ia, half);
     for (size_t i = 0; i < half; i++)
         json_array_remove(ib, 0);
-    if (dump(root, a, alen))
-        goto out;
+    if (dump(root, a, alen)) goto out;
     if (dump(copy, b, blen)) {
         free(*a);
         *a = NULL;
@@ -136,8 +131,7 @@ static void largest_string(json_t *v, json_t **best, size_t *best_len, json_t **
 int lf__body_shrink(const char *json, size_t len, char **out, size_t *out_len)
 {
     json_t *root = load(json, len);
-    if (!root)
-        return -1;
+    if (!root) return -1;
     json_t *best = NULL, *parent = NULL;
     size_t best_len = 0, index = 0;
     const char *key = NULL;
@@ -173,8 +167,7 @@ int lf__body_filter_events(const char *json, size_t len, const char *const *ids,
                            char **out, size_t *out_len)
 {
     json_t *root = load(json, len);
-    if (!root)
-        return -1;
+    if (!root) return -1;
     json_t *batch = json_object_get(root, "batch");
     int rc = -1;
     if (json_is_array(batch)) {
@@ -183,8 +176,7 @@ int lf__body_filter_events(const char *json, size_t len, const char *const *ids,
             int keep = 0;
             for (size_t k = 0; id && k < n && !keep; k++)
                 keep = strcmp(id, ids[k]) == 0;
-            if (!keep)
-                json_array_remove(batch, i);
+            if (!keep) json_array_remove(batch, i);
         }
         rc = dump(root, out, out_len);
     }

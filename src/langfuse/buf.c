@@ -21,8 +21,7 @@ void lf__buf_init(struct lf__buf *b, size_t max)
 
 void lf__buf_free(struct lf__buf *b)
 {
-    if (!b)
-        return;
+    if (!b) return;
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
@@ -32,8 +31,7 @@ void lf__buf_reset(struct lf__buf *b)
 {
     b->len = 0;
     b->oom = b->toobig = 0;
-    if (b->data)
-        b->data[0] = '\0';
+    if (b->data) b->data[0] = '\0';
 }
 
 int lf__buf_failed(const struct lf__buf *b)
@@ -43,15 +41,13 @@ int lf__buf_failed(const struct lf__buf *b)
 
 int lf__buf_reserve(struct lf__buf *b, size_t extra)
 {
-    if (b->oom || b->toobig)
-        return -1;
+    if (b->oom || b->toobig) return -1;
     if (extra > b->max - b->len) {
         b->toobig = 1;
         return -1;
     }
     size_t need = b->len + extra + 1;
-    if (need <= b->cap)
-        return 0;
+    if (need <= b->cap) return 0;
     size_t ncap = b->cap ? b->cap : 64;
     while (ncap < need)
         ncap *= 2;
@@ -67,11 +63,9 @@ int lf__buf_reserve(struct lf__buf *b, size_t extra)
 
 void lf__buf_append(struct lf__buf *b, const void *p, size_t n)
 {
-    if (lf__buf_reserve(b, n))
-        return;
+    if (lf__buf_reserve(b, n)) return;
     LF_INVARIANT(b->len + n < b->cap); /* reserve() made room for n and the NUL */
-    if (n)
-        memcpy(b->data + b->len, p, n);
+    if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
 }
@@ -99,8 +93,7 @@ static void buf_vprintf(struct lf__buf *b, const char *fmt, va_list ap)
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
-    if (n < 0 || lf__buf_reserve(b, (size_t)n))
-        return;
+    if (n < 0 || lf__buf_reserve(b, (size_t)n)) return;
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     b->len += (size_t)n;
 }
@@ -138,8 +131,7 @@ void lf__buf_put_i64(struct lf__buf *b, int64_t v)
 char *lf__buf_steal(struct lf__buf *b, size_t *len)
 {
     char *p = b->data;
-    if (len)
-        *len = b->len;
+    if (len) *len = b->len;
     b->data = NULL;
     b->len = b->cap = 0;
     return p;

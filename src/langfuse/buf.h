@@ -14,12 +14,12 @@
 #include <stdint.h>
 
 struct lf__buf {
-    char *data;   /* owned; NULL until the first append */
-    size_t len;   /* bytes used, excluding the terminating NUL */
-    size_t cap;   /* bytes allocated */
-    size_t max;   /* hard cap on len; 0 means SIZE_MAX/2 */
-    int oom;      /* an allocation failed: content is incomplete */
-    int toobig;   /* an append would have passed `max`: content is incomplete */
+    char *data; /* owned; NULL until the first append */
+    size_t len; /* bytes used, excluding the terminating NUL */
+    size_t cap; /* bytes allocated */
+    size_t max; /* hard cap on len; 0 means SIZE_MAX/2 */
+    int oom;    /* an allocation failed: content is incomplete */
+    int toobig; /* an append would have passed `max`: content is incomplete */
 };
 
 void lf__buf_init(struct lf__buf *b, size_t max);

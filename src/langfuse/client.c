@@ -20,7 +20,6 @@
 #include "internal.h"
 #include "json.h"
 
-
 /* ---- global client list, for fork handling ---------------------------------------- */
 
 static pthread_mutex_t clients_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -93,15 +92,12 @@ struct lf__redactor *lf__redactor_get(struct lf_client *c)
 
 int lf_client_add_secret(lf_client *c, const char *value)
 {
-    if (!c || !value)
-        return LF_ERR_INVALID;
+    if (!c || !value) return LF_ERR_INVALID;
     size_t len = strlen(value);
-    if (len < LF__SECRET_MIN)
-        return LF_ERR_INVALID;
+    if (len < LF__SECRET_MIN) return LF_ERR_INVALID;
     pthread_mutex_lock(&c->red_mu);
     struct lf__redactor *old = c->red, *nr = old ? lf__redactor_with(old, value, len) : NULL;
-    if (nr)
-        c->red = nr;
+    if (nr) c->red = nr;
     pthread_mutex_unlock(&c->red_mu);
     if (nr) {
         lf__redactor_free(old); /* the client's reference; users of it keep theirs */
@@ -110,8 +106,9 @@ int lf_client_add_secret(lf_client *c, const char *value)
     /* The value cannot be kept out of what is exported: export nothing more. */
     if (c->enabled) {
         c->enabled = 0;
-        lf__log(c, LF_LOG_ERROR, "out of memory registering a secret: tracing is off for "
-                                 "this client, so that the value cannot leave");
+        lf__log(c, LF_LOG_ERROR,
+                "out of memory registering a secret: tracing is off for "
+                "this client, so that the value cannot leave");
     }
     return LF_ERR_NOMEM;
 }
@@ -120,11 +117,9 @@ int lf_client_add_secret(lf_client *c, const char *value)
 
 static char *dup_or_null(const char *s, int *oom)
 {
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     char *d = lf__strdup(s);
-    if (!d)
-        *oom = 1;
+    if (!d) *oom = 1;
     return d;
 }
 
@@ -160,8 +155,7 @@ static int conf_copy(struct lf__conf *k, const struct lf_config *cfg)
         while (n && cfg->host[n - 1] == '/')
             n--;
         k->host = lf__strndup(cfg->host, n);
-        if (!k->host)
-            oom = 1;
+        if (!k->host) oom = 1;
     }
     k->transport = cfg->transport;
     k->sample_bound = lf__sample_bound(cfg->sample_rate, &k->sample_all);
@@ -187,8 +181,7 @@ static int conf_copy(struct lf__conf *k, const struct lf_config *cfg)
 
 int lf__client_ensure_exporter_locked(struct lf_client *c)
 {
-    if (c->thread_running && c->fork_gen == fork_gen)
-        return 0;
+    if (c->thread_running && c->fork_gen == fork_gen) return 0;
     if (!c->http) {
         /* After fork: the child's connection, made here rather than in the atfork handler.
          * Without one the exporter spools everything (it says so). */
@@ -196,8 +189,7 @@ int lf__client_ensure_exporter_locked(struct lf_client *c)
         c->http = lf__http_new(&c->http_opts, err, sizeof(err));
     }
     c->fork_gen = fork_gen;
-    if (pthread_create(&c->thread, NULL, lf__exporter_main, c) != 0)
-        return -1;
+    if (pthread_create(&c->thread, NULL, lf__exporter_main, c) != 0) return -1;
     c->thread_running = 1;
     c->stopped = 0;
     return 0;
@@ -209,33 +201,28 @@ lf_client *lf_client_new(const struct lf_config *caller)
     struct lf_config full;
     const struct lf_config *cfg = &full;
     int unset = caller && lf__config_import(&full, caller);
-    if (!caller || unset)
-        lf__config_defaults(&full);
-    if (unset)
-        full.enabled = 0; /* said below, once the client can log */
+    if (!caller || unset) lf__config_defaults(&full);
+    if (unset) full.enabled = 0; /* said below, once the client can log */
     struct lf_client *c = lf__calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
+    if (!c) return NULL;
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->red_mu, NULL);
     pthread_mutex_init(&c->pool_mu, NULL);
     lf__cond_init(&c->wake);
     lf__cond_init(&c->done);
     c->stopped = 1;
-    if (conf_copy(&c->conf, cfg))
-        goto fail_conf;
-    c->pool_max = c->conf.max_queue_bytes / 4 < (2u << 20) ? c->conf.max_queue_bytes / 4 : (2u << 20);
+    if (conf_copy(&c->conf, cfg)) goto fail_conf;
+    c->pool_max =
+        c->conf.max_queue_bytes / 4 < (2u << 20) ? c->conf.max_queue_bytes / 4 : (2u << 20);
     c->red = lf__redactor_new();
-    if (!c->red)
-        goto fail_conf;
-    if (lf__exporter_init(c))
-        goto fail_red;
+    if (!c->red) goto fail_conf;
+    if (lf__exporter_init(c)) goto fail_red;
 
     if (unset)
-        lf__log(c, LF_LOG_WARN, "tracing off: struct lf_config was not set up by "
-                                "lf_config_init()");
-    if (!cfg->enabled)
-        return c;
+        lf__log(c, LF_LOG_WARN,
+                "tracing off: struct lf_config was not set up by "
+                "lf_config_init()");
+    if (!cfg->enabled) return c;
     char why[256];
     if (lf__config_check(cfg, why, sizeof(why))) {
         lf__log(c, LF_LOG_WARN, "tracing off: %s", why);
@@ -317,8 +304,7 @@ static int wait_finished_locked(struct lf_client *c, int64_t deadline)
         }
         lf__cond_wait_until(&c->done, &c->mu, deadline);
     }
-    if (c->done_below < target)
-        rc = LF_ERR_TIMEOUT;
+    if (c->done_below < target) rc = LF_ERR_TIMEOUT;
     c->flushing--;
     return rc;
 }
@@ -333,8 +319,7 @@ static uint64_t undelivered(struct lf_client *c)
 
 int lf_client_flush(lf_client *c, int timeout_ms)
 {
-    if (!c || !c->enabled)
-        return LF_ERR_DISABLED;
+    if (!c || !c->enabled) return LF_ERR_DISABLED;
     int64_t deadline =
         lf__mono_ns() + (int64_t)(timeout_ms < 0 ? c->conf.flush_timeout_ms : timeout_ms) * 1000000;
     uint64_t lost = undelivered(c);
@@ -346,8 +331,7 @@ int lf_client_flush(lf_client *c, int timeout_ms)
 
 int lf_client_shutdown(lf_client *c, int timeout_ms)
 {
-    if (!c)
-        return LF_ERR_DISABLED;
+    if (!c) return LF_ERR_DISABLED;
     int64_t deadline =
         lf__mono_ns() + (int64_t)(timeout_ms < 0 ? c->conf.flush_timeout_ms : timeout_ms) * 1000000;
     pthread_mutex_lock(&c->mu);
@@ -381,8 +365,9 @@ int lf_client_shutdown(lf_client *c, int timeout_ms)
     } else {
         pthread_detach(c->thread);
         c->abandoned = 1;
-        lf__log(c, LF_LOG_WARN, "the exporter did not stop by the shutdown deadline; it is "
-                                "left to finish on its own");
+        lf__log(c, LF_LOG_WARN,
+                "the exporter did not stop by the shutdown deadline; it is "
+                "left to finish on its own");
         rc = LF_ERR_TIMEOUT;
     }
     pthread_mutex_lock(&c->mu);
@@ -395,8 +380,7 @@ int lf_client_shutdown(lf_client *c, int timeout_ms)
 
 void lf_client_hurry(lf_client *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     pthread_mutex_lock(&c->mu);
     c->hurried = 1;
     if (c->stopping && c->thread_running) {
@@ -413,8 +397,7 @@ void lf_client_hurry(lf_client *c)
 
 void lf_client_free(lf_client *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     lf_client_shutdown(c, -1);
     if (c->abandoned)
         return; /* its exporter still runs and uses it: kept, the one leak by design */
@@ -455,8 +438,7 @@ void lf_client_stats_size(const lf_client *c, struct lf_stats *caller, size_t si
     /* Filled whole here, copied out as far as the caller's struct goes. */
     struct lf_stats full, *out = &full;
     memset(out, 0, sizeof(*out));
-    if (c)
-        read_stats(c, out);
+    if (c) read_stats(c, out);
     memcpy(caller, out, size < sizeof(full) ? size : sizeof(full));
 }
 
@@ -485,8 +467,7 @@ static void read_stats(const lf_client *c, struct lf_stats *out)
 
 int lf_client_replay_spool(lf_client *c, int timeout_ms)
 {
-    if (!c || !c->enabled)
-        return LF_ERR_DISABLED;
+    if (!c || !c->enabled) return LF_ERR_DISABLED;
     int64_t deadline =
         lf__mono_ns() + (int64_t)(timeout_ms < 0 ? c->conf.flush_timeout_ms : timeout_ms) * 1000000;
     return lf__exporter_request_replay(c, deadline);
@@ -500,14 +481,23 @@ const char *lf_version(void)
 const char *lf_strerror(int err)
 {
     switch (err) {
-    case LF_OK: return "success";
-    case LF_ERR_NOMEM: return "out of memory";
-    case LF_ERR_INVALID: return "invalid argument or configuration value";
-    case LF_ERR_DISABLED: return "the client is disabled";
-    case LF_ERR_TIMEOUT: return "the deadline passed before everything was delivered";
-    case LF_ERR_IO: return "a file could not be read or written";
-    case LF_ERR_HTTP: return "the server refused the data or could not be reached";
-    case LF_ERR_PARSE: return "malformed input";
-    default: return "unknown error";
+    case LF_OK:
+        return "success";
+    case LF_ERR_NOMEM:
+        return "out of memory";
+    case LF_ERR_INVALID:
+        return "invalid argument or configuration value";
+    case LF_ERR_DISABLED:
+        return "the client is disabled";
+    case LF_ERR_TIMEOUT:
+        return "the deadline passed before everything was delivered";
+    case LF_ERR_IO:
+        return "a file could not be read or written";
+    case LF_ERR_HTTP:
+        return "the server refused the data or could not be reached";
+    case LF_ERR_PARSE:
+        return "malformed input";
+    default:
+        return "unknown error";
     }
 }

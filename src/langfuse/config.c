@@ -65,10 +65,8 @@ static int parse_bool(const char *v)
     static const char *const yes[] = {"1", "true", "yes", "on"};
     static const char *const no[] = {"0", "false", "no", "off"};
     for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(v, yes[i]) == 0)
-            return 1;
-        if (strcasecmp(v, no[i]) == 0)
-            return 0;
+        if (strcasecmp(v, yes[i]) == 0) return 1;
+        if (strcasecmp(v, no[i]) == 0) return 0;
     }
     return -1;
 }
@@ -80,16 +78,14 @@ static int parse_double(const char *v, double *out)
     double d = strtod(v, &end);
     while (isspace((unsigned char)*end))
         end++;
-    if (errno || end == v || *end || !isfinite(d))
-        return -1;
+    if (errno || end == v || *end || !isfinite(d)) return -1;
     *out = d;
     return 0;
 }
 
 static int fail(char *errbuf, size_t errlen, const char *name, const char *value, const char *want)
 {
-    if (errbuf && errlen)
-        snprintf(errbuf, errlen, "%s=%s is invalid: %s", name, value, want);
+    if (errbuf && errlen) snprintf(errbuf, errlen, "%s=%s is invalid: %s", name, value, want);
     return LF_ERR_INVALID;
 }
 
@@ -98,8 +94,7 @@ static int env_seconds(const char *name, int *out_ms, double max_s, char *errbuf
 {
     const char *v = env(name);
     double d;
-    if (!v)
-        return LF_OK;
+    if (!v) return LF_OK;
     if (parse_double(v, &d) || d <= 0 || d > max_s) {
         char want[96];
         snprintf(want, sizeof(want), "expected a number of seconds above 0 and at most %g", max_s);
@@ -115,21 +110,16 @@ static int from_env(struct lf_config *cfg, char *errbuf, size_t errlen)
     double d;
     int rc, b;
 
-    if (errbuf && errlen)
-        errbuf[0] = '\0';
+    if (errbuf && errlen) errbuf[0] = '\0';
     if ((v = env("LANGFUSE_ENABLED"))) {
         if ((b = parse_bool(v)) < 0)
             return fail(errbuf, errlen, "LANGFUSE_ENABLED", v, "expected true or false");
         cfg->enabled = b;
     }
-    if ((v = env("LANGFUSE_PUBLIC_KEY")))
-        cfg->public_key = v;
-    if ((v = env("LANGFUSE_SECRET_KEY")))
-        cfg->secret_key = v;
-    if ((v = env("LANGFUSE_BASE_URL")))
-        cfg->host = v;
-    if ((v = env("LANGFUSE_HOST")))
-        cfg->host = v;
+    if ((v = env("LANGFUSE_PUBLIC_KEY"))) cfg->public_key = v;
+    if ((v = env("LANGFUSE_SECRET_KEY"))) cfg->secret_key = v;
+    if ((v = env("LANGFUSE_BASE_URL"))) cfg->host = v;
+    if ((v = env("LANGFUSE_HOST"))) cfg->host = v;
     if ((v = env("LANGFUSE_TRANSPORT"))) {
         if (strcasecmp(v, "otlp") == 0)
             cfg->transport = LF_TRANSPORT_OTLP;
@@ -140,27 +130,23 @@ static int from_env(struct lf_config *cfg, char *errbuf, size_t errlen)
     }
     if ((v = env("LANGFUSE_SAMPLE_RATE"))) {
         if (parse_double(v, &d) || d < 0 || d > 1)
-            return fail(errbuf, errlen, "LANGFUSE_SAMPLE_RATE", v,
-                        "expected a number from 0 to 1");
+            return fail(errbuf, errlen, "LANGFUSE_SAMPLE_RATE", v, "expected a number from 0 to 1");
         cfg->sample_rate = d;
     }
-    if ((v = env("LANGFUSE_TRACING_ENVIRONMENT")))
-        cfg->environment = v;
-    if ((v = env("LANGFUSE_RELEASE")))
-        cfg->release = v;
+    if ((v = env("LANGFUSE_TRACING_ENVIRONMENT"))) cfg->environment = v;
+    if ((v = env("LANGFUSE_RELEASE"))) cfg->release = v;
     if ((v = env("LANGFUSE_FLUSH_AT"))) {
         if (parse_double(v, &d) || d < 1 || d > 100000 || d != floor(d))
             return fail(errbuf, errlen, "LANGFUSE_FLUSH_AT", v,
                         "expected a whole number of events from 1 to 100000");
         cfg->flush_at = (int)d;
     }
-    if ((rc = env_seconds("LANGFUSE_FLUSH_INTERVAL", &cfg->flush_interval_ms, 3600, errbuf,
-                          errlen)))
+    if ((rc =
+             env_seconds("LANGFUSE_FLUSH_INTERVAL", &cfg->flush_interval_ms, 3600, errbuf, errlen)))
         return rc;
     if ((rc = env_seconds("LANGFUSE_TIMEOUT", &cfg->request_timeout_ms, 600, errbuf, errlen)))
         return rc;
-    if ((rc = env_seconds("LANGFUSE_FLUSH_TIMEOUT", &cfg->flush_timeout_ms, 600, errbuf,
-                          errlen)))
+    if ((rc = env_seconds("LANGFUSE_FLUSH_TIMEOUT", &cfg->flush_timeout_ms, 600, errbuf, errlen)))
         return rc;
     if ((v = env("LANGFUSE_MAX_QUEUE_BYTES"))) {
         if (parse_double(v, &d) || d < 65536 || d > 1e12 || d != floor(d))
@@ -168,8 +154,7 @@ static int from_env(struct lf_config *cfg, char *errbuf, size_t errlen)
                         "expected a whole number of bytes, at least 65536");
         cfg->max_queue_bytes = (size_t)d;
     }
-    if ((v = env("LANGFUSE_SPOOL_DIR")))
-        cfg->spool_dir = v;
+    if ((v = env("LANGFUSE_SPOOL_DIR"))) cfg->spool_dir = v;
     if ((v = env("LANGFUSE_MASK_MESSAGES"))) {
         if ((b = parse_bool(v)) < 0)
             return fail(errbuf, errlen, "LANGFUSE_MASK_MESSAGES", v, "expected true or false");
@@ -188,8 +173,7 @@ static int from_env(struct lf_config *cfg, char *errbuf, size_t errlen)
 static int environment_ok(const char *env)
 {
     size_t n = strlen(env);
-    if (n == 0 || n > 40 || strncmp(env, "langfuse", 8) == 0)
-        return 0;
+    if (n == 0 || n > 40 || strncmp(env, "langfuse", 8) == 0) return 0;
     for (const char *p = env; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
             return 0;
@@ -217,8 +201,7 @@ int lf__config_import(struct lf_config *out, const struct lf_config *in)
 {
     lf__config_defaults(out);
     size_t n = in->struct_size;
-    if (n < offsetof(struct lf_config, enabled) + sizeof(in->enabled) || n > (1u << 16))
-        return -1;
+    if (n < offsetof(struct lf_config, enabled) + sizeof(in->enabled) || n > (1u << 16)) return -1;
     memcpy(out, in, n < sizeof(*out) ? n : sizeof(*out));
     out->struct_size = sizeof(*out);
     return 0;
@@ -246,8 +229,7 @@ int lf__config_check(const struct lf_config *cfg, char *errbuf, size_t errlen)
     else if (cfg->environment && !environment_ok(cfg->environment))
         why = "LANGFUSE_TRACING_ENVIRONMENT must be 1 to 40 of a-z, 0-9, '-' and '_', not "
               "starting with \"langfuse\"";
-    if (!why)
-        return LF_OK;
+    if (!why) return LF_OK;
     snprintf(errbuf, errlen, "%s", why);
     return LF_ERR_INVALID;
 }

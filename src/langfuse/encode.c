@@ -46,8 +46,7 @@ static void write_tree(struct lf__buf *out, json_t *v, const struct lf__redactor
         lf__buf_putc(out, '{');
         json_object_foreach(v, k, item)
         {
-            if (!first)
-                lf__buf_putc(out, ',');
+            if (!first) lf__buf_putc(out, ',');
             first = 0;
             lf__json_str(out, k, strlen(k), red, twice);
             lf__buf_putc(out, ':');
@@ -62,8 +61,7 @@ static void write_tree(struct lf__buf *out, json_t *v, const struct lf__redactor
         lf__buf_putc(out, '[');
         json_array_foreach(v, i, item)
         {
-            if (i)
-                lf__buf_putc(out, ',');
+            if (i) lf__buf_putc(out, ',');
             write_tree(out, item, red, twice);
         }
         lf__buf_putc(out, ']');
@@ -78,9 +76,15 @@ static void write_tree(struct lf__buf *out, json_t *v, const struct lf__redactor
     case JSON_REAL:
         lf__json_double(out, json_real_value(v));
         break;
-    case JSON_TRUE: lf__buf_puts(out, "true"); break;
-    case JSON_FALSE: lf__buf_puts(out, "false"); break;
-    default: lf__buf_puts(out, "null"); break;
+    case JSON_TRUE:
+        lf__buf_puts(out, "true");
+        break;
+    case JSON_FALSE:
+        lf__buf_puts(out, "false");
+        break;
+    default:
+        lf__buf_puts(out, "null");
+        break;
     }
 }
 
@@ -95,8 +99,7 @@ static void put_string_value(struct lf__buf *out, const char *s, size_t n, size_
     else
         lf__buf_putc(out, '"');
     lf__json_str_body(out, s, cut, red, in_str);
-    if (cut < n)
-        lf__buf_printf(out, "...[truncated %zu bytes]", n - cut);
+    if (cut < n) lf__buf_printf(out, "...[truncated %zu bytes]", n - cut);
     if (in_str)
         lf__buf_append(out, "\\\"\"", 3);
     else
@@ -125,16 +128,14 @@ static void put_json_value(struct lf__buf *out, const char *s, size_t n,
 static void put_scalar(struct lf__buf *out, const struct lf__field *f, enum lf__vmode mode)
 {
     int in_str = mode == LF__VM_JSON_IN_STR;
-    if (in_str)
-        lf__buf_putc(out, '"');
+    if (in_str) lf__buf_putc(out, '"');
     if (f->kind == LF__V_INT)
         lf__buf_put_i64(out, lf__field_i64(f));
     else if (f->kind == LF__V_DBL)
         lf__json_double(out, lf__field_dbl(f));
     else
         lf__buf_puts(out, f->vlen && f->val[0] ? "true" : "false");
-    if (in_str)
-        lf__buf_putc(out, '"');
+    if (in_str) lf__buf_putc(out, '"');
 }
 
 void lf__enc_value(const struct lf__enc *e, struct lf__buf *out, uint32_t pos,
@@ -171,8 +172,7 @@ void lf__enc_value(const struct lf__enc *e, struct lf__buf *out, uint32_t pos,
 
     uint32_t limit;
     size_t cut = n;
-    if (limit_of(lim, pos, &limit) && limit < n)
-        cut = lf__utf8_cut(s, limit);
+    if (limit_of(lim, pos, &limit) && limit < n) cut = lf__utf8_cut(s, limit);
 
     if (kind == LF__V_STR || (kind == LF__V_JSON && cut < n))
         put_string_value(out, s, n, cut, e->red, mode);
@@ -190,10 +190,8 @@ void lf__enc_map(struct lf__buf *out, const struct lf_obs *r, uint8_t tag)
     int first = 1;
     lf__buf_putc(out, '{');
     while (lf__rec_next(r, &pos, &f)) {
-        if (f.tag != tag || !lf__enc_is_last(r, pos, &f))
-            continue;
-        if (!first)
-            lf__buf_putc(out, ',');
+        if (f.tag != tag || !lf__enc_is_last(r, pos, &f)) continue;
+        if (!first) lf__buf_putc(out, ',');
         first = 0;
         lf__json_str(out, f.key, f.klen, NULL, 0);
         lf__buf_putc(out, ':');
@@ -212,16 +210,13 @@ int lf__enc_tags(struct lf__buf *out, const struct lf_obs *r, const struct lf__r
     uint32_t pos = 0;
     int n = 0;
     while (lf__rec_next(r, &pos, &f)) {
-        if (f.tag != LF__T_TAG)
-            continue;
+        if (f.tag != LF__T_TAG) continue;
         uint32_t p2 = 0;
         int dup = 0;
         while (!dup && lf__rec_next(r, &p2, &g) && p2 < pos)
             dup = g.tag == LF__T_TAG && g.vlen == f.vlen && !memcmp(g.val, f.val, f.vlen);
-        if (dup)
-            continue;
-        if (n++)
-            lf__buf_putc(out, ',');
+        if (dup) continue;
+        if (n++) lf__buf_putc(out, ',');
         lf__buf_puts(out, pre);
         lf__json_str(out, f.val, f.vlen, red, 0);
         lf__buf_puts(out, post);
@@ -255,10 +250,8 @@ static int encode_fitted(const struct lf__enc *e, struct lf__buf *tmp, const str
     size_t cap = e->conf->max_event_bytes;
     lf__buf_reset(tmp);
     encode_one(e, tmp, r, NULL);
-    if (tmp->oom)
-        return -1;
-    if (!tmp->toobig && tmp->len <= cap)
-        return 1;
+    if (tmp->oom) return -1;
+    if (!tmp->toobig && tmp->len <= cap) return 1;
     for (int round = 0; round < 3 * LF__MAX_LIMITS; round++) {
         size_t excess = tmp->toobig ? cap : tmp->len - cap;
         /* The value that is largest now, counting the cuts already made. */
@@ -267,10 +260,8 @@ static int encode_fitted(const struct lf__enc *e, struct lf__buf *tmp, const str
         size_t best = 0;
         while (1) {
             uint32_t at = pos;
-            if (!lf__rec_next(r, &pos, &f))
-                break;
-            if (!is_cuttable(f.tag))
-                continue;
+            if (!lf__rec_next(r, &pos, &f)) break;
+            if (!is_cuttable(f.tag)) continue;
             uint32_t l;
             size_t eff = limit_of(&lim, at, &l) && l < f.vlen ? l : f.vlen;
             if (eff > best) {
@@ -278,26 +269,21 @@ static int encode_fitted(const struct lf__enc *e, struct lf__buf *tmp, const str
                 best_pos = at;
             }
         }
-        if (best == 0)
-            return 0;
+        if (best == 0) return 0;
         size_t keep = best > excess + 64 ? best - excess - 64 : 0;
         int slot = -1;
         for (int i = 0; i < lim.n; i++)
-            if (lim.pos[i] == best_pos)
-                slot = i;
+            if (lim.pos[i] == best_pos) slot = i;
         if (slot < 0) {
-            if (lim.n == LF__MAX_LIMITS)
-                return 0;
+            if (lim.n == LF__MAX_LIMITS) return 0;
             slot = lim.n++;
             lim.pos[slot] = best_pos;
         }
         lim.limit[slot] = (uint32_t)keep;
         lf__buf_reset(tmp);
         encode_one(e, tmp, r, &lim);
-        if (tmp->oom)
-            return -1;
-        if (!tmp->toobig && tmp->len <= cap)
-            return 2;
+        if (tmp->oom) return -1;
+        if (!tmp->toobig && tmp->len <= cap) return 2;
     }
     return 0;
 }
@@ -311,10 +297,8 @@ void lf__encoder_init(struct lf__encoder *enc)
 
 void lf__encoder_free(struct lf__encoder *enc)
 {
-    if (!enc)
-        return;
-    if (enc->compressor)
-        libdeflate_free_compressor(enc->compressor);
+    if (!enc) return;
+    if (enc->compressor) libdeflate_free_compressor(enc->compressor);
     free(enc->gz);
     lf__buf_free(&enc->tmp);
     lf__buf_free(&enc->out);
@@ -327,24 +311,20 @@ static int compress_body(struct lf__encoder *enc, struct lf__body *body)
     if (!enc->compressor) {
         /* level 1: the exporter's CPU matters more than the last few percent of size */
         enc->compressor = libdeflate_alloc_compressor(1);
-        if (!enc->compressor)
-            return -1;
+        if (!enc->compressor) return -1;
     }
     size_t bound = libdeflate_gzip_compress_bound(enc->compressor, enc->out.len);
     if (bound > enc->gz_cap) {
         char *g = lf__realloc(enc->gz, bound);
-        if (!g)
-            return -1;
+        if (!g) return -1;
         enc->gz = g;
         enc->gz_cap = bound;
     }
     size_t n = libdeflate_gzip_compress(enc->compressor, enc->out.data, enc->out.len, enc->gz,
                                         enc->gz_cap);
-    if (!n)
-        return -1;
+    if (!n) return -1;
     body->data = lf__malloc(n);
-    if (!body->data)
-        return -1;
+    if (!body->data) return -1;
     memcpy(body->data, enc->gz, n);
     body->len = n;
     body->gz = 1;
@@ -379,11 +359,9 @@ int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_
     size_t head = enc->out.len;
 
     while (r) {
-        if (e->tick && (n & 31) == 31)
-            e->tick(e->tick_ud);
+        if (e->tick && (n & 31) == 31) e->tick(e->tick_ud);
         int fit = encode_fitted(e, &enc->tmp, r);
-        if (fit < 0)
-            goto nomem;
+        if (fit < 0) goto nomem;
         if (fit == 0) {
             (*dropped)++;
             struct lf_obs *next = r->next;
@@ -392,13 +370,10 @@ int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_
             *list = r;
             continue;
         }
-        if (enc->out.len + 1 + enc->tmp.len + suffix > cap && n > 0)
-            break;
-        if (enc->out.len > head)
-            lf__buf_putc(&enc->out, ',');
+        if (enc->out.len + 1 + enc->tmp.len + suffix > cap && n > 0) break;
+        if (enc->out.len > head) lf__buf_putc(&enc->out, ',');
         lf__buf_append(&enc->out, enc->tmp.data, enc->tmp.len);
-        if (lf__buf_failed(&enc->out))
-            goto nomem;
+        if (lf__buf_failed(&enc->out)) goto nomem;
         if (fit == 2 || (r->flags & LF__REC_CUT))
             (*truncated)++; /* once per observation, wherever it was cut */
         n++;
@@ -411,18 +386,14 @@ int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_
         lf__otlp_end(&enc->out);
     else
         lf__ingest_end(&enc->out);
-    if (lf__buf_failed(&enc->out))
-        goto nomem;
+    if (lf__buf_failed(&enc->out)) goto nomem;
     body->nrec = n;
-    if (e->tick)
-        e->tick(e->tick_ud); /* compression takes a while: serve urgent work first */
+    if (e->tick) e->tick(e->tick_ud); /* compression takes a while: serve urgent work first */
     if (e->conf->gzip) {
-        if (compress_body(enc, body))
-            goto nomem;
+        if (compress_body(enc, body)) goto nomem;
     } else {
         body->data = lf__malloc(enc->out.len + 1);
-        if (!body->data)
-            goto nomem;
+        if (!body->data) goto nomem;
         memcpy(body->data, enc->out.data, enc->out.len + 1);
         body->len = enc->out.len;
     }

@@ -30,7 +30,7 @@ struct lf__limits {
 struct lf__enc {
     const struct lf__conf *conf;
     const struct lf__redactor *red;
-    int64_t now_ns; /* the export time stamped on ingestion events */
+    int64_t now_ns;         /* the export time stamped on ingestion events */
     void (*tick)(void *ud); /* called every few records, so urgent work is not held up */
     void *tick_ud;
     /* takes each record once encoded (NULL: lf__rec_free) */
@@ -74,7 +74,7 @@ void lf__ingest_end(struct lf__buf *out);
 
 /* A finished request body. */
 struct lf__body {
-    char *data;    /* owned: the wire bytes (gzip when `gz`) */
+    char *data; /* owned: the wire bytes (gzip when `gz`) */
     size_t len;
     int gz;
     uint32_t nrec; /* observation exports inside */
@@ -88,11 +88,11 @@ struct lf__body {
  * README, "Foundations").
  */
 struct lf__encoder {
-    struct lf__buf tmp;   /* one observation */
-    struct lf__buf out;   /* the body being built, plain JSON */
-    char *gz;             /* compression output */
+    struct lf__buf tmp; /* one observation */
+    struct lf__buf out; /* the body being built, plain JSON */
+    char *gz;           /* compression output */
     size_t gz_cap;
-    void *compressor;     /* struct libdeflate_compressor, allocated on first use */
+    void *compressor; /* struct libdeflate_compressor, allocated on first use */
 };
 
 void lf__encoder_init(struct lf__encoder *enc);

@@ -45,8 +45,8 @@ int lf__exporter_connect(struct lf_client *c, char *err, size_t errlen)
         return -1;
     }
     snprintf(c->userpwd, n, "%s:%s", c->conf.public_key, c->conf.secret_key);
-    c->http_opts = (struct lf__http_opts){c->conf.host, c->userpwd, &c->abort_at_ns,
-                                          lf__exporter_service, c};
+    c->http_opts =
+        (struct lf__http_opts){c->conf.host, c->userpwd, &c->abort_at_ns, lf__exporter_service, c};
     c->spill_at = c->conf.max_queue_bytes / 8;
     c->http = lf__http_new(&c->http_opts, err, errlen);
     return c->http ? 0 : -1;
@@ -55,21 +55,18 @@ int lf__exporter_connect(struct lf_client *c, char *err, size_t errlen)
 int lf__exporter_init(struct lf_client *c)
 {
     c->exp = lf__calloc(1, sizeof(struct lf__exp));
-    if (!c->exp)
-        return -1;
+    if (!c->exp) return -1;
     lf__encoder_init(&c->exp->enc);
     lf__spool_init(&c->exp->spool, c->conf.spool_dir, c->conf.spool_max_bytes);
-    lf__spill_init(&c->exp->spill, c->conf.spool_dir, c->conf.spool_max_bytes > (256u << 20)
-                                                          ? c->conf.spool_max_bytes
-                                                          : (256u << 20));
+    lf__spill_init(&c->exp->spill, c->conf.spool_dir,
+                   c->conf.spool_max_bytes > (256u << 20) ? c->conf.spool_max_bytes : (256u << 20));
     return 0;
 }
 
 void lf__exporter_cleanup(struct lf_client *c)
 {
     struct lf__exp *x = c->exp;
-    if (!x)
-        return;
+    if (!x) return;
     while (x->head) {
         struct lf__batch *b = x->head;
         x->head = b->next;
@@ -132,8 +129,9 @@ void lf__exporter_stop_by(struct lf_client *c, int64_t deadline_ns)
 {
     /* A server that did not answer the last attempt will not answer this one: an attempt in
      * flight is cut short at once and its data spooled. */
-    int64_t at = atomic_load(&c->exp->last_no_answer) ? lf__mono_ns()
-                                                      : deadline_ns - lf__exporter_spool_reserve_ns(c);
+    int64_t at = atomic_load(&c->exp->last_no_answer)
+                     ? lf__mono_ns()
+                     : deadline_ns - lf__exporter_spool_reserve_ns(c);
     atomic_store(&c->abort_at_ns, at);
 }
 
@@ -171,8 +169,10 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
         lf__count(&c->n.truncated, truncated);
         if (dropped) {
             lf__count(&c->n.rejected, dropped);
-            lf__log(c, LF_LOG_WARN, "%llu observations could not be cut down to %zu bytes and "
-                    "were dropped", (unsigned long long)dropped, c->conf.max_event_bytes);
+            lf__log(c, LF_LOG_WARN,
+                    "%llu observations could not be cut down to %zu bytes and "
+                    "were dropped",
+                    (unsigned long long)dropped, c->conf.max_event_bytes);
         }
         if (!body.nrec) {
             free(body.data);
@@ -209,8 +209,7 @@ static int64_t backoff_ns(int attempts, long retry_after_ms)
 
 static const char *body_excerpt(const struct lf__http_result *res, char *out, size_t n)
 {
-    if (!res->body || !res->body_len)
-        return "no reason given";
+    if (!res->body || !res->body_len) return "no reason given";
     size_t k = 0;
     for (size_t i = 0; i < res->body_len && k + 1 < n; i++) {
         char ch = res->body[i];
@@ -237,15 +236,13 @@ static enum outcome settle_delivered(struct lf_client *c, struct lf__batch *b,
     uint32_t ok = b->nrec > rejected + later ? b->nrec - rejected - later : 0;
     lf__count(&c->n.rejected, rejected);
     lf__count(&c->n.delivered, ok);
-    if (b->spool_path && !b->ahead)
-        lf__count(&c->n.replayed, ok);
+    if (b->spool_path && !b->ahead) lf__count(&c->n.replayed, ok);
     x->last_no_answer = 0;
     lf__pending_retire(c, b);
     if (retry) {
         retry->next = x->head;
         x->head = retry;
-        if (!x->tail)
-            x->tail = retry;
+        if (!x->tail) x->tail = retry;
         x->bytes += retry->len;
         retry->next_try = lf__mono_ns() + backoff_ns(retry->attempts, -1);
     }
@@ -261,14 +258,11 @@ static enum outcome settle_delivered(struct lf_client *c, struct lf__batch *b,
 static int load_spooled(struct lf_client *c, struct lf__batch *b)
 {
     struct lf__exp *x = c->exp;
-    if (!b->spool_path || b->body)
-        return 0;
-    if (b->spool_fd < 0)
-        b->spool_fd = lf__spool_claim(b->spool_path);
+    if (!b->spool_path || b->body) return 0;
+    if (b->spool_fd < 0) b->spool_fd = lf__spool_claim(b->spool_path);
     if (b->spool_fd < 0 ||
         lf__spool_read(b->spool_fd, c->conf.max_request_bytes * 2, &b->body, &b->len)) {
-        lf__log(c, LF_LOG_DEBUG, "spool file %s: gone, or another process has it",
-                b->spool_path);
+        lf__log(c, LF_LOG_DEBUG, "spool file %s: gone, or another process has it", b->spool_path);
         lf__pending_unlink_head(x);
         lf__batch_free(b);
         return -1;
@@ -286,20 +280,17 @@ static enum outcome send_head(struct lf_client *c, int stopping)
     char excerpt[320];
     enum outcome o = SENT;
 
-    if (load_spooled(c, b))
-        return SENT;
-    const char *url = b->endpoint == LF_TRANSPORT_OTLP ? "/api/public/otel/v1/traces"
-                                                       : "/api/public/ingestion";
+    if (load_spooled(c, b)) return SENT;
+    const char *url =
+        b->endpoint == LF_TRANSPORT_OTLP ? "/api/public/otel/v1/traces" : "/api/public/ingestion";
     lf__count(&c->n.requests, 1);
-    if (b->attempts)
-        lf__count(&c->n.retries, 1);
+    if (b->attempts) lf__count(&c->n.retries, 1);
     b->attempts++;
     int got = lf__http_post(c->http, url, b->body, b->len, b->gz, c->conf.request_timeout_ms, &res);
     int st = got == 0 ? res.status : 0;
-    if (st)
-        atomic_store(&c->n.last_http_status, st);
-    lf__log(c, LF_LOG_DEBUG, "POST %s: %u observations, %zu bytes: %d %s", url, b->nrec, b->len,
-            st, st ? "" : res.error);
+    if (st) atomic_store(&c->n.last_http_status, st);
+    lf__log(c, LF_LOG_DEBUG, "POST %s: %u observations, %zu bytes: %d %s", url, b->nrec, b->len, st,
+            st ? "" : res.error);
 
     switch (lf__outcome_of(st)) {
     case LF__OUT_DELIVERED:
@@ -314,15 +305,16 @@ static enum outcome send_head(struct lf_client *c, int stopping)
             break;
         }
         lf__count(&c->n.rejected, b->nrec);
-        lf__log(c, LF_LOG_WARN, "an observation is too large for the server even when cut "
+        lf__log(c, LF_LOG_WARN,
+                "an observation is too large for the server even when cut "
                 "down; dropped");
         lf__pending_retire(c, b);
         break;
     case LF__OUT_REJECTED:
         lf__count(&c->n.rejected, b->nrec);
         lf__log_once(c, LF__REPORT_400, LF_LOG_WARN,
-                     "the server rejected %u observations (HTTP %d): %s; not retried", b->nrec,
-                     st, body_excerpt(&res, excerpt, sizeof(excerpt)));
+                     "the server rejected %u observations (HTTP %d): %s; not retried", b->nrec, st,
+                     body_excerpt(&res, excerpt, sizeof(excerpt)));
         lf__pending_retire(c, b);
         break;
     case LF__OUT_BLOCKED:
@@ -361,7 +353,8 @@ static void process_pending(struct lf_client *c, int stopping, int64_t deadline)
         int64_t now = lf__mono_ns();
         int give_up = x->blocked;
         if (stopping && now >= deadline) {
-            lf__pending_abandon_rest(c); /* each spool write fsyncs twice: a slow disk could overrun */
+            lf__pending_abandon_rest(
+                c); /* each spool write fsyncs twice: a slow disk could overrun */
             return;
         }
         if (stopping) {
@@ -379,13 +372,10 @@ static void process_pending(struct lf_client *c, int stopping, int64_t deadline)
         if (!give_up) {
             /* Only shutdown sets an abort time (lf__exporter_stop_by); never clear it here,
              * or a shutdown racing with this send would lose its deadline. */
-            if (stopping && !atomic_load(&c->abort_at_ns))
-                atomic_store(&c->abort_at_ns, spool_by);
+            if (stopping && !atomic_load(&c->abort_at_ns)) atomic_store(&c->abort_at_ns, spool_by);
             enum outcome o = send_head(c, stopping);
-            if (o == SENT || o == REQUEUED)
-                continue;
-            if (o == RETRY_LATER && !stopping)
-                return;
+            if (o == SENT || o == REQUEUED) continue;
+            if (o == RETRY_LATER && !stopping) return;
             if (o == RETRY_LATER && stopping && x->head == b && b->next_try < spool_by &&
                 !x->last_no_answer) {
                 /* the server answers: one more try now if the deadline allows */
@@ -394,7 +384,8 @@ static void process_pending(struct lf_client *c, int stopping, int64_t deadline)
             }
         }
         lf__pending_unlink_head(x);
-        lf__pending_spool(c, b, stopping ? "shutdown deadline" : "the server did not accept the data");
+        lf__pending_spool(c, b,
+                          stopping ? "shutdown deadline" : "the server did not accept the data");
     }
 }
 
@@ -423,11 +414,9 @@ static struct lf_obs *take(struct lf_client *c, uint64_t *lost)
         last = r;
         r = r->next;
     }
-    if (!last)
-        return NULL;
+    if (!last) return NULL;
     x->bl_head = r;
-    if (!r)
-        x->bl_tail = NULL;
+    if (!r) x->bl_tail = NULL;
     last->next = NULL;
     x->bl_bytes -= bytes;
     atomic_store(&c->held_bytes, x->bl_bytes);
@@ -442,22 +431,19 @@ static int64_t next_due(struct lf_client *c, int64_t now)
     struct lf__exp *x = c->exp;
     int64_t interval = (int64_t)c->conf.flush_interval_ms * 1000000;
     int64_t t = c->qcount ? x->last_take + interval : now + interval;
-    if (x->head && !x->blocked && x->head->next_try < t)
-        t = x->head->next_try;
+    if (x->head && !x->blocked && x->head->next_try < t) t = x->head->next_try;
     return t;
 }
 
 static int work_ready(struct lf_client *c, int64_t now)
 {
     struct lf__exp *x = c->exp;
-    if (c->stopping)
-        return 1;
+    if (c->stopping) return 1;
     if (c->qcount && (c->flushing || c->qcount >= (size_t)c->conf.flush_at ||
                       c->qbytes >= c->conf.max_request_bytes / 2 ||
                       now - x->last_take >= (int64_t)c->conf.flush_interval_ms * 1000000))
         return 1;
-    if (x->head && (x->blocked || x->head->next_try <= now))
-        return 1;
+    if (x->head && (x->blocked || x->head->next_try <= now)) return 1;
     if ((x->spill.nrec || x->bl_head) && (!x->head || x->blocked))
         return 1; /* a backlog: encode it as soon as the line is free */
     /* A trace started, or an open trace's attributes changed, with nothing ended since: its
@@ -480,11 +466,11 @@ void *lf__exporter_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
 
     if (!c->http)
-        lf__log(c, LF_LOG_ERROR, "no HTTP connection state (out of memory?); everything will be "
+        lf__log(c, LF_LOG_ERROR,
+                "no HTTP connection state (out of memory?); everything will be "
                 "spooled");
     x->blocked = x->blocked || !c->http;
-    if (c->conf.spool_replay)
-        lf__pending_queue_spool_files(c);
+    if (c->conf.spool_replay) lf__pending_queue_spool_files(c);
     x->last_take = x->last_journal = lf__mono_ns();
 
     pthread_mutex_lock(&c->mu);
@@ -512,13 +498,13 @@ void *lf__exporter_main(void *arg)
              * lf_client_stats(), and lf__log takes red_mu, which atfork_prepare takes
              * before mu. */
             lf__count(&c->n.dropped_nomem, lost);
-            lf__log(c, LF_LOG_WARN, "the spill file could not be read back: %llu observations "
-                    "lost", (unsigned long long)lost);
+            lf__log(c, LF_LOG_WARN,
+                    "the spill file could not be read back: %llu observations "
+                    "lost",
+                    (unsigned long long)lost);
         }
-        if (late)
-            lf__pending_abandon_rest(c);
-        if (c->conf.spool_dir)
-            lf__journal_note_roots(c, &x->open, list);
+        if (late) lf__pending_abandon_rest(c);
+        if (c->conf.spool_dir) lf__journal_note_roots(c, &x->open, list);
         if (list) {
             x->last_take = now;
             encode_records(c, list);
@@ -527,19 +513,16 @@ void *lf__exporter_main(void *arg)
             lf__journal_update(c, &x->open); /* after the roots' write-ahead copies */
             x->last_journal = lf__mono_ns();
         }
-        if (replay && !x->blocked)
-            lf__pending_queue_spool_files(c);
+        if (replay && !x->blocked) lf__pending_queue_spool_files(c);
         lf__pending_bound(c);
         process_pending(c, stopping, deadline);
         LF_INVARIANT(!x->head == !x->tail);
 
         pthread_mutex_lock(&c->mu);
         c->done_below = lf__pending_finished_below(c);
-        if (!lf__pending_has_spool_files(x))
-            c->replay_done = c->replay_taken;
+        if (!lf__pending_has_spool_files(x)) c->replay_done = c->replay_taken;
         pthread_cond_broadcast(&c->done);
-        if (stopping && !c->head && !x->head && !x->spill.nrec && !x->bl_head)
-            break;
+        if (stopping && !c->head && !x->head && !x->spill.nrec && !x->bl_head) break;
     }
     pthread_mutex_unlock(&c->mu);
     lf__journal_close(c, &x->open);
@@ -553,8 +536,7 @@ void *lf__exporter_main(void *arg)
 
 int lf__exporter_request_replay(struct lf_client *c, int64_t deadline_ns)
 {
-    if (!c->conf.spool_dir)
-        return LF_OK;
+    if (!c->conf.spool_dir) return LF_OK;
     pthread_mutex_lock(&c->mu);
     uint64_t ticket = ++c->replay_ticket;
     pthread_cond_signal(&c->wake);
@@ -563,10 +545,8 @@ int lf__exporter_request_replay(struct lf_client *c, int64_t deadline_ns)
     pthread_mutex_unlock(&c->mu);
     struct lf__spool_entry *v;
     size_t n;
-    if (lf__spool_list(c->conf.spool_dir, &v, &n))
-        return LF_ERR_IO;
+    if (lf__spool_list(c->conf.spool_dir, &v, &n)) return LF_ERR_IO;
     lf__spool_entries_free(v, n);
-    if (n == 0)
-        return LF_OK;
+    if (n == 0) return LF_OK;
     return lf__mono_ns() >= deadline_ns ? LF_ERR_TIMEOUT : LF_ERR_HTTP;
 }

@@ -28,5 +28,4 @@ int lf__exporter_request_replay(struct lf_client *c, int64_t deadline_ns);
 /* Serves urgent work (a spill the queue asked for); the HTTP wait's hook. */
 void lf__exporter_service(void *c);
 
-
 #endif

@@ -24,29 +24,29 @@
 
 struct lf__batch {
     struct lf__batch *next;
-    int endpoint;        /* LF_TRANSPORT_* */
-    char *body;          /* wire bytes, owned; NULL for a spool file not read yet */
+    int endpoint; /* LF_TRANSPORT_* */
+    char *body;   /* wire bytes, owned; NULL for a spool file not read yet */
     size_t len;
     int gz;
     uint32_t nrec;
-    uint64_t qseq_min;   /* flush accounting; UINT64_MAX for spool files */
+    uint64_t qseq_min; /* flush accounting; UINT64_MAX for spool files */
     int attempts;
-    int64_t next_try;    /* CLOCK_MONOTONIC ns */
-    char *spool_path;    /* on disk as this file (owned); deleted once delivered or refused */
-    int spool_fd;        /* its claim while held, else -1 */
-    int ahead;           /* the file is this run's write-ahead copy, not an earlier run's */
+    int64_t next_try; /* CLOCK_MONOTONIC ns */
+    char *spool_path; /* on disk as this file (owned); deleted once delivered or refused */
+    int spool_fd;     /* its claim while held, else -1 */
+    int ahead;        /* the file is this run's write-ahead copy, not an earlier run's */
 };
 
 struct lf__exp {
     struct lf__batch *head, *tail;
-    size_t bytes;            /* wire bytes of pending batches */
-    int blocked;             /* 401/403/404 seen: spool everything */
+    size_t bytes;              /* wire bytes of pending batches */
+    int blocked;               /* 401/403/404 seen: spool everything */
     atomic_int last_no_answer; /* the last failed attempt got no HTTP answer */
-    int spooled_this_run;    /* replay the spool after the next success */
+    int spooled_this_run;      /* replay the spool after the next success */
     int64_t last_take;
     struct lf__encoder enc;
     struct lf__spill spill;
-    struct lf__spool spool;  /* the spool's size as this writer knows it; see spool.h */
+    struct lf__spool spool; /* the spool's size as this writer knows it; see spool.h */
     /* Records taken from the queue but not encoded yet, oldest first. Taking the whole
      * queue at once keeps the queue lock held for nanoseconds, so recording threads never
      * wait on the exporter; their bytes stay counted in c->held_bytes. */

@@ -17,8 +17,7 @@
 int lf__gzip(const char *in, size_t len, int level, char **out, size_t *out_len)
 {
     struct libdeflate_compressor *c = libdeflate_alloc_compressor(level);
-    if (!c)
-        return -1;
+    if (!c) return -1;
     size_t cap = libdeflate_gzip_compress_bound(c, len);
     char *buf = lf__malloc(cap);
     size_t n = buf ? libdeflate_gzip_compress(c, in, len, buf, cap) : 0;
@@ -42,13 +41,11 @@ static uint32_t isize(const unsigned char *end)
 int lf__gunzip(const char *in, size_t len, size_t max, char **out, size_t *out_len)
 {
     const unsigned char *p = (const unsigned char *)in;
-    if (len < 18 || p[0] != 0x1f || p[1] != 0x8b)
-        return -1;
+    if (len < 18 || p[0] != 0x1f || p[1] != 0x8b) return -1;
     /* One member, as every body of ours is; what follows it is ignored. Its trailer
      * declares its size: a body that lies about it is bad data (libdeflate checks). */
     size_t want = isize(p + len);
-    if (want > max)
-        return -2;
+    if (want > max) return -2;
     struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
     char *buf = d ? lf__malloc(want + 1) : NULL;
     size_t got = 0;
@@ -56,8 +53,7 @@ int lf__gunzip(const char *in, size_t len, size_t max, char **out, size_t *out_l
                      got == want
                  ? 0
                  : -1;
-    if (d)
-        libdeflate_free_decompressor(d);
+    if (d) libdeflate_free_decompressor(d);
     if (rc) {
         free(buf);
         return -1;

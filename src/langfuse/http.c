@@ -20,30 +20,25 @@
 
 struct lf__http *lf__http_new(const struct lf__http_opts *opts, char *err, size_t errlen)
 {
-    if (!strncmp(opts->base_url, "http://", 7))
-        return lf__http_plain_new(opts, err, errlen);
-    if (!strncmp(opts->base_url, "https://", 8))
-        return lf__http_curl_new(opts, err, errlen);
+    if (!strncmp(opts->base_url, "http://", 7)) return lf__http_plain_new(opts, err, errlen);
+    if (!strncmp(opts->base_url, "https://", 8)) return lf__http_curl_new(opts, err, errlen);
     snprintf(err, errlen, "the host must start with http:// or https://");
     return NULL;
 }
 
 void lf__http_free(struct lf__http *h)
 {
-    if (h)
-        h->impl->free(h, 0);
+    if (h) h->impl->free(h, 0);
 }
 
 void lf__http_abandon(struct lf__http *h)
 {
-    if (h)
-        h->impl->free(h, 1);
+    if (h) h->impl->free(h, 1);
 }
 
 void lf__http_wakeup(struct lf__http *h)
 {
-    if (h)
-        h->impl->wakeup(h);
+    if (h) h->impl->wakeup(h);
 }
 
 int lf__http_post(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
@@ -71,8 +66,7 @@ long lf__http_parse_head(const char *buf, size_t len, int *status, long long *co
             end = buf + i + 1;
             break;
         }
-    if (!end)
-        return 0;
+    if (!end) return 0;
     *status = 0;
     *content_length = -1;
     *chunked = 0;
@@ -84,18 +78,14 @@ long lf__http_parse_head(const char *buf, size_t len, int *status, long long *co
         !isdigit((unsigned char)buf[11]) || (buf[12] != ' ' && buf[12] != '\r'))
         return -1;
     *status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
-    if (*status < 100 || *status > 599)
-        return -1;
-    if (buf[7] == '0')
-        *close = 1; /* HTTP/1.0 closes unless told otherwise; we do not ask */
+    if (*status < 100 || *status > 599) return -1;
+    if (buf[7] == '0') *close = 1; /* HTTP/1.0 closes unless told otherwise; we do not ask */
     const char *p = (const char *)memchr(buf, '\n', (size_t)(end - buf)) + 1;
     while (p < end - 2) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (!eol || eol == p || eol[-1] != '\r')
-            return -1;
+        if (!eol || eol == p || eol[-1] != '\r') return -1;
         const char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (!colon || colon == p)
-            return -1;
+        if (!colon || colon == p) return -1;
         size_t nlen = (size_t)(colon - p);
         const char *v = colon + 1;
         while (v < eol - 1 && (*v == ' ' || *v == '\t'))
@@ -109,15 +99,12 @@ long lf__http_parse_head(const char *buf, size_t len, int *status, long long *co
         val[cl] = '\0';
         if (nlen == 14 && !strncasecmp(p, "content-length", 14)) {
             char *e;
-            if (!isdigit((unsigned char)val[0]) || vlen > 18)
-                return -1;
+            if (!isdigit((unsigned char)val[0]) || vlen > 18) return -1;
             long long n = strtoll(val, &e, 10);
-            if (*e || (*content_length >= 0 && *content_length != n))
-                return -1;
+            if (*e || (*content_length >= 0 && *content_length != n)) return -1;
             *content_length = n;
         } else if (nlen == 17 && !strncasecmp(p, "transfer-encoding", 17)) {
-            if (strcasestr(val, "chunked"))
-                *chunked = 1;
+            if (strcasestr(val, "chunked")) *chunked = 1;
         } else if (nlen == 10 && !strncasecmp(p, "connection", 10)) {
             if (strcasestr(val, "close"))
                 *close = 1;
@@ -131,8 +118,18 @@ long lf__http_parse_head(const char *buf, size_t len, int *status, long long *co
     return (long)(end - buf);
 }
 
-enum { CH_SIZE, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_TRAILER, CH_TRAILER_LINE,
-       CH_TRAILER_LF, CH_DONE };
+enum {
+    CH_SIZE,
+    CH_EXT,
+    CH_SIZE_LF,
+    CH_DATA,
+    CH_DATA_CR,
+    CH_DATA_LF,
+    CH_TRAILER,
+    CH_TRAILER_LINE,
+    CH_TRAILER_LF,
+    CH_DONE
+};
 
 /* One state machine over the bytes as they come (81 lines): a state per byte of the chunked
  * grammar, each a case of one switch, reads better whole than spread over functions. */
@@ -146,9 +143,11 @@ long lf__chunked_feed(struct lf__chunked *c, const char *in, size_t n, char *out
         switch (c->state) {
         case CH_SIZE:
             if (isxdigit((unsigned char)ch)) {
-                if (++c->digits > 15)
-                    return -1;
-                c->left = c->left * 16 + (unsigned long long)(isdigit((unsigned char)ch) ? ch - '0' : (tolower((unsigned char)ch) - 'a' + 10));
+                if (++c->digits > 15) return -1;
+                c->left = c->left * 16 +
+                          (unsigned long long)(isdigit((unsigned char)ch)
+                                                   ? ch - '0'
+                                                   : (tolower((unsigned char)ch) - 'a' + 10));
                 i++;
             } else if (c->digits && (ch == ';' || ch == ' ' || ch == '\t')) {
                 c->state = CH_EXT;
@@ -161,13 +160,11 @@ long lf__chunked_feed(struct lf__chunked *c, const char *in, size_t n, char *out
             }
             break;
         case CH_EXT:
-            if (ch == '\r')
-                c->state = CH_SIZE_LF;
+            if (ch == '\r') c->state = CH_SIZE_LF;
             i++;
             break;
         case CH_SIZE_LF:
-            if (ch != '\n')
-                return -1;
+            if (ch != '\n') return -1;
             i++;
             c->digits = 0;
             c->state = c->left ? CH_DATA : CH_TRAILER;
@@ -182,19 +179,16 @@ long lf__chunked_feed(struct lf__chunked *c, const char *in, size_t n, char *out
             }
             i += take;
             c->left -= take;
-            if (!c->left)
-                c->state = CH_DATA_CR;
+            if (!c->left) c->state = CH_DATA_CR;
             break;
         }
         case CH_DATA_CR:
-            if (ch != '\r')
-                return -1;
+            if (ch != '\r') return -1;
             c->state = CH_DATA_LF;
             i++;
             break;
         case CH_DATA_LF:
-            if (ch != '\n')
-                return -1;
+            if (ch != '\n') return -1;
             c->state = CH_SIZE;
             i++;
             break;
@@ -203,13 +197,11 @@ long lf__chunked_feed(struct lf__chunked *c, const char *in, size_t n, char *out
             i++;
             break;
         case CH_TRAILER_LINE:
-            if (ch == '\n')
-                c->state = CH_TRAILER;
+            if (ch == '\n') c->state = CH_TRAILER;
             i++;
             break;
         case CH_TRAILER_LF:
-            if (ch != '\n')
-                return -1;
+            if (ch != '\n') return -1;
             c->state = CH_DONE;
             i++;
             break;
@@ -228,22 +220,17 @@ long lf__parse_retry_after(const char *v, long long now)
         double s = strtod(v, &end);
         while (isspace((unsigned char)*end))
             end++;
-        if (*end || s < 0 || s > 86400)
-            return -1;
+        if (*end || s < 0 || s > 86400) return -1;
         return (long)(s * 1000.0);
     }
     /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
     const char *end = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    if (!end)
-        return -1;
+    if (!end) return -1;
     long long when = (long long)timegm(&tm);
     long long d = when - now;
-    if (d < 0)
-        d = 0;
-    if (d > 86400)
-        return -1;
+    if (d < 0) d = 0;
+    if (d > 86400) return -1;
     return (long)(d * 1000);
 }
-

@@ -27,12 +27,12 @@
 struct lf__http;
 
 struct lf__http_result {
-    int status;            /* HTTP status, 0 when no answer arrived */
-    int timed_out;         /* the request's timeout or the abort time passed */
-    int aborted;           /* the abort time passed */
-    long retry_after_ms;   /* from Retry-After, -1 if absent */
-    char error[256];       /* why, when status is 0 */
-    char *body;            /* response body (NUL-terminated, at most LF__RESP_MAX), owned */
+    int status;          /* HTTP status, 0 when no answer arrived */
+    int timed_out;       /* the request's timeout or the abort time passed */
+    int aborted;         /* the abort time passed */
+    long retry_after_ms; /* from Retry-After, -1 if absent */
+    char error[256];     /* why, when status is 0 */
+    char *body;          /* response body (NUL-terminated, at most LF__RESP_MAX), owned */
     size_t body_len;
 };
 
@@ -45,9 +45,9 @@ struct lf__http_result {
 
 struct lf__http_opts {
     /* Strings are borrowed for the handle's life (the client's configuration). */
-    const char *base_url;  /* "http://host:port[/prefix]" or "https://..." */
-    const char *userpwd;   /* "public:secret" for Basic auth; read once, by lf__http_new():
-                              libcurl keeps its own copy, the plain client its request head */
+    const char *base_url;   /* "http://host:port[/prefix]" or "https://..." */
+    const char *userpwd;    /* "public:secret" for Basic auth; read once, by lf__http_new():
+                               libcurl keeps its own copy, the plain client its request head */
     atomic_llong *abort_at; /* CLOCK_MONOTONIC ns read during transfers; 0: none */
     void (*on_wait)(void *ud);
     void *ud;

@@ -61,7 +61,7 @@ static void load(void)
     do {                                                                                           \
         *(void **)&cu.field = dlsym(lib, name);                                                    \
         if (!cu.field) {                                                                           \
-            snprintf(cu.why, sizeof(cu.why), "libcurl lacks %s (7.68 or later is needed)", name); \
+            snprintf(cu.why, sizeof(cu.why), "libcurl lacks %s (7.68 or later is needed)", name);  \
             cu.loaded = -1;                                                                        \
             return;                                                                                \
         }                                                                                          \
@@ -121,8 +121,7 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *ud)
     if (len > sizeof(name) && strncasecmp(ptr, name, sizeof(name) - 1) == 0) {
         char v[64];
         size_t vl = len - (sizeof(name) - 1);
-        if (vl >= sizeof(v))
-            vl = sizeof(v) - 1;
+        if (vl >= sizeof(v)) vl = sizeof(v) - 1;
         memcpy(v, ptr + sizeof(name) - 1, vl);
         v[vl] = '\0';
         char *e = v + strlen(v);
@@ -138,15 +137,13 @@ static CURLcode perform(struct curlh *h, int *aborted)
     CURLcode result = CURLE_OK;
     int running = 1;
     *aborted = 0;
-    if (cu.multi_add_handle(h->multi, h->easy) != CURLM_OK)
-        return CURLE_OUT_OF_MEMORY;
+    if (cu.multi_add_handle(h->multi, h->easy) != CURLM_OK) return CURLE_OUT_OF_MEMORY;
     while (running) {
         if (cu.multi_perform(h->multi, &running) != CURLM_OK) {
             result = CURLE_RECV_ERROR;
             break;
         }
-        if (!running)
-            break;
+        if (!running) break;
         long long at = h->base.opts.abort_at ? atomic_load(h->base.opts.abort_at) : 0;
         long long now = lf__mono_ns();
         int wait = LF__HTTP_TICK_MS;
@@ -156,19 +153,16 @@ static CURLcode perform(struct curlh *h, int *aborted)
                 result = CURLE_ABORTED_BY_CALLBACK;
                 break;
             }
-            if ((at - now) / 1000000 < wait)
-                wait = (int)((at - now) / 1000000) + 1;
+            if ((at - now) / 1000000 < wait) wait = (int)((at - now) / 1000000) + 1;
         }
         cu.multi_poll(h->multi, NULL, 0, wait, NULL);
-        if (h->base.opts.on_wait)
-            h->base.opts.on_wait(h->base.opts.ud);
+        if (h->base.opts.on_wait) h->base.opts.on_wait(h->base.opts.ud);
     }
     if (!*aborted) {
         int left;
         CURLMsg *m;
         while ((m = cu.multi_info_read(h->multi, &left)))
-            if (m->msg == CURLMSG_DONE && m->easy_handle == h->easy)
-                result = m->data.result;
+            if (m->msg == CURLMSG_DONE && m->easy_handle == h->easy) result = m->data.result;
     }
     cu.multi_remove_handle(h->multi, h->easy);
     return result;
@@ -188,8 +182,7 @@ static int curl_post(struct lf__http *base, const char *path, const char *body, 
             snprintf(res->error, sizeof(res->error), "deadline passed before the request");
             return -1;
         }
-        if (left_ms < timeout_ms)
-            timeout_ms = (int)left_ms;
+        if (left_ms < timeout_ms) timeout_ms = (int)left_ms;
     }
     size_t need = strlen(base->opts.base_url) + strlen(path) + 1;
     if (need > h->url_cap) {
@@ -239,10 +232,8 @@ static void curlh_free(struct lf__http *base, int abandon)
     struct curlh *h = (struct curlh *)base;
     /* After fork the TLS session belongs to the parent: cleaning up would write to it. */
     if (!abandon) {
-        if (h->easy)
-            cu.easy_cleanup(h->easy);
-        if (h->multi)
-            cu.multi_cleanup(h->multi);
+        if (h->easy) cu.easy_cleanup(h->easy);
+        if (h->multi) cu.multi_cleanup(h->multi);
         if (cu.slist_free_all) {
             cu.slist_free_all(h->hdr_plain);
             cu.slist_free_all(h->hdr_gzip);
@@ -258,14 +249,13 @@ static const struct lf__http_impl curl_impl = {curl_post, curl_wakeup, curlh_fre
 /* The request headers, plus `extra` if not NULL; NULL when memory ran out. */
 static struct curl_slist *header_list(const char *extra)
 {
-    static const char *const common[] = {"Content-Type: application/json", "Expect:",
-                                         LF__HDR_INGESTION_VERSION, LF__HDR_SDK_NAME,
+    static const char *const common[] = {"Content-Type: application/json",
+                                         "Expect:", LF__HDR_INGESTION_VERSION, LF__HDR_SDK_NAME,
                                          LF__HDR_SDK_VERSION};
     struct curl_slist *list = NULL;
     for (size_t i = 0; i <= sizeof(common) / sizeof(common[0]); i++) {
         const char *h = i < sizeof(common) / sizeof(common[0]) ? common[i] : extra;
-        if (!h)
-            continue;
+        if (!h) continue;
         struct curl_slist *more = cu.slist_append(list, h);
         if (!more) {
             cu.slist_free_all(list);
@@ -314,7 +304,6 @@ struct lf__http *lf__http_curl_new(const struct lf__http_opts *opts, char *err, 
     cu.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     cu.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
     const char *ca = getenv("LANGFUSE_CA_BUNDLE"); /* a private CA, e.g. in a cluster */
-    if (ca && *ca)
-        cu.easy_setopt(e, CURLOPT_CAINFO, ca);
+    if (ca && *ca) cu.easy_setopt(e, CURLOPT_CAINFO, ca);
     return &h->base;
 }

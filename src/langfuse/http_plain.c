@@ -39,14 +39,14 @@
 
 struct plain {
     struct lf__http base;
-    char host[256];    /* as written in the URL, brackets stripped */
+    char host[256]; /* as written in the URL, brackets stripped */
     char port[8];
-    char prefix[512];  /* path prefix of the base URL, without trailing slash */
-    char *head_fixed;  /* the request's header lines that never change, precomputed */
-    int fd;            /* kept-alive connection, -1 if none */
-    int wake[2];       /* wakeup pipe: [0] polled, [1] written */
+    char prefix[512]; /* path prefix of the base URL, without trailing slash */
+    char *head_fixed; /* the request's header lines that never change, precomputed */
+    int fd;           /* kept-alive connection, -1 if none */
+    int wake[2];      /* wakeup pipe: [0] polled, [1] written */
     struct addrinfo *ai;
-    int64_t ai_at;     /* when ai was resolved */
+    int64_t ai_at; /* when ai was resolved */
 };
 
 static int64_t deadline_of(const struct plain *p, int64_t start, int timeout_ms, int *by_abort)
@@ -88,21 +88,16 @@ static int wait_fd(struct plain *p, int fd, short events, int64_t start, int tim
         int wait = left_ms < LF__HTTP_TICK_MS ? (int)left_ms : LF__HTTP_TICK_MS;
         struct pollfd fds[2] = {{fd, events, 0}, {p->wake[0], POLLIN, 0}};
         int n = poll(fds, 2, wait);
-        if (n < 0 && errno != EINTR)
-            return -1;
-        if (n > 0 && (fds[1].revents & POLLIN))
-            drain_wake(p);
-        if (p->base.opts.on_wait)
-            p->base.opts.on_wait(p->base.opts.ud);
-        if (n > 0 && fds[0].revents)
-            return 1;
+        if (n < 0 && errno != EINTR) return -1;
+        if (n > 0 && (fds[1].revents & POLLIN)) drain_wake(p);
+        if (p->base.opts.on_wait) p->base.opts.on_wait(p->base.opts.ud);
+        if (n > 0 && fds[0].revents) return 1;
     }
 }
 
 static void close_conn(struct plain *p)
 {
-    if (p->fd >= 0)
-        close(p->fd);
+    if (p->fd >= 0) close(p->fd);
     p->fd = -1;
 }
 
@@ -125,10 +120,8 @@ static void lookup_put(struct lookup *l)
     pthread_mutex_lock(&l->mu);
     int last = --l->refs == 0;
     pthread_mutex_unlock(&l->mu);
-    if (!last)
-        return;
-    if (l->result)
-        freeaddrinfo(l->result);
+    if (!last) return;
+    if (l->result) freeaddrinfo(l->result);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->done_cv);
     free(l);
@@ -158,8 +151,7 @@ static void *lookup_main(void *arg)
 static int resolve(struct plain *p, int64_t start, int timeout_ms, struct lf__http_result *res)
 {
     int64_t now = lf__mono_ns();
-    if (p->ai && now - p->ai_at < DNS_TTL_NS)
-        return 0;
+    if (p->ai && now - p->ai_at < DNS_TTL_NS) return 0;
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -167,8 +159,7 @@ static int resolve(struct plain *p, int64_t start, int timeout_ms, struct lf__ht
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
     if (getaddrinfo(p->host, p->port, &hints, &ai) == 0) {
         /* an address, not a name: nothing to wait for */
-        if (p->ai)
-            freeaddrinfo(p->ai);
+        if (p->ai) freeaddrinfo(p->ai);
         p->ai = ai;
         p->ai_at = lf__mono_ns();
         return 0;
@@ -226,8 +217,7 @@ static int resolve(struct plain *p, int64_t start, int timeout_ms, struct lf__ht
         rc = -1;
     }
     if (rc == 0) {
-        if (p->ai)
-            freeaddrinfo(p->ai);
+        if (p->ai) freeaddrinfo(p->ai);
         p->ai = l->result;
         l->result = NULL;
         p->ai_at = lf__mono_ns();
@@ -239,11 +229,11 @@ static int resolve(struct plain *p, int64_t start, int timeout_ms, struct lf__ht
 
 static int connect_any(struct plain *p, int64_t start, int timeout_ms, struct lf__http_result *res)
 {
-    if (resolve(p, start, timeout_ms, res))
-        return -1;
+    if (resolve(p, start, timeout_ms, res)) return -1;
     int last_err = 0;
     for (struct addrinfo *a = p->ai; a; a = a->ai_next) {
-        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        int fd =
+            socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
         if (fd < 0) {
             last_err = errno;
             continue;
@@ -266,7 +256,8 @@ static int connect_any(struct plain *p, int64_t start, int timeout_ms, struct lf
             close(fd);
             res->timed_out = 1;
             res->aborted = aborted;
-            snprintf(res->error, sizeof(res->error), "connecting to %.100s:%s timed out", p->host, p->port);
+            snprintf(res->error, sizeof(res->error), "connecting to %.100s:%s timed out", p->host,
+                     p->port);
             return -1;
         }
         int err = 0;
@@ -295,8 +286,7 @@ static int send_all(struct plain *p, struct iovec *iov, int n, int64_t start, in
         m.msg_iovlen = (size_t)n;
         ssize_t w = sendmsg(p->fd, &m, MSG_NOSIGNAL);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 snprintf(res->error, sizeof(res->error), "send: %s", strerror(errno));
                 return -1;
@@ -322,10 +312,8 @@ static ssize_t recv_some(struct plain *p, char *buf, size_t n, int64_t start, in
 {
     for (;;) {
         ssize_t r = recv(p->fd, buf, n, 0);
-        if (r >= 0)
-            return r;
-        if (errno == EINTR)
-            continue;
+        if (r >= 0) return r;
+        if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             snprintf(res->error, sizeof(res->error), "receive: %s", strerror(errno));
             return -1;
@@ -351,8 +339,8 @@ static int conn_still_open(struct plain *p)
 /* A response's head, as read so far. */
 struct head {
     char buf[HEAD_MAX];
-    size_t len;    /* bytes read into buf */
-    long size;     /* the head's length within them, once complete */
+    size_t len; /* bytes read into buf */
+    long size;  /* the head's length within them, once complete */
     int status, chunked, closing;
     long long clen; /* Content-Length, or -1 */
     long retry;     /* Retry-After in ms, or -1 */
@@ -366,14 +354,16 @@ static int read_head(struct plain *p, int64_t start, int timeout_ms, struct lf__
     for (;;) {
         if (need_more) {
             if (h->len == sizeof(h->buf)) {
-                snprintf(res->error, sizeof(res->error), "response head larger than %d bytes", HEAD_MAX);
+                snprintf(res->error, sizeof(res->error), "response head larger than %d bytes",
+                         HEAD_MAX);
                 return -1;
             }
-            ssize_t r = recv_some(p, h->buf + h->len, sizeof(h->buf) - h->len, start, timeout_ms, res);
-            if (r < 0)
-                return -1;
+            ssize_t r =
+                recv_some(p, h->buf + h->len, sizeof(h->buf) - h->len, start, timeout_ms, res);
+            if (r < 0) return -1;
             if (r == 0) {
-                snprintf(res->error, sizeof(res->error), "the server closed the connection without an answer");
+                snprintf(res->error, sizeof(res->error),
+                         "the server closed the connection without an answer");
                 return -1;
             }
             *got_any = 1;
@@ -386,10 +376,8 @@ static int read_head(struct plain *p, int64_t start, int timeout_ms, struct lf__
             return -1;
         }
         need_more = h->size == 0;
-        if (h->size == 0)
-            continue;
-        if (h->status < 100 || h->status >= 200)
-            return 0;
+        if (h->size == 0) continue;
+        if (h->status < 100 || h->status >= 200) return 0;
         /* an interim answer: drop it, then look at what follows it */
         memmove(h->buf, h->buf + h->size, h->len - (size_t)h->size);
         h->len -= (size_t)h->size;
@@ -400,9 +388,8 @@ static int read_head(struct plain *p, int64_t start, int timeout_ms, struct lf__
 
 /* Reads a chunked body into body (at most LF__RESP_MAX bytes kept), starting with the
  * `nextra` bytes that came after the head. 0, or -1 with res->error. */
-static int read_chunked(struct plain *p, int64_t start, int timeout_ms,
-                        struct lf__http_result *res, const char *extra, size_t nextra,
-                        char *body, size_t *blen, int *closing)
+static int read_chunked(struct plain *p, int64_t start, int timeout_ms, struct lf__http_result *res,
+                        const char *extra, size_t nextra, char *body, size_t *blen, int *closing)
 {
     struct lf__chunked ch = {0};
     char chunk[16384];
@@ -420,7 +407,8 @@ static int read_chunked(struct plain *p, int64_t start, int timeout_ms,
         ssize_t r = recv_some(p, chunk, sizeof(chunk), start, timeout_ms, res);
         if (r <= 0) {
             if (r == 0)
-                snprintf(res->error, sizeof(res->error), "the server closed the connection mid-answer");
+                snprintf(res->error, sizeof(res->error),
+                         "the server closed the connection mid-answer");
             return -1;
         }
         extra = chunk;
@@ -435,12 +423,10 @@ static int read_sized(struct plain *p, int64_t start, int timeout_ms, struct lf_
 {
     char chunk[16384];
     long long want = clen;
-    if (clen < 0)
-        *closing = 1;
+    if (clen < 0) *closing = 1;
     for (;;) {
         size_t take = nextra;
-        if (want >= 0 && (long long)take > want)
-            take = (size_t)want;
+        if (want >= 0 && (long long)take > want) take = (size_t)want;
         if (*blen < LF__RESP_MAX) {
             size_t k = take < LF__RESP_MAX - *blen ? take : LF__RESP_MAX - *blen;
             memcpy(body + *blen, extra, k);
@@ -456,11 +442,11 @@ static int read_sized(struct plain *p, int64_t start, int timeout_ms, struct lf_
         ssize_t r = recv_some(p, chunk, sizeof(chunk), start, timeout_ms, res);
         if (r < 0 || (r == 0 && want >= 0)) {
             if (r == 0)
-                snprintf(res->error, sizeof(res->error), "the server closed the connection mid-answer");
+                snprintf(res->error, sizeof(res->error),
+                         "the server closed the connection mid-answer");
             return -1;
         }
-        if (r == 0)
-            return 0;
+        if (r == 0) return 0;
         extra = chunk;
         nextra = (size_t)r;
     }
@@ -478,8 +464,7 @@ static int read_response(struct plain *p, int64_t start, int timeout_ms,
     h.clen = -1;
     h.retry = -1;
     *got_any = 0;
-    if (read_head(p, start, timeout_ms, res, got_any, &h))
-        return -1;
+    if (read_head(p, start, timeout_ms, res, got_any, &h)) return -1;
     res->retry_after_ms = h.retry;
     char *body = lf__malloc(LF__RESP_MAX + 1);
     size_t blen = 0;
@@ -495,8 +480,7 @@ static int read_response(struct plain *p, int64_t start, int timeout_ms,
     else if (h.chunked)
         rc = read_chunked(p, start, timeout_ms, res, extra, nextra, body, &blen, &h.closing);
     else
-        rc = read_sized(p, start, timeout_ms, res, h.clen, extra, nextra, body, &blen,
-                        &h.closing);
+        rc = read_sized(p, start, timeout_ms, res, h.clen, extra, nextra, body, &blen, &h.closing);
     if (rc) {
         free(body);
         return -1;
@@ -505,8 +489,7 @@ static int read_response(struct plain *p, int64_t start, int timeout_ms,
     res->body = body;
     res->body_len = blen;
     res->status = h.status;
-    if (h.closing)
-        close_conn(p);
+    if (h.closing) close_conn(p);
     return 0;
 }
 
@@ -516,10 +499,10 @@ static int plain_post(struct lf__http *h, const char *path, const char *body, si
     struct plain *p = (struct plain *)h;
     int64_t start = lf__mono_ns();
     char head[2048];
-    int hn = snprintf(head, sizeof(head),
-                      "POST %s%s HTTP/1.1\r\n%s%sContent-Length: %zu\r\nConnection: keep-alive\r\n\r\n",
-                      p->prefix, path, p->head_fixed,
-                      gz ? "Content-Encoding: gzip\r\n" : "", len);
+    int hn =
+        snprintf(head, sizeof(head),
+                 "POST %s%s HTTP/1.1\r\n%s%sContent-Length: %zu\r\nConnection: keep-alive\r\n\r\n",
+                 p->prefix, path, p->head_fixed, gz ? "Content-Encoding: gzip\r\n" : "", len);
     if (hn < 0 || (size_t)hn >= sizeof(head)) {
         snprintf(res->error, sizeof(res->error), "request head too long");
         return -1;
@@ -530,8 +513,7 @@ static int plain_post(struct lf__http *h, const char *path, const char *body, si
             close_conn(p);
             reused = 0;
         }
-        if (p->fd < 0 && connect_any(p, start, timeout_ms, res))
-            return -1;
+        if (p->fd < 0 && connect_any(p, start, timeout_ms, res)) return -1;
         struct iovec iov[2] = {{head, (size_t)hn}, {(void *)body, len}};
         int got_any = 0;
         if (send_all(p, iov, 2, start, timeout_ms, res) == 0 &&
@@ -539,8 +521,7 @@ static int plain_post(struct lf__http *h, const char *path, const char *body, si
             return 0;
         close_conn(p);
         /* A kept-alive connection that died before answering: once more, fresh. */
-        if (!reused || got_any || res->timed_out)
-            return -1;
+        if (!reused || got_any || res->timed_out) return -1;
         res->error[0] = '\0';
     }
     return -1;
@@ -561,12 +542,9 @@ static void plain_free(struct lf__http *h, int abandon)
      * affect it (plain TCP, no shutdown()), so abandoning closes it too. */
     (void)abandon;
     close_conn(p);
-    if (p->wake[0] >= 0)
-        close(p->wake[0]);
-    if (p->wake[1] >= 0)
-        close(p->wake[1]);
-    if (p->ai)
-        freeaddrinfo(p->ai);
+    if (p->wake[0] >= 0) close(p->wake[0]);
+    if (p->wake[1] >= 0) close(p->wake[1]);
+    if (p->ai) freeaddrinfo(p->ai);
     lf__free_secret(p->head_fixed); /* it holds the credentials */
     free(p);
 }
@@ -655,8 +633,7 @@ struct lf__http *lf__http_plain_new(const struct lf__http_opts *opts, char *err,
     p->base.opts = *opts;
     p->fd = -1;
     p->wake[0] = p->wake[1] = -1;
-    if (parse_url(p, opts->base_url, err, errlen))
-        goto fail;
+    if (parse_url(p, opts->base_url, err, errlen)) goto fail;
     if (pipe2(p->wake, O_NONBLOCK | O_CLOEXEC)) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         goto fail;
@@ -676,8 +653,9 @@ struct lf__http *lf__http_plain_new(const struct lf__http_opts *opts, char *err,
      * length are written per request, with a literal format. */
     snprintf(p->head_fixed, fl,
              "Host: %s%s%s%s%s\r\nAuthorization: Basic %s\r\n"
-             "User-Agent: liblangfuse/" LF_VERSION_STRING "\r\nContent-Type: application/json\r\n"
-             LF__HDR_INGESTION_VERSION "\r\n" LF__HDR_SDK_NAME "\r\n" LF__HDR_SDK_VERSION "\r\n",
+             "User-Agent: liblangfuse/" LF_VERSION_STRING
+             "\r\nContent-Type: application/json\r\n" LF__HDR_INGESTION_VERSION
+             "\r\n" LF__HDR_SDK_NAME "\r\n" LF__HDR_SDK_VERSION "\r\n",
              is_v6 ? "[" : "", p->host, is_v6 ? "]" : "", strcmp(p->port, "80") ? ":" : "",
              strcmp(p->port, "80") ? p->port : "", auth);
     lf__free_secret(auth);

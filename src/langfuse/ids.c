@@ -108,17 +108,14 @@ int64_t lf__mono_ns(void)
 uint64_t lf__sample_bound(double rate, int *all)
 {
     *all = !(rate < 1.0);
-    if (!(rate > 0.0))
-        return 0;
-    if (*all)
-        return UINT64_MAX;
+    if (!(rate > 0.0)) return 0;
+    if (*all) return UINT64_MAX;
     return (uint64_t)ldexp(rate, 64);
 }
 
 int lf__sampled(const struct lf__conf *conf, const uint8_t trace_id[16])
 {
-    if (conf->sample_all)
-        return 1;
+    if (conf->sample_all) return 1;
     uint64_t low = 0;
     for (int i = 8; i < 16; i++)
         low = low << 8 | trace_id[i];

@@ -43,8 +43,7 @@ static void event_id(char out[37], const struct lf_obs *r, int kind)
 
 static void field_name(struct lf__buf *out, int *first, const char *name)
 {
-    if (!*first)
-        lf__buf_putc(out, ',');
+    if (!*first) lf__buf_putc(out, ',');
     *first = 0;
     lf__buf_putc(out, '"');
     lf__buf_puts(out, name);
@@ -77,20 +76,16 @@ static void put_meta(const struct lf__enc *e, struct lf__buf *out, int *first,
     int any = 0;
     while (1) {
         uint32_t at = pos;
-        if (!lf__rec_next(r, &pos, &f))
-            break;
-        if (f.tag != tag || !lf__enc_is_last(r, pos, &f))
-            continue;
-        if (!any)
-            field_name(out, first, "metadata");
+        if (!lf__rec_next(r, &pos, &f)) break;
+        if (f.tag != tag || !lf__enc_is_last(r, pos, &f)) continue;
+        if (!any) field_name(out, first, "metadata");
         lf__buf_putc(out, any ? ',' : '{');
         any = 1;
         lf__json_str(out, f.key, f.klen, e->red, 0);
         lf__buf_putc(out, ':');
         lf__enc_value(e, out, at, &f, "metadata", lim, LF__VM_JSON);
     }
-    if (any)
-        lf__buf_putc(out, '}');
+    if (any) lf__buf_putc(out, '}');
 }
 
 static void event_head(struct lf__buf *out, const char *id, const char *type, int64_t now_ns)
@@ -119,8 +114,7 @@ static void trace_event(const struct lf__enc *e, struct lf__buf *out, const stru
     lf__hex(hex, r->trace_id, 16);
     field_name(out, &first, "id");
     lf__buf_printf(out, "\"%s\"", hex);
-    if (r->flags & LF__REC_ROOT)
-        put_time(out, &first, "timestamp", r->start_ns);
+    if (r->flags & LF__REC_ROOT) put_time(out, &first, "timestamp", r->start_ns);
     if (e->conf->environment) {
         field_name(out, &first, "environment");
         lf__json_str(out, e->conf->environment, strlen(e->conf->environment), e->red, 0);
@@ -131,23 +125,30 @@ static void trace_event(const struct lf__enc *e, struct lf__buf *out, const stru
     }
     while (1) {
         uint32_t at = pos;
-        if (!lf__rec_next(r, &pos, &f))
-            break;
+        if (!lf__rec_next(r, &pos, &f)) break;
         if (f.tag == LF__T_TAG) {
             ntags++;
             continue;
         }
-        if (!lf__enc_is_last(r, pos, &f))
-            continue;
+        if (!lf__enc_is_last(r, pos, &f)) continue;
         switch (f.tag) {
-        case LF__T_NAME: put_str(e, out, &first, "name", &f); break;
-        case LF__T_SESSION: put_str(e, out, &first, "sessionId", &f); break;
-        case LF__T_USER: put_str(e, out, &first, "userId", &f); break;
-        case LF__T_VERSION: put_str(e, out, &first, "version", &f); break;
-        case LF__T_RELEASE: put_str(e, out, &first, "release", &f); break;
+        case LF__T_NAME:
+            put_str(e, out, &first, "name", &f);
+            break;
+        case LF__T_SESSION:
+            put_str(e, out, &first, "sessionId", &f);
+            break;
+        case LF__T_USER:
+            put_str(e, out, &first, "userId", &f);
+            break;
+        case LF__T_VERSION:
+            put_str(e, out, &first, "version", &f);
+            break;
+        case LF__T_RELEASE:
+            put_str(e, out, &first, "release", &f);
+            break;
         case LF__T_ENV:
-            if (!e->conf->environment)
-                put_str(e, out, &first, "environment", &f);
+            if (!e->conf->environment) put_str(e, out, &first, "environment", &f);
             break;
         case LF__T_PUBLIC:
             field_name(out, &first, "public");
@@ -161,7 +162,8 @@ static void trace_event(const struct lf__enc *e, struct lf__buf *out, const stru
             field_name(out, &first, "output");
             lf__enc_value(e, out, at, &f, "output", lim, LF__VM_JSON);
             break;
-        default: break;
+        default:
+            break;
         }
     }
     put_meta(e, out, &first, r, LF__T_META, lim);
@@ -177,8 +179,8 @@ static void trace_event(const struct lf__enc *e, struct lf__buf *out, const stru
 /* One observation's -create event (94 lines): the legacy API's mapping written out, field
  * by field, as its schema lists them. It is for v3 servers only and frozen there; the
  * mapping that evolves is otlp.c's table. */
-static void observation_event(const struct lf__enc *e, struct lf__buf *out,
-                              const struct lf_obs *r, const struct lf__limits *lim)
+static void observation_event(const struct lf__enc *e, struct lf__buf *out, const struct lf_obs *r,
+                              const struct lf__limits *lim)
 {
     char id[37], hex[33];
     struct lf__field f;
@@ -211,12 +213,12 @@ static void observation_event(const struct lf__enc *e, struct lf__buf *out,
     }
     while (1) {
         uint32_t at = pos;
-        if (!lf__rec_next(r, &pos, &f))
-            break;
-        if (f.tag >= LF__T_NAME || !lf__enc_is_last(r, pos, &f))
-            continue;
+        if (!lf__rec_next(r, &pos, &f)) break;
+        if (f.tag >= LF__T_NAME || !lf__enc_is_last(r, pos, &f)) continue;
         switch (f.tag) {
-        case LF__F_NAME: put_str(e, out, &first, "name", &f); break;
+        case LF__F_NAME:
+            put_str(e, out, &first, "name", &f);
+            break;
         case LF__F_INPUT:
             field_name(out, &first, "input");
             lf__enc_value(e, out, at, &f, "input", lim, LF__VM_JSON);
@@ -233,10 +235,11 @@ static void observation_event(const struct lf__enc *e, struct lf__buf *out,
             field_name(out, &first, "statusMessage");
             lf__enc_value(e, out, at, &f, NULL, lim, LF__VM_JSON);
             break;
-        case LF__F_VERSION: put_str(e, out, &first, "version", &f); break;
+        case LF__F_VERSION:
+            put_str(e, out, &first, "version", &f);
+            break;
         case LF__F_MODEL:
-            if (gen_fields)
-                put_str(e, out, &first, "model", &f);
+            if (gen_fields) put_str(e, out, &first, "model", &f);
             break;
         case LF__F_MODEL_PARAMS:
             if (gen_fields) {
@@ -245,12 +248,10 @@ static void observation_event(const struct lf__enc *e, struct lf__buf *out,
             }
             break;
         case LF__F_COMPLETION_START:
-            if (gen_fields)
-                put_time(out, &first, "completionStartTime", lf__field_i64(&f));
+            if (gen_fields) put_time(out, &first, "completionStartTime", lf__field_i64(&f));
             break;
         case LF__F_PROMPT_NAME:
-            if (gen_fields)
-                put_str(e, out, &first, "promptName", &f);
+            if (gen_fields) put_str(e, out, &first, "promptName", &f);
             break;
         case LF__F_PROMPT_VERSION:
             if (gen_fields) {
@@ -258,7 +259,8 @@ static void observation_event(const struct lf__enc *e, struct lf__buf *out,
                 lf__buf_put_i64(out, lf__field_i64(&f));
             }
             break;
-        default: break;
+        default:
+            break;
         }
     }
     put_meta(e, out, &first, r, LF__F_META, lim);
@@ -280,8 +282,9 @@ void lf__ingest_begin(struct lf__buf *out)
 
 void lf__ingest_end(struct lf__buf *out)
 {
-    lf__buf_puts(out, "],\"metadata\":{\"sdk_name\":\"liblangfuse\",\"sdk_version\":\"" LF_VERSION_STRING
-                      "\",\"sdk_integration\":\"c\"}}");
+    lf__buf_puts(out,
+                 "],\"metadata\":{\"sdk_name\":\"liblangfuse\",\"sdk_version\":\"" LF_VERSION_STRING
+                 "\",\"sdk_integration\":\"c\"}}");
 }
 
 void lf__ingest_events(const struct lf__enc *e, struct lf__buf *out, const struct lf_obs *r,

@@ -46,45 +46,53 @@ struct lf__counters {
 };
 
 /* Problems reported once per client (lf__log_once), then only counted. */
-enum lf__report { LF__REPORT_400, LF__REPORT_BLOCKED, LF__REPORT_413, LF__REPORT_SPOOL,
-                  LF__REPORT_SPILL, LF__REPORT_QUEUE_FULL, LF__REPORT_LEGACY, LF__SLOTS };
+enum lf__report {
+    LF__REPORT_400,
+    LF__REPORT_BLOCKED,
+    LF__REPORT_413,
+    LF__REPORT_SPOOL,
+    LF__REPORT_SPILL,
+    LF__REPORT_QUEUE_FULL,
+    LF__REPORT_LEGACY,
+    LF__SLOTS
+};
 
 struct lf_client {
     struct lf__conf conf;
     atomic_int enabled;    /* configured and not shut down; read without the lock */
-    struct lf__http *http;   /* created with the client (in a forked child: when its exporter
-                                starts); used by the exporter thread only */
+    struct lf__http *http; /* created with the client (in a forked child: when its exporter
+                              starts); used by the exporter thread only */
     struct lf__http_opts http_opts;
-    char *userpwd;           /* "public:secret", wiped when freed */
+    char *userpwd; /* "public:secret", wiped when freed */
 
     pthread_mutex_t mu;
-    pthread_cond_t wake;     /* exporter: work arrived, a flush or stop was asked */
-    pthread_cond_t done;     /* flushers: done_below advanced or the exporter stopped */
+    pthread_cond_t wake; /* exporter: work arrived, a flush or stop was asked */
+    pthread_cond_t done; /* flushers: done_below advanced or the exporter stopped */
     struct lf_obs *head, *tail;
     size_t qcount, qbytes;
     struct lf__trace *new_traces; /* started since the exporter's last cycle (journal.c) */
-    uint64_t enq_seq;        /* sequence number of the next enqueued record */
-    uint64_t done_below;     /* every record with qseq below this is finished */
-    int flushing;            /* number of threads in flush */
-    int stopping;            /* shutdown asked: exporter drains and exits */
-    int hurried;             /* lf_client_hurry(): shutdown's deadline is as short as can be */
-    int stopped;             /* exporter exited */
-    int abandoned;           /* shutdown's deadline passed with the exporter still running:
-                                it was detached, and lf_client_free() keeps the client */
+    uint64_t enq_seq;             /* sequence number of the next enqueued record */
+    uint64_t done_below;          /* every record with qseq below this is finished */
+    int flushing;                 /* number of threads in flush */
+    int stopping;                 /* shutdown asked: exporter drains and exits */
+    int hurried;                  /* lf_client_hurry(): shutdown's deadline is as short as can be */
+    int stopped;                  /* exporter exited */
+    int abandoned;                /* shutdown's deadline passed with the exporter still running:
+                                     it was detached, and lf_client_free() keeps the client */
     int64_t stop_deadline_ns;
     int thread_running;
     pthread_t thread;
-    int fork_gen;            /* the fork generation the thread belongs to */
+    int fork_gen; /* the fork generation the thread belongs to */
 
     atomic_size_t held_bytes; /* bytes the exporter holds taken but not yet encoded */
-    size_t spill_at;         /* queue + held bytes that make the exporter spill; 0: never */
-    int spill_signaled;      /* the exporter was told about the current crossing */
-    atomic_int spill_wanted; /* read by the exporter wherever it waits or works */
+    size_t spill_at;          /* queue + held bytes that make the exporter spill; 0: never */
+    int spill_signaled;       /* the exporter was told about the current crossing */
+    atomic_int spill_wanted;  /* read by the exporter wherever it waits or works */
     /* lf_client_replay_spool() takes a ticket; the exporter queues the spool's files for the
      * tickets asked so far (replay_taken) and, once none of them is pending, says they are
      * served (replay_done). */
     uint64_t replay_ticket, replay_taken, replay_done;
-    struct lf__exp *exp;     /* the exporter's own state, touched only by its thread */
+    struct lf__exp *exp; /* the exporter's own state, touched only by its thread */
 
     atomic_llong abort_at_ns; /* in-flight HTTP gives up at this time; 0: no limit */
 
@@ -96,11 +104,11 @@ struct lf_client {
     struct lf_obs *pool;
     size_t pool_bytes, pool_max;
 
-    pthread_mutex_t red_mu;   /* guards `red` swaps; users take a reference under it */
+    pthread_mutex_t red_mu; /* guards `red` swaps; users take a reference under it */
     struct lf__redactor *red;
 
     struct lf__counters n;
-    struct lf_client *next_client; /* global list, for fork handling */
+    struct lf_client *next_client;  /* global list, for fork handling */
     int reported_status[LF__SLOTS]; /* once-only reports, by enum lf__report */
 };
 

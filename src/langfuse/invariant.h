@@ -8,8 +8,7 @@
 #ifndef LF_INVARIANT_H
 #define LF_INVARIANT_H
 
-#define LF_INVARIANT(cond) \
-    ((cond) ? (void)0 : lf__invariant_failed(#cond, __FILE__, __LINE__))
+#define LF_INVARIANT(cond) ((cond) ? (void)0 : lf__invariant_failed(#cond, __FILE__, __LINE__))
 
 _Noreturn void lf__invariant_failed(const char *cond, const char *file, int line);
 

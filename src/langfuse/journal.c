@@ -28,8 +28,7 @@
 
 void lf__journal_open(struct lf_client *c, struct lf__trace *t)
 {
-    if (!c->conf.spool_dir)
-        return;
+    if (!c->conf.spool_dir) return;
     pthread_mutex_lock(&c->mu);
     t->next_open = c->new_traces;
     c->new_traces = lf__trace_ref(t); /* journaled within a flush interval (exporter.c) */
@@ -55,8 +54,7 @@ void lf__journal_note_roots(struct lf_client *c, struct lf__trace **open, const 
 {
     take_new(c, open);
     for (const struct lf_obs *r = list; r; r = r->next) {
-        if (!(r->flags & LF__REC_ROOT))
-            continue;
+        if (!(r->flags & LF__REC_ROOT)) continue;
         for (struct lf__trace *t = *open; t; t = t->next_open)
             if (!memcmp(t->trace_id, r->trace_id, 16) && !memcmp(t->span_id, r->span_id, 8))
                 t->root_out = 1;
@@ -67,8 +65,7 @@ void lf__journal_note_roots(struct lf_client *c, struct lf__trace **open, const 
 static struct lf_obs *stand_in(struct lf_client *c, struct lf__trace *t, uint64_t *version)
 {
     struct lf_obs *r = lf__calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
+    if (!r) return NULL;
     r->client = c;
     memcpy(r->trace_id, t->trace_id, 16);
     memcpy(r->span_id, t->span_id, 8);
@@ -101,8 +98,7 @@ static void write_journal(struct lf_client *c, struct lf__trace *t)
 {
     uint64_t version = 0;
     struct lf_obs *r = stand_in(c, t, &version);
-    if (!r)
-        return;
+    if (!r) return;
     struct lf__encoder enc;
     struct lf__body body;
     uint64_t truncated = 0, dropped = 0;
@@ -112,8 +108,8 @@ static void write_journal(struct lf_client *c, struct lf__trace *t)
     if (lf__encode_body(&enc, &e, &r, &body, &truncated, &dropped) == 0 && body.nrec) {
         char hex[33];
         lf__hex(hex, t->trace_id, 16);
-        if (lf__spool_journal_write(c->conf.spool_dir, hex, c->conf.transport, body.gz,
-                                    body.data, body.len, &t->journal_fd, &t->journal_path) == 0)
+        if (lf__spool_journal_write(c->conf.spool_dir, hex, c->conf.transport, body.gz, body.data,
+                                    body.len, &t->journal_fd, &t->journal_path) == 0)
             t->journaled = version;
         free(body.data);
     }
@@ -136,8 +132,7 @@ void lf__journal_update(struct lf_client *c, struct lf__trace **open)
         pthread_mutex_lock(&t->mu);
         uint64_t version = t->version;
         pthread_mutex_unlock(&t->mu);
-        if (version != t->journaled)
-            write_journal(c, t);
+        if (version != t->journaled) write_journal(c, t);
         p = &t->next_open;
     }
 }

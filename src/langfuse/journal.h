@@ -12,7 +12,8 @@ struct lf__trace;
  * the client has a spool). Takes a reference. */
 void lf__journal_open(struct lf_client *c, struct lf__trace *t);
 /* Exporter, before encoding `list`: marks the open traces whose root is in it. */
-void lf__journal_note_roots(struct lf_client *c, struct lf__trace **open, const struct lf_obs *list);
+void lf__journal_note_roots(struct lf_client *c, struct lf__trace **open,
+                            const struct lf_obs *list);
 /* Exporter, after encoding: writes the journals of open traces that changed, removes those
  * of traces whose root went out. */
 void lf__journal_update(struct lf_client *c, struct lf__trace **open);

@@ -28,24 +28,18 @@ static const uint8_t esc_class[256] = {
 static size_t utf8_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
-    if (c >= 0xC2 && c <= 0xDF)
-        return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xC2 && c <= 0xDF) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
     if (c >= 0xE0 && c <= 0xEF) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xE0 && s[1] < 0xA0)
-            return 0; /* overlong */
-        if (c == 0xED && s[1] > 0x9F)
-            return 0; /* surrogate */
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
+        if (c == 0xED && s[1] > 0x9F) return 0; /* surrogate */
         return 3;
     }
     if (c >= 0xF0 && c <= 0xF4) {
         if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
             return 0;
-        if (c == 0xF0 && s[1] < 0x90)
-            return 0; /* overlong */
-        if (c == 0xF4 && s[1] > 0x8F)
-            return 0; /* above U+10FFFF */
+        if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
+        if (c == 0xF4 && s[1] > 0x8F) return 0; /* above U+10FFFF */
         return 4;
     }
     return 0;
@@ -58,8 +52,7 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 static int probe_hit(const struct lf__redact_probes *pr, const unsigned char *p)
 {
     for (int k = 0; k < pr->n; k++)
-        if (p[0] == pr->b0[k] && p[1] == pr->b1[k] && p[pr->at[k]] == pr->b2[k])
-            return 1;
+        if (p[0] == pr->b0[k] && p[1] == pr->b1[k] && p[pr->at[k]] == pr->b2[k]) return 1;
     return 0;
 }
 
@@ -88,15 +81,13 @@ static size_t scan(const unsigned char *s, size_t i, size_t lim, size_t n,
         if (np) {
             __m128i w = _mm_loadu_si128((const __m128i *)(s + i + 1)), m = _mm_setzero_si128();
             for (int k = 0; k < np; k++)
-                m = _mm_or_si128(m, _mm_and_si128(_mm_cmpeq_epi8(v, p0[k]),
-                                                  _mm_cmpeq_epi8(w, p1[k])));
+                m = _mm_or_si128(m,
+                                 _mm_and_si128(_mm_cmpeq_epi8(v, p0[k]), _mm_cmpeq_epi8(w, p1[k])));
             unsigned pmask = (unsigned)_mm_movemask_epi8(m);
-            if (emask)
-                pmask &= (emask & (0u - emask)) - 1; /* those before the first escape */
+            if (emask) pmask &= (emask & (0u - emask)) - 1; /* those before the first escape */
             for (; pmask; pmask &= pmask - 1) {
                 size_t j = i + (size_t)__builtin_ctz(pmask);
-                if (probe_hit(pr, s + j))
-                    return j < lim ? j : lim;
+                if (probe_hit(pr, s + j)) return j < lim ? j : lim;
             }
         }
         if (emask) {
@@ -116,13 +107,27 @@ static void put_escaped(struct lf__buf *b, unsigned char c, int twice)
     char seq[6] = {'\\'};
     size_t len = 2;
     switch (c) {
-    case '"': seq[1] = '"'; break;
-    case '\\': seq[1] = '\\'; break;
-    case '\n': seq[1] = 'n'; break;
-    case '\r': seq[1] = 'r'; break;
-    case '\t': seq[1] = 't'; break;
-    case '\b': seq[1] = 'b'; break;
-    case '\f': seq[1] = 'f'; break;
+    case '"':
+        seq[1] = '"';
+        break;
+    case '\\':
+        seq[1] = '\\';
+        break;
+    case '\n':
+        seq[1] = 'n';
+        break;
+    case '\r':
+        seq[1] = 'r';
+        break;
+    case '\t':
+        seq[1] = 't';
+        break;
+    case '\b':
+        seq[1] = 'b';
+        break;
+    case '\f':
+        seq[1] = 'f';
+        break;
     default:
         memcpy(seq + 1, "u00", 3);
         seq[4] = hex[c >> 4];
@@ -144,8 +149,8 @@ static void put_escaped(struct lf__buf *b, unsigned char c, int twice)
     }
 }
 
-void lf__json_str_body(struct lf__buf *b, const char *s, size_t n,
-                       const struct lf__redactor *red, int twice)
+void lf__json_str_body(struct lf__buf *b, const char *s, size_t n, const struct lf__redactor *red,
+                       int twice)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t run = 0, i = 0;
@@ -165,12 +170,10 @@ void lf__json_str_body(struct lf__buf *b, const char *s, size_t n,
     }
 #endif
     while (i < n) {
-        if (secret < i)
-            secret = lf__redact_next(red, s, n, i);
+        if (secret < i) secret = lf__redact_next(red, s, n, i);
 #if defined(__SSE2__)
         i = scan(u, i, secret, n, pr, p0, p1);
-        if (i >= n)
-            break;
+        if (i >= n) break;
 #endif
         unsigned char c = u[i];
         /* A needle can start here only if a shape starts with c or a secret starts here. */
@@ -238,17 +241,15 @@ void lf__json_double(struct lf__buf *b, double d)
      * decimals. Both r and 10^k are exact doubles, so IEEE division rounds r / 10^k
      * exactly as a decimal parser rounds the printed text: what is printed reads back as d.
      * Costs are such numbers (0.0036); snprintf and strtod cost ten times more. */
-    static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
+    static const double p10[] = {1e0, 1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7, 1e8,
                                  1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16};
     double ad = fabs(d);
     if (ad >= 1e-9 && ad < 1e9) {
         for (int k = 0; k <= 16; k++) {
             double sc = ad * p10[k];
-            if (sc >= 9007199254740992.0)
-                break;
+            if (sc >= 9007199254740992.0) break;
             double r = nearbyint(sc);
-            if (r / p10[k] != ad)
-                continue;
+            if (r / p10[k] != ad) continue;
             char digits[32], out[48];
             int nd = 0;
             for (uint64_t u = (uint64_t)r; u || nd == 0; u /= 10)
@@ -259,8 +260,7 @@ void lf__json_double(struct lf__buf *b, double d)
                 digits[z] = t;
             }
             size_t o = 0;
-            if (d < 0)
-                out[o++] = '-';
+            if (d < 0) out[o++] = '-';
             if (nd <= k) {
                 out[o++] = '0';
                 out[o++] = '.';
@@ -285,8 +285,7 @@ void lf__json_double(struct lf__buf *b, double d)
     /* The shortest of %.15g..%.17g that reads back exactly: 0.1 stays "0.1". */
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
-        if (strtod(tmp, NULL) == d)
-            break;
+        if (strtod(tmp, NULL) == d) break;
     }
     lf__buf_puts(b, tmp);
 }
@@ -317,12 +316,9 @@ void lf__hex(char *out, const uint8_t *bytes, size_t n)
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
@@ -331,8 +327,7 @@ int lf__unhex(uint8_t *bytes, size_t n, const char *hex)
     for (size_t i = 0; i < n; i++) {
         int hi = hexval(hex[2 * i]);
         int lo = hi < 0 ? -1 : hexval(hex[2 * i + 1]);
-        if (lo < 0)
-            return -1;
+        if (lo < 0) return -1;
         bytes[i] = (uint8_t)(hi << 4 | lo);
     }
     return 0;

@@ -24,8 +24,8 @@
 void lf__json_str(struct lf__buf *b, const char *s, size_t n, const struct lf__redactor *red,
                   int twice);
 /* As lf__json_str() without the surrounding quotes. */
-void lf__json_str_body(struct lf__buf *b, const char *s, size_t n,
-                       const struct lf__redactor *red, int twice);
+void lf__json_str_body(struct lf__buf *b, const char *s, size_t n, const struct lf__redactor *red,
+                       int twice);
 /* The shortest decimal that reads back as `d`; non-finite values are written as 0. */
 void lf__json_double(struct lf__buf *b, double d);
 /* Writes `ns` (Unix epoch nanoseconds) as RFC 3339 UTC with microseconds into out[64]. */

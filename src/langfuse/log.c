@@ -21,8 +21,7 @@ static void default_sink(void *ud, enum lf_log_level level, const char *msg)
     static const char *const names[] = {"debug", "info", "warning", "error"};
     char line[2048];
     int n = snprintf(line, sizeof(line), "langfuse: %s: %s\n", names[level & 3], msg);
-    if (n < 0)
-        return;
+    if (n < 0) return;
     if ((size_t)n >= sizeof(line)) {
         n = sizeof(line) - 1;
         line[n - 1] = '\n';
@@ -36,8 +35,7 @@ static void vlog(struct lf_client *c, enum lf_log_level level, const char *fmt, 
     __attribute__((format(printf, 3, 0)));
 static void vlog(struct lf_client *c, enum lf_log_level level, const char *fmt, va_list ap)
 {
-    if (level == LF_LOG_DEBUG && (!c || !c->conf.debug))
-        return;
+    if (level == LF_LOG_DEBUG && (!c || !c->conf.debug)) return;
     char raw[1536];
     vsnprintf(raw, sizeof(raw), fmt, ap);
     struct lf__buf out;
@@ -70,8 +68,7 @@ void lf__log_once(struct lf_client *c, int slot, enum lf_log_level level, const 
         pthread_mutex_lock(&c->mu);
         int seen = c->reported_status[slot]++;
         pthread_mutex_unlock(&c->mu);
-        if (seen)
-            return;
+        if (seen) return;
     }
     va_list ap;
     va_start(ap, fmt);
@@ -83,9 +80,8 @@ void lf__invariant_failed(const char *cond, const char *file, int line)
 {
     /* no allocation, no lock, no user callback: the state is not to be trusted */
     char msg[512];
-    int n = snprintf(msg, sizeof msg, "liblangfuse: %s:%d: invariant failed: %s\n", file, line,
-                     cond);
-    if (n > 0)
-        (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    int n =
+        snprintf(msg, sizeof msg, "liblangfuse: %s:%d: invariant failed: %s\n", file, line, cond);
+    if (n > 0) (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
     abort();
 }

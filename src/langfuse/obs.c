@@ -40,8 +40,7 @@ static size_t cut_to_fit(struct lf_client *c, const void *val, size_t *vlen, uin
                          char marker[48])
 {
     size_t cap = c->conf.max_event_bytes;
-    if (*vlen <= cap || (*kind != LF__V_STR && *kind != LF__V_JSON))
-        return 0;
+    if (*vlen <= cap || (*kind != LF__V_STR && *kind != LF__V_JSON)) return 0;
     size_t cut = lf__utf8_cut(val, cap);
     int m = snprintf(marker, 48, "...[truncated %zu bytes]", *vlen - cut);
     *vlen = cut;
@@ -52,32 +51,27 @@ static size_t cut_to_fit(struct lf_client *c, const void *val, size_t *vlen, uin
 static void put(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *key, const void *val,
                 size_t vlen)
 {
-    if (!o)
-        return;
+    if (!o) return;
     char marker[48];
     size_t mlen = cut_to_fit(o->client, val, &vlen, &kind, marker);
-    if (mlen)
-        o->flags |= LF__REC_CUT;
+    if (mlen) o->flags |= LF__REC_CUT;
     if (lf__rec_put2(o, tag, kind, key, key ? strlen(key) : 0, val, vlen, marker, mlen))
         atomic_fetch_add(&o->client->n.dropped_nomem, 1);
 }
 
 static void put_str(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *key, const char *s)
 {
-    if (o && s)
-        put(o, tag, kind, key, s, strlen(s));
+    if (o && s) put(o, tag, kind, key, s, strlen(s));
 }
 
 /* A trace attribute goes into the set that the trace's observations share. */
-static void put_trace(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *key,
-                      const void *val, size_t vlen)
+static void put_trace(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *key, const void *val,
+                      size_t vlen)
 {
-    if (!o || !o->trace)
-        return;
+    if (!o || !o->trace) return;
     char marker[48];
     size_t mlen = cut_to_fit(o->client, val, &vlen, &kind, marker);
-    if (mlen)
-        o->flags |= LF__REC_CUT; /* said of the observation it was set through */
+    if (mlen) o->flags |= LF__REC_CUT; /* said of the observation it was set through */
     if (lf__trace_put(o->trace, tag, kind, key, key ? strlen(key) : 0, val, vlen, marker, mlen))
         atomic_fetch_add(&o->client->n.dropped_nomem, 1);
 }
@@ -85,14 +79,12 @@ static void put_trace(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *k
 static void put_trace_str(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *key,
                           const char *s)
 {
-    if (s)
-        put_trace(o, tag, kind, key, s, strlen(s));
+    if (s) put_trace(o, tag, kind, key, s, strlen(s));
 }
 
 lf_obs *lf_trace_start(lf_client *c, const char *name, const char *trace_id)
 {
-    if (!c || !c->enabled)
-        return NULL;
+    if (!c || !c->enabled) return NULL;
     uint8_t tid[16];
     if (trace_id && (strlen(trace_id) != 32 || lf__unhex(tid, 16, trace_id))) {
         lf__log(c, LF_LOG_WARN, "trace id '%.40s' is not 32 hex digits; using a random one",
@@ -104,11 +96,9 @@ lf_obs *lf_trace_start(lf_client *c, const char *name, const char *trace_id)
             lf__random_bytes(tid, sizeof(tid));
         while (!memcmp(tid, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16));
     }
-    if (!lf__sampled(&c->conf, tid))
-        return NULL;
+    if (!lf__sampled(&c->conf, tid)) return NULL;
     struct lf_obs *o = obs_new(c, LF_OBS_SPAN);
-    if (!o)
-        return NULL;
+    if (!o) return NULL;
     o->trace = lf__trace_new();
     if (!o->trace) {
         atomic_fetch_add(&c->n.dropped_nomem, 1);
@@ -128,11 +118,9 @@ lf_obs *lf_trace_start(lf_client *c, const char *name, const char *trace_id)
 
 lf_obs *lf_obs_start(lf_obs *parent, enum lf_obs_type type, const char *name)
 {
-    if (!parent || (unsigned)type > LF_OBS_GUARDRAIL)
-        return NULL;
+    if (!parent || (unsigned)type > LF_OBS_GUARDRAIL) return NULL;
     struct lf_obs *o = obs_new(parent->client, type);
-    if (!o)
-        return NULL;
+    if (!o) return NULL;
     memcpy(o->trace_id, parent->trace_id, sizeof(o->trace_id));
     memcpy(o->parent_id, parent->span_id, sizeof(o->parent_id));
     o->trace = lf__trace_ref(parent->trace);
@@ -142,8 +130,7 @@ lf_obs *lf_obs_start(lf_obs *parent, enum lf_obs_type type, const char *name)
 
 void lf_obs_end_at(lf_obs *o, int64_t end_ns)
 {
-    if (!o)
-        return;
+    if (!o) return;
     o->end_ns = end_ns < o->start_ns ? o->start_ns : end_ns;
     o->flags |= LF__REC_ENDED;
     if (o->trace && lf__trace_copy_to(o->trace, o, NULL))
@@ -155,14 +142,12 @@ void lf_obs_end_at(lf_obs *o, int64_t end_ns)
 
 void lf_obs_end(lf_obs *o)
 {
-    if (o)
-        lf_obs_end_at(o, o->type == LF_OBS_EVENT ? o->start_ns : lf_now_ns());
+    if (o) lf_obs_end_at(o, o->type == LF_OBS_EVENT ? o->start_ns : lf_now_ns());
 }
 
 void lf_obs_discard(lf_obs *o)
 {
-    if (o)
-        lf__trace_unref(o->trace);
+    if (o) lf__trace_unref(o->trace);
     lf__rec_free(o);
 }
 
@@ -189,8 +174,7 @@ void lf_obs_set_name(lf_obs *o, const char *name)
 
 void lf_obs_set_start_time(lf_obs *o, int64_t start_ns)
 {
-    if (!o || start_ns <= 0)
-        return;
+    if (!o || start_ns <= 0) return;
     o->start_ns = start_ns;
     if ((o->flags & LF__REC_ROOT) && o->trace) {
         pthread_mutex_lock(&o->trace->mu); /* what the journal says of the root */
@@ -211,8 +195,7 @@ void lf_obs_set_input_string(lf_obs *o, const char *text)
 
 void lf_obs_set_input_stringn(lf_obs *o, const char *text, size_t len)
 {
-    if (text)
-        put(o, LF__F_INPUT, LF__V_STR, NULL, text, len);
+    if (text) put(o, LF__F_INPUT, LF__V_STR, NULL, text, len);
 }
 
 void lf_obs_set_output_json(lf_obs *o, const char *json)
@@ -227,46 +210,39 @@ void lf_obs_set_output_string(lf_obs *o, const char *text)
 
 void lf_obs_set_output_stringn(lf_obs *o, const char *text, size_t len)
 {
-    if (text)
-        put(o, LF__F_OUTPUT, LF__V_STR, NULL, text, len);
+    if (text) put(o, LF__F_OUTPUT, LF__V_STR, NULL, text, len);
 }
 
 void lf_obs_set_metadata_json(lf_obs *o, const char *key, const char *json)
 {
-    if (key)
-        put_str(o, LF__F_META, LF__V_JSON, key, json);
+    if (key) put_str(o, LF__F_META, LF__V_JSON, key, json);
 }
 
 void lf_obs_set_metadata_string(lf_obs *o, const char *key, const char *value)
 {
-    if (key)
-        put_str(o, LF__F_META, LF__V_STR, key, value);
+    if (key) put_str(o, LF__F_META, LF__V_STR, key, value);
 }
 
 void lf_obs_set_metadata_int(lf_obs *o, const char *key, int64_t value)
 {
-    if (key)
-        put(o, LF__F_META, LF__V_INT, key, &value, sizeof(value));
+    if (key) put(o, LF__F_META, LF__V_INT, key, &value, sizeof(value));
 }
 
 void lf_obs_set_metadata_double(lf_obs *o, const char *key, double value)
 {
-    if (key)
-        put(o, LF__F_META, LF__V_DBL, key, &value, sizeof(value));
+    if (key) put(o, LF__F_META, LF__V_DBL, key, &value, sizeof(value));
 }
 
 void lf_obs_set_metadata_bool(lf_obs *o, const char *key, int value)
 {
     uint8_t v = value != 0;
-    if (key)
-        put(o, LF__F_META, LF__V_BOOL, key, &v, 1);
+    if (key) put(o, LF__F_META, LF__V_BOOL, key, &v, 1);
 }
 
 void lf_obs_set_level(lf_obs *o, enum lf_level level)
 {
     uint8_t v = (uint8_t)level;
-    if ((unsigned)level <= LF_LEVEL_ERROR)
-        put(o, LF__F_LEVEL, LF__V_INT, NULL, &v, 1);
+    if ((unsigned)level <= LF_LEVEL_ERROR) put(o, LF__F_LEVEL, LF__V_INT, NULL, &v, 1);
 }
 
 void lf_obs_set_status_message(lf_obs *o, const char *message)
@@ -291,27 +267,23 @@ void lf_obs_set_model_parameters_json(lf_obs *o, const char *json_object)
 
 void lf_obs_set_usage(lf_obs *o, const char *key, int64_t tokens)
 {
-    if (key)
-        put(o, LF__F_USAGE, LF__V_INT, key, &tokens, sizeof(tokens));
+    if (key) put(o, LF__F_USAGE, LF__V_INT, key, &tokens, sizeof(tokens));
 }
 
 void lf_obs_set_cost(lf_obs *o, const char *key, double usd)
 {
-    if (key)
-        put(o, LF__F_COST, LF__V_DBL, key, &usd, sizeof(usd));
+    if (key) put(o, LF__F_COST, LF__V_DBL, key, &usd, sizeof(usd));
 }
 
 void lf_obs_set_completion_start(lf_obs *o, int64_t when_ns)
 {
-    if (when_ns > 0)
-        put(o, LF__F_COMPLETION_START, LF__V_INT, NULL, &when_ns, sizeof(when_ns));
+    if (when_ns > 0) put(o, LF__F_COMPLETION_START, LF__V_INT, NULL, &when_ns, sizeof(when_ns));
 }
 
 void lf_obs_set_prompt(lf_obs *o, const char *name, int version)
 {
     int64_t v = version;
-    if (!name)
-        return;
+    if (!name) return;
     put_str(o, LF__F_PROMPT_NAME, LF__V_STR, NULL, name);
     put(o, LF__F_PROMPT_VERSION, LF__V_INT, NULL, &v, sizeof(v));
 }
@@ -353,33 +325,28 @@ void lf_trace_set_output_string(lf_obs *o, const char *text)
 
 void lf_trace_set_metadata_json(lf_obs *o, const char *key, const char *json)
 {
-    if (key)
-        put_trace_str(o, LF__T_META, LF__V_JSON, key, json);
+    if (key) put_trace_str(o, LF__T_META, LF__V_JSON, key, json);
 }
 
 void lf_trace_set_metadata_string(lf_obs *o, const char *key, const char *value)
 {
-    if (key)
-        put_trace_str(o, LF__T_META, LF__V_STR, key, value);
+    if (key) put_trace_str(o, LF__T_META, LF__V_STR, key, value);
 }
 
 void lf_trace_set_metadata_int(lf_obs *o, const char *key, int64_t value)
 {
-    if (key)
-        put_trace(o, LF__T_META, LF__V_INT, key, &value, sizeof(value));
+    if (key) put_trace(o, LF__T_META, LF__V_INT, key, &value, sizeof(value));
 }
 
 void lf_trace_set_metadata_double(lf_obs *o, const char *key, double value)
 {
-    if (key)
-        put_trace(o, LF__T_META, LF__V_DBL, key, &value, sizeof(value));
+    if (key) put_trace(o, LF__T_META, LF__V_DBL, key, &value, sizeof(value));
 }
 
 void lf_trace_set_metadata_bool(lf_obs *o, const char *key, int value)
 {
     uint8_t v = value != 0;
-    if (key)
-        put_trace(o, LF__T_META, LF__V_BOOL, key, &v, 1);
+    if (key) put_trace(o, LF__T_META, LF__V_BOOL, key, &v, 1);
 }
 
 void lf_trace_add_tag(lf_obs *o, const char *tag)

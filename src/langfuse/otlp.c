@@ -26,8 +26,7 @@
 
 static void key(struct lf__buf *out, int *first, const char *k, size_t klen, const char *kind)
 {
-    if (!*first)
-        lf__buf_putc(out, ',');
+    if (!*first) lf__buf_putc(out, ',');
     *first = 0;
     lf__buf_puts(out, "{\"key\":");
     lf__json_str(out, k, klen, NULL, 0);
@@ -123,11 +122,16 @@ static void attr_map(struct lf__buf *out, int *first, const char *k, const struc
 static const char *genai_operation(unsigned type)
 {
     switch (type) {
-    case LF_OBS_GENERATION: return "chat";
-    case LF_OBS_TOOL: return "execute_tool";
-    case LF_OBS_AGENT: return "invoke_agent";
-    case LF_OBS_EMBEDDING: return "embeddings";
-    default: return NULL;
+    case LF_OBS_GENERATION:
+        return "chat";
+    case LF_OBS_TOOL:
+        return "execute_tool";
+    case LF_OBS_AGENT:
+        return "invoke_agent";
+    case LF_OBS_EMBEDDING:
+        return "embeddings";
+    default:
+        return NULL;
     }
 }
 
@@ -277,8 +281,7 @@ static int has(const struct span *s, uint8_t tag)
 
 static int applies(const struct span *s, const struct attr *a)
 {
-    if (a->types && (s->r->type >= 16 || !(a->types & (1u << s->r->type))))
-        return 0;
+    if (a->types && (s->r->type >= 16 || !(a->types & (1u << s->r->type)))) return 0;
     return !a->root_unless || ((s->r->flags & LF__REC_ROOT) && !has(s, a->root_unless));
 }
 
@@ -306,18 +309,21 @@ static int once_source(const struct span *s, const struct attr *a, struct lf__fi
     memset(f, 0, sizeof(*f));
     *at = 0;
     switch (a->from) {
-    case FROM_TYPE: return 1;
-    case FROM_CONF_ENV: conf_str = s->e->conf->environment; break;
-    case FROM_CONF_RELEASE: conf_str = s->e->conf->release; break;
+    case FROM_TYPE:
+        return 1;
+    case FROM_CONF_ENV:
+        conf_str = s->e->conf->environment;
+        break;
+    case FROM_CONF_RELEASE:
+        conf_str = s->e->conf->release;
+        break;
     default:
-        if (a->rkey)
-            return has(s, a->from) && last_keyed(s->r, a->from, a->rkey, f, at);
+        if (a->rkey) return has(s, a->from) && last_keyed(s->r, a->from, a->rkey, f, at);
         *f = s->last[a->from];
         *at = s->last_at[a->from];
         return has(s, a->from);
     }
-    if (!conf_str)
-        return 0;
+    if (!conf_str) return 0;
     f->val = conf_str;
     f->vlen = (uint32_t)strlen(conf_str);
     return 1;
@@ -333,40 +339,51 @@ static void put_attr(struct span *s, const struct attr *a, const struct lf__fiel
     char iso[64];
 
     switch ((enum attr_as)a->as) {
-    case AS_STR: attr_str(out, first, a->key, f->val, f->vlen, e->red); break;
+    case AS_STR:
+        attr_str(out, first, a->key, f->val, f->vlen, e->red);
+        break;
     case AS_LONG_STR:
         key(out, first, a->key, strlen(a->key), "stringValue");
         lf__enc_value(e, out, at, f, a->mask, s->lim, LF__VM_JSON);
         lf__buf_puts(out, "}}");
         break;
-    case AS_JSON: attr_value(e, out, first, a->key, strlen(a->key), at, f, a->mask, s->lim); break;
-    case AS_META: attr_meta(e, out, first, a->key, at, f, a->mask, s->lim); break;
-    case AS_INT: attr_int(out, first, a->key, lf__field_i64(f)); break;
-    case AS_COUNT:
-        if (lf__field_i64(f) >= 0)
-            attr_int(out, first, a->key, lf__field_i64(f));
+    case AS_JSON:
+        attr_value(e, out, first, a->key, strlen(a->key), at, f, a->mask, s->lim);
         break;
-    case AS_BOOL: attr_bool(out, first, a->key, strlen(a->key), f); break;
+    case AS_META:
+        attr_meta(e, out, first, a->key, at, f, a->mask, s->lim);
+        break;
+    case AS_INT:
+        attr_int(out, first, a->key, lf__field_i64(f));
+        break;
+    case AS_COUNT:
+        if (lf__field_i64(f) >= 0) attr_int(out, first, a->key, lf__field_i64(f));
+        break;
+    case AS_BOOL:
+        attr_bool(out, first, a->key, strlen(a->key), f);
+        break;
     case AS_TIME:
         lf__iso8601(iso, lf__field_i64(f));
         attr_cstr(out, first, a->key, iso, NULL);
         break;
     case AS_LEVEL:
-        if (level_of(f))
-            attr_cstr(out, first, a->key, lf__level_name(level_of(f)), NULL);
+        if (level_of(f)) attr_cstr(out, first, a->key, lf__level_name(level_of(f)), NULL);
         break;
-    case AS_MAP: attr_map(out, first, a->key, s->r, a->from); break;
+    case AS_MAP:
+        attr_map(out, first, a->key, s->r, a->from);
+        break;
     case AS_TAGS:
         key(out, first, a->key, strlen(a->key), "arrayValue");
         lf__buf_puts(out, "{\"values\":[");
         lf__enc_tags(out, s->r, e->red, "{\"stringValue\":", "}");
         lf__buf_puts(out, "]}}}");
         break;
-    case AS_TYPE: attr_cstr(out, first, a->key, lf__obs_type_name(s->r->type), NULL); break;
+    case AS_TYPE:
+        attr_cstr(out, first, a->key, lf__obs_type_name(s->r->type), NULL);
+        break;
     case AS_OPERATION:
         op = genai_operation(s->r->type);
-        if (op)
-            attr_cstr(out, first, a->key, op, NULL);
+        if (op) attr_cstr(out, first, a->key, op, NULL);
         break;
     }
 }
@@ -390,12 +407,9 @@ static void put_each(struct span *s, const struct attr *run, size_t n)
         int last = -1; /* not asked yet */
         size_t i = f.tag < LF__TAG_MAX ? rows_of[f.tag] : n;
         for (; i < n && run[i].from == f.tag; i++) {
-            if (!applies(s, &run[i]))
-                continue;
-            if (last < 0)
-                last = lf__enc_is_last(s->r, pos, &f);
-            if (last)
-                put_attr(s, &run[i], &f, at);
+            if (!applies(s, &run[i])) continue;
+            if (last < 0) last = lf__enc_is_last(s->r, pos, &f);
+            if (last) put_attr(s, &run[i], &f, at);
         }
     }
 }
@@ -410,8 +424,10 @@ void lf__otlp_begin(const struct lf__enc *e, struct lf__buf *out)
     attr_cstr(out, &first, "telemetry.sdk.name", "liblangfuse", NULL);
     attr_cstr(out, &first, "telemetry.sdk.language", "c", NULL);
     attr_cstr(out, &first, "telemetry.sdk.version", LF_VERSION_STRING, NULL);
-    lf__buf_puts(out, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"liblangfuse\",\"version\":\"" LF_VERSION_STRING
-                      "\"},\"spans\":[");
+    lf__buf_puts(
+        out,
+        "]},\"scopeSpans\":[{\"scope\":{\"name\":\"liblangfuse\",\"version\":\"" LF_VERSION_STRING
+        "\"},\"spans\":[");
 }
 
 void lf__otlp_end(struct lf__buf *out)
@@ -455,13 +471,11 @@ static void put_frame(const struct span *s)
 static void put_status(const struct span *s)
 {
     const struct lf__field *status = &s->last[LF__F_STATUS];
-    if (level_of(&s->last[LF__F_LEVEL]) != LF_LEVEL_ERROR)
-        return;
+    if (level_of(&s->last[LF__F_LEVEL]) != LF_LEVEL_ERROR) return;
     lf__buf_puts(s->out, ",\"status\":{\"code\":2");
     if (has(s, LF__F_STATUS)) {
         size_t n = status->vlen;
-        if (n > STATUS_MESSAGE_MAX)
-            n = lf__utf8_cut(status->val, STATUS_MESSAGE_MAX);
+        if (n > STATUS_MESSAGE_MAX) n = lf__utf8_cut(status->val, STATUS_MESSAGE_MAX);
         lf__buf_puts(s->out, ",\"message\":");
         lf__json_str(s->out, status->val, n, s->e->red, 0);
     }

@@ -32,17 +32,14 @@ void lf__exp_return_recs(struct lf_client *c)
 struct lf__batch *lf__batch_new(void)
 {
     struct lf__batch *b = lf__calloc(1, sizeof(*b));
-    if (b)
-        b->spool_fd = -1;
+    if (b) b->spool_fd = -1;
     return b;
 }
 
 void lf__batch_free(struct lf__batch *b)
 {
-    if (!b)
-        return;
-    if (b->spool_fd >= 0)
-        lf__spool_release(b->spool_fd);
+    if (!b) return;
+    if (b->spool_fd >= 0) lf__spool_release(b->spool_fd);
     free(b->body);
     free(b->spool_path);
     free(b);
@@ -65,8 +62,7 @@ void lf__pending_unlink_head(struct lf__exp *x)
     struct lf__batch *b = x->head;
     LF_INVARIANT(b && x->bytes >= b->len); /* bytes counts every pending batch's body */
     x->head = b->next;
-    if (!x->head)
-        x->tail = NULL;
+    if (!x->head) x->tail = NULL;
     x->bytes -= b->len;
 }
 
@@ -87,13 +83,10 @@ void lf__pending_retire(struct lf_client *c, struct lf__batch *b)
 uint64_t lf__pending_finished_below(struct lf_client *c)
 {
     uint64_t low = c->head ? c->head->qseq : c->enq_seq;
-    if (c->exp->bl_head && c->exp->bl_head->qseq < low)
-        low = c->exp->bl_head->qseq;
-    if (c->exp->spill.nrec && c->exp->spill.head_qseq < low)
-        low = c->exp->spill.head_qseq;
+    if (c->exp->bl_head && c->exp->bl_head->qseq < low) low = c->exp->bl_head->qseq;
+    if (c->exp->spill.nrec && c->exp->spill.head_qseq < low) low = c->exp->spill.head_qseq;
     for (struct lf__batch *b = c->exp->head; b; b = b->next)
-        if (b->qseq_min < low)
-            low = b->qseq_min;
+        if (b->qseq_min < low) low = b->qseq_min;
     return low;
 }
 
@@ -101,8 +94,7 @@ uint64_t lf__pending_finished_below(struct lf_client *c)
 void lf__exp_detach_queue_locked(struct lf_client *c)
 {
     struct lf__exp *x = c->exp;
-    if (!c->head)
-        return;
+    if (!c->head) return;
     if (x->bl_tail)
         x->bl_tail->next = c->head;
     else
@@ -124,8 +116,7 @@ void lf__exporter_service(void *arg)
 {
     struct lf_client *c = arg;
     struct lf__exp *x = c->exp;
-    if (!atomic_load_explicit(&c->spill_wanted, memory_order_relaxed))
-        return;
+    if (!atomic_load_explicit(&c->spill_wanted, memory_order_relaxed)) return;
     /* Check the file before taking anything: without one, the records stay in memory and
      * the memory cap alone bounds the queue. */
     int usable = lf__spill_usable(&x->spill);
@@ -137,8 +128,7 @@ void lf__exporter_service(void *arg)
     c->spill_signaled = 0;
     atomic_store(&c->spill_wanted, 0);
     pthread_mutex_unlock(&c->mu);
-    if (!usable || !x->bl_head)
-        return;
+    if (!usable || !x->bl_head) return;
     struct lf_obs *list = x->bl_head;
     x->bl_head = x->bl_tail = NULL;
     x->bl_bytes = 0;
@@ -170,10 +160,9 @@ void lf__pending_write_ahead(struct lf_client *c, struct lf__batch *b)
     struct lf__spool_held held;
     char err[256];
     uint64_t evicted = 0;
-    if (!c->conf.spool_dir || b->spool_path || !b->body)
-        return;
-    if (lf__spool_write(&x->spool, b->endpoint, b->body, b->len, b->gz, b->nrec, &evicted,
-                        &held, err, sizeof(err))) {
+    if (!c->conf.spool_dir || b->spool_path || !b->body) return;
+    if (lf__spool_write(&x->spool, b->endpoint, b->body, b->len, b->gz, b->nrec, &evicted, &held,
+                        err, sizeof(err))) {
         lf__log(c, LF_LOG_DEBUG, "no write-ahead copy of %u observations: %s", b->nrec, err);
         return;
     }
@@ -247,11 +236,9 @@ static void queue_entries(struct lf__exp *x, struct lf__spool_entry *v, size_t n
         int dup = 0;
         for (struct lf__batch *b = x->head; b && !dup; b = b->next)
             dup = b->spool_path && strcmp(b->spool_path, v[i].path) == 0;
-        if (dup)
-            continue;
+        if (dup) continue;
         struct lf__batch *b = lf__batch_new();
-        if (!b)
-            break;
+        if (!b) break;
         b->endpoint = v[i].endpoint;
         b->gz = v[i].gz;
         b->nrec = v[i].nrec;
@@ -271,16 +258,17 @@ void lf__pending_queue_spool_files(struct lf_client *c)
     struct lf__exp *x = c->exp;
     struct lf__spool_entry *v, *adopted;
     size_t n, nadopted;
-    if (!c->conf.spool_dir)
-        return;
+    if (!c->conf.spool_dir) return;
     if (lf__spool_list(c->conf.spool_dir, &v, &n) == 0) {
         queue_entries(x, v, n);
         lf__spool_entries_free(v, n);
     }
     lf__spool_adopt_journals(c->conf.spool_dir, &adopted, &nadopted);
     if (nadopted)
-        lf__log(c, LF_LOG_INFO, "%zu traces of a process that died with their roots open are "
-                                "completed from its journal", nadopted);
+        lf__log(c, LF_LOG_INFO,
+                "%zu traces of a process that died with their roots open are "
+                "completed from its journal",
+                nadopted);
     queue_entries(x, adopted, nadopted);
     lf__spool_entries_free(adopted, nadopted);
 }
@@ -330,17 +318,17 @@ void lf__pending_abandon_rest(struct lf_client *c)
             n += b->nrec;
         lf__batch_free(b);
     }
-    if (!n)
-        return;
+    if (!n) return;
     lf__count(&c->n.spool_dropped, n);
-    lf__log(c, LF_LOG_WARN, "the shutdown deadline passed before %llu observations could be "
-            "sent or spooled; they are lost", (unsigned long long)n);
+    lf__log(c, LF_LOG_WARN,
+            "the shutdown deadline passed before %llu observations could be "
+            "sent or spooled; they are lost",
+            (unsigned long long)n);
 }
 
 int lf__pending_has_spool_files(const struct lf__exp *x)
 {
     for (const struct lf__batch *b = x->head; b; b = b->next)
-        if (b->spool_path && !b->ahead)
-            return 1;
+        if (b->spool_path && !b->ahead) return 1;
     return 0;
 }

@@ -55,17 +55,16 @@ void lf__enqueue(struct lf_client *c, struct lf_obs *r)
     c->qcount++;
     c->qbytes += size;
     size_t qbytes = c->qbytes + held;
-    int kick = c->qcount == (size_t)c->conf.flush_at ||
-               (qbytes >= c->conf.max_request_bytes / 2 &&
-                qbytes - size < c->conf.max_request_bytes / 2);
+    int kick =
+        c->qcount == (size_t)c->conf.flush_at ||
+        (qbytes >= c->conf.max_request_bytes / 2 && qbytes - size < c->conf.max_request_bytes / 2);
     int spill = 0;
     if (c->spill_at && qbytes >= c->spill_at && !c->spill_signaled) {
         c->spill_signaled = 1;
         atomic_store(&c->spill_wanted, 1);
         kick = spill = 1;
     }
-    if (kick)
-        pthread_cond_signal(&c->wake);
+    if (kick) pthread_cond_signal(&c->wake);
     /* Under the lock, which every writer of the peak holds: a read-then-write outside it
      * could let a smaller value overwrite a larger one. */
     if (qbytes > atomic_load_explicit(&c->n.queue_peak_bytes, memory_order_relaxed))
@@ -73,8 +72,7 @@ void lf__enqueue(struct lf_client *c, struct lf_obs *r)
     pthread_mutex_unlock(&c->mu);
     /* The exporter may be waiting on the network: one wake-up byte makes it spill now. This
      * happens once per crossing of the mark, never per record. */
-    if (spill)
-        lf__http_wakeup(c->http);
+    if (spill) lf__http_wakeup(c->http);
     atomic_fetch_add_explicit(&c->n.recorded, 1, memory_order_relaxed);
 }
 
@@ -103,8 +101,7 @@ struct lf_obs *lf__obs_alloc(struct lf_client *c)
         return o;
     }
     o = lf__malloc(sizeof(*o));
-    if (o)
-        memset(o, 0, sizeof(*o));
+    if (o) memset(o, 0, sizeof(*o));
     return o;
 }
 
@@ -136,4 +133,3 @@ void lf__obs_recycle(struct lf_client *c, struct lf_obs *list)
         lf__rec_free(r);
     }
 }
-

@@ -19,8 +19,7 @@
 /* The body as plain JSON (decompressed if needed). Caller frees *out. */
 static int plain_body(const struct lf__batch *b, size_t cap, char **out, size_t *len)
 {
-    if (b->gz)
-        return lf__gunzip(b->body, b->len, cap, out, len) ? -1 : 0;
+    if (b->gz) return lf__gunzip(b->body, b->len, cap, out, len) ? -1 : 0;
     *out = lf__strndup(b->body, b->len);
     *len = b->len;
     return *out ? 0 : -1;
@@ -83,8 +82,7 @@ int lf__rebatch_too_large(struct lf_client *c, struct lf__batch *b)
     struct lf__exp *x = c->exp;
     char *json;
     size_t len;
-    if (plain_body(b, c->conf.max_request_bytes * 4, &json, &len))
-        return -1;
+    if (plain_body(b, c->conf.max_request_bytes * 4, &json, &len)) return -1;
     char *a, *bb;
     size_t alen, blen;
     struct lf__batch *na = NULL, *nb = NULL;
@@ -94,8 +92,7 @@ int lf__rebatch_too_large(struct lf_client *c, struct lf__batch *b)
         nb = batch_from_json(b, bb, blen, rb);
     } else if (lf__body_shrink(json, len, &a, &alen) == 0) {
         na = batch_from_json(b, a, alen, b->nrec);
-        if (na)
-            lf__count(&c->n.truncated, 1);
+        if (na) lf__count(&c->n.truncated, 1);
     }
     free(json);
     if (!na || (nb == NULL && na->nrec != b->nrec)) {
@@ -104,22 +101,19 @@ int lf__rebatch_too_large(struct lf_client *c, struct lf__batch *b)
         return -1;
     }
     lf__pending_write_ahead(c, na);
-    if (nb)
-        lf__pending_write_ahead(c, nb);
+    if (nb) lf__pending_write_ahead(c, nb);
     /* Put the parts where b was, in order. */
     lf__pending_unlink_head(x);
     if (nb) {
         nb->next = x->head;
         x->head = nb;
         x->bytes += nb->len;
-        if (!x->tail)
-            x->tail = nb;
+        if (!x->tail) x->tail = nb;
     }
     na->next = x->head;
     x->head = na;
     x->bytes += na->len;
-    if (!x->tail)
-        x->tail = na;
+    if (!x->tail) x->tail = na;
     if (b->spool_fd >= 0) {
         /* A spool file: its content now lives in memory; remove the file once both parts
          * are safely elsewhere (they will be re-spooled if they cannot be sent). */
@@ -138,8 +132,7 @@ static struct lf__batch *batch_of_events(struct lf_client *c, const struct lf__b
     char *json, *sub;
     size_t len, sublen;
     struct lf__batch *out = NULL;
-    if (plain_body(b, c->conf.max_request_bytes * 4, &json, &len))
-        return NULL;
+    if (plain_body(b, c->conf.max_request_bytes * 4, &json, &len)) return NULL;
     if (lf__body_filter_events(json, len, ids, n, &sub, &sublen) == 0) {
         uint32_t nrec = records_in(b->endpoint, sub, sublen);
         out = batch_from_json(b, sub, sublen, nrec ? nrec : (uint32_t)n);
@@ -162,7 +155,7 @@ static int refused_event_type(json_int_t status, const char *msg)
  * from the spool, they are dropped, so nothing is re-sent forever.
  */
 uint32_t lf__rebatch_multi_status(struct lf_client *c, struct lf__batch *b, const char *resp,
-                                    struct lf__batch **retry)
+                                  struct lf__batch **retry)
 {
     *retry = NULL;
     json_error_t err;
@@ -179,14 +172,12 @@ uint32_t lf__rebatch_multi_status(struct lf_client *c, struct lf__batch *b, cons
         json_int_t st = json_integer_value(json_object_get(e, "status"));
         const char *msg = json_string_value(json_object_get(e, "message"));
         if (st == 429 || st >= 500) {
-            if (ids && id)
-                ids[nretry++] = id;
+            if (ids && id) ids[nretry++] = id;
             continue;
         }
         rejected++;
         if (refused_event_type(st, msg)) {
-            if (refused && id)
-                refused[nrefused++] = id;
+            if (refused && id) refused[nrefused++] = id;
             continue;
         }
         lf__log_once(c, LF__REPORT_400, LF_LOG_WARN,
@@ -209,8 +200,7 @@ uint32_t lf__rebatch_multi_status(struct lf_client *c, struct lf__batch *b, cons
             c->exp->spooled_this_run = replay;
         }
     }
-    if (nretry && (*retry = batch_of_events(c, b, ids, nretry)))
-        lf__pending_write_ahead(c, *retry);
+    if (nretry && (*retry = batch_of_events(c, b, ids, nretry))) lf__pending_write_ahead(c, *retry);
     free(ids);
     free(refused);
     json_decref(root);

@@ -21,21 +21,17 @@ int lf__rec_put2(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, s
                  const void *val, size_t vlen, const void *more, size_t mlen)
 {
     LF_INVARIANT(tag > 0 && tag < LF__TAG_MAX);
-    if (klen > UINT32_MAX / 4 || vlen > UINT32_MAX / 4 || mlen > UINT32_MAX / 4)
-        return -1;
+    if (klen > UINT32_MAX / 4 || vlen > UINT32_MAX / 4 || mlen > UINT32_MAX / 4) return -1;
     size_t total = vlen + mlen;
     size_t need = (size_t)r->len + ENTRY_HDR + klen + total;
-    if (need > UINT32_MAX / 2)
-        return -1;
+    if (need > UINT32_MAX / 2) return -1;
     if (need > r->cap) {
         /* Grow to half again what is needed (at least double): a generation with a prompt
          * and an answer settles in two or three allocations instead of five. */
         size_t ncap = r->cap ? (size_t)r->cap * 2 : 256;
-        if (ncap < need + need / 2)
-            ncap = need + need / 2;
+        if (ncap < need + need / 2) ncap = need + need / 2;
         unsigned char *p = lf__realloc(r->data, ncap);
-        if (!p)
-            return -1;
+        if (!p) return -1;
         r->data = p;
         r->cap = (uint32_t)ncap;
     }
@@ -45,20 +41,16 @@ int lf__rec_put2(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, s
     w[1] = kind;
     memcpy(w + 2, &k32, 4);
     memcpy(w + 6, &v32, 4);
-    if (klen)
-        memcpy(w + ENTRY_HDR, key, klen);
-    if (vlen)
-        memcpy(w + ENTRY_HDR + klen, val, vlen);
-    if (mlen)
-        memcpy(w + ENTRY_HDR + klen + vlen, more, mlen);
+    if (klen) memcpy(w + ENTRY_HDR, key, klen);
+    if (vlen) memcpy(w + ENTRY_HDR + klen, val, vlen);
+    if (mlen) memcpy(w + ENTRY_HDR + klen + vlen, more, mlen);
     r->len = (uint32_t)need;
     return 0;
 }
 
 int lf__rec_next(const struct lf_obs *r, uint32_t *pos, struct lf__field *f)
 {
-    if (*pos >= r->len)
-        return 0;
+    if (*pos >= r->len) return 0;
     const unsigned char *p = r->data + *pos;
     LF_INVARIANT(*pos + ENTRY_HDR <= r->len);
     f->tag = p[0];
@@ -99,24 +91,21 @@ int lf__rec_has_trace_fields(const struct lf_obs *r)
     struct lf__field f;
     uint32_t pos = 0;
     while (lf__rec_next(r, &pos, &f))
-        if (f.tag >= LF__T_NAME)
-            return 1;
+        if (f.tag >= LF__T_NAME) return 1;
     return 0;
 }
 
 int64_t lf__field_i64(const struct lf__field *f)
 {
     int64_t v = 0;
-    if (f->vlen == sizeof(v))
-        memcpy(&v, f->val, sizeof(v));
+    if (f->vlen == sizeof(v)) memcpy(&v, f->val, sizeof(v));
     return v;
 }
 
 double lf__field_dbl(const struct lf__field *f)
 {
     double v = 0;
-    if (f->vlen == sizeof(v))
-        memcpy(&v, f->val, sizeof(v));
+    if (f->vlen == sizeof(v)) memcpy(&v, f->val, sizeof(v));
     return v;
 }
 
@@ -127,16 +116,16 @@ size_t lf__rec_size(const struct lf_obs *r)
 
 void lf__rec_free(struct lf_obs *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     free(r->data);
     free(r);
 }
 
 const char *lf__obs_type_name(unsigned type)
 {
-    static const char *const names[] = {"span",  "generation", "event",     "agent",     "tool",
-                                        "chain", "retriever",  "evaluator", "embedding", "guardrail"};
+    static const char *const names[] = {"span",      "generation", "event",     "agent",
+                                        "tool",      "chain",      "retriever", "evaluator",
+                                        "embedding", "guardrail"};
     return type < sizeof(names) / sizeof(names[0]) ? names[type] : "span";
 }
 

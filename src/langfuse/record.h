@@ -59,24 +59,24 @@ enum lf__kind {
     LF__V_BOOL = 'b',
 };
 
-#define LF__REC_ENDED 0x01u  /* this export carries the end time */
-#define LF__REC_ROOT 0x02u   /* no parent: the trace's root observation */
-#define LF__REC_CUT 0x04u    /* a value was cut to max_event_bytes when it was set */
+#define LF__REC_ENDED 0x01u /* this export carries the end time */
+#define LF__REC_ROOT 0x02u  /* no parent: the trace's root observation */
+#define LF__REC_CUT 0x04u   /* a value was cut to max_event_bytes when it was set */
 
 struct lf_obs {
-    struct lf_obs *next;       /* queue link, owned by the queue once enqueued */
-    struct lf_client *client;  /* borrowed; the client outlives its handles */
+    struct lf_obs *next;      /* queue link, owned by the queue once enqueued */
+    struct lf_client *client; /* borrowed; the client outlives its handles */
     uint8_t trace_id[16];
     uint8_t span_id[8];
-    uint8_t parent_id[8];      /* all zero for a root */
+    uint8_t parent_id[8]; /* all zero for a root */
     int64_t start_ns;
-    int64_t end_ns;            /* meaningful with LF__REC_ENDED */
-    uint64_t qseq;             /* position in the client's queue, for flush accounting */
-    struct lf__trace *trace;   /* the trace's shared attributes (a reference) while the
-                                  handle is open; NULL once lf_obs_end() copied them in */
-    uint8_t type;              /* enum lf_obs_type */
-    uint8_t flags;             /* LF__REC_* */
-    unsigned char *data;       /* tagged entries, owned */
+    int64_t end_ns;          /* meaningful with LF__REC_ENDED */
+    uint64_t qseq;           /* position in the client's queue, for flush accounting */
+    struct lf__trace *trace; /* the trace's shared attributes (a reference) while the
+                                handle is open; NULL once lf_obs_end() copied them in */
+    uint8_t type;            /* enum lf_obs_type */
+    uint8_t flags;           /* LF__REC_* */
+    unsigned char *data;     /* tagged entries, owned */
     uint32_t len;
     uint32_t cap;
 };

@@ -38,9 +38,9 @@
 
 enum { SET_NONE = 0, SET_KEY, SET_ALNUM, SET_BEARER };
 
-#define GRAM 4         /* bytes hashed at a sampled position */
-#define STRIDE_MAX 32  /* longer secrets index only their first STRIDE_MAX grams */
-#define BLOOM_MAX 22   /* the gram bitmap holds at most 2^22 bits (512 KiB) */
+#define GRAM 4        /* bytes hashed at a sampled position */
+#define STRIDE_MAX 32 /* longer secrets index only their first STRIDE_MAX grams */
+#define BLOOM_MAX 22  /* the gram bitmap holds at most 2^22 bits (512 KiB) */
 _Static_assert(LF__SECRET_MIN >= GRAM, "a registered secret must hold one gram");
 
 struct shape {
@@ -72,8 +72,8 @@ struct lf__redactor {
     size_t stride;      /* sampling step: shortest secret - GRAM + 1, at most STRIDE_MAX */
     struct gram *grams; /* nsecrets * stride, sorted by (w, off, secret) */
     size_t ngrams;
-    uint64_t *bloom;    /* one-hash Bloom filter: bit hash(w) set for every gram's w;
-                           2^(32 - shift) bits */
+    uint64_t *bloom; /* one-hash Bloom filter: bit hash(w) set for every gram's w;
+                        2^(32 - shift) bits */
     unsigned shift;
     atomic_uint refs;
 };
@@ -112,8 +112,7 @@ static void mark(struct lf__redactor *r, const struct shape *sh)
     r->pair[idx >> 6] |= (uint64_t)1 << (idx & 63);
     struct lf__redact_probes *p = &r->probes;
     for (int k = 0; k < p->n; k++)
-        if (p->b0[k] == c0 && p->b1[k] == c1 && p->at[k] == sh->at && p->b2[k] == c2)
-            return;
+        if (p->b0[k] == c0 && p->b1[k] == c1 && p->at[k] == sh->at && p->b2[k] == c2) return;
     LF_INVARIANT(p->n < LF__PROBES_MAX);
     p->b0[p->n] = c0;
     p->b1[p->n] = c1;
@@ -172,10 +171,8 @@ static int bloom_has(const struct lf__redactor *r, uint32_t w)
 static int gram_cmp(const void *a, const void *b)
 {
     const struct gram *x = a, *y = b;
-    if (x->w != y->w)
-        return x->w < y->w ? -1 : 1;
-    if (x->off != y->off)
-        return x->off < y->off ? -1 : 1;
+    if (x->w != y->w) return x->w < y->w ? -1 : 1;
+    if (x->off != y->off) return x->off < y->off ? -1 : 1;
     return x->secret < y->secret ? -1 : x->secret > y->secret;
 }
 
@@ -201,17 +198,15 @@ static int build_index(struct lf__redactor *r)
         shortest = r->secrets[k].len < shortest ? r->secrets[k].len : shortest;
     LF_INVARIANT(shortest >= LF__SECRET_MIN && r->nsecrets <= UINT32_MAX);
     r->stride = shortest - GRAM + 1 < STRIDE_MAX ? shortest - GRAM + 1 : STRIDE_MAX;
-    if (r->nsecrets > SIZE_MAX / sizeof(struct gram) / r->stride)
-        return -1;
+    if (r->nsecrets > SIZE_MAX / sizeof(struct gram) / r->stride) return -1;
     r->ngrams = r->nsecrets * r->stride;
     r->grams = lf__malloc(r->ngrams * sizeof(struct gram));
-    if (!r->grams)
-        return -1;
+    if (!r->grams) return -1;
     size_t g = 0;
     for (size_t k = 0; k < r->nsecrets; k++)
         for (size_t off = 0; off < r->stride; off++)
-            r->grams[g++] = (struct gram){load_gram(r->secrets[k].val + off), (uint32_t)off,
-                                          (uint32_t)k};
+            r->grams[g++] =
+                (struct gram){load_gram(r->secrets[k].val + off), (uint32_t)off, (uint32_t)k};
     qsort(r->grams, r->ngrams, sizeof(struct gram), gram_cmp);
     /* 64 bits or more per gram: a sampled position holding no secret's gram passes the
      * bitmap under 2% of the time (and then costs a binary search). 4 KiB at least. */
@@ -220,8 +215,7 @@ static int build_index(struct lf__redactor *r)
         bits++;
     r->shift = 32 - bits;
     r->bloom = lf__calloc((size_t)1 << (bits - 6), sizeof(uint64_t));
-    if (!r->bloom)
-        return -1;
+    if (!r->bloom) return -1;
     for (size_t k = 0; k < r->ngrams; k++) {
         uint32_t h = gram_hash(r, r->grams[k].w);
         r->bloom[h >> 6] |= (uint64_t)1 << (h & 63);
@@ -238,30 +232,25 @@ static size_t verify(const struct lf__redactor *r, const char *s, size_t n, size
     for (size_t k = gram_lower(r, w); k < r->ngrams && r->grams[k].w == w; k++) {
         const struct gram *g = &r->grams[k];
         const struct secret *sec = &r->secrets[g->secret];
-        if (g->off > p - i)
-            continue; /* starts before i */
+        if (g->off > p - i) continue; /* starts before i */
         size_t q = p - g->off;
-        if (q < best && sec->len <= n - q && memcmp(s + q, sec->val, sec->len) == 0)
-            best = q;
+        if (q < best && sec->len <= n - q && memcmp(s + q, sec->val, sec->len) == 0) best = q;
     }
     return best;
 }
 
 size_t lf__redact_next(const struct lf__redactor *r, const char *s, size_t n, size_t i)
 {
-    if (!r || !r->nsecrets)
-        return n;
+    if (!r || !r->nsecrets) return n;
     size_t stride = r->stride;
     /* Samples are the multiples of stride. An occurrence starting at q is seen at the one
      * sample in [q, q + stride), so the samples from the first one at or after i see every
      * occurrence at or after i, in order of their windows (p - stride, p]. */
     for (size_t p = (i + stride - 1) / stride * stride; p < n && n - p >= GRAM; p += stride) {
         uint32_t w = load_gram(s + p);
-        if (!bloom_has(r, w))
-            continue;
+        if (!bloom_has(r, w)) continue;
         size_t q = verify(r, s, n, i, p, w);
-        if (q != SIZE_MAX)
-            return q;
+        if (q != SIZE_MAX) return q;
     }
     return n;
 }
@@ -271,41 +260,35 @@ size_t lf__redact_next(const struct lf__redactor *r, const char *s, size_t n, si
 struct lf__redactor *lf__redactor_new(void)
 {
     struct lf__redactor *r = lf__calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
+    if (!r) return NULL;
     atomic_init(&r->refs, 1);
     for (size_t i = 0; i < NSHAPES; i++)
         mark(r, &shapes[i]);
     return r;
 }
 
-struct lf__redactor *lf__redactor_with(const struct lf__redactor *r, const char *secret,
-                                       size_t len)
+struct lf__redactor *lf__redactor_with(const struct lf__redactor *r, const char *secret, size_t len)
 {
     LF_INVARIANT(len >= LF__SECRET_MIN);
     struct lf__redactor *d = lf__calloc(1, sizeof(*d));
-    if (!d)
-        return NULL;
+    if (!d) return NULL;
     atomic_init(&d->refs, 1);
     memcpy(d->first, r->first, sizeof(d->first));
     memcpy(d->pair, r->pair, sizeof(d->pair));
     d->probes = r->probes;
     d->secrets = lf__calloc(r->nsecrets + 1, sizeof(struct secret));
-    if (!d->secrets)
-        goto fail;
+    if (!d->secrets) goto fail;
     /* Order does not matter: lf__redact_at() takes the longest match. */
     for (size_t k = 0; k <= r->nsecrets; k++) {
         const char *v = k < r->nsecrets ? r->secrets[k].val : secret;
         size_t n = k < r->nsecrets ? r->secrets[k].len : len;
         char *copy = lf__malloc(n);
-        if (!copy)
-            goto fail;
+        if (!copy) goto fail;
         memcpy(copy, v, n);
         d->secrets[k] = (struct secret){copy, n};
         d->nsecrets = k + 1;
     }
-    if (build_index(d))
-        goto fail;
+    if (build_index(d)) goto fail;
     return d;
 fail:
     lf__redactor_free(d);
@@ -314,26 +297,22 @@ fail:
 
 struct lf__redactor *lf__redactor_ref(struct lf__redactor *r)
 {
-    if (r)
-        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+    if (r) atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
     return r;
 }
 
 void lf__redactor_free(struct lf__redactor *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     unsigned before = atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel);
     LF_INVARIANT(before > 0);
-    if (before != 1)
-        return;
+    if (before != 1) return;
     /* the copies are secrets, and the grams pieces of them */
     for (size_t k = 0; k < r->nsecrets; k++) {
         explicit_bzero(r->secrets[k].val, r->secrets[k].len);
         free(r->secrets[k].val);
     }
-    if (r->grams)
-        explicit_bzero(r->grams, r->ngrams * sizeof(struct gram));
+    if (r->grams) explicit_bzero(r->grams, r->ngrams * sizeof(struct gram));
     free(r->grams);
     free(r->bloom);
     free(r->secrets);
@@ -346,8 +325,7 @@ void lf__redactor_free(struct lf__redactor *r)
 static size_t match_at(const struct lf__redactor *r, const char *s, size_t n, size_t i,
                        const char **repl)
 {
-    if (i + 1 >= n)
-        return 0;
+    if (i + 1 >= n) return 0;
     size_t best = 0;
     if (has_pair(r, (unsigned char)s[i], (unsigned char)s[i + 1])) {
         for (size_t k = 0; k < NSHAPES; k++) {
@@ -386,8 +364,7 @@ size_t lf__redact_at(const struct lf__redactor *r, const char *s, size_t n, size
                      const char **repl)
 {
     size_t m = r ? match_at(r, s, n, i, repl) : 0;
-    if (!m)
-        return 0;
+    if (!m) return 0;
     /* Needles that start inside the match and reach past it are covered too: replacing the
      * first alone would leave the rest of an overlapping occurrence in the clear ("ab-cd"
      * and "cd-ef" registered, "ab-cd-ef" written). Matches are rare; this is O(match). */
@@ -395,8 +372,7 @@ size_t lf__redact_at(const struct lf__redactor *r, const char *s, size_t n, size
     for (size_t j = i + 1; j < end; j++) {
         const char *ignored;
         size_t mj = match_at(r, s, n, j, &ignored);
-        if (j + mj > end)
-            end = j + mj;
+        if (j + mj > end) end = j + mj;
     }
     return end - i;
 }

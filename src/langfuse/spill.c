@@ -39,16 +39,14 @@ void lf__spill_init(struct lf__spill *s, const char *dir, size_t max_bytes)
     s->max_bytes = max_bytes;
     if (!dir || !*dir) {
         dir = getenv("TMPDIR");
-        if (!dir || !*dir)
-            dir = "/tmp";
+        if (!dir || !*dir) dir = "/tmp";
     }
     snprintf(s->dir, sizeof(s->dir), "%s", dir);
 }
 
 void lf__spill_close(struct lf__spill *s)
 {
-    if (s->fd >= 0)
-        close(s->fd);
+    if (s->fd >= 0) close(s->fd);
     s->fd = -1;
     free(s->rbuf);
     s->rbuf = NULL;
@@ -61,16 +59,14 @@ static int read_at(struct lf__spill *s, void *dst, size_t n, off_t at)
 {
     if (!s->rbuf) {
         s->rbuf = lf__malloc(SPILL_CHUNK);
-        if (!s->rbuf)
-            return -1;
+        if (!s->rbuf) return -1;
         s->rbuf_len = 0;
     }
     if (at < s->rbuf_at || at + (off_t)n > s->rbuf_at + (off_t)s->rbuf_len) {
         if (n > SPILL_CHUNK) /* a record larger than the buffer: read it directly */
             return pread(s->fd, dst, n, at) == (ssize_t)n ? 0 : -1;
         ssize_t r = pread(s->fd, s->rbuf, SPILL_CHUNK, at);
-        if (r < (ssize_t)n)
-            return -1;
+        if (r < (ssize_t)n) return -1;
         s->rbuf_at = at;
         s->rbuf_len = (size_t)r;
     }
@@ -80,10 +76,8 @@ static int read_at(struct lf__spill *s, void *dst, size_t n, off_t at)
 
 static int open_file(struct lf__spill *s)
 {
-    if (s->fd >= 0)
-        return 0;
-    if (s->failed)
-        return -1;
+    if (s->fd >= 0) return 0;
+    if (s->failed) return -1;
     /* The spool directory may not exist yet (the spool itself creates it only on its first
      * write, which may never come): without this, the first burst would turn spilling off
      * for the whole run. */
@@ -98,8 +92,7 @@ static int open_file(struct lf__spill *s)
         char path[600];
         snprintf(path, sizeof(path), "%s/.lf-spill-XXXXXX", s->dir);
         s->fd = mkostemp(path, O_CLOEXEC);
-        if (s->fd >= 0)
-            unlink(path);
+        if (s->fd >= 0) unlink(path);
     }
     if (s->fd < 0) {
         s->failed = 1;
@@ -118,8 +111,7 @@ static int write_iov(int fd, struct iovec *iov, int n, off_t at)
     while (n > 0) {
         ssize_t w = pwritev(fd, iov, n, at);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return -1;
         }
         at += w;
@@ -174,14 +166,12 @@ uint64_t lf__spill_write(struct lf__spill *s, struct lf_obs *list, uint64_t *dro
             group[n++] = r;
             bytes += need;
         }
-        if (n == 0)
-            continue;
+        if (n == 0) continue;
         if (write_iov(s->fd, iov, 2 * n, s->wpos)) {
             ok = 0; /* disk full or gone: drop this group and the rest */
             *dropped += (uint64_t)n;
         } else {
-            if (s->nrec == 0)
-                s->head_qseq = group[0]->qseq;
+            if (s->nrec == 0) s->head_qseq = group[0]->qseq;
             s->wpos += (off_t)bytes;
             s->nrec += (uint64_t)n;
             written += (uint64_t)n;
@@ -194,13 +184,11 @@ uint64_t lf__spill_write(struct lf__spill *s, struct lf_obs *list, uint64_t *dro
 
 static void reset_if_empty(struct lf__spill *s)
 {
-    if (s->nrec)
-        return;
+    if (s->nrec) return;
     /* Empty: start over at the beginning and give the disk space back. */
     s->wpos = s->rpos = 0;
     s->rbuf_len = 0;
-    if (s->fd >= 0 && ftruncate(s->fd, 0) != 0)
-        lf__spill_close(s);
+    if (s->fd >= 0 && ftruncate(s->fd, 0) != 0) lf__spill_close(s);
 }
 
 uint64_t lf__spill_discard(struct lf__spill *s)
@@ -218,8 +206,7 @@ struct lf_obs *lf__spill_read(struct lf__spill *s, size_t max_bytes, uint64_t *l
     size_t taken = 0;
     unsigned count = 0;
     while (s->nrec && (taken < max_bytes || !head)) {
-        if (tick && (++count & 63) == 0)
-            tick(ud); /* appends only: what we are reading stays put */
+        if (tick && (++count & 63) == 0) tick(ud); /* appends only: what we are reading stays put */
         struct hdr h;
         struct lf_obs *o = NULL;
         if (read_at(s, &h, sizeof(h), s->rpos) == 0 && h.magic == SPILL_MAGIC &&
@@ -258,8 +245,7 @@ struct lf_obs *lf__spill_read(struct lf__spill *s, size_t max_bytes, uint64_t *l
     }
     if (s->nrec) {
         struct hdr next;
-        if (read_at(s, &next, sizeof(next), s->rpos) == 0)
-            s->head_qseq = next.qseq;
+        if (read_at(s, &next, sizeof(next), s->rpos) == 0) s->head_qseq = next.qseq;
     }
     reset_if_empty(s);
     return head;

@@ -19,16 +19,16 @@
 #include "record.h"
 
 struct lf__spill {
-    int fd;            /* -1 until first use */
-    int failed;        /* the file could not be created: spilling is off */
-    off_t wpos, rpos;  /* write and read offsets; both reset when the file empties */
-    uint64_t nrec;     /* records in the file */
+    int fd;             /* -1 until first use */
+    int failed;         /* the file could not be created: spilling is off */
+    off_t wpos, rpos;   /* write and read offsets; both reset when the file empties */
+    uint64_t nrec;      /* records in the file */
     uint64_t head_qseq; /* qseq of the oldest record in the file */
-    size_t max_bytes;  /* cap on the file's live size */
-    char *rbuf;        /* read buffer, SPILL_CHUNK bytes, allocated on first read */
-    off_t rbuf_at;     /* file offset of rbuf[0] */
-    size_t rbuf_len;   /* valid bytes in rbuf */
-    char dir[512];     /* where the file is made */
+    size_t max_bytes;   /* cap on the file's live size */
+    char *rbuf;         /* read buffer, SPILL_CHUNK bytes, allocated on first read */
+    off_t rbuf_at;      /* file offset of rbuf[0] */
+    size_t rbuf_len;    /* valid bytes in rbuf */
+    char dir[512];      /* where the file is made */
 };
 
 void lf__spill_init(struct lf__spill *s, const char *dir, size_t max_bytes);

@@ -32,15 +32,12 @@ int lf__mkdir_p(const char *dir)
     }
     memcpy(tmp, dir, n + 1);
     for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
+        if (*p != '/') continue;
         *p = '\0';
-        if (mkdir(tmp, 0700) && errno != EEXIST)
-            return -1;
+        if (mkdir(tmp, 0700) && errno != EEXIST) return -1;
         *p = '/';
     }
-    if (mkdir(tmp, 0700) && errno != EEXIST)
-        return -1;
+    if (mkdir(tmp, 0700) && errno != EEXIST) return -1;
     return 0;
 }
 
@@ -79,8 +76,7 @@ void lf__spool_entries_free(struct lf__spool_entry *e, size_t n)
 {
     for (size_t i = 0; e && i < n; i++) {
         free(e[i].path);
-        if (e[i].fd >= 0)
-            lf__spool_release(e[i].fd);
+        if (e[i].fd >= 0) lf__spool_release(e[i].fd);
     }
     free(e);
 }
@@ -90,8 +86,7 @@ int lf__spool_list(const char *dir, struct lf__spool_entry **out, size_t *n)
     *out = NULL;
     *n = 0;
     DIR *d = opendir(dir);
-    if (!d)
-        return errno == ENOENT ? 0 : -1;
+    if (!d) return errno == ENOENT ? 0 : -1;
     size_t cap = 0, cnt = 0;
     struct lf__spool_entry *v = NULL;
     struct dirent *de;
@@ -102,20 +97,16 @@ int lf__spool_list(const char *dir, struct lf__spool_entry **out, size_t *n)
         int endpoint, gz;
         uint32_t nrec;
         char path[4096];
-        if (dlen + strlen(de->d_name) + 2 > sizeof(path))
-            continue;
+        if (dlen + strlen(de->d_name) + 2 > sizeof(path)) continue;
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
         if (strncmp(de->d_name, ".tmp-lf-", 8) == 0) {
             struct stat st;
-            if (stat(path, &st) == 0 && now - st.st_mtime > 3600)
-                unlink(path);
+            if (stat(path, &st) == 0 && now - st.st_mtime > 3600) unlink(path);
             continue;
         }
-        if (lf__spool_parse_name(de->d_name, &endpoint, &gz, &nrec))
-            continue;
+        if (lf__spool_parse_name(de->d_name, &endpoint, &gz, &nrec)) continue;
         struct stat st;
-        if (stat(path, &st) || !S_ISREG(st.st_mode))
-            continue;
+        if (stat(path, &st) || !S_ISREG(st.st_mode)) continue;
         if (cnt == cap) {
             size_t ncap = cap ? cap * 2 : 16;
             struct lf__spool_entry *nv = lf__realloc(v, ncap * sizeof(*v));
@@ -143,8 +134,7 @@ int lf__spool_list(const char *dir, struct lf__spool_entry **out, size_t *n)
         lf__spool_entries_free(v, cnt);
         return -1;
     }
-    if (cnt > 1)
-        qsort(v, cnt, sizeof(*v), cmp_entry);
+    if (cnt > 1) qsort(v, cnt, sizeof(*v), cmp_entry);
     *out = v;
     *n = cnt;
     return 0;
@@ -155,8 +145,7 @@ static int write_all(int fd, const char *p, size_t n)
     while (n) {
         ssize_t w = write(fd, p, n);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return -1;
         }
         p += w;
@@ -211,8 +200,7 @@ static void make_room(struct lf__spool *sp, size_t len, uint64_t *evicted)
 
 void lf__spool_sync(const char *dir, int fd)
 {
-    if (fd >= 0)
-        fsync(fd);
+    if (fd >= 0) fsync(fd);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd); /* the rename itself must survive a crash */
@@ -237,8 +225,7 @@ int lf__spool_write(struct lf__spool *sp, int endpoint, const char *body, size_t
         }
         sp->dir_made = 1;
     }
-    if (!sp->listed || sp->bytes + len > sp->max_bytes)
-        make_room(sp, len, evicted);
+    if (!sp->listed || sp->bytes + len > sp->max_bytes) make_room(sp, len, evicted);
     spool_name(name, sizeof(name), endpoint, gz, nrec);
     snprintf(tmp, sizeof(tmp), "%s/.tmp-%s", dir, name);
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -278,19 +265,17 @@ int lf__spool_write(struct lf__spool *sp, int endpoint, const char *body, size_t
     return 0;
 }
 
-int lf__spool_journal_write(const char *dir, const char *id, int endpoint, int gz,
-                            const char *body, size_t len, int *fd, char **path)
+int lf__spool_journal_write(const char *dir, const char *id, int endpoint, int gz, const char *body,
+                            size_t len, int *fd, char **path)
 {
     char name[160], tmp[4096], final[4096];
     snprintf(name, sizeof(name), "lf-open-%.64s.%s.json%s", id,
              endpoint == LF_TRANSPORT_OTLP ? "otlp" : "ingestion", gz ? ".gz" : "");
-    if (lf__mkdir_p(dir))
-        return -1;
+    if (lf__mkdir_p(dir)) return -1;
     snprintf(tmp, sizeof(tmp), "%s/.tmp-%s", dir, name);
     snprintf(final, sizeof(final), "%s/%s", dir, name);
     int nfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (nfd < 0)
-        return -1;
+    if (nfd < 0) return -1;
     if (flock(nfd, LOCK_EX | LOCK_NB) || write_all(nfd, body, len) || rename(tmp, final)) {
         close(nfd);
         unlink(tmp);
@@ -310,15 +295,13 @@ int lf__spool_journal_write(const char *dir, const char *id, int endpoint, int g
 
 void lf__spool_journal_remove(int *fd, char **path)
 {
-    if (*path)
-        unlink(*path);
+    if (*path) unlink(*path);
     lf__spool_journal_release(fd, path);
 }
 
 void lf__spool_journal_release(int *fd, char **path)
 {
-    if (*fd >= 0)
-        close(*fd);
+    if (*fd >= 0) close(*fd);
     *fd = -1;
     free(*path);
     *path = NULL;
@@ -329,8 +312,7 @@ int lf__spool_adopt_journals(const char *dir, struct lf__spool_entry **out, size
     *out = NULL;
     *n = 0;
     DIR *d = opendir(dir);
-    if (!d)
-        return 0;
+    if (!d) return 0;
     size_t cap = 0;
     int rc = 0;
     struct dirent *de;
@@ -352,8 +334,7 @@ int lf__spool_adopt_journals(const char *dir, struct lf__spool_entry **out, size
         }
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
         int fd = lf__spool_claim(path); /* fails while its owner lives */
-        if (fd < 0)
-            continue;
+        if (fd < 0) continue;
         struct lf__spool_entry *e = &(*out)[*n];
         e->endpoint = strcmp(kind, "ingestion") == 0 ? LF_TRANSPORT_INGESTION : LF_TRANSPORT_OTLP;
         e->gz = strstr(ext, ".gz") != NULL;
@@ -382,8 +363,7 @@ int lf__spool_adopt_journals(const char *dir, struct lf__spool_entry **out, size
 int lf__spool_claim(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     if (flock(fd, LOCK_EX | LOCK_NB)) {
         close(fd);
         return -1;
@@ -400,17 +380,14 @@ int lf__spool_claim(const char *path)
 int lf__spool_read(int fd, size_t max, char **data, size_t *len)
 {
     struct stat st;
-    if (fstat(fd, &st) || (size_t)st.st_size > max)
-        return -1;
+    if (fstat(fd, &st) || (size_t)st.st_size > max) return -1;
     size_t n = (size_t)st.st_size;
     char *buf = lf__malloc(n + 1);
-    if (!buf)
-        return -1;
+    if (!buf) return -1;
     size_t got = 0;
     while (got < n) {
         ssize_t r = pread(fd, buf + got, n - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
+        if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             free(buf);
             return -1;

@@ -15,12 +15,12 @@
 #include <stdint.h>
 
 struct lf__spool_entry {
-    char *path;       /* owned */
-    int endpoint;     /* LF_TRANSPORT_* */
+    char *path;   /* owned */
+    int endpoint; /* LF_TRANSPORT_* */
     int gz;
     uint32_t nrec;
     size_t size;
-    int fd;           /* its claim, owned, if already held (an adopted journal); else -1 */
+    int fd; /* its claim, owned, if already held (an adopted journal); else -1 */
 };
 
 /*
@@ -87,8 +87,8 @@ void lf__spool_release(int fd);
  * file, claim, rename; not fsynced: it is there for a killed process). *fd holds the claim
  * (a previous one is released once replaced) and *path (owned) the name. 0 or -1.
  */
-int lf__spool_journal_write(const char *dir, const char *id, int endpoint, int gz,
-                            const char *body, size_t len, int *fd, char **path);
+int lf__spool_journal_write(const char *dir, const char *id, int endpoint, int gz, const char *body,
+                            size_t len, int *fd, char **path);
 /* Removes a journal file and releases its claim (*fd = -1, *path freed). */
 void lf__spool_journal_remove(int *fd, char **path);
 /* Releases the claim and keeps the file (*fd = -1, *path freed). */

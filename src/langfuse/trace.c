@@ -13,8 +13,7 @@
 struct lf__trace *lf__trace_new(void)
 {
     struct lf__trace *t = lf__calloc(1, sizeof(*t));
-    if (!t)
-        return NULL;
+    if (!t) return NULL;
     pthread_mutex_init(&t->mu, NULL);
     atomic_init(&t->refs, 1);
     t->journal_fd = -1;
@@ -31,19 +30,16 @@ void lf__trace_set_root(struct lf__trace *t, const uint8_t trace_id[16], const u
 
 struct lf__trace *lf__trace_ref(struct lf__trace *t)
 {
-    if (t)
-        atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    if (t) atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
     return t;
 }
 
 void lf__trace_unref(struct lf__trace *t)
 {
-    if (!t)
-        return;
+    if (!t) return;
     unsigned before = atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel);
     assert(before > 0);
-    if (before != 1)
-        return;
+    if (before != 1) return;
     assert(t->journal_fd < 0 && !t->journal_path); /* journal.c released it first */
     pthread_mutex_destroy(&t->mu);
     free(t->set.data);
@@ -69,20 +65,16 @@ int lf__trace_put(struct lf__trace *t, uint8_t tag, uint8_t kind, const char *ke
     t->version++;
     while (1) {
         uint32_t at = pos;
-        if (!lf__rec_next(&t->set, &pos, &f))
-            break;
-        if (f.tag != tag || f.klen != klen || (klen && memcmp(f.key, key, klen)))
-            continue;
+        if (!lf__rec_next(&t->set, &pos, &f)) break;
+        if (f.tag != tag || f.klen != klen || (klen && memcmp(f.key, key, klen))) continue;
         if (tag == LF__T_TAG) {
-            if (f.vlen == vlen && !memcmp(f.val, val, vlen))
-                goto out; /* already tagged */
+            if (f.vlen == vlen && !memcmp(f.val, val, vlen)) goto out; /* already tagged */
             continue;
         }
         /* Append first and remove the old entry after, so that a failed allocation
          * leaves the previous value in place. */
         rc = lf__rec_put2(&t->set, tag, kind, key, klen, val, vlen, more, mlen);
-        if (rc == 0)
-            drop_entry(&t->set, at, pos);
+        if (rc == 0) drop_entry(&t->set, at, pos);
         goto out;
     }
     rc = lf__rec_put2(&t->set, tag, kind, key, klen, val, vlen, more, mlen);
@@ -101,13 +93,10 @@ int lf__trace_copy_to(struct lf__trace *t, struct lf_obs *r, uint64_t *version)
         t->last_end_ns = r->end_ns;
         t->version++;
     }
-    if (version)
-        *version = t->version;
+    if (version) *version = t->version;
     while (lf__rec_next(&t->set, &pos, &f)) {
-        if (!root && (f.tag == LF__T_INPUT || f.tag == LF__T_OUTPUT))
-            continue;
-        if (lf__rec_put(r, f.tag, f.kind, f.key, f.klen, f.val, f.vlen))
-            rc = -1;
+        if (!root && (f.tag == LF__T_INPUT || f.tag == LF__T_OUTPUT)) continue;
+        if (lf__rec_put(r, f.tag, f.kind, f.key, f.klen, f.val, f.vlen)) rc = -1;
     }
     pthread_mutex_unlock(&t->mu);
     return rc;

@@ -36,8 +36,8 @@ struct lf__trace {
     /* The root, as the journal needs it (journal.c): set once by lf_trace_start. */
     uint8_t trace_id[16], span_id[8];
     int64_t start_ns;
-    int64_t last_end_ns;         /* the latest end of an observation of the trace; under mu */
-    uint64_t version;            /* bumped by every change a journal shows; under mu */
+    int64_t last_end_ns; /* the latest end of an observation of the trace; under mu */
+    uint64_t version;    /* bumped by every change a journal shows; under mu */
     /* The exporter's (journal.c), once the trace is in its list of open traces: */
     struct lf__trace *next_open; /* c->new_traces (under c->mu), then the exporter's list */
     int root_out;                /* its root was encoded, and so is on its way or spooled */

@@ -32,8 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define REPORT_FD 3           /* where the guard finds its report pipe */
-#define GUARD_START_MS 10000  /* fork and exec of claude; milliseconds unless the host is stuck */
+#define REPORT_FD 3          /* where the guard finds its report pipe */
+#define GUARD_START_MS 10000 /* fork and exec of claude; milliseconds unless the host is stuck */
 
 #ifndef CC_PROJECT_CLAUDE
 #define CC_PROJECT_CLAUDE ""
@@ -53,13 +53,15 @@ static int executable(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
 }
 
-int cc_child_find_claude(const struct cc_options *o, const char *self_exe, char *out,
-                         size_t outlen, char *err, size_t errlen)
+int cc_child_find_claude(const struct cc_options *o, const char *self_exe, char *out, size_t outlen,
+                         char *err, size_t errlen)
 {
     if (o->claude_path) {
         if (!executable(o->claude_path)) {
-            snprintf(err, errlen, "claude executable %.200s not found or not executable; fix "
-                                  "--claude / CLAUDE_CODE_PATH", o->claude_path);
+            snprintf(err, errlen,
+                     "claude executable %.200s not found or not executable; fix "
+                     "--claude / CLAUDE_CODE_PATH",
+                     o->claude_path);
             return -1;
         }
         snprintf(out, outlen, "%s", o->claude_path);
@@ -93,9 +95,10 @@ int cc_child_find_claude(const struct cc_options *o, const char *self_exe, char 
         }
         path = end ? end + 1 : NULL;
     }
-    snprintf(err, errlen, "claude not found: run `npm ci` in the project (installs "
-                          "@anthropic-ai/claude-code), put claude on PATH, or set --claude / "
-                          "CLAUDE_CODE_PATH");
+    snprintf(err, errlen,
+             "claude not found: run `npm ci` in the project (installs "
+             "@anthropic-ai/claude-code), put claude on PATH, or set --claude / "
+             "CLAUDE_CODE_PATH");
     return -1;
 }
 
@@ -103,11 +106,10 @@ int cc_child_argv(const struct cc_options *o, const char *exe, const char **argv
                   char numbuf[24])
 {
     int n = 0;
-#define ARG(s)                                                                                 \
-    do {                                                                                       \
-        if (n >= max - 1)                                                                      \
-            return -1;                                                                         \
-        argv[n++] = (s);                                                                       \
+#define ARG(s)                                                                                     \
+    do {                                                                                           \
+        if (n >= max - 1) return -1;                                                               \
+        argv[n++] = (s);                                                                           \
     } while (0)
     ARG(exe);
     ARG("--output-format");
@@ -146,8 +148,7 @@ int cc_child_argv(const struct cc_options *o, const char *exe, const char **argv
 static int named_in(const char *e, size_t len, const char *const *list)
 {
     for (int j = 0; list && list[j]; j++)
-        if (strncmp(list[j], e, len) == 0 && list[j][len] == '=')
-            return 1;
+        if (strncmp(list[j], e, len) == 0 && list[j][len] == '=') return 1;
     return 0;
 }
 
@@ -166,7 +167,10 @@ static char **child_env(const struct cc_options *o, const char *const *extra, ch
         return NULL;
     }
     static const char *const replaced[] = {
-        "CLAUDE_CODE_USE_VERTEX", "ANTHROPIC_VERTEX_PROJECT_ID", "CLOUD_ML_REGION", NULL,
+        "CLAUDE_CODE_USE_VERTEX",
+        "ANTHROPIC_VERTEX_PROJECT_ID",
+        "CLOUD_ML_REGION",
+        NULL,
     };
     /* Claude Code refuses bypassPermissions as root outside a declared sandbox, and only
      * IS_SANDBOX=1 declares one; a session container is one. */
@@ -180,19 +184,16 @@ static char **child_env(const struct cc_options *o, const char *const *extra, ch
             skip = strlen(withheld[j]) == len && strncmp(e, withheld[j], len) == 0;
         for (int j = 0; replaced[j] && !skip && o->use_vertex; j++)
             skip = strlen(replaced[j]) == len && strncmp(e, replaced[j], len) == 0;
-        if (sandbox && len == 10 && strncmp(e, "IS_SANDBOX", 10) == 0)
-            skip = 1;
-        if (!skip && !named_in(e, len, extra))
-            env[k++] = environ[i];
+        if (sandbox && len == 10 && strncmp(e, "IS_SANDBOX", 10) == 0) skip = 1;
+        if (!skip && !named_in(e, len, extra)) env[k++] = environ[i];
     }
     for (size_t i = 0; i < nextra; i++)
         env[k++] = (char *)extra[i];
-#define SETENV(name, value)                                                                    \
-    do {                                                                                       \
-        char *s_;                                                                              \
-        if (asprintf(&s_, "%s=%s", (name), (value)) < 0)                                       \
-            goto fail;                                                                         \
-        env[k++] = owned[nown++] = s_;                                                         \
+#define SETENV(name, value)                                                                        \
+    do {                                                                                           \
+        char *s_;                                                                                  \
+        if (asprintf(&s_, "%s=%s", (name), (value)) < 0) goto fail;                                \
+        env[k++] = owned[nown++] = s_;                                                             \
     } while (0)
     if (o->use_vertex) {
         SETENV("CLAUDE_CODE_USE_VERTEX", "1");
@@ -201,8 +202,7 @@ static char **child_env(const struct cc_options *o, const char *const *extra, ch
     }
     if (!getenv("DISABLE_AUTOUPDATER")) /* an unattended run must not update itself */
         SETENV("DISABLE_AUTOUPDATER", "1");
-    if (sandbox)
-        SETENV("IS_SANDBOX", "1");
+    if (sandbox) SETENV("IS_SANDBOX", "1");
 #undef SETENV
     env[k] = NULL;
     *owned_out = owned;
@@ -235,8 +235,7 @@ static int await_guard(struct cc_child *c, int fd, const char *exe, char *err, s
         long long left = deadline - cc_mono_ms();
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int ready = left > 0 ? poll(&p, 1, (int)left) : 0;
-        if (ready < 0 && errno == EINTR)
-            continue;
+        if (ready < 0 && errno == EINTR) continue;
         if (ready == 0) {
             timed_out = 1;
             break;
@@ -247,8 +246,7 @@ static int await_guard(struct cc_child *c, int fd, const char *exe, char *err, s
         else if (n == 0 || errno != EINTR)
             break;
     }
-    if (have == sizeof r && r.stage == CC_GUARD_RUNNING)
-        return 0;
+    if (have == sizeof r && r.stage == CC_GUARD_RUNNING) return 0;
     kill(-c->pid, SIGKILL); /* the guard's group: itself and a claude it may have started */
     int status = 0;
     waitpid(c->pid, &status, 0);
@@ -262,8 +260,10 @@ static int await_guard(struct cc_child *c, int fd, const char *exe, char *err, s
     } else {
         char how[128];
         if (timed_out)
-            snprintf(err, errlen, "cannot start Claude Code: its process guard did not answer "
-                                  "within %d ms", GUARD_START_MS);
+            snprintf(err, errlen,
+                     "cannot start Claude Code: its process guard did not answer "
+                     "within %d ms",
+                     GUARD_START_MS);
         else
             snprintf(err, errlen, "cannot start Claude Code: its process guard ended (%s)",
                      cc_child_describe(status, how, sizeof how));
@@ -272,8 +272,7 @@ static int await_guard(struct cc_child *c, int fd, const char *exe, char *err, s
 }
 
 int cc_child_start(struct cc_child *c, const char *exe, const struct cc_options *o,
-                   const char *const *extra_env, char *err,
-                   size_t errlen)
+                   const char *const *extra_env, char *err, size_t errlen)
 {
     int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, rep[2] = {-1, -1};
     const char *argv[64 + 3];
@@ -342,16 +341,17 @@ int cc_child_start(struct cc_child *c, const char *exe, const struct cc_options 
     free(env);
     if (rc != 0) {
         c->pid = 0;
-        snprintf(err, errlen, "cannot start %.200s: %s (check --claude / CLAUDE_CODE_PATH and "
-                              "that --workspace exists)", exe, strerror(rc));
+        snprintf(err, errlen,
+                 "cannot start %.200s: %s (check --claude / CLAUDE_CODE_PATH and "
+                 "that --workspace exists)",
+                 exe, strerror(rc));
         goto fail_pipes;
     }
     close_fd(&in[0]);
     close_fd(&out[1]);
     close_fd(&errp[1]);
     close_fd(&rep[1]);
-    if (await_guard(c, rep[0], exe, err, errlen) < 0)
-        goto fail_pipes;
+    if (await_guard(c, rep[0], exe, err, errlen) < 0) goto fail_pipes;
     close_fd(&rep[0]);
     c->in_fd = in[1];
     c->out_fd = out[0];
@@ -381,8 +381,7 @@ void cc_child_close_stdin(struct cc_child *c)
 
 int cc_child_poll(struct cc_child *c)
 {
-    if (c->exited || c->pid <= 0)
-        return 1;
+    if (c->exited || c->pid <= 0) return 1;
     siginfo_t si;
     memset(&si, 0, sizeof si);
     if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0)
@@ -406,8 +405,7 @@ int cc_child_wait(struct cc_child *c, int timeout_ms)
     long long deadline = cc_mono_ms() + timeout_ms;
     while (!cc_child_poll(c)) {
         long long left = deadline - cc_mono_ms();
-        if (left <= 0)
-            return 0;
+        if (left <= 0) return 0;
         if (c->pidfd >= 0) {
             struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
             poll(&p, 1, (int)left);
@@ -421,8 +419,7 @@ int cc_child_wait(struct cc_child *c, int timeout_ms)
 
 void cc_child_signal(struct cc_child *c, int sig)
 {
-    if (c->pid <= 0 || c->exited)
-        return;
+    if (c->pid <= 0 || c->exited) return;
     if (sig == SIGKILL && !c->kill_asked) {
         /* SIGKILL to the group would kill the guard before it could kill the tools that run
          * in sessions of their own: ask the guard to kill everything instead. */

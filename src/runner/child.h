@@ -18,27 +18,27 @@
 #include "options.h"
 
 struct cc_child {
-    pid_t pid;        /* 0 when not running */
-    int pidfd;        /* readable when the child exits; -1 where unsupported */
-    int in_fd;        /* its stdin (write end), -1 once closed */
-    int out_fd;       /* its stdout (read end), -1 at EOF */
-    int err_fd;       /* its stderr (read end), -1 at EOF */
-    int exited;       /* reaped: status is valid */
-    int status;       /* wait status (claude's: the guard mirrors it) */
-    int kill_asked;   /* the guard was told to kill everything (cc_child_signal SIGKILL) */
+    pid_t pid;      /* 0 when not running */
+    int pidfd;      /* readable when the child exits; -1 where unsupported */
+    int in_fd;      /* its stdin (write end), -1 once closed */
+    int out_fd;     /* its stdout (read end), -1 at EOF */
+    int err_fd;     /* its stderr (read end), -1 at EOF */
+    int exited;     /* reaped: status is valid */
+    int status;     /* wait status (claude's: the guard mirrors it) */
+    int kill_asked; /* the guard was told to kill everything (cc_child_signal SIGKILL) */
 };
 
 /* Finds the claude executable: o->claude_path, else the copy the project installed with
  * npm (node_modules/.bin/claude beside the source tree or the ccrunner binary), else PATH.
  * Writes the path into out. 0, or -1 with a one-line err naming the fix. */
-int cc_child_find_claude(const struct cc_options *o, const char *self_exe, char *out,
-                         size_t outlen, char *err, size_t errlen);
+int cc_child_find_claude(const struct cc_options *o, const char *self_exe, char *out, size_t outlen,
+                         char *err, size_t errlen);
 
 /* Starts `claude_exe` for the session under its guard, with `extra_env` ("NAME=value"
- * strings, NULL-terminated, may be NULL; they replace variables of those names), and returns once claude runs (or
- * could not be started: its exec error is reported here, as before). Call it from the
- * thread that reaps it, the main thread: the guard watches the thread that spawned it.
- * 0, or -1 with err. */
+ * strings, NULL-terminated, may be NULL; they replace variables of those names), and returns once
+ * claude runs (or could not be started: its exec error is reported here, as before). Call it from
+ * the thread that reaps it, the main thread: the guard watches the thread that spawned it. 0, or -1
+ * with err. */
 int cc_child_start(struct cc_child *c, const char *claude_exe, const struct cc_options *o,
                    const char *const *extra_env, char *err, size_t errlen);
 

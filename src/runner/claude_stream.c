@@ -42,8 +42,7 @@ static int dump_append(const char *data, size_t n, void *ud)
         while (n + 1 + b->extra > cap - b->len)
             cap *= 2; /* by doubling: with big blocks mmapped (main.c), realloc is an mremap */
         char *p = realloc(b->p, cap);
-        if (!p)
-            return -1;
+        if (!p) return -1;
         b->p = p;
         b->cap = cap;
     }
@@ -60,8 +59,7 @@ char *cc_json_dumps(const json_t *v, size_t flags, size_t extra, size_t *len)
         return NULL;
     }
     b.p[b.len] = '\0';
-    if (len)
-        *len = b.len;
+    if (len) *len = b.len;
     return b.p;
 }
 
@@ -75,8 +73,7 @@ static const char *subtype_text(const char *subtype)
 {
     if (strcmp(subtype, "error_max_turns") == 0)
         return "Claude Code reached the maximum number of turns (--max-turns)";
-    if (strcmp(subtype, "error_max_budget_usd") == 0)
-        return "Claude Code reached its budget limit";
+    if (strcmp(subtype, "error_max_budget_usd") == 0) return "Claude Code reached its budget limit";
     if (strcmp(subtype, "error_during_execution") == 0)
         return "the turn was interrupted or failed during execution";
     return NULL;
@@ -89,8 +86,8 @@ void cc_result_describe(const struct cc_result *r, char *buf, size_t len)
     else if (r->subtype && strcmp(r->subtype, "success") != 0 && subtype_text(r->subtype))
         snprintf(buf, len, "%s (%s)", subtype_text(r->subtype), r->subtype);
     else if (r->subtype && strcmp(r->subtype, "success") != 0)
-        snprintf(buf, len, "the turn ended with %s%s%s", r->subtype,
-                 r->terminal_reason ? ": " : "", r->terminal_reason ? r->terminal_reason : "");
+        snprintf(buf, len, "the turn ended with %s%s%s", r->subtype, r->terminal_reason ? ": " : "",
+                 r->terminal_reason ? r->terminal_reason : "");
     else
         snprintf(buf, len, "%.200s", r->result ? r->result : "the turn failed");
 }
@@ -104,10 +101,8 @@ const char *cc_json_str_or(const json_t *obj, const char *key, const char *def)
 long long cc_json_int(const json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
-    if (json_is_integer(v))
-        return (long long)json_integer_value(v);
-    if (json_is_real(v))
-        return (long long)json_real_value(v);
+    if (json_is_integer(v)) return (long long)json_integer_value(v);
+    if (json_is_real(v)) return (long long)json_real_value(v);
     return 0;
 }
 
@@ -156,8 +151,7 @@ struct fixbuf {
 
 static void fb_put(struct fixbuf *b, const void *s, size_t n)
 {
-    if (b->oom || n == 0)
-        return;
+    if (b->oom || n == 0) return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n)
@@ -187,8 +181,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
 {
     unsigned c = s[0], lo = 0x80, hi = 0xBF;
     size_t need, i;
-    if (c < 0x80)
-        return 1;
+    if (c < 0x80) return 1;
     if (c >= 0xC2 && c <= 0xDF)
         need = 1;
     else if (c == 0xE0)
@@ -209,8 +202,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
     }
     for (i = 1; i <= need && i < n && s[i] >= lo && s[i] <= hi; i++)
         lo = 0x80, hi = 0xBF;
-    if (i == need + 1)
-        return i;
+    if (i == need + 1) return i;
     *bad = i;
     return 0;
 }
@@ -219,16 +211,14 @@ static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
 static long hex4(const char *s, size_t n, size_t i)
 {
     long v = 0;
-    if (i + 4 > n)
-        return -1;
+    if (i + 4 > n) return -1;
     for (size_t k = i; k < i + 4; k++) {
         char c = s[k];
         int d = c >= '0' && c <= '9'   ? c - '0'
                 : c >= 'a' && c <= 'f' ? c - 'a' + 10
                 : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                        : -1;
-        if (d < 0)
-            return -1;
+        if (d < 0) return -1;
         v = v * 16 + d;
     }
     return v;
@@ -303,8 +293,7 @@ static size_t fix_string(struct fixbuf *b, const char *s, size_t n, size_t i)
             j++;
         }
     }
-    if (end < n)
-        fb_put(b, "\"", 1);
+    if (end < n) fb_put(b, "\"", 1);
     return end < n ? end + 1 : n;
 }
 
@@ -331,14 +320,12 @@ static size_t fix_number(struct fixbuf *b, const char *s, size_t n, size_t i)
         (void)strtoll(t, NULL, 10);
         big = errno == ERANGE;
     }
-    if (t != small)
-        free(t);
+    if (t != small) free(t);
     if (inf)
         fb_fix(b, "null", 4);
     else
         fb_put(b, s + i, j - i);
-    if (big)
-        fb_fix(b, ".0", 2);
+    if (big) fb_fix(b, ".0", 2);
     return j;
 }
 
@@ -395,15 +382,13 @@ void cc_excerpt(char *out, size_t outlen, const char *s, size_t n)
 {
     size_t total = 0, used = 0, i, step;
     char unit[8];
-    if (outlen == 0)
-        return;
+    if (outlen == 0) return;
     for (i = 0; i < n; i += step) /* does all of it fit? */
         total += excerpt_unit(s + i, n - i, unit, &step);
     size_t room = total < outlen ? outlen - 1 : outlen > 4 ? outlen - 4 : 0; /* "..." */
     for (i = 0; i < n; i += step) {
         size_t ulen = excerpt_unit(s + i, n - i, unit, &step);
-        if (used + ulen > room)
-            break;
+        if (used + ulen > room) break;
         memcpy(out + used, unit, ulen);
         used += ulen;
     }
@@ -424,11 +409,9 @@ struct top {
 
 static void take_plain(char *dst, size_t size, const char *s, size_t n)
 {
-    if (dst[0] || n >= size)
-        return;
+    if (dst[0] || n >= size) return;
     for (size_t i = 0; i < n; i++)
-        if (s[i] < 0x20 || s[i] > 0x7E || s[i] == '\\')
-            return;
+        if (s[i] < 0x20 || s[i] > 0x7E || s[i] == '\\') return;
     memcpy(dst, s, n);
     dst[n] = '\0';
 }
@@ -441,11 +424,11 @@ static void scan_top(const char *s, size_t n, struct top *t)
             depth++;
         else if (s[i] == '}' || s[i] == ']')
             depth--;
-        if (s[i] != '"')
-            continue;
+        if (s[i] != '"') continue;
         size_t end = string_end(s, n, i), colon = skip_ws(s, n, end + 1);
         if (depth == 1 && colon < n && s[colon] == ':') {
-            size_t v = skip_ws(s, n, colon + 1), vend = v < n && s[v] == '"' ? string_end(s, n, v) : n;
+            size_t v = skip_ws(s, n, colon + 1),
+                   vend = v < n && s[v] == '"' ? string_end(s, n, v) : n;
             if (vend < n) {
                 const char *key = s + i + 1;
                 size_t klen = end - i - 1;
@@ -463,8 +446,8 @@ static void scan_top(const char *s, size_t n, struct top *t)
 /* The usage object's token counts, and which were given. */
 static unsigned decode_usage(const json_t *u, struct cc_usage *out)
 {
-    static const char *const keys[] = {"input_tokens", "output_tokens",
-                                       "cache_read_input_tokens", "cache_creation_input_tokens"};
+    static const char *const keys[] = {"input_tokens", "output_tokens", "cache_read_input_tokens",
+                                       "cache_creation_input_tokens"};
     long long *f[] = {&out->in, &out->out, &out->cr, &out->cw};
     unsigned has = 0;
     for (int i = 0; i < 4; i++) {
@@ -482,24 +465,21 @@ static int decode_blocks(struct cc_msg *m, json_t *message)
 {
     json_t *content = json_object_get(message, "content"), *b;
     size_t i, n = json_array_size(content);
-    if (!n)
-        return 0;
+    if (!n) return 0;
     m->blocks = calloc(n, sizeof *m->blocks);
-    if (!m->blocks)
-        return -1;
-    json_array_foreach(content, i, b) {
+    if (!m->blocks) return -1;
+    json_array_foreach(content, i, b)
+    {
         struct cc_block *k = &m->blocks[m->nblocks++];
         const char *type = cc_json_str(b, "type");
         k->raw = b;
         k->id = "";
         k->name = "";
-        if (!type)
-            continue;
+        if (!type) continue;
         if (strcmp(type, "text") == 0 || strcmp(type, "thinking") == 0) {
             k->kind = type[1] == 'e' ? CC_BLOCK_TEXT : CC_BLOCK_THINKING;
             k->text = json_object_get(b, type);
-            if (!json_is_string(k->text))
-                k->text = NULL;
+            if (!json_is_string(k->text)) k->text = NULL;
         } else if (strcmp(type, "tool_use") == 0) {
             k->kind = CC_BLOCK_TOOL_USE;
             k->id = cc_json_str_or(b, "id", "");
@@ -510,8 +490,7 @@ static int decode_blocks(struct cc_msg *m, json_t *message)
             k->id = cc_json_str_or(b, "tool_use_id", "");
             k->is_error = json_is_true(json_object_get(b, "is_error"));
             k->text = cc_tool_result_text(json_object_get(b, "content"));
-            if (!k->text)
-                return -1;
+            if (!k->text) return -1;
         }
     }
     return 0;
@@ -521,8 +500,7 @@ static void decode_sse(struct cc_msg *m, const json_t *ev)
 {
     const char *type = cc_json_str(ev, "type");
     struct cc_sse *e = &m->sse;
-    if (!type)
-        return;
+    if (!type) return;
     if (strcmp(type, "message_start") == 0) {
         json_t *msg = json_object_get(ev, "message");
         e->kind = CC_SSE_MESSAGE_START;
@@ -557,17 +535,15 @@ static int decode_result(struct cc_msg *m)
     r->num_turns = cc_json_int(o, "num_turns");
     r->api_error_status = cc_json_int(o, "api_error_status");
     r->usage = json_object_get(o, "usage");
-    if (!json_is_object(r->usage))
-        r->usage = NULL;
+    if (!json_is_object(r->usage)) r->usage = NULL;
     r->session_id = cc_json_str(o, "session_id");
     json_t *mu = json_object_get(o, "modelUsage"), *v;
     const char *model;
-    if (!json_is_object(mu) || !json_object_size(mu))
-        return 0;
+    if (!json_is_object(mu) || !json_object_size(mu)) return 0;
     r->models = calloc(json_object_size(mu), sizeof *r->models);
-    if (!r->models)
-        return -1;
-    json_object_foreach(mu, model, v) {
+    if (!r->models) return -1;
+    json_object_foreach(mu, model, v)
+    {
         struct cc_model_usage *x = &r->models[r->nmodels++];
         x->model = model;
         x->u = (struct cc_usage){cc_json_int(v, "inputTokens"), cc_json_int(v, "outputTokens"),
@@ -651,8 +627,7 @@ static int decode(struct cc_msg *m)
     default:
         break;
     }
-    if (rc)
-        cc_msg_clear(m);
+    if (rc) cc_msg_clear(m);
     return rc;
 }
 
@@ -684,11 +659,11 @@ int cc_msg_standin(struct cc_msg *m, const char *head, size_t head_len, const ch
         snprintf(m->damage, sizeof m->damage, "Claude Code's result line could not be read: %s",
                  why);
         utf8_trim(m->damage);
-        m->root = json_pack("{s:s, s:b, s:s}", "type", "result", "is_error", 1, "result",
-                            m->damage);
+        m->root =
+            json_pack("{s:s, s:b, s:s}", "type", "result", "is_error", 1, "result", m->damage);
     } else if (strcmp(t.type, "control_request") == 0 && t.request_id[0]) {
-        snprintf(m->damage, sizeof m->damage,
-                 "Claude Code's control request could not be read: %s", why);
+        snprintf(m->damage, sizeof m->damage, "Claude Code's control request could not be read: %s",
+                 why);
         utf8_trim(m->damage);
         m->root = json_pack("{s:s, s:s, s:{}}", "type", "control_request", "request_id",
                             t.request_id, "request");
@@ -708,8 +683,7 @@ int cc_msg_parse(struct cc_msg *m, const char *line, size_t len, char *err, size
     if (!m->root) {
         size_t fixed_len = 0;
         char *fixed = fix_line(line, len, &fixed_len);
-        if (fixed)
-            m->root = json_loadb(fixed, fixed_len, JSON_ALLOW_NUL, &je);
+        if (fixed) m->root = json_loadb(fixed, fixed_len, JSON_ALLOW_NUL, &je);
         free(fixed);
     }
     if (!m->root) {
@@ -732,11 +706,9 @@ int cc_msg_parse(struct cc_msg *m, const char *line, size_t len, char *err, size
 
 void cc_msg_clear(struct cc_msg *m)
 {
-    if (!m)
-        return;
+    if (!m) return;
     for (size_t i = 0; i < m->nblocks; i++)
-        if (m->blocks[i].kind == CC_BLOCK_TOOL_RESULT)
-            json_decref(m->blocks[i].text);
+        if (m->blocks[i].kind == CC_BLOCK_TOOL_RESULT) json_decref(m->blocks[i].text);
     free(m->blocks);
     free(m->result.models);
     json_decref(m->root);
@@ -768,28 +740,24 @@ char *cc_stdin_interrupt(const char *request_id)
                              request_id, "request", "subtype", "interrupt"));
 }
 
-char *cc_stdin_control_response(const char *request_id, const json_t *response,
-                                const char *error)
+char *cc_stdin_control_response(const char *request_id, const json_t *response, const char *error)
 {
     json_t *inner;
     if (error)
-        inner = json_pack("{s:s, s:s, s:s}", "subtype", "error", "request_id", request_id,
-                          "error", error);
+        inner = json_pack("{s:s, s:s, s:s}", "subtype", "error", "request_id", request_id, "error",
+                          error);
     else
         inner = json_pack("{s:s, s:s, s:o}", "subtype", "success", "request_id", request_id,
                           "response", response ? json_deep_copy(response) : json_object());
-    if (!inner)
-        return NULL;
+    if (!inner) return NULL;
     return line_of(json_pack("{s:s, s:o}", "type", "control_response", "response", inner));
 }
 
 char *cc_stdin_answer_control(const struct cc_msg *m)
 {
     const char *id = m->ctl.request_id, *sub = m->ctl.subtype;
-    if (!id)
-        return NULL; /* nothing to answer to */
-    if (m->damage[0])
-        return cc_stdin_control_response(id, NULL, m->damage);
+    if (!id) return NULL; /* nothing to answer to */
+    if (m->damage[0]) return cc_stdin_control_response(id, NULL, m->damage);
     if (sub && strcmp(sub, "can_use_tool") == 0) {
         char msg[300];
         snprintf(msg, sizeof msg,
@@ -811,19 +779,17 @@ char *cc_stdin_answer_control(const struct cc_msg *m)
  * of a list joined by newlines (images and other blocks are named, not inlined). */
 json_t *cc_tool_result_text(json_t *content)
 {
-    if (json_is_string(content))
-        return json_incref(content);
+    if (json_is_string(content)) return json_incref(content);
     char *out = NULL;
     size_t len = 0, n;
     FILE *f = open_memstream(&out, &len);
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     size_t i;
     json_t *b;
-    json_array_foreach(content, i, b) {
+    json_array_foreach(content, i, b)
+    {
         const char *t = cc_json_str(b, "type");
-        if (i > 0)
-            fputc('\n', f);
+        if (i > 0) fputc('\n', f);
         json_t *text = json_object_get(b, "text");
         if (t && strcmp(t, "text") == 0 && json_is_string(text)) {
             n = json_string_length(text);

@@ -18,19 +18,19 @@
 #include "cost.h"
 
 enum cc_msg_kind {
-    CC_MSG_UNKNOWN = 0,       /* a type this runner does not use (rate_limit_event, ...) */
-    CC_MSG_SYSTEM,            /* init, api_retry, permission_denied, status, ... */
-    CC_MSG_ASSISTANT,         /* one content block of a model response */
-    CC_MSG_USER,              /* tool results (and interruption notices) */
-    CC_MSG_STREAM_EVENT,      /* a raw SSE event (--include-partial-messages) */
-    CC_MSG_RESULT,            /* the end of a turn */
-    CC_MSG_CONTROL_REQUEST,   /* the CLI asks the host something; must be answered */
-    CC_MSG_CONTROL_RESPONSE,  /* the CLI answers one of ours */
+    CC_MSG_UNKNOWN = 0,      /* a type this runner does not use (rate_limit_event, ...) */
+    CC_MSG_SYSTEM,           /* init, api_retry, permission_denied, status, ... */
+    CC_MSG_ASSISTANT,        /* one content block of a model response */
+    CC_MSG_USER,             /* tool results (and interruption notices) */
+    CC_MSG_STREAM_EVENT,     /* a raw SSE event (--include-partial-messages) */
+    CC_MSG_RESULT,           /* the end of a turn */
+    CC_MSG_CONTROL_REQUEST,  /* the CLI asks the host something; must be answered */
+    CC_MSG_CONTROL_RESPONSE, /* the CLI answers one of ours */
 };
 
 /* One content block of an assistant or user line. */
 enum cc_block_kind {
-    CC_BLOCK_OTHER = 0,  /* redacted_thinking, server tool blocks, the CLI's own notices */
+    CC_BLOCK_OTHER = 0, /* redacted_thinking, server tool blocks, the CLI's own notices */
     CC_BLOCK_TEXT,
     CC_BLOCK_THINKING,
     CC_BLOCK_TOOL_USE,
@@ -79,35 +79,35 @@ struct cc_model_usage {
 /* The fields of a result line. */
 struct cc_result {
     int is_error;
-    const char *subtype;          /* success, error_max_turns, error_during_execution, ... */
-    const char *result;           /* the turn's final text, or NULL ... */
-    size_t result_len;            /* ... of this many bytes (it may hold U+0000) */
-    const char *stop_reason;      /* or NULL */
-    const char *terminal_reason;  /* completed, aborted_streaming, ... or NULL */
-    double total_cost_usd;        /* cumulative for the CLI process */
+    const char *subtype;         /* success, error_max_turns, error_during_execution, ... */
+    const char *result;          /* the turn's final text, or NULL ... */
+    size_t result_len;           /* ... of this many bytes (it may hold U+0000) */
+    const char *stop_reason;     /* or NULL */
+    const char *terminal_reason; /* completed, aborted_streaming, ... or NULL */
+    double total_cost_usd;       /* cumulative for the CLI process */
     long long duration_ms, duration_api_ms, num_turns;
-    long long api_error_status;   /* 0 when none */
-    json_t *usage;                /* this turn's usage object, relayed as it is, or NULL */
+    long long api_error_status;    /* 0 when none */
+    json_t *usage;                 /* this turn's usage object, relayed as it is, or NULL */
     struct cc_model_usage *models; /* cumulative modelUsage (owned by the cc_msg) ... */
-    size_t nmodels;               /* ... this many; 0 when it has none */
+    size_t nmodels;                /* ... this many; 0 when it has none */
     const char *session_id;
 };
 
 /* The fields of the system lines the runner uses (by subtype). */
 struct cc_system {
-    const char *version, *session_id, *model, *permission_mode; /* init */
-    const char *tool_use_id, *task_id;                          /* task_started */
+    const char *version, *session_id, *model, *permission_mode;   /* init */
+    const char *tool_use_id, *task_id;                            /* task_started */
     long long error_status, retry_delay_ms, attempt, max_retries; /* api_retry */
-    const char *error;                                          /* api_retry, or NULL */
-    const char *tool_name, *message;                            /* permission_denied, or NULL */
+    const char *error;                                            /* api_retry, or NULL */
+    const char *tool_name, *message;                              /* permission_denied, or NULL */
 };
 
 /* A control request from the CLI, or its answer to one of ours. */
 struct cc_control {
-    const char *request_id;  /* or NULL */
-    const char *subtype;     /* request: can_use_tool, ...; response: success or error */
-    const char *tool_name;   /* can_use_tool, or NULL */
-    const char *error;       /* an error response's reason, or NULL */
+    const char *request_id; /* or NULL */
+    const char *subtype;    /* request: can_use_tool, ...; response: success or error */
+    const char *tool_name;  /* can_use_tool, or NULL */
+    const char *error;      /* an error response's reason, or NULL */
 };
 
 /* One stdout line, decoded once, here: the session loop, the message stream and the trace
@@ -121,18 +121,18 @@ struct cc_msg {
     const char *parent_tool_use_id; /* non-NULL inside a subagent */
     const char *agent_id;           /* the subagent's id on its lines, or NULL */
     /* ASSISTANT, USER */
-    const char *msg_id;             /* the model response's id (assistant), or NULL */
-    const char *request_id;         /* the API request's id (assistant), or NULL */
-    int api_error;                  /* a synthetic assistant line saying the API failed */
-    struct cc_block *blocks;        /* owned */
+    const char *msg_id;      /* the model response's id (assistant), or NULL */
+    const char *request_id;  /* the API request's id (assistant), or NULL */
+    int api_error;           /* a synthetic assistant line saying the API failed */
+    struct cc_block *blocks; /* owned */
     size_t nblocks;
-    struct cc_sse sse;              /* STREAM_EVENT */
-    struct cc_result result;        /* RESULT */
-    struct cc_system sys;           /* SYSTEM */
-    struct cc_control ctl;          /* CONTROL_REQUEST, CONTROL_RESPONSE */
-    char damage[256];               /* "": a decoded line. Else this is a stand-in for a line
-                                       that could not be decoded (cc_msg_standin), and this
-                                       says so and why, in one printable line */
+    struct cc_sse sse;       /* STREAM_EVENT */
+    struct cc_result result; /* RESULT */
+    struct cc_system sys;    /* SYSTEM */
+    struct cc_control ctl;   /* CONTROL_REQUEST, CONTROL_RESPONSE */
+    char damage[256];        /* "": a decoded line. Else this is a stand-in for a line
+                                that could not be decoded (cc_msg_standin), and this
+                                says so and why, in one printable line */
 };
 
 /* Decodes one line as Claude Code, a JavaScript program, means it. Where jansson is
@@ -192,8 +192,7 @@ char *cc_stdin_user_turn(const char *text);
 char *cc_stdin_interrupt(const char *request_id);
 /* Answer to a control request: `response` is borrowed (NULL: {}), or an error answer when
  * `error` is non-NULL. */
-char *cc_stdin_control_response(const char *request_id, const json_t *response,
-                                const char *error);
+char *cc_stdin_control_response(const char *request_id, const json_t *response, const char *error);
 
 /* The answer this runner gives to a control request from the CLI (`m` is a
  * CC_MSG_CONTROL_REQUEST): permission questions are denied with a message naming the

@@ -32,8 +32,7 @@ long long cc_cost_split(long long turn_pico, struct cc_cost_model *models, int n
     long long left = turn_pico;
     for (int k = 0; k < nmodels; k++) {
         struct cc_cost_model *m = &models[k];
-        if (k == nmodels - 1)
-            m->pico = left; /* the rounding rest of the per-model costs */
+        if (k == nmodels - 1) m->pico = left; /* the rounding rest of the per-model costs */
         left -= m->pico;
 
         /* What this model's calls account for: their tokens, and their exact costs. */
@@ -42,8 +41,7 @@ long long cc_cost_split(long long turn_pico, struct cc_cost_model *models, int n
         struct cc_usage rest = m->u;
         int nfree = 0;
         for (int i = 0; i < ncalls; i++) {
-            if (!same(calls[i].model, m->model))
-                continue;
+            if (!same(calls[i].model, m->model)) continue;
             rest.in -= calls[i].u.in;
             rest.out -= calls[i].u.out;
             rest.cr -= calls[i].u.cr;
@@ -56,8 +54,8 @@ long long cc_cost_split(long long turn_pico, struct cc_cost_model *models, int n
             }
         }
         /* Streamed more than accounted (an aborted call counted by the stream): no rest. */
-        int has_rest = positive(&rest) && rest.in >= 0 && rest.out >= 0 && rest.cr >= 0 &&
-                       rest.cw >= 0;
+        int has_rest =
+            positive(&rest) && rest.in >= 0 && rest.out >= 0 && rest.cr >= 0 && rest.cw >= 0;
         m->rest = has_rest ? rest : (struct cc_usage){0, 0, 0, 0};
         double rest_weight = has_rest ? (cc_cost_weight(&rest) > 0 ? cc_cost_weight(&rest) : 1) : 0;
         double total_weight = free_weight + rest_weight;
@@ -66,8 +64,7 @@ long long cc_cost_split(long long turn_pico, struct cc_cost_model *models, int n
         long long given = 0;
         int seen = 0;
         for (int i = 0; i < ncalls; i++) {
-            if (!same(calls[i].model, m->model) || calls[i].exact)
-                continue;
+            if (!same(calls[i].model, m->model) || calls[i].exact) continue;
             seen++;
             if (seen == nfree && !has_rest) {
                 calls[i].pico = free_pico - given;
@@ -88,8 +85,7 @@ long long cc_cost_split(long long turn_pico, struct cc_cost_model *models, int n
         int listed = 0;
         for (int k = 0; k < nmodels && !listed; k++)
             listed = same(calls[i].model, models[k].model);
-        if (!listed && !calls[i].exact)
-            calls[i].pico = 0;
+        if (!listed && !calls[i].exact) calls[i].pico = 0;
         placed += calls[i].pico;
     }
     for (int k = 0; k < nmodels; k++)

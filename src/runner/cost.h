@@ -22,17 +22,17 @@ struct cc_usage {
 
 /* One model call of the turn. */
 struct cc_cost_call {
-    const char *model;   /* borrowed */
-    struct cc_usage u;   /* its tokens */
-    int exact;           /* in: pico is its exact cost (Claude Code's own event) */
-    long long pico;      /* in: the exact cost when `exact`; out: the cost it carries */
+    const char *model; /* borrowed */
+    struct cc_usage u; /* its tokens */
+    int exact;         /* in: pico is its exact cost (Claude Code's own event) */
+    long long pico;    /* in: the exact cost when `exact`; out: the cost it carries */
 };
 
 /* One model's share of the turn: modelUsage's difference to the previous result. */
 struct cc_cost_model {
-    const char *model;   /* borrowed */
-    struct cc_usage u;   /* in: the turn's tokens of this model */
-    long long pico;      /* in: the turn's cost of this model */
+    const char *model;    /* borrowed */
+    struct cc_usage u;    /* in: the turn's tokens of this model */
+    long long pico;       /* in: the turn's cost of this model */
     struct cc_usage rest; /* out: tokens no call accounts for (all zero: none) */
     long long rest_pico;  /* out: the cost that goes with them */
 };

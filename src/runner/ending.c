@@ -36,13 +36,13 @@ static void *take_signals(void *arg)
     sigaddset(&set, SIGINT);
     for (;;) {
         int sig;
-        if (sigwait(&set, &sig))
-            continue;
+        if (sigwait(&set, &sig)) continue;
         const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
         pthread_mutex_lock(&e->mu);
         if (++e->signals == 1) {
             cc_log("%s while the session ends: ending now; telemetry not delivered is spooled "
-                   "(again to stop at once)", name);
+                   "(again to stop at once)",
+                   name);
             cc_trace_hurry(e->trace);
             cc_ws_hurry(e->ws);
         } else {
@@ -64,8 +64,7 @@ int cc_ending(struct cc_trace *trace, struct cc_ws *ws, const struct cc_outcome 
     e.rc = rc;
     /* Without the thread (no memory for it), signals stay blocked: the ending runs to its
      * deadlines, never killed by a default action. */
-    if (pthread_create(&thread, NULL, take_signals, &e) == 0)
-        pthread_detach(thread);
+    if (pthread_create(&thread, NULL, take_signals, &e) == 0) pthread_detach(thread);
 
     cc_ws_drain(ws, ws_close_ms);
     cc_trace_end(trace, end); /* bounded by LANGFUSE_FLUSH_TIMEOUT */

@@ -101,16 +101,14 @@ static long parse_num(const char *s)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < -1 || v > INT_MAX)
-        return -2;
+    if (errno || end == s || *end || v < -1 || v > INT_MAX) return -2;
     return v;
 }
 
 static void report(int fd, int stage, int err)
 {
     struct cc_guard_report r = {.stage = stage, .err = err};
-    if (fd < 0)
-        return;
+    if (fd < 0) return;
     while (write(fd, &r, sizeof r) < 0 && errno == EINTR)
         ;
     close(fd);
@@ -121,8 +119,7 @@ static void report(int fd, int stage, int err)
 static void read_children(struct guard *g, const char *path, size_t *n)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
+    if (fd < 0) return;
     char buf[512];
     long cur = 0;
     int digits = 0;
@@ -134,15 +131,13 @@ static void read_children(struct guard *g, const char *path, size_t *n)
                     cur = cur * 10 + (buf[i] - '0');
                 digits++;
             } else if (digits) {
-                if (cur > 0 && cur <= INT_MAX && *n < MAX_TREE)
-                    g->tree[(*n)++] = (pid_t)cur;
+                if (cur > 0 && cur <= INT_MAX && *n < MAX_TREE) g->tree[(*n)++] = (pid_t)cur;
                 cur = 0;
                 digits = 0;
             }
         }
     }
-    if (digits && cur > 0 && cur <= INT_MAX && *n < MAX_TREE)
-        g->tree[(*n)++] = (pid_t)cur;
+    if (digits && cur > 0 && cur <= INT_MAX && *n < MAX_TREE) g->tree[(*n)++] = (pid_t)cur;
     close(fd);
 }
 
@@ -153,12 +148,10 @@ static void list_children(struct guard *g, pid_t pid, size_t *n)
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
     DIR *d = opendir(path);
-    if (!d)
-        return;
+    if (!d) return;
     struct dirent *e;
     while ((e = readdir(d)) && *n < MAX_TREE) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
         char file[96];
         snprintf(file, sizeof file, "/proc/%d/task/%.16s/children", (int)pid, e->d_name);
         read_children(g, file, n);
@@ -179,10 +172,8 @@ static size_t kill_round(struct guard *g)
         list_children(g, g->tree[i], &n);
     for (size_t i = 0; i < n; i++) {
         pid_t p = g->tree[i], sid = getsid(p), pg = getpgid(p);
-        if (p <= 0 || p == self)
-            continue;
-        if (sid > 0 && sid != my_sid && pg > 1)
-            kill(-pg, SIGKILL);
+        if (p <= 0 || p == self) continue;
+        if (sid > 0 && sid != my_sid && pg > 1) kill(-pg, SIGKILL);
         kill(p, SIGKILL);
     }
     return n;
@@ -202,8 +193,7 @@ static int reap(struct guard *g)
             }
             continue;
         }
-        if (r < 0 && errno == EINTR)
-            continue;
+        if (r < 0 && errno == EINTR) continue;
         return !(r < 0 && errno == ECHILD);
     }
 }
@@ -221,13 +211,14 @@ static void kill_tree(struct guard *g)
     while (reap(g)) {
         long long left = deadline - cc_mono_ms();
         if (left <= 0) {
-            fprintf(stderr, "ccrunner-guard: processes the agent started would not die within "
-                            "%d ms (uninterruptible sleep?); leaving them\n", CC_GUARD_KILL_MS);
+            fprintf(stderr,
+                    "ccrunner-guard: processes the agent started would not die within "
+                    "%d ms (uninterruptible sleep?); leaving them\n",
+                    CC_GUARD_KILL_MS);
             return;
         }
         kill_round(g);
-        if (!reap(g))
-            return;
+        if (!reap(g)) return;
         struct timespec ts = {0, (left < 50 ? left : 50) * 1000000L};
         sigtimedwait(&chld, NULL, &ts);
     }
@@ -237,10 +228,8 @@ static void kill_tree(struct guard *g)
  * file of the guard's own). */
 static int mirror(const struct guard *g)
 {
-    if (!g->claude_done)
-        return 128 + SIGKILL; /* claude would not die: say it was killed */
-    if (WIFEXITED(g->claude_status))
-        return WEXITSTATUS(g->claude_status);
+    if (!g->claude_done) return 128 + SIGKILL; /* claude would not die: say it was killed */
+    if (WIFEXITED(g->claude_status)) return WEXITSTATUS(g->claude_status);
     if (WIFSIGNALED(g->claude_status)) {
         int sig = WTERMSIG(g->claude_status);
         struct rlimit no_core = {0, 0};
@@ -258,16 +247,14 @@ static int mirror(const struct guard *g)
 
 /* The child side of the fork: claude, dying with the guard, with the signal state ccrunner
  * gave the guard. Writes errno on exec_fd when execve fails. */
-static void exec_claude(pid_t guard, const sigset_t *mask, int report_fd, int exec_fd,
-                        char **argv)
+static void exec_claude(pid_t guard, const sigset_t *mask, int report_fd, int exec_fd, char **argv)
 {
     signal(SIGPIPE, SIG_DFL);
     sigprocmask(SIG_SETMASK, mask, NULL);
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* cannot fail where the guard's own prctl worked */
     if (getppid() != guard)           /* the guard died already */
         _exit(127);
-    if (report_fd >= 0)
-        close(report_fd);
+    if (report_fd >= 0) close(report_fd);
     execve(argv[0], argv, environ);
     int err = errno;
     while (write(exec_fd, &err, sizeof err) < 0 && errno == EINTR)
@@ -359,17 +346,14 @@ int cc_guard_main(int argc, char **argv)
 
     for (;;) {
         siginfo_t si;
-        if (sigwaitinfo(&set, &si) < 0)
-            continue; /* EINTR: a stop signal and SIGCONT */
+        if (sigwaitinfo(&set, &si) < 0) continue; /* EINTR: a stop signal and SIGCONT */
         if (si.si_signo == SIGCHLD) {
             reap(g);
-            if (g->claude_done)
-                break;
+            if (g->claude_done) break;
         } else if (si.si_signo == CC_GUARD_KILL) {
             /* From ccrunner, or the kernel on its death (which sends as the dying runner). A
              * tool signalling its group reaches the guard too: ignore that. */
-            if (si.si_pid == g->runner || getppid() != g->runner)
-                break;
+            if (si.si_pid == g->runner || getppid() != g->runner) break;
         } else if (si.si_code <= 0 && si.si_pid != g->runner && !g->claude_done) {
             kill(g->claude, si.si_signo); /* SIGTERM, SIGINT, SIGHUP from someone else */
         }

@@ -12,8 +12,7 @@
 
 void cc_input_clear(struct cc_input *in)
 {
-    if (!in)
-        return;
+    if (!in) return;
     free(in->text);
     memset(in, 0, sizeof *in);
 }
@@ -21,12 +20,12 @@ void cc_input_clear(struct cc_input *in)
 static int blank(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
-            return 0;
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') return 0;
     return 1;
 }
 
-static void invalid(struct cc_input *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void invalid(struct cc_input *in, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void invalid(struct cc_input *in, const char *fmt, ...)
 {
     va_list ap;
@@ -40,12 +39,13 @@ void cc_input_parse(const char *line, size_t len, struct cc_input *in)
 {
     json_error_t je;
     memset(in, 0, sizeof *in);
-    if (blank(line, len))
-        return;
+    if (blank(line, len)) return;
     json_t *doc = json_loadb(line, len, 0, &je);
     if (!doc) {
-        invalid(in, "input is not JSON (%.80s); send {\"type\":\"user_message\","
-                    "\"payload\":{\"content\":\"...\"}}", je.text);
+        invalid(in,
+                "input is not JSON (%.80s); send {\"type\":\"user_message\","
+                "\"payload\":{\"content\":\"...\"}}",
+                je.text);
         return;
     }
     const char *type = json_string_value(json_object_get(doc, "type"));
@@ -54,8 +54,7 @@ void cc_input_parse(const char *line, size_t len, struct cc_input *in)
     } else if (strcmp(type, "user_message") == 0) {
         json_t *payload = json_object_get(doc, "payload");
         json_t *c = json_object_get(payload, "content");
-        if (!c)
-            c = json_object_get(payload, "text");
+        if (!c) c = json_object_get(payload, "text");
         if (!json_is_string(c) || json_string_length(c) == 0)
             invalid(in, "user_message needs a non-empty string payload.content");
         else if (!(in->text = strdup(json_string_value(c))))

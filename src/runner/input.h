@@ -8,11 +8,11 @@
 #include <stddef.h>
 
 enum cc_input_kind {
-    CC_IN_NONE = 0,   /* a blank line: nothing to do */
-    CC_IN_MESSAGE,    /* a user message; text holds it */
-    CC_IN_INTERRUPT,  /* interrupt the running turn */
-    CC_IN_END,        /* end the session */
-    CC_IN_INVALID,    /* malformed: why says what was wrong */
+    CC_IN_NONE = 0,  /* a blank line: nothing to do */
+    CC_IN_MESSAGE,   /* a user message; text holds it */
+    CC_IN_INTERRUPT, /* interrupt the running turn */
+    CC_IN_END,       /* end the session */
+    CC_IN_INVALID,   /* malformed: why says what was wrong */
 };
 
 struct cc_input {

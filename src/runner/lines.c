@@ -17,8 +17,7 @@ void cc_lines_init(struct cc_lines *l, size_t max)
 
 void cc_lines_free(struct cc_lines *l)
 {
-    if (!l)
-        return;
+    if (!l) return;
     free(l->buf);
     l->buf = NULL;
     l->len = l->cap = 0;
@@ -30,11 +29,9 @@ static int append(struct cc_lines *l, const char *p, size_t n)
         size_t cap = l->cap ? l->cap : 4096;
         while (cap < l->len + n + 1)
             cap *= 2;
-        if (cap > l->max + 1)
-            cap = l->max + 1;
+        if (cap > l->max + 1) cap = l->max + 1;
         char *b = realloc(l->buf, cap);
-        if (!b)
-            return -1;
+        if (!b) return -1;
         l->buf = b;
         l->cap = cap;
     }
@@ -46,10 +43,8 @@ static int append(struct cc_lines *l, const char *p, size_t n)
 static void head_push(struct cc_lines *l, const char *p, size_t n)
 {
     size_t room = CC_LINES_HEAD - l->head_len;
-    if (n > room)
-        n = room;
-    if (n > 0)
-        memcpy(l->head + l->head_len, p, n);
+    if (n > room) n = room;
+    if (n > 0) memcpy(l->head + l->head_len, p, n);
     l->head_len += n;
 }
 
@@ -66,8 +61,7 @@ static void tail_push(struct cc_lines *l, const char *p, size_t n)
         memmove(l->tail, l->tail + drop, l->tail_len - drop);
         l->tail_len -= drop;
     }
-    if (n > 0)
-        memcpy(l->tail + l->tail_len, p, n);
+    if (n > 0) memcpy(l->tail + l->tail_len, p, n);
     l->tail_len += n;
 }
 
@@ -116,12 +110,10 @@ int cc_lines_feed(struct cc_lines *l, char *data, size_t n, cc_line_fn fn, void 
         if (l->skipped) {
             l->skipped += take;
             tail_push(l, data, take);
-            if (nl)
-                rc = end_skip(l, fn, ctx);
+            if (nl) rc = end_skip(l, fn, ctx);
         } else if (l->len + take > l->max) {
             start_skip(l, data, take);
-            if (nl)
-                rc = end_skip(l, fn, ctx);
+            if (nl) rc = end_skip(l, fn, ctx);
         } else if (nl && l->len == 0) {
             /* Whole line inside this chunk: deliver it in place, the newline replaced by
              * the terminating NUL for the duration of the call. */
@@ -134,8 +126,7 @@ int cc_lines_feed(struct cc_lines *l, char *data, size_t n, cc_line_fn fn, void 
                  * after it in the chunk are still delivered */
                 oom = 1;
                 start_skip(l, data, take);
-                if (nl)
-                    rc = end_skip(l, fn, ctx);
+                if (nl) rc = end_skip(l, fn, ctx);
             } else if (nl) {
                 l->buf[l->len] = '\0';
                 size_t len = l->len;
@@ -146,8 +137,7 @@ int cc_lines_feed(struct cc_lines *l, char *data, size_t n, cc_line_fn fn, void 
         size_t used = take + (nl ? 1 : 0);
         data += used;
         n -= used;
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     return oom ? -1 : 0;
 }

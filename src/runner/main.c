@@ -29,9 +29,9 @@
 #define CC_VERSION "0.0.0"
 #endif
 
-#define MAX_LINE (256u << 20)     /* longest Claude Code stdout line relayed */
-#define WS_QUEUE (64u << 20)      /* bytes kept for the backend while disconnected */
-#define WS_CLOSE_MS 5000          /* what the backend may add to the end of a session */
+#define MAX_LINE (256u << 20) /* longest Claude Code stdout line relayed */
+#define WS_QUEUE (64u << 20)  /* bytes kept for the backend while disconnected */
+#define WS_CLOSE_MS 5000      /* what the backend may add to the end of a session */
 
 static void ws_sink(void *ctx, const char *json, size_t len)
 {
@@ -46,12 +46,12 @@ static void make_session_id(char *out, size_t len)
     if (fd < 0 || read(fd, b, sizeof b) != (ssize_t)sizeof b) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        unsigned long long x = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)getpid() << 30);
+        unsigned long long x =
+            (unsigned long long)ts.tv_nsec ^ ((unsigned long long)getpid() << 30);
         for (int i = 0; i < 6; i++)
             b[i] = (unsigned char)(x >> (8 * i));
     }
-    if (fd >= 0)
-        close(fd);
+    if (fd >= 0) close(fd);
     snprintf(out, len, "session-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
 }
 

@@ -82,18 +82,16 @@ static void put_text(FILE *fp, const char *ts, const char *type, const json_t *p
         put_bounded(fp, in ? in : "", in ? strlen(in) : 0);
         free(in);
     } else if (kind && strcmp(kind, "tool_result") == 0) {
-        fprintf(fp, "tool result%s: ",
-                json_is_true(json_object_get(p, "is_error")) ? " (error)" : "");
+        fprintf(fp,
+                "tool result%s: ", json_is_true(json_object_get(p, "is_error")) ? " (error)" : "");
         const char *text = text_at(p, "content", &n);
         put_bounded(fp, text, n);
     } else if (kind && strcmp(kind, "result") == 0) {
         json_t *cost = json_object_get(p, "cost");
-        fprintf(fp, "result: %s%s in %lld ms, %lld turns",
-                cc_json_str_or(p, "subtype", "?"),
+        fprintf(fp, "result: %s%s in %lld ms, %lld turns", cc_json_str_or(p, "subtype", "?"),
                 json_is_true(json_object_get(p, "is_error")) ? " (error)" : "",
                 cc_json_int(p, "duration_ms"), cc_json_int(p, "num_turns"));
-        if (json_is_number(cost))
-            fprintf(fp, ", $%.4f total", json_number_value(cost));
+        if (json_is_number(cost)) fprintf(fp, ", $%.4f total", json_number_value(cost));
     } else if (kind && strcmp(kind, "error") == 0) {
         const char *text = text_at(p, "content", &n);
         fwrite(text, 1, n, fp);
@@ -108,13 +106,11 @@ static void put_text(FILE *fp, const char *ts, const char *type, const json_t *p
 uint64_t cc_out_emit(struct cc_out *o, const char *type, json_t *payload)
 {
     char ts[32];
-    if (!payload)
-        payload = json_object();
-    if (!payload)
-        return 0;
+    if (!payload) payload = json_object();
+    if (!payload) return 0;
     cc_timestamp(ts);
-    json_t *env = json_pack("{s:I, s:s, s:s, s:O}", "seq", (json_int_t)(o->seq + 1), "type",
-                            type, "timestamp", ts, "payload", payload);
+    json_t *env = json_pack("{s:I, s:s, s:s, s:O}", "seq", (json_int_t)(o->seq + 1), "type", type,
+                            "timestamp", ts, "payload", payload);
     size_t len;
     char *s = cc_json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(15), 1, &len);
     if (!s) {
@@ -137,8 +133,7 @@ uint64_t cc_out_emit(struct cc_out *o, const char *type, json_t *payload)
                             "on the WebSocket only\n");
         }
     }
-    if (o->sink)
-        o->sink(o->sink_ctx, s, len);
+    if (o->sink) o->sink(o->sink_ctx, s, len);
     free(s);
     json_decref(env);
     json_decref(payload);
@@ -147,8 +142,8 @@ uint64_t cc_out_emit(struct cc_out *o, const char *type, json_t *payload)
 
 void cc_out_status(struct cc_out *o, const char *phase, const char *message)
 {
-    cc_out_emit(o, "status.update", json_pack("{s:s, s:s}", "phase", phase, "message",
-                                              message ? message : ""));
+    cc_out_emit(o, "status.update",
+                json_pack("{s:s, s:s}", "phase", phase, "message", message ? message : ""));
 }
 
 void cc_out_running(struct cc_out *o)
@@ -176,8 +171,7 @@ static json_t *error_payload(const char *text, size_t n)
 {
     static const char pre[] = "Error: ";
     char *s = malloc(sizeof pre - 1 + n);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     memcpy(s, pre, sizeof pre - 1);
     memcpy(s + sizeof pre - 1, text, n);
     json_t *content = json_stringn(s, sizeof pre - 1 + n);
@@ -223,8 +217,8 @@ static int map_assistant(struct cc_out *o, const struct cc_msg *m)
             p = json_pack("{s:s, s:s, s:o}", "role", "assistant", "type", "text", "content",
                           text_of(b));
         else if (b->kind == CC_BLOCK_THINKING)
-            p = json_pack("{s:s, s:s, s:o}", "role", "assistant", "type", "thinking",
-                          "content", text_of(b));
+            p = json_pack("{s:s, s:s, s:o}", "role", "assistant", "type", "thinking", "content",
+                          text_of(b));
         else if (b->kind == CC_BLOCK_TOOL_USE)
             p = json_pack("{s:s, s:s, s:s+, s:s, s:O, s:s}", "role", "assistant", "type",
                           "tool_use", "content", "Using tool: ", b->name[0] ? b->name : "?",
@@ -232,8 +226,7 @@ static int map_assistant(struct cc_out *o, const struct cc_msg *m)
                           "tool_use_id", b->id);
         else
             continue; /* redacted_thinking, server tool blocks: nothing a user reads */
-        if (cc_out_emit(o, "agent.message", nested(m, p)))
-            n++;
+        if (cc_out_emit(o, "agent.message", nested(m, p))) n++;
     }
     return n;
 }
@@ -245,11 +238,9 @@ static int map_user(struct cc_out *o, const struct cc_msg *m)
         const struct cc_block *b = &m->blocks[i];
         if (b->kind != CC_BLOCK_TOOL_RESULT)
             continue; /* the CLI's own notices ("[Request interrupted by user]") */
-        json_t *p = json_pack("{s:s, s:s, s:O, s:s, s:b}", "role", "user", "type",
-                              "tool_result", "content", b->text, "tool_use_id", b->id,
-                              "is_error", b->is_error);
-        if (cc_out_emit(o, "agent.message", nested(m, p)))
-            n++;
+        json_t *p = json_pack("{s:s, s:s, s:O, s:s, s:b}", "role", "user", "type", "tool_result",
+                              "content", b->text, "tool_use_id", b->id, "is_error", b->is_error);
+        if (cc_out_emit(o, "agent.message", nested(m, p))) n++;
     }
     return n;
 }
@@ -269,14 +260,12 @@ static int map_result(struct cc_out *o, const struct cc_msg *m)
     }
     char content[64];
     snprintf(content, sizeof content, "Session completed in %lldms", r->duration_ms);
-    json_t *p = json_pack("{s:s, s:s, s:s, s:O, s:f, s:I, s:I, s:b, s:s}", "role", "system",
-                          "type", "result", "content", content, "usage",
-                          r->usage ? r->usage : json_null(), "cost", r->total_cost_usd,
-                          "num_turns", (json_int_t)r->num_turns, "duration_ms",
-                          (json_int_t)r->duration_ms, "is_error", r->is_error, "subtype",
-                          r->subtype ? r->subtype : "");
-    if (cc_out_emit(o, "agent.message", p))
-        n++;
+    json_t *p = json_pack("{s:s, s:s, s:s, s:O, s:f, s:I, s:I, s:b, s:s}", "role", "system", "type",
+                          "result", "content", content, "usage", r->usage ? r->usage : json_null(),
+                          "cost", r->total_cost_usd, "num_turns", (json_int_t)r->num_turns,
+                          "duration_ms", (json_int_t)r->duration_ms, "is_error", r->is_error,
+                          "subtype", r->subtype ? r->subtype : "");
+    if (cc_out_emit(o, "agent.message", p)) n++;
     return n;
 }
 
@@ -285,8 +274,7 @@ static int map_system(struct cc_out *o, const struct cc_msg *m)
     const char *sub = m->subtype ? m->subtype : "";
     const struct cc_system *y = &m->sys;
     if (strcmp(sub, "init") == 0) {
-        if (o->init_seen)
-            return 0;
+        if (o->init_seen) return 0;
         o->init_seen = 1;
         cc_out_system(o, "Claude Code %s started: model %s, permission mode %s",
                       y->version ? y->version : "(unknown version)",
@@ -296,10 +284,9 @@ static int map_system(struct cc_out *o, const struct cc_msg *m)
     }
     if (strcmp(sub, "api_retry") == 0) {
         char what[64] = "no response";
-        if (y->error_status)
-            snprintf(what, sizeof what, "HTTP %lld", y->error_status);
-        cc_out_system(o, "Model API error (%s%s%s); retrying in %.1f s, attempt %lld of %lld",
-                      what, y->error ? ", " : "", y->error ? y->error : "",
+        if (y->error_status) snprintf(what, sizeof what, "HTTP %lld", y->error_status);
+        cc_out_system(o, "Model API error (%s%s%s); retrying in %.1f s, attempt %lld of %lld", what,
+                      y->error ? ", " : "", y->error ? y->error : "",
                       (double)y->retry_delay_ms / 1000.0, y->attempt, y->max_retries);
         return 1;
     }

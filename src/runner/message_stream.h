@@ -21,13 +21,13 @@
 typedef void (*cc_out_sink_fn)(void *ctx, const char *json, size_t len);
 
 struct cc_out {
-    FILE *fp;                 /* stdout; borrowed */
+    FILE *fp; /* stdout; borrowed */
     enum cc_output format;
-    uint64_t seq;             /* of the last envelope */
-    cc_out_sink_fn sink;      /* optional second destination */
+    uint64_t seq;        /* of the last envelope */
+    cc_out_sink_fn sink; /* optional second destination */
     void *sink_ctx;
-    int write_failed;         /* stdout refused a write: reported once */
-    int init_seen;            /* Claude Code's init was announced (it repeats every turn) */
+    int write_failed; /* stdout refused a write: reported once */
+    int init_seen;    /* Claude Code's init was announced (it repeats every turn) */
 };
 
 void cc_out_init(struct cc_out *o, FILE *fp, enum cc_output format);
@@ -40,8 +40,7 @@ uint64_t cc_out_emit(struct cc_out *o, const char *type, json_t *payload);
 void cc_out_status(struct cc_out *o, const char *phase, const char *message);
 void cc_out_running(struct cc_out *o);
 void cc_out_waiting(struct cc_out *o);
-void cc_out_system(struct cc_out *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void cc_out_system(struct cc_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cc_out_error(struct cc_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Maps one Claude Code message to zero or more stream messages: text, thinking, tool uses,

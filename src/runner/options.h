@@ -28,11 +28,11 @@ enum cc_opt_result {
  * static defaults; a prompt read from a file is allocated once and kept for the process's
  * life. Nothing here is freed. */
 struct cc_options {
-    const char *prompt;          /* first prompt; required in batch mode */
-    const char *prompt_file;     /* where the prompt was read from ("-": stdin), or NULL */
+    const char *prompt;      /* first prompt; required in batch mode */
+    const char *prompt_file; /* where the prompt was read from ("-": stdin), or NULL */
     int interactive;
-    const char *model;           /* NULL: Claude Code's default */
-    const char *workspace;       /* default "." */
+    const char *model;     /* NULL: Claude Code's default */
+    const char *workspace; /* default "." */
     const char *add_dirs[CC_MAX_ADD_DIRS];
     int n_add_dirs;
     const char *session_id;      /* NULL: generate one */
@@ -49,7 +49,7 @@ struct cc_options {
     const char *anthropic_base_url;
     int use_vertex;
     const char *vertex_project;
-    const char *vertex_location;  /* default "us-east5" */
+    const char *vertex_location; /* default "us-east5" */
     const char *google_credentials;
     const char *namespace_name;
     const char *project_name;

@@ -41,15 +41,17 @@
 #include <libdeflate.h>
 
 #define OTEL_PATH "/v1/logs"
-#define MAX_CONNS 16        /* the CLI uses one; the rest is room for strays */
-#define HEAD_MAX 16384      /* request line and headers */
-#define BODY_MAX (8u << 20) /* a body, before and after gunzip (a full batch of 512 records
-                               of the CLI's is under 1 MiB) */
-#define REQUEST_MS 5000     /* from a request's first byte to its answer written */
-#define IDLE_MS 60000       /* a kept-alive connection between requests: long, because
-                               closing one as the client reuses it loses a batch */
-#define LINGER_MS 500       /* reading what a refused sender still sends, then close */
-#define QUEUE_MAX 4096      /* events waiting for the session (about 1.3 KiB each) */
+#define MAX_CONNS 16   /* the CLI uses one; the rest is room for strays */
+#define HEAD_MAX 16384 /* request line and headers */
+#define BODY_MAX                                                                                   \
+    (8u << 20)          /* a body, before and after gunzip (a full batch of 512 records            \
+                           of the CLI's is under 1 MiB) */
+#define REQUEST_MS 5000 /* from a request's first byte to its answer written */
+#define IDLE_MS                                                                                    \
+    60000              /* a kept-alive connection between requests: long, because                  \
+                          closing one as the client reuses it loses a batch */
+#define LINGER_MS 500  /* reading what a refused sender still sends, then close */
+#define QUEUE_MAX 4096 /* events waiting for the session (about 1.3 KiB each) */
 #define TOKEN_BYTES 32
 
 enum conn_state {
@@ -62,16 +64,16 @@ enum conn_state {
 struct conn {
     int fd;
     enum conn_state state;
-    long long deadline;     /* monotonic ms: when this state has run out of time */
-    uint64_t idle_since;    /* when it last became idle, in o->idle_clock ticks */
-    size_t head_len;        /* bytes in head: a request's head, or what came after a body */
-    size_t body_len;        /* the request's Content-Length */
-    size_t body_got;        /* of it, received */
-    unsigned char *body;    /* NULL while discarding */
-    int status;             /* the answer decided from the head; 0: decided by the body */
-    int gzip;               /* Content-Encoding: gzip */
-    int close_after;        /* Connection: close, HTTP/1.0, or the body is not read */
-    char out[512];          /* the answer */
+    long long deadline;  /* monotonic ms: when this state has run out of time */
+    uint64_t idle_since; /* when it last became idle, in o->idle_clock ticks */
+    size_t head_len;     /* bytes in head: a request's head, or what came after a body */
+    size_t body_len;     /* the request's Content-Length */
+    size_t body_got;     /* of it, received */
+    unsigned char *body; /* NULL while discarding */
+    int status;          /* the answer decided from the head; 0: decided by the body */
+    int gzip;            /* Content-Encoding: gzip */
+    int close_after;     /* Connection: close, HTTP/1.0, or the body is not read */
+    char out[512];       /* the answer */
     size_t out_len, out_off;
     char head[HEAD_MAX];
 };
@@ -143,8 +145,7 @@ int cc_otel_next(struct cc_otel *o, struct cc_otel_event *ev)
     struct node *n = o->head;
     if (n) {
         o->head = n->next;
-        if (!o->head)
-            o->tail = NULL;
+        if (!o->head) o->tail = NULL;
         if (--o->queued == 0) {
             char buf[16];
             while (read(o->notify[0], buf, sizeof buf) > 0) {
@@ -152,8 +153,7 @@ int cc_otel_next(struct cc_otel *o, struct cc_otel_event *ev)
         }
     }
     pthread_mutex_unlock(&o->mu);
-    if (!n)
-        return 0;
+    if (!n) return 0;
     *ev = n->ev;
     free(n);
     return 1;
@@ -167,8 +167,7 @@ int cc_otel_next(struct cc_otel *o, struct cc_otel_event *ev)
 static int any_int(const json_t *v, long long *out)
 {
     const json_t *x;
-    if (!json_is_object(v))
-        return 0;
+    if (!json_is_object(v)) return 0;
     if ((x = json_object_get(v, "intValue")) || (x = json_object_get(v, "stringValue")) ||
         (x = json_object_get(v, "doubleValue"))) {
         if (json_is_integer(x)) {
@@ -177,8 +176,7 @@ static int any_int(const json_t *v, long long *out)
         }
         if (json_is_real(x)) {
             double d = json_real_value(x);
-            if (!isfinite(d) || d != floor(d) || fabs(d) > 9.0e18)
-                return 0;
+            if (!isfinite(d) || d != floor(d) || fabs(d) > 9.0e18) return 0;
             *out = (long long)d;
             return 1;
         }
@@ -187,8 +185,7 @@ static int any_int(const json_t *v, long long *out)
             char *end;
             errno = 0;
             long long n = strtoll(s, &end, 10);
-            if (end == s || *end || errno)
-                return 0;
+            if (end == s || *end || errno) return 0;
             *out = n;
             return 1;
         }
@@ -201,8 +198,7 @@ static int any_int(const json_t *v, long long *out)
 static int any_double(const json_t *v, double *out)
 {
     const json_t *x;
-    if (!json_is_object(v))
-        return 0;
+    if (!json_is_object(v)) return 0;
     if ((x = json_object_get(v, "doubleValue")) || (x = json_object_get(v, "intValue")) ||
         (x = json_object_get(v, "stringValue"))) {
         if (json_is_number(x)) {
@@ -213,8 +209,7 @@ static int any_double(const json_t *v, double *out)
             const char *s = json_string_value(x);
             char *end;
             double d = strtod(s, &end);
-            if (end == s || *end)
-                return 0;
+            if (end == s || *end) return 0;
             *out = d;
             return 1;
         }
@@ -236,24 +231,21 @@ static void any_string(const json_t *v, char *out, size_t size)
 /* timeUnixNano and friends: a decimal string (proto3 JSON) or a JSON number. */
 static int64_t nanos(const json_t *x)
 {
-    if (json_is_integer(x))
-        return json_integer_value(x);
+    if (json_is_integer(x)) return json_integer_value(x);
     if (json_is_real(x) && isfinite(json_real_value(x)) && json_real_value(x) < 9.2e18)
         return (int64_t)json_real_value(x);
     if (json_is_string(x)) {
         char *end;
         errno = 0;
         long long n = strtoll(json_string_value(x), &end, 10);
-        if (!*end && !errno)
-            return n;
+        if (!*end && !errno) return n;
     }
     return 0;
 }
 
 static int kind_of(const char *name, enum cc_otel_kind *kind)
 {
-    if (strncmp(name, "claude_code.", 12) == 0)
-        name += 12;
+    if (strncmp(name, "claude_code.", 12) == 0) name += 12;
     if (strcmp(name, "api_request") == 0)
         *kind = CC_OTEL_API_REQUEST;
     else if (strcmp(name, "api_error") == 0)
@@ -279,14 +271,14 @@ static void decode_record(struct cc_otel *o, const json_t *rec)
         snprintf(name, sizeof name, "%s", json_string_value(body));
     } else {
         /* No body: the event.name attribute says the same. */
-        json_array_foreach(attrs, i, a) {
+        json_array_foreach(attrs, i, a)
+        {
             const char *k = json_string_value(json_object_get(a, "key"));
             if (k && strcmp(k, "event.name") == 0)
                 any_string(json_object_get(a, "value"), name, sizeof name);
         }
     }
-    if (!kind_of(name, &kind))
-        return;
+    if (!kind_of(name, &kind)) return;
 
     struct cc_otel_event ev;
     memset(&ev, 0, sizeof ev);
@@ -295,15 +287,14 @@ static void decode_record(struct cc_otel *o, const json_t *rec)
     ev.ttft_ms = -1;
     ev.sequence = -1;
     ev.time_ns = nanos(json_object_get(rec, "timeUnixNano"));
-    if (ev.time_ns == 0)
-        ev.time_ns = nanos(json_object_get(rec, "observedTimeUnixNano"));
+    if (ev.time_ns == 0) ev.time_ns = nanos(json_object_get(rec, "observedTimeUnixNano"));
 
-    json_array_foreach(attrs, i, a) {
+    json_array_foreach(attrs, i, a)
+    {
         const char *k = json_string_value(json_object_get(a, "key"));
         const json_t *v = json_object_get(a, "value");
         long long n;
-        if (!k)
-            continue;
+        if (!k) continue;
         if (strcmp(k, "request_id") == 0)
             any_string(v, ev.request_id, sizeof ev.request_id);
         else if (strcmp(k, "agent_id") == 0)
@@ -365,12 +356,14 @@ static int decode_body(struct cc_otel *o, const unsigned char *data, size_t len)
     uint64_t records = 0;
     size_t i, j, k;
     const json_t *rl, *sl, *rec;
-    json_array_foreach(rls, i, rl) {
-        json_array_foreach(json_object_get(rl, "scopeLogs"), j, sl) {
-            json_array_foreach(json_object_get(sl, "logRecords"), k, rec) {
+    json_array_foreach(rls, i, rl)
+    {
+        json_array_foreach(json_object_get(rl, "scopeLogs"), j, sl)
+        {
+            json_array_foreach(json_object_get(sl, "logRecords"), k, rec)
+            {
                 records++;
-                if (json_is_object(rec))
-                    decode_record(o, rec);
+                if (json_is_object(rec)) decode_record(o, rec);
             }
         }
     }
@@ -385,19 +378,16 @@ static int decode_body(struct cc_otel *o, const unsigned char *data, size_t len)
  * is refused by libdeflate's own check. */
 static int gunzip(const unsigned char *in, size_t len, unsigned char **out, size_t *outlen)
 {
-    if (len < 18 || in[0] != 0x1f || in[1] != 0x8b)
-        return -1;
+    if (len < 18 || in[0] != 0x1f || in[1] != 0x8b) return -1;
     const unsigned char *t = in + len - 4;
     size_t want = (size_t)t[0] | (size_t)t[1] << 8 | (size_t)t[2] << 16 | (size_t)t[3] << 24;
-    if (want > BODY_MAX)
-        return -2;
+    if (want > BODY_MAX) return -2;
     struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
     unsigned char *buf = d ? malloc(want ? want : 1) : NULL;
     size_t got = 0;
-    int ok = buf && libdeflate_gzip_decompress(d, in, len, buf, want, &got) ==
-                        LIBDEFLATE_SUCCESS && got == want;
-    if (d)
-        libdeflate_free_decompressor(d);
+    int ok = buf && libdeflate_gzip_decompress(d, in, len, buf, want, &got) == LIBDEFLATE_SUCCESS &&
+             got == want;
+    if (d) libdeflate_free_decompressor(d);
     if (!ok) {
         free(buf);
         return -1;
@@ -412,17 +402,28 @@ static int gunzip(const unsigned char *in, size_t len, unsigned char **out, size
 static const char *reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 431: return "Request Header Fields Too Large";
-    default: return "Error";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 431:
+        return "Request Header Fields Too Large";
+    default:
+        return "Error";
     }
 }
 
@@ -437,8 +438,8 @@ static void answer(struct cc_otel *o, struct conn *c, int status)
     if (status == 200)
         snprintf(body, sizeof body, "{}");
     else
-        snprintf(body, sizeof body, "{\"code\":%d,\"message\":\"%s\"}",
-                 status == 401 ? 16 : 3, reason(status));
+        snprintf(body, sizeof body, "{\"code\":%d,\"message\":\"%s\"}", status == 401 ? 16 : 3,
+                 reason(status));
     if (status == 200)
         bump(o, &o->st.requests, 1);
     else if (status == 401)
@@ -448,8 +449,7 @@ static void answer(struct cc_otel *o, struct conn *c, int status)
     int n = snprintf(c->out, sizeof c->out,
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                      "%s%s\r\n%s",
-                     status, reason(status), strlen(body),
-                     status == 405 ? "Allow: POST\r\n" : "",
+                     status, reason(status), strlen(body), status == 405 ? "Allow: POST\r\n" : "",
                      c->close_after ? "Connection: close\r\n" : "", body);
     assert(n > 0 && (size_t)n < sizeof c->out);
     c->out_len = (size_t)n;
@@ -460,12 +460,10 @@ static void answer(struct cc_otel *o, struct conn *c, int status)
 }
 
 /* Case-insensitive header match: returns the trimmed value or NULL. `line` ends at eol. */
-static const char *header_value(const char *line, const char *eol, const char *name,
-                                size_t *vlen)
+static const char *header_value(const char *line, const char *eol, const char *name, size_t *vlen)
 {
     size_t n = strlen(name);
-    if ((size_t)(eol - line) <= n || strncasecmp(line, name, n) != 0 || line[n] != ':')
-        return NULL;
+    if ((size_t)(eol - line) <= n || strncasecmp(line, name, n) != 0 || line[n] != ':') return NULL;
     const char *v = line + n + 1;
     while (v < eol && (*v == ' ' || *v == '\t'))
         v++;
@@ -479,8 +477,7 @@ static const char *header_value(const char *line, const char *eol, const char *n
 /* Constant-time comparison of the Authorization value with "Bearer <token>". */
 static int token_ok(const struct cc_otel *o, const char *v, size_t len)
 {
-    if (len < 7 || strncasecmp(v, "Bearer ", 7) != 0)
-        return 0;
+    if (len < 7 || strncasecmp(v, "Bearer ", 7) != 0) return 0;
     v += 7;
     len -= 7;
     while (len && *v == ' ') {
@@ -488,8 +485,7 @@ static int token_ok(const struct cc_otel *o, const char *v, size_t len)
         len--;
     }
     size_t tl = strlen(o->token);
-    if (len != tl)
-        return 0;
+    if (len != tl) return 0;
     unsigned char diff = 0;
     for (size_t i = 0; i < tl; i++)
         diff |= (unsigned char)(v[i] ^ o->token[i]);
@@ -500,8 +496,7 @@ static int media_is_json(const char *v, size_t len)
 {
     static const char json[] = "application/json";
     size_t n = sizeof json - 1;
-    return len >= n && strncasecmp(v, json, n) == 0 &&
-           (len == n || v[n] == ';' || v[n] == ' ');
+    return len >= n && strncasecmp(v, json, n) == 0 && (len == n || v[n] == ';' || v[n] == ' ');
 }
 
 static void conn_close(struct cc_otel *o, int slot)
@@ -535,12 +530,10 @@ static void start_request(struct cc_otel *o, struct conn *c, size_t end)
         c->close_after = 1;
         c->status = 400;
     } else {
-        if (sp2[8] == '0')
-            c->close_after = 1;
+        if (sp2[8] == '0') c->close_after = 1;
         size_t plen = (size_t)(sp2 - sp1 - 1);
         const char *q = memchr(sp1 + 1, '?', plen);
-        if (q)
-            plen = (size_t)(q - sp1 - 1);
+        if (q) plen = (size_t)(q - sp1 - 1);
         if ((size_t)(sp1 - p) != 4 || strncmp(p, "POST", 4) != 0)
             c->status = 405;
         else if (plen != sizeof OTEL_PATH - 1 || strncmp(sp1 + 1, OTEL_PATH, plen) != 0)
@@ -580,8 +573,7 @@ static void start_request(struct cc_otel *o, struct conn *c, size_t end)
             else if (!(vl == 8 && strncasecmp(v, "identity", 8) == 0))
                 encoding_ok = 0;
         } else if ((v = header_value(line, eol, "Connection", &vl))) {
-            if (vl == 5 && strncasecmp(v, "close", 5) == 0)
-                c->close_after = 1;
+            if (vl == 5 && strncasecmp(v, "close", 5) == 0) c->close_after = 1;
         } else if ((v = header_value(line, eol, "Expect", &vl))) {
             expect = 1;
         }
@@ -629,14 +621,12 @@ static void start_request(struct cc_otel *o, struct conn *c, size_t end)
         }
     }
     size_t take = c->head_len < c->body_len ? c->head_len : c->body_len;
-    if (c->body)
-        memcpy(c->body, c->head, take);
+    if (c->body) memcpy(c->body, c->head, take);
     memmove(c->head, c->head + take, c->head_len - take);
     c->head_len -= take;
     c->body_got = take;
     c->state = C_BODY;
-    if (c->body_got == c->body_len)
-        take_body(o, c);
+    if (c->body_got == c->body_len) take_body(o, c);
 }
 
 /* The body is complete: decode it (unless already refused) and answer. */
@@ -647,16 +637,14 @@ static void take_body(struct cc_otel *o, struct conn *c)
         unsigned char *plain = c->body;
         size_t plain_len = c->body_len;
         int rc = 0;
-        if (c->gzip)
-            rc = gunzip(c->body, c->body_len, &plain, &plain_len);
+        if (c->gzip) rc = gunzip(c->body, c->body_len, &plain, &plain_len);
         if (rc == -2)
             status = 413;
         else if (rc < 0)
             status = 400;
         else
             status = decode_body(o, plain, plain_len) == 0 ? 200 : 400;
-        if (plain != c->body)
-            free(plain);
+        if (plain != c->body) free(plain);
     }
     answer(o, c, status);
 }
@@ -665,9 +653,8 @@ static void take_body(struct cc_otel *o, struct conn *c)
 static int try_head(struct cc_otel *o, struct conn *c, size_t from)
 {
     size_t start = from > 3 ? from - 3 : 0;
-    const char *end = c->head_len > start
-                          ? memmem(c->head + start, c->head_len - start, "\r\n\r\n", 4)
-                          : NULL;
+    const char *end =
+        c->head_len > start ? memmem(c->head + start, c->head_len - start, "\r\n\r\n", 4) : NULL;
     if (end) {
         start_request(o, c, (size_t)(end - c->head) + 4);
         return 1;
@@ -686,12 +673,10 @@ static int write_answer(struct cc_otel *o, struct conn *c)
 {
     while (c->out_off < c->out_len) {
         ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
+        if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return 0; /* POLLOUT will say when */
-        if (n <= 0)
-            return -1;
+        if (n <= 0) return -1;
         c->out_off += (size_t)n;
     }
     if (c->close_after) {
@@ -707,8 +692,7 @@ static int write_answer(struct cc_otel *o, struct conn *c)
     c->idle_since = ++o->idle_clock;
     if (c->head_len) /* pipelined: the next request may be here already */
         try_head(o, c, 0);
-    if (c->state == C_WRITE)
-        return write_answer(o, c);
+    if (c->state == C_WRITE) return write_answer(o, c);
     return 0;
 }
 
@@ -725,8 +709,7 @@ static int read_conn(struct cc_otel *o, struct conn *c)
         } else if (c->state == C_BODY) {
             room = c->body_len - c->body_got;
             dst = c->body ? (char *)c->body + c->body_got : scratch;
-            if (!c->body && room > sizeof scratch)
-                room = sizeof scratch;
+            if (!c->body && room > sizeof scratch) room = sizeof scratch;
         } else if (c->state == C_LINGER) {
             dst = scratch;
             room = sizeof scratch;
@@ -734,19 +717,14 @@ static int read_conn(struct cc_otel *o, struct conn *c)
             return 0; /* C_WRITE: reading waits for the answer */
         }
         ssize_t n = recv(c->fd, dst, room, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        if (n <= 0)
-            return -1; /* closed or reset: a request cut short is dropped */
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+        if (n <= 0) return -1; /* closed or reset: a request cut short is dropped */
         if (c->state == C_HEAD) {
             size_t before = c->head_len;
-            if (before == 0)
-                c->deadline = cc_mono_ms() + REQUEST_MS; /* a request has begun */
+            if (before == 0) c->deadline = cc_mono_ms() + REQUEST_MS; /* a request has begun */
             c->head_len += (size_t)n;
-            if (try_head(o, c, before) && c->state == C_WRITE)
-                return write_answer(o, c);
+            if (try_head(o, c, before) && c->state == C_WRITE) return write_answer(o, c);
         } else if (c->state == C_BODY) {
             c->body_got += (size_t)n;
             if (c->body_got == c->body_len) {
@@ -762,14 +740,12 @@ static void accept_conns(struct cc_otel *o)
     for (;;) {
         struct sockaddr_in peer;
         socklen_t plen = sizeof peer;
-        int fd = accept4(o->listen_fd, (struct sockaddr *)&peer, &plen,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN, or a connection that vanished: nothing to do */
+        int fd =
+            accept4(o->listen_fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return; /* EAGAIN, or a connection that vanished: nothing to do */
         int slot = -1;
         for (int i = 0; i < MAX_CONNS && slot < 0; i++)
-            if (!o->conns[i])
-                slot = i;
+            if (!o->conns[i]) slot = i;
         if (slot < 0) {
             /* Full: make room by closing the connection idle the longest, if any. A
              * connection in the middle of a request keeps its slot until its deadline. */
@@ -782,11 +758,9 @@ static void accept_conns(struct cc_otel *o)
                     oldest = c->idle_since;
                 }
             }
-            if (slot >= 0)
-                conn_close(o, slot);
+            if (slot >= 0) conn_close(o, slot);
         }
-        int loopback = peer.sin_family == AF_INET &&
-                       (ntohl(peer.sin_addr.s_addr) >> 24) == 127;
+        int loopback = peer.sin_family == AF_INET && (ntohl(peer.sin_addr.s_addr) >> 24) == 127;
         struct conn *c = slot >= 0 && loopback ? malloc(sizeof *c) : NULL;
         if (!c) {
             close(fd);
@@ -821,44 +795,35 @@ static void *serve(void *arg)
         pfd[n++].events = POLLIN;
         for (int i = 0; i < MAX_CONNS; i++) {
             struct conn *c = o->conns[i];
-            if (!c)
-                continue;
-            if (c->deadline < next)
-                next = c->deadline;
+            if (!c) continue;
+            if (c->deadline < next) next = c->deadline;
             pfd[n].fd = c->fd;
             pfd[n].events = c->state == C_WRITE ? POLLOUT : POLLIN;
             slot_of[n++] = i;
         }
         int wait = next > now ? (int)(next - now) : 0;
-        if (poll(pfd, (nfds_t)n, wait) < 0 && errno != EINTR)
-            break;
-        if (pfd[0].revents)
-            break;
+        if (poll(pfd, (nfds_t)n, wait) < 0 && errno != EINTR) break;
+        if (pfd[0].revents) break;
         for (int k = 2; k < n; k++) {
             struct conn *c = o->conns[slot_of[k]];
-            if (!pfd[k].revents)
-                continue;
+            if (!pfd[k].revents) continue;
             int rc = c->state == C_WRITE ? write_answer(o, c) : read_conn(o, c);
-            if (rc < 0)
-                conn_close(o, slot_of[k]);
+            if (rc < 0) conn_close(o, slot_of[k]);
         }
         now = cc_mono_ms();
         for (int i = 0; i < MAX_CONNS; i++) {
             struct conn *c = o->conns[i];
-            if (!c || c->deadline > now)
-                continue;
+            if (!c || c->deadline > now) continue;
             if ((c->state == C_HEAD && c->head_len > 0) || c->state == C_BODY) {
                 /* Too slow to send its request (a slowloris, or a stuck client). */
                 c->close_after = 1;
                 answer(o, c, 408);
                 c->deadline = now + LINGER_MS;
-                if (write_answer(o, c) == 0)
-                    continue;
+                if (write_answer(o, c) == 0) continue;
             }
             conn_close(o, i); /* idle, lingered, or not reading its answer */
         }
-        if (pfd[1].revents)
-            accept_conns(o);
+        if (pfd[1].revents) accept_conns(o);
     }
     return NULL;
 }
@@ -877,13 +842,13 @@ static void wipe_env(struct cc_otel *o)
 static int make_env(struct cc_otel *o)
 {
     int i = 0;
-#define ENV(...)                                                                               \
-    do {                                                                                       \
-        if (asprintf(&o->env[i], __VA_ARGS__) < 0) {                                           \
-            o->env[i] = NULL;                                                                  \
-            return -1;                                                                         \
-        }                                                                                      \
-        i++;                                                                                   \
+#define ENV(...)                                                                                   \
+    do {                                                                                           \
+        if (asprintf(&o->env[i], __VA_ARGS__) < 0) {                                               \
+            o->env[i] = NULL;                                                                      \
+            return -1;                                                                             \
+        }                                                                                          \
+        i++;                                                                                       \
     } while (0)
     ENV("CLAUDE_CODE_ENABLE_TELEMETRY=1");
     ENV("OTEL_LOGS_EXPORTER=otlp");
@@ -927,8 +892,7 @@ struct cc_otel *cc_otel_start(char *err, size_t errlen)
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     addr.sin_port = 0;
     if (o->listen_fd < 0 || bind(o->listen_fd, (struct sockaddr *)&addr, sizeof addr) ||
-        listen(o->listen_fd, 64) ||
-        getsockname(o->listen_fd, (struct sockaddr *)&addr, &alen)) {
+        listen(o->listen_fd, 64) || getsockname(o->listen_fd, (struct sockaddr *)&addr, &alen)) {
         snprintf(err, errlen, "cannot listen on 127.0.0.1: %s", strerror(errno));
         goto fail;
     }
@@ -956,13 +920,10 @@ fail:
     wipe_env(o);
     explicit_bzero(o->token, sizeof o->token);
     for (int i = 0; i < 2; i++) {
-        if (o->stop_pipe[i] >= 0)
-            close(o->stop_pipe[i]);
-        if (o->notify[i] >= 0)
-            close(o->notify[i]);
+        if (o->stop_pipe[i] >= 0) close(o->stop_pipe[i]);
+        if (o->notify[i] >= 0) close(o->notify[i]);
     }
-    if (o->listen_fd >= 0)
-        close(o->listen_fd);
+    if (o->listen_fd >= 0) close(o->listen_fd);
     pthread_mutex_destroy(&o->mu);
     free(o);
     return NULL;
@@ -992,14 +953,12 @@ void cc_otel_stats(struct cc_otel *o, struct cc_otel_stats *st)
 
 void cc_otel_stop(struct cc_otel *o)
 {
-    if (!o)
-        return;
+    if (!o) return;
     while (write(o->stop_pipe[1], "s", 1) < 0 && errno == EINTR) {
     }
     pthread_join(o->thread, NULL);
     for (int i = 0; i < MAX_CONNS; i++)
-        if (o->conns[i])
-            conn_close(o, i);
+        if (o->conns[i]) conn_close(o, i);
     close(o->listen_fd);
     for (int i = 0; i < 2; i++) {
         close(o->stop_pipe[i]);
@@ -1022,11 +981,9 @@ void cc_otel_stop(struct cc_otel *o)
 static int set_to_other_than(const char *name, const char *const *inert)
 {
     const char *v = getenv(name);
-    if (!v || !*v)
-        return 0;
+    if (!v || !*v) return 0;
     for (; *inert; inert++)
-        if (strcasecmp(v, *inert) == 0)
-            return 0;
+        if (strcasecmp(v, *inert) == 0) return 0;
     return 1;
 }
 
@@ -1041,13 +998,10 @@ int cc_otel_user_configured(void)
         "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"};
 
-    if (set_to_other_than("CLAUDE_CODE_ENABLE_TELEMETRY", off))
-        return 1;
+    if (set_to_other_than("CLAUDE_CODE_ENABLE_TELEMETRY", off)) return 1;
     for (size_t i = 0; i < sizeof exporters / sizeof exporters[0]; i++)
-        if (set_to_other_than(exporters[i], none))
-            return 1;
+        if (set_to_other_than(exporters[i], none)) return 1;
     for (size_t i = 0; i < sizeof endpoints / sizeof endpoints[0]; i++)
-        if (set_to_other_than(endpoints[i], nothing))
-            return 1;
+        if (set_to_other_than(endpoints[i], nothing)) return 1;
     return 0;
 }

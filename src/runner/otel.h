@@ -62,9 +62,9 @@
 struct cc_otel;
 
 enum cc_otel_kind {
-    CC_OTEL_API_REQUEST,        /* claude_code.api_request: one model call that succeeded */
-    CC_OTEL_API_ERROR,          /* claude_code.api_error: a call that failed for good */
-    CC_OTEL_RETRIES_EXHAUSTED,  /* claude_code.api_retries_exhausted: follows that error */
+    CC_OTEL_API_REQUEST,       /* claude_code.api_request: one model call that succeeded */
+    CC_OTEL_API_ERROR,         /* claude_code.api_error: a call that failed for good */
+    CC_OTEL_RETRIES_EXHAUSTED, /* claude_code.api_retries_exhausted: follows that error */
 };
 
 /* One decoded log record. Strings are NUL-terminated, cut to fit, "" when absent; numbers
@@ -73,23 +73,23 @@ enum cc_otel_kind {
  * by jansson with strtod: the double Claude Code printed, exactly) or a string. */
 struct cc_otel_event {
     enum cc_otel_kind kind;
-    char request_id[128];         /* the API's request-id; "" if absent */
-    char agent_id[128];           /* the subagent's id; "" for the main agent */
-    char query_source[64];        /* "sdk" (main thread), "agent:builtin:<type>", ... */
-    char prompt_id[128];          /* prompt.id */
-    char session_id[128];         /* session.id: Claude Code's session id */
+    char request_id[128];  /* the API's request-id; "" if absent */
+    char agent_id[128];    /* the subagent's id; "" for the main agent */
+    char query_source[64]; /* "sdk" (main thread), "agent:builtin:<type>", ... */
+    char prompt_id[128];   /* prompt.id */
+    char session_id[128];  /* session.id: Claude Code's session id */
     char model[128];
     long long input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens;
-    double cost_usd;              /* as Claude Code billed it (api_request) */
-    double duration_ms;           /* api_request / api_error: duration_ms; retries_exhausted:
-                                   * total_retry_duration_ms; -1 when absent */
-    double ttft_ms;               /* api_request: time to first token; -1 when absent */
-    int64_t time_ns;              /* timeUnixNano (else observedTimeUnixNano), epoch ns: for
-                                   * api_request the call's end; 0 when absent */
-    long long sequence;           /* event.sequence: Claude Code's emission order; -1 absent */
-    int status_code;              /* api_error / retries_exhausted: the HTTP status, else 0 */
-    char error[256];              /* api_error / retries_exhausted: the message */
-    int attempt;                  /* api_error: attempt; retries_exhausted: total_attempts */
+    double cost_usd;    /* as Claude Code billed it (api_request) */
+    double duration_ms; /* api_request / api_error: duration_ms; retries_exhausted:
+                         * total_retry_duration_ms; -1 when absent */
+    double ttft_ms;     /* api_request: time to first token; -1 when absent */
+    int64_t time_ns;    /* timeUnixNano (else observedTimeUnixNano), epoch ns: for
+                         * api_request the call's end; 0 when absent */
+    long long sequence; /* event.sequence: Claude Code's emission order; -1 absent */
+    int status_code;    /* api_error / retries_exhausted: the HTTP status, else 0 */
+    char error[256];    /* api_error / retries_exhausted: the message */
+    int attempt;        /* api_error: attempt; retries_exhausted: total_attempts */
 };
 
 struct cc_otel_stats {

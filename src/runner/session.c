@@ -31,15 +31,15 @@
 #include "log.h"
 #include "claude_stream.h"
 
-#define TAIL_LINES 8    /* stderr lines kept for a crash report */
+#define TAIL_LINES 8 /* stderr lines kept for a crash report */
 #define TAIL_WIDTH 300
-#define QUEUE_MAX 1000  /* user messages waiting for a turn to end */
+#define QUEUE_MAX 1000 /* user messages waiting for a turn to end */
 #define INPUT_MAX (1u << 20)
 
 enum phase {
-    PH_RUNNING,   /* turns are taken */
-    PH_STOPPING,  /* timeout or signal: an interrupt is out, waiting for the result */
-    PH_CLOSING,   /* stdin closed: waiting for claude to exit */
+    PH_RUNNING,  /* turns are taken */
+    PH_STOPPING, /* timeout or signal: an interrupt is out, waiting for the result */
+    PH_CLOSING,  /* stdin closed: waiting for claude to exit */
     PH_DONE,
 };
 
@@ -59,22 +59,22 @@ struct session {
     char tail[TAIL_LINES][TAIL_WIDTH]; /* last stderr lines, a ring */
     int tail_n;
 
-    char *wbuf;         /* bytes for claude's stdin not yet written */
+    char *wbuf; /* bytes for claude's stdin not yet written */
     size_t wlen, wcap;
 
     struct item *q_head, *q_tail;
     int q_len;
     int turn_active;
-    int interrupt_sent;      /* for the current turn */
-    int user_interrupted;    /* ... by the user (its error result does not fail the session) */
+    int interrupt_sent;   /* for the current turn */
+    int user_interrupted; /* ... by the user (its error result does not fail the session) */
     int results;
-    int last_error;          /* the last result had is_error, not caused by the user */
+    int last_error; /* the last result had is_error, not caused by the user */
     char last_error_text[300];
     int input_eof;
-    int undecodable;         /* lines from Claude Code that could not be decoded */
+    int undecodable; /* lines from Claude Code that could not be decoded */
 
-    char fail[512];          /* set: the session failed, this says why */
-    const char *exception;   /* ... and its kind (struct cc_outcome) */
+    char fail[512];        /* set: the session failed, this says why */
+    const char *exception; /* ... and its kind (struct cc_outcome) */
     long long start_ms, deadline_ms, idle_since_ms, stop_deadline_ms, close_deadline_ms;
     int term_sent, kill_sent;
     unsigned req_seq;
@@ -96,8 +96,7 @@ static void fail(struct session *s, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fail(struct session *s, const char *kind, const char *fmt, ...)
 {
-    if (s->fail[0])
-        return;
+    if (s->fail[0]) return;
     s->exception = kind;
     va_list ap;
     va_start(ap, fmt);
@@ -113,8 +112,7 @@ static void flush_stdin(struct session *s)
     while (s->wlen > 0 && s->child.in_fd >= 0) {
         ssize_t n = write(s->child.in_fd, s->wbuf, s->wlen);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 /* EPIPE: claude is gone; its exit is noticed through the pidfd. */
                 s->wlen = 0;
@@ -164,8 +162,7 @@ static int send_line(struct session *s, char *line)
 static void send_interrupt(struct session *s, const char *why, int fails)
 {
     char id[32];
-    if (!s->turn_active || s->interrupt_sent)
-        return;
+    if (!s->turn_active || s->interrupt_sent) return;
     snprintf(id, sizeof id, "ccrunner-interrupt-%u", ++s->req_seq);
     if (send_line(s, cc_stdin_interrupt(id)) == 0) {
         s->interrupt_sent = 1;
@@ -196,8 +193,7 @@ static int enqueue(struct session *s, char *text)
 
 static void begin_closing(struct session *s)
 {
-    if (s->phase >= PH_CLOSING)
-        return;
+    if (s->phase >= PH_CLOSING) return;
     s->phase = PH_CLOSING;
     s->wlen = 0; /* nothing more for claude */
     cc_child_close_stdin(&s->child);
@@ -210,8 +206,7 @@ static void next_turn(struct session *s)
     while (!s->turn_active && s->phase == PH_RUNNING && s->q_head) {
         struct item *it = s->q_head;
         s->q_head = it->next;
-        if (!s->q_head)
-            s->q_tail = NULL;
+        if (!s->q_head) s->q_tail = NULL;
         s->q_len--;
         char *text = it->text;
         free(it);
@@ -220,8 +215,7 @@ static void next_turn(struct session *s)
             return;
         }
         int rc = send_line(s, cc_stdin_user_turn(text));
-        if (rc == 0)
-            cc_trace_prompt(s->cfg->trace, text);
+        if (rc == 0) cc_trace_prompt(s->cfg->trace, text);
         free(text);
         if (rc == 0) {
             s->turn_active = 1;
@@ -234,8 +228,7 @@ static void next_turn(struct session *s)
 /* A turn ended or the session became idle: take the next message or wait for one. */
 static void after_turn(struct session *s)
 {
-    if (s->phase != PH_RUNNING)
-        return;
+    if (s->phase != PH_RUNNING) return;
     if (!s->o->interactive) {
         begin_closing(s);
         return;
@@ -257,8 +250,7 @@ static void on_result(struct session *s, const struct cc_msg *m)
         return; /* a turn Claude Code started by itself (a background agent finished) */
     s->turn_active = 0;
     s->last_error = r.is_error && !s->user_interrupted;
-    if (s->last_error)
-        cc_result_describe(&r, s->last_error_text, sizeof s->last_error_text);
+    if (s->last_error) cc_result_describe(&r, s->last_error_text, sizeof s->last_error_text);
     if (s->phase == PH_STOPPING)
         begin_closing(s);
     else
@@ -278,10 +270,13 @@ static void report_undecodable(struct session *s, const char *line, size_t len, 
         return;
     }
     cc_log("Claude Code printed a line of %zu bytes that could not be decoded (%s); it was "
-           "skipped: %s", len, err, excerpt);
+           "skipped: %s",
+           len, err, excerpt);
     if (!s->undecodable++)
-        cc_out_system(s->out, "A message from Claude Code could not be decoded and was skipped "
-                              "(%s); the log has an excerpt", err);
+        cc_out_system(s->out,
+                      "A message from Claude Code could not be decoded and was skipped "
+                      "(%s); the log has an excerpt",
+                      err);
 }
 
 static int on_claude_line(void *ctx, char *line, size_t len)
@@ -294,28 +289,26 @@ static int on_claude_line(void *ctx, char *line, size_t len)
         const char *head, *tail;
         size_t head_len, tail_len;
         cc_log("Claude Code printed a line of %zu bytes, over the %zu-byte limit; it was skipped",
-             len, s->cfg->max_line);
-        cc_out_system(s->out, "A message from Claude Code of %zu bytes was too long to relay "
-                              "and was skipped", len);
+               len, s->cfg->max_line);
+        cc_out_system(s->out,
+                      "A message from Claude Code of %zu bytes was too long to relay "
+                      "and was skipped",
+                      len);
         /* a result or a control request still ends its turn or gets its answer */
         snprintf(err, sizeof err, "its %zu bytes are over the %zu-byte limit", len,
                  s->cfg->max_line);
         cc_lines_skipped(&s->out_lines, &head, &head_len, &tail, &tail_len);
         rc = cc_msg_standin(&m, head, head_len, tail, tail_len, err) ? 1 : -1;
-        if (rc > 0)
-            cc_log("%s", m.damage);
+        if (rc > 0) cc_log("%s", m.damage);
     } else {
         rc = cc_msg_parse(&m, line, len, err, sizeof err);
-        if (rc != 0)
-            report_undecodable(s, line, len, err, rc > 0 ? m.damage : NULL);
+        if (rc != 0) report_undecodable(s, line, len, err, rc > 0 ? m.damage : NULL);
     }
-    if (rc < 0)
-        return 0;
+    if (rc < 0) return 0;
     switch (m.kind) {
     case CC_MSG_CONTROL_REQUEST: {
         char *answer = cc_stdin_answer_control(&m);
-        if (answer)
-            send_line(s, answer);
+        if (answer) send_line(s, answer);
         break;
     }
     case CC_MSG_CONTROL_RESPONSE: {
@@ -327,8 +320,7 @@ static int on_claude_line(void *ctx, char *line, size_t len)
     default:
         cc_trace_claude(s->cfg->trace, &m);
         cc_out_claude(s->out, &m);
-        if (m.kind == CC_MSG_RESULT)
-            on_result(s, &m);
+        if (m.kind == CC_MSG_RESULT) on_result(s, &m);
         break;
     }
     cc_msg_clear(&m);
@@ -356,11 +348,9 @@ static void stderr_tail(const struct session *s, char *buf, size_t len)
     buf[0] = '\0';
     for (int i = first; i < s->tail_n && used < len; i++) {
         const char *l = s->tail[i % TAIL_LINES];
-        if (!*l)
-            continue;
+        if (!*l) continue;
         int n = snprintf(buf + used, len - used, "%s%s", used ? " | " : "", l);
-        if (n < 0)
-            break;
+        if (n < 0) break;
         used += (size_t)n;
     }
 }
@@ -375,10 +365,8 @@ static void drain(struct session *s, int *fd, struct cc_lines *lines, cc_line_fn
             cc_lines_feed(lines, buf, (size_t)n, fn, s);
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         cc_lines_finish(lines, fn, s);
         close(*fd);
         *fd = -1;
@@ -402,8 +390,10 @@ static void on_input(struct session *s, const char *line, size_t len, const char
         if (s->phase != PH_RUNNING) {
             cc_out_system(s->out, "Ignored a user message: the session is ending");
         } else if (s->q_len >= QUEUE_MAX) {
-            cc_out_system(s->out, "Ignored a user message: %d messages already wait for the "
-                                  "current turn", QUEUE_MAX);
+            cc_out_system(s->out,
+                          "Ignored a user message: %d messages already wait for the "
+                          "current turn",
+                          QUEUE_MAX);
         } else {
             if (s->turn_active)
                 cc_out_system(s->out, "Message queued: it will be sent when the current turn "
@@ -435,8 +425,8 @@ static int on_stdin_line(void *ctx, char *line, size_t len)
 {
     struct session *s = ctx;
     if (!line)
-        cc_out_system(s->out, "Ignored input: a line of %zu bytes is over the %u-byte limit",
-                      len, INPUT_MAX);
+        cc_out_system(s->out, "Ignored input: a line of %zu bytes is over the %u-byte limit", len,
+                      INPUT_MAX);
     else
         on_input(s, line, len, "stdin");
     return 0;
@@ -450,8 +440,7 @@ static void read_input(struct session *s, int fd)
         cc_lines_feed(&s->in_lines, buf, (size_t)n, on_stdin_line, s);
         return;
     }
-    if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
     cc_lines_finish(&s->in_lines, on_stdin_line, s);
     s->input_eof = 1;
     /* Without a backend, the end of stdin is the end of the conversation; with one, input
@@ -477,8 +466,7 @@ static void read_ws(struct session *s)
 /* Timeout or signal: interrupt the turn and wait (bounded) for its result. */
 static void stop(struct session *s)
 {
-    if (s->phase != PH_RUNNING)
-        return;
+    if (s->phase != PH_RUNNING) return;
     if (s->turn_active) {
         s->phase = PH_STOPPING;
         send_interrupt(s, s->fail, 1);
@@ -495,7 +483,8 @@ static void on_signal_byte(struct session *s)
         if (s->phase <= PH_STOPPING) {
             fail(s, "Signal", "Session interrupted by %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
             cc_log("%s received: interrupting Claude Code and ending the session (again to stop "
-                 "at once)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+                   "at once)",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
             stop(s);
         } else if (!s->kill_sent) {
             cc_log("second signal: stopping Claude Code now");
@@ -535,7 +524,8 @@ static long long idle_deadline(const struct session *s)
 static void check_deadlines(struct session *s, long long now)
 {
     if (s->deadline_ms && now >= s->deadline_ms && s->phase == PH_RUNNING) {
-        fail(s, "Timeout", "Session timed out after %g s (TIMEOUT); the running turn was interrupted",
+        fail(s, "Timeout",
+             "Session timed out after %g s (TIMEOUT); the running turn was interrupted",
              s->o->timeout_s);
         stop(s);
     }
@@ -547,13 +537,13 @@ static void check_deadlines(struct session *s, long long now)
     }
     if (s->phase == PH_STOPPING && now >= s->stop_deadline_ms) {
         cc_log("Claude Code did not end the turn within %d ms of the interrupt",
-             s->cfg->interrupt_wait_ms);
+               s->cfg->interrupt_wait_ms);
         begin_closing(s);
     }
     if (s->phase == PH_CLOSING && now >= s->close_deadline_ms) {
         if (!s->term_sent) {
             cc_log("Claude Code did not exit %d ms after its input closed; sending SIGTERM",
-                 s->cfg->grace_ms);
+                   s->cfg->grace_ms);
             cc_child_signal(&s->child, SIGTERM);
             s->term_sent = 1;
             s->close_deadline_ms = now + 5000;
@@ -569,29 +559,21 @@ static void check_deadlines(struct session *s, long long now)
 static int next_timeout(const struct session *s, long long now)
 {
     long long t = -1;
-#define CONSIDER(when)                                                                         \
-    do {                                                                                       \
-        long long d_ = (when) - now;                                                           \
-        if (d_ < 0)                                                                            \
-            d_ = 0;                                                                            \
-        if (t < 0 || d_ < t)                                                                   \
-            t = d_;                                                                            \
+#define CONSIDER(when)                                                                             \
+    do {                                                                                           \
+        long long d_ = (when)-now;                                                                 \
+        if (d_ < 0) d_ = 0;                                                                        \
+        if (t < 0 || d_ < t) t = d_;                                                               \
     } while (0)
-    if (s->deadline_ms && s->phase == PH_RUNNING)
-        CONSIDER(s->deadline_ms);
-    if (idle_deadline(s))
-        CONSIDER(idle_deadline(s));
-    if (s->phase == PH_STOPPING)
-        CONSIDER(s->stop_deadline_ms);
-    if (s->phase == PH_CLOSING)
-        CONSIDER(s->close_deadline_ms);
+    if (s->deadline_ms && s->phase == PH_RUNNING) CONSIDER(s->deadline_ms);
+    if (idle_deadline(s)) CONSIDER(idle_deadline(s));
+    if (s->phase == PH_STOPPING) CONSIDER(s->stop_deadline_ms);
+    if (s->phase == PH_CLOSING) CONSIDER(s->close_deadline_ms);
     if (s->child.pidfd < 0 && !s->child.exited)
         CONSIDER(now + 50); /* no pidfd: look at the child every 50 ms */
-    if (cc_trace_due_ms(s->cfg->trace) >= 0)
-        CONSIDER(now + cc_trace_due_ms(s->cfg->trace));
+    if (cc_trace_due_ms(s->cfg->trace) >= 0) CONSIDER(now + cc_trace_due_ms(s->cfg->trace));
 #undef CONSIDER
-    if (t > 60000)
-        t = 60000;
+    if (t > 60000) t = 60000;
     return (int)t;
 }
 
@@ -613,7 +595,8 @@ static int conclude(struct session *s, struct cc_outcome *end)
     }
     if (!s->fail[0] && !s->o->interactive && s->results == 0) {
         stderr_tail(s, tail, sizeof tail);
-        fail(s, "ClaudeCodeExit", "Claude Code ended without a result (%s)%s%s", how, tail[0] ? ": " : "", tail);
+        fail(s, "ClaudeCodeExit", "Claude Code ended without a result (%s)%s%s", how,
+             tail[0] ? ": " : "", tail);
     }
     /* A failure is said on stderr too, in one line: someone reading the Pod's log (or a
      * terminal) sees why without reading the message stream. */
@@ -679,8 +662,7 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end)
     sigaction(SIGINT, &sa, &old_int);
 
     s.start_ms = s.idle_since_ms = cc_mono_ms();
-    if (s.o->timeout_s > 0)
-        s.deadline_ms = s.start_ms + (long long)(s.o->timeout_s * 1000);
+    if (s.o->timeout_s > 0) s.deadline_ms = s.start_ms + (long long)(s.o->timeout_s * 1000);
     char msg[300];
     snprintf(msg, sizeof msg, "Session %s started (%s)", cfg->session_id,
              s.o->interactive ? "interactive" : "batch");
@@ -698,8 +680,7 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end)
     }
     if (s.o->prompt && *s.o->prompt) {
         char *p = strdup(s.o->prompt);
-        if (p)
-            enqueue(&s, p);
+        if (p) enqueue(&s, p);
         next_turn(&s);
     } else {
         after_turn(&s); /* interactive with no first prompt: wait for one */
@@ -732,33 +713,24 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end)
             break;
         }
         if (r > 0) {
-            if (p[i_sig].revents)
-                on_signal_byte(&s);
+            if (p[i_sig].revents) on_signal_byte(&s);
             if (i_out >= 0 && p[i_out].revents)
                 drain(&s, &s.child.out_fd, &s.out_lines, on_claude_line);
             if (i_err >= 0 && p[i_err].revents)
                 drain(&s, &s.child.err_fd, &s.err_lines, on_stderr_line);
-            if (i_in >= 0 && p[i_in].revents)
-                flush_stdin(&s);
-            if (i_input >= 0 && p[i_input].revents)
-                read_input(&s, cfg->input_fd);
-            if (i_ws >= 0 && p[i_ws].revents)
-                read_ws(&s);
-            if (i_pid >= 0 && p[i_pid].revents)
-                cc_child_poll(&s.child);
-            if (i_tel >= 0 && p[i_tel].revents)
-                cc_trace_otel(cfg->trace);
+            if (i_in >= 0 && p[i_in].revents) flush_stdin(&s);
+            if (i_input >= 0 && p[i_input].revents) read_input(&s, cfg->input_fd);
+            if (i_ws >= 0 && p[i_ws].revents) read_ws(&s);
+            if (i_pid >= 0 && p[i_pid].revents) cc_child_poll(&s.child);
+            if (i_tel >= 0 && p[i_tel].revents) cc_trace_otel(cfg->trace);
         }
         cc_trace_tick(cfg->trace); /* turns whose last events are overdue close now */
-        if (s.child.pidfd < 0)
-            cc_child_poll(&s.child);
+        if (s.child.pidfd < 0) cc_child_poll(&s.child);
         /* claude is gone: whatever it wrote is in the pipes; read it all, then stop. A
          * grandchild holding the pipes open must not keep the session alive. */
         if (s.child.exited) {
-            if (s.child.out_fd >= 0)
-                drain(&s, &s.child.out_fd, &s.out_lines, on_claude_line);
-            if (s.child.err_fd >= 0)
-                drain(&s, &s.child.err_fd, &s.err_lines, on_stderr_line);
+            if (s.child.out_fd >= 0) drain(&s, &s.child.out_fd, &s.out_lines, on_claude_line);
+            if (s.child.err_fd >= 0) drain(&s, &s.child.err_fd, &s.err_lines, on_stderr_line);
             break;
         }
         check_deadlines(&s, cc_mono_ms());

@@ -13,16 +13,16 @@
 
 struct cc_session_config {
     const struct cc_options *opt;
-    const char *claude_exe;  /* resolved path of claude */
-    const char *session_id;  /* the AgenticSession name (given or generated) */
-    struct cc_out *out;      /* the message stream; borrowed */
-    struct cc_ws *ws;        /* the backend, or NULL; borrowed (input is read from it) */
-    int input_fd;            /* interactive input lines (stdin), or -1 */
-    size_t max_line;         /* longest Claude Code stdout line kept */
-    int grace_ms;            /* after stdin is closed: how long claude may take to exit */
-    int interrupt_wait_ms;   /* after an interrupt on timeout/signal: how long to wait for
-                              * the turn's result before stopping claude */
-    struct cc_trace *trace;  /* the Langfuse trace, or NULL; borrowed */
+    const char *claude_exe; /* resolved path of claude */
+    const char *session_id; /* the AgenticSession name (given or generated) */
+    struct cc_out *out;     /* the message stream; borrowed */
+    struct cc_ws *ws;       /* the backend, or NULL; borrowed (input is read from it) */
+    int input_fd;           /* interactive input lines (stdin), or -1 */
+    size_t max_line;        /* longest Claude Code stdout line kept */
+    int grace_ms;           /* after stdin is closed: how long claude may take to exit */
+    int interrupt_wait_ms;  /* after an interrupt on timeout/signal: how long to wait for
+                             * the turn's result before stopping claude */
+    struct cc_trace *trace; /* the Langfuse trace, or NULL; borrowed */
 };
 
 /* Runs the session to its end. Returns the exit code: 0 success, 1 failure, 2 when

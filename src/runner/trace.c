@@ -55,13 +55,13 @@ struct call {
     lf_obs *obs;
     char msg_id[96];
     char model[96];
-    char request_id[128];  /* from its assistant lines, "" until seen */
-    struct cc_usage u;     /* streamed usage */
+    char request_id[128]; /* from its assistant lines, "" until seen */
+    struct cc_usage u;    /* streamed usage */
     int64_t start_ns;
-    int64_t end_ns;        /* 0 while streaming */
-    int got_first;         /* first content delta seen (time to first token) */
-    json_t *content;       /* the blocks it returned, until the stream ends */
-    int has_event;         /* Claude Code's own report of it is in */
+    int64_t end_ns;  /* 0 while streaming */
+    int got_first;   /* first content delta seen (time to first token) */
+    json_t *content; /* the blocks it returned, until the stream ends */
+    int has_event;   /* Claude Code's own report of it is in */
     struct cc_otel_event ev;
 };
 
@@ -69,9 +69,9 @@ struct tool {
     struct tool *next;
     lf_obs *obs;
     char id[96];
-    char agent_id[128];    /* an Agent tool use: its subagent's id, once known */
-    int agent;             /* an Agent (Task) tool use: kept open until its turn closes */
-    int64_t end_ns;        /* its result arrived (agent tools) */
+    char agent_id[128]; /* an Agent tool use: its subagent's id, once known */
+    int agent;          /* an Agent (Task) tool use: kept open until its turn closes */
+    int64_t end_ns;     /* its result arrived (agent tools) */
 };
 
 /* What went out with exact numbers, summed per model, for the turn's accounting: the
@@ -85,14 +85,14 @@ struct exact_sum {
 /* One prompt's turn. It closes at its result, or, with telemetry, once its last events
  * are in (a bounded wait); closing turns are kept until then while the next one runs. */
 struct turn {
-    struct turn *next;         /* closing turns, oldest first */
+    struct turn *next; /* closing turns, oldest first */
     lf_obs *query;
-    struct call *calls, *cur;  /* calls not ended yet (newest first); the one streaming */
-    struct tool *tools;        /* open tool uses */
+    struct call *calls, *cur; /* calls not ended yet (newest first); the one streaming */
+    struct tool *tools;       /* open tool uses */
     struct exact_sum exact[MAX_MODELS];
     int nexact;
-    struct cc_usage streamed;  /* every main call's streamed usage */
-    long long gen_pico;        /* cost already placed on generations */
+    struct cc_usage streamed; /* every main call's streamed usage */
+    long long gen_pico;       /* cost already placed on generations */
     /* set at the result */
     int closing;
     int64_t close_by_ns;
@@ -100,7 +100,7 @@ struct turn {
     struct cc_cost_model models[MAX_MODELS];
     char model_names[MAX_MODELS][96];
     int nmodels;
-    long long events_pico;     /* exact cost of every event matched to this turn */
+    long long events_pico; /* exact cost of every event matched to this turn */
 };
 
 /* One model's cumulative numbers at the previous result (a turn's are the differences). */
@@ -114,23 +114,23 @@ struct cc_trace {
     lf_client *lf;
     const struct cc_options *o;
     int per_call;
-    int mask;                   /* LANGFUSE_MASK_MESSAGES: no tool text in status messages */
-    struct cc_otel *otel;       /* Claude Code's telemetry, or NULL (the fallback) */
-    char interrupted[160];      /* why the running turn was interrupted, "" when it was not */
-    int interrupt_fails;        /* ... and whether that fails the session (timeout, signal) */
+    int mask;              /* LANGFUSE_MASK_MESSAGES: no tool text in status messages */
+    struct cc_otel *otel;  /* Claude Code's telemetry, or NULL (the fallback) */
+    char interrupted[160]; /* why the running turn was interrupted, "" when it was not */
+    int interrupt_fails;   /* ... and whether that fails the session (timeout, signal) */
     lf_obs *trace;
-    struct turn *cur;           /* the running turn, or NULL between turns */
-    struct turn *closing;       /* turns past their result, waiting for their last events */
+    struct turn *cur;     /* the running turn, or NULL between turns */
+    struct turn *closing; /* turns past their result, waiting for their last events */
     int turns;
-    json_t *pending_input;      /* what leads to the next model call */
-    double prev_cost;           /* total_cost_usd at the previous result */
-    struct prev_model prev[MAX_MODELS]; /* modelUsage at the previous result ... */
-    int nprev;                  /* ... this many models */
+    json_t *pending_input;                 /* what leads to the next model call */
+    double prev_cost;                      /* total_cost_usd at the previous result */
+    struct prev_model prev[MAX_MODELS];    /* modelUsage at the previous result ... */
+    int nprev;                             /* ... this many models */
     struct cc_otel_event early[MAX_EARLY]; /* events the stream has not placed yet */
     int nearly;
     int64_t start_ns;
     int init_seen;
-    char model[96];             /* the session's model (option or init) */
+    char model[96]; /* the session's model (option or init) */
 };
 
 /* The service-account key's secret parts (the file's whole text would redact too much).
@@ -165,8 +165,7 @@ static void record_credentials_file(lf_client *c, const char *path)
 static const char *default_spool_dir(char *path, size_t len)
 {
     const char *home = getenv("HOME");
-    if (!home || !*home)
-        return NULL;
+    if (!home || !*home) return NULL;
     snprintf(path, len, "%s/.cache/ccrunner/langfuse-spool", home);
     return path;
 }
@@ -237,13 +236,11 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
         cc_log("langfuse: tracing off: %s", err);
         return NULL;
     }
-    if (!cfg.enabled)
-        return NULL;
+    if (!cfg.enabled) return NULL;
     const char *host = getenv("LANGFUSE_HOST");
     if (host && !*host && !getenv("LANGFUSE_BASE_URL"))
         cc_log("langfuse: LANGFUSE_HOST is set but empty; using %s", cfg.host);
-    if (!cfg.spool_dir)
-        cfg.spool_dir = default_spool_dir(spool, sizeof spool);
+    if (!cfg.spool_dir) cfg.spool_dir = default_spool_dir(spool, sizeof spool);
     lf_client *lf = lf_client_new(&cfg);
     if (!lf || !lf_client_enabled(lf)) {
         lf_client_free(lf);
@@ -261,7 +258,8 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
     t->mask = cfg.mask_messages;
     if (layout && strcmp(layout, "per-call") && strcmp(layout, "per-query"))
         cc_log("langfuse: LANGFUSE_GENERATIONS=%.40s is not per-query or per-call; using "
-               "per-query", layout);
+               "per-query",
+               layout);
     lf_client_add_secret(lf, o->anthropic_api_key);
     lf_client_add_secret(lf, o->bot_token);
     lf_client_add_secret(lf, getenv("GITHUB_TOKEN"));
@@ -272,8 +270,7 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
 
     lf_obs *tr = t->trace = lf_trace_start(lf, "agentic-session", NULL);
     lf_trace_set_session_id(tr, session_id);
-    if (o->user_id)
-        lf_trace_set_user_id(tr, o->user_id);
+    if (o->user_id) lf_trace_set_user_id(tr, o->user_id);
     json_t *in = json_pack("{s:s?}", "prompt", o->prompt);
     char *ins = cc_json_dumps(in, JSON_COMPACT, 0, NULL);
     lf_trace_set_input_json(tr, ins);
@@ -286,15 +283,12 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
         lf_trace_add_tag(tr, tag);
         lf_trace_set_metadata_string(tr, "namespace", o->namespace_name);
     }
-    if (o->project_name)
-        lf_trace_set_metadata_string(tr, "project", o->project_name);
-    if (o->user_name)
-        lf_trace_set_metadata_string(tr, "user_name", o->user_name);
+    if (o->project_name) lf_trace_set_metadata_string(tr, "project", o->project_name);
+    if (o->user_name) lf_trace_set_metadata_string(tr, "user_name", o->user_name);
     lf_trace_set_metadata_bool(tr, "interactive", o->interactive);
     lf_trace_set_metadata_string(tr, "workspace", o->workspace);
     lf_trace_set_metadata_string(tr, "session_id", session_id);
-    if (o->model)
-        set_model(t, o->model);
+    if (o->model) set_model(t, o->model);
     return t;
 }
 
@@ -303,13 +297,11 @@ struct cc_trace *cc_trace_start(const struct cc_options *o, const char *session_
 static void start_query(struct cc_trace *t, const char *input, int autonomous)
 {
     struct turn *u = calloc(1, sizeof *u);
-    if (!u)
-        return;
-    u->query = lf_obs_start(t->trace, t->per_call ? LF_OBS_AGENT : LF_OBS_GENERATION,
-                            "claude-query");
+    if (!u) return;
+    u->query =
+        lf_obs_start(t->trace, t->per_call ? LF_OBS_AGENT : LF_OBS_GENERATION, "claude-query");
     lf_obs_set_input_string(u->query, input);
-    if (autonomous)
-        lf_obs_set_metadata_bool(u->query, "autonomous", 1);
+    if (autonomous) lf_obs_set_metadata_bool(u->query, "autonomous", 1);
     t->cur = u;
     json_decref(t->pending_input);
     t->pending_input = json_pack("[{s:s, s:s}]", "role", "user", "content", input);
@@ -317,8 +309,7 @@ static void start_query(struct cc_trace *t, const char *input, int autonomous)
 
 void cc_trace_prompt(struct cc_trace *t, const char *text)
 {
-    if (!t)
-        return;
+    if (!t) return;
     t->turns++;
     start_query(t, text, 0);
 }
@@ -329,8 +320,10 @@ static struct turn *turn_now(struct cc_trace *t)
 {
     if (!t->cur) {
         t->turns++;
-        start_query(t, "(no prompt: Claude Code started this turn by itself, as when a "
-                       "background agent finished)", 1);
+        start_query(t,
+                    "(no prompt: Claude Code started this turn by itself, as when a "
+                    "background agent finished)",
+                    1);
     }
     return t->cur;
 }
@@ -338,8 +331,7 @@ static struct turn *turn_now(struct cc_trace *t)
 static struct tool *find_tool(struct turn *u, const char *id)
 {
     for (struct tool *x = u ? u->tools : NULL; id && x; x = x->next)
-        if (strcmp(x->id, id) == 0)
-            return x;
+        if (strcmp(x->id, id) == 0) return x;
     return NULL;
 }
 
@@ -359,8 +351,7 @@ static struct tool *find_agent(struct cc_trace *t, const char *agent_id, struct 
 static struct call *find_call(struct turn *u, const char *msg_id)
 {
     for (struct call *c = u ? u->calls : NULL; msg_id && c; c = c->next)
-        if (strcmp(c->msg_id, msg_id) == 0)
-            return c;
+        if (strcmp(c->msg_id, msg_id) == 0) return c;
     return NULL;
 }
 
@@ -413,8 +404,8 @@ static void set_usage_metadata(lf_obs *o, const struct cc_usage *u)
  * cost (all three, or no model: no guessed numbers); a per-query span keeps them in
  * metadata. pico < 0: the cost is unknown (a turn that never got its result), so no cost
  * and the model in metadata only. Returns the cost placed on a generation (0 for a span). */
-static long long set_numbers(lf_obs *o, int generation, const char *model,
-                             const struct cc_usage *u, long long pico, const char *source)
+static long long set_numbers(lf_obs *o, int generation, const char *model, const struct cc_usage *u,
+                             long long pico, const char *source)
 {
     lf_obs_set_metadata_string(o, "cost_source", pico < 0 ? "unknown" : source);
     if (pico < 0) {
@@ -440,14 +431,10 @@ static long long set_numbers(lf_obs *o, int generation, const char *model,
 /* A streamed usage into `out`: the fields given (a message_delta gives what changed). */
 static void take_usage(const struct cc_sse *e, struct cc_usage *out)
 {
-    if (e->usage_has & CC_USAGE_IN)
-        out->in = e->usage.in;
-    if (e->usage_has & CC_USAGE_OUT)
-        out->out = e->usage.out;
-    if (e->usage_has & CC_USAGE_CR)
-        out->cr = e->usage.cr;
-    if (e->usage_has & CC_USAGE_CW)
-        out->cw = e->usage.cw;
+    if (e->usage_has & CC_USAGE_IN) out->in = e->usage.in;
+    if (e->usage_has & CC_USAGE_OUT) out->out = e->usage.out;
+    if (e->usage_has & CC_USAGE_CR) out->cr = e->usage.cr;
+    if (e->usage_has & CC_USAGE_CW) out->cw = e->usage.cw;
 }
 
 static struct cc_usage event_usage(const struct cc_otel_event *ev)
@@ -516,8 +503,7 @@ static void finish_call(struct cc_trace *t, struct turn *u, struct call *c, long
             *p = c->next;
             break;
         }
-    if (u->cur == c)
-        u->cur = NULL;
+    if (u->cur == c) u->cur = NULL;
     json_decref(c->content);
     free(c);
 }
@@ -531,8 +517,7 @@ static void subagent_call(struct turn *u, struct tool *x, const struct cc_otel_e
     long long pico = event_pico(ev);
     int64_t end = event_times(g, ev);
     lf_obs_set_metadata_string(g, "agent_id", ev->agent_id);
-    if (ev->query_source[0])
-        lf_obs_set_metadata_string(g, "query_source", ev->query_source);
+    if (ev->query_source[0]) lf_obs_set_metadata_string(g, "query_source", ev->query_source);
     u->gen_pico += set_numbers(g, 1, ev->model, &eu, pico, SOURCE_EXACT);
     lf_obs_end_at(g, end);
     note_exact(u, ev->model, &eu, pico);
@@ -544,8 +529,7 @@ static void close_turn(struct cc_trace *t, struct turn *u);
  * call Claude Code billed has reported (a retried call it did not bill never does). */
 static void check_close(struct cc_trace *t, struct turn *u)
 {
-    if (u->closing && llabs(u->events_pico - u->turn_pico) <= 2 * (u->nexact + 1))
-        close_turn(t, u);
+    if (u->closing && llabs(u->events_pico - u->turn_pico) <= 2 * (u->nexact + 1)) close_turn(t, u);
 }
 
 /* Places one of Claude Code's reports; 0 if the stream has not said where it belongs. */
@@ -555,8 +539,7 @@ static int place_event(struct cc_trace *t, const struct cc_otel_event *ev)
     if (ev->kind == CC_OTEL_API_REQUEST) {
         struct call *c = find_request(t, ev->request_id, &u);
         struct tool *x = c ? NULL : find_agent(t, ev->agent_id, &u);
-        if (!c && !x)
-            return 0;
+        if (!c && !x) return 0;
         u->events_pico += event_pico(ev);
         if (c) {
             c->ev = *ev;
@@ -573,10 +556,9 @@ static int place_event(struct cc_trace *t, const struct cc_otel_event *ev)
     struct call *c = find_request(t, ev->request_id, &u);
     struct tool *x = c ? NULL : find_agent(t, ev->agent_id, &u);
     lf_obs *parent = c ? c->obs : x ? x->obs : t->cur ? t->cur->query : NULL;
-    if (!parent)
-        return 0;
-    lf_obs *e = lf_obs_start(parent, LF_OBS_EVENT, ev->kind == CC_OTEL_API_ERROR
-                                                      ? "api-error" : "api-retries-exhausted");
+    if (!parent) return 0;
+    lf_obs *e = lf_obs_start(parent, LF_OBS_EVENT,
+                             ev->kind == CC_OTEL_API_ERROR ? "api-error" : "api-retries-exhausted");
     char msg[400];
     snprintf(msg, sizeof msg, "%s%d%s%s (attempt %d)", ev->status_code ? "HTTP " : "",
              ev->status_code, ev->error[0] ? ": " : "", ev->error, ev->attempt);
@@ -591,8 +573,7 @@ static void place_early(struct cc_trace *t)
 {
     int kept = 0;
     for (int i = 0; i < t->nearly; i++)
-        if (!place_event(t, &t->early[i]))
-            t->early[kept++] = t->early[i];
+        if (!place_event(t, &t->early[i])) t->early[kept++] = t->early[i];
     t->nearly = kept;
 }
 
@@ -600,8 +581,7 @@ void cc_trace_otel(struct cc_trace *t)
 {
     struct cc_otel_event ev;
     while (t && t->otel && cc_otel_next(t->otel, &ev)) {
-        if (place_event(t, &ev))
-            continue;
+        if (place_event(t, &ev)) continue;
         if (t->nearly == MAX_EARLY) { /* never placed: the oldest goes */
             memmove(t->early, t->early + 1, sizeof t->early[0] * (MAX_EARLY - 1));
             t->nearly--;
@@ -613,30 +593,26 @@ void cc_trace_otel(struct cc_trace *t)
 static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
 {
     const struct cc_sse *e = &m->sse;
-    if (e->kind == CC_SSE_OTHER || m->parent_tool_use_id)
-        return;
+    if (e->kind == CC_SSE_OTHER || m->parent_tool_use_id) return;
     struct turn *u = turn_now(t);
-    if (!u)
-        return;
+    if (!u) return;
     if (e->kind == CC_SSE_MESSAGE_START) {
         struct call *c = calloc(1, sizeof *c);
-        if (!c)
-            return;
+        if (!c) return;
         snprintf(c->msg_id, sizeof c->msg_id, "%s", e->msg_id);
         snprintf(c->model, sizeof c->model, "%s", e->model);
         take_usage(e, &c->u);
         c->content = json_array();
         c->start_ns = lf_now_ns();
-        c->obs = lf_obs_start(u->query, t->per_call ? LF_OBS_GENERATION : LF_OBS_SPAN, "model-call");
+        c->obs =
+            lf_obs_start(u->query, t->per_call ? LF_OBS_GENERATION : LF_OBS_SPAN, "model-call");
         char *in = cc_json_dumps(t->pending_input, JSON_COMPACT, 0, NULL);
-        if (in)
-            lf_obs_set_input_json(c->obs, in);
+        if (in) lf_obs_set_input_json(c->obs, in);
         free(in);
         json_array_clear(t->pending_input);
         c->next = u->calls;
         u->calls = u->cur = c;
-        if (!t->model[0] && c->model[0])
-            snprintf(t->model, sizeof t->model, "%s", c->model);
+        if (!t->model[0] && c->model[0]) snprintf(t->model, sizeof t->model, "%s", c->model);
     } else if (!u->cur) {
         return;
     } else if (e->kind == CC_SSE_BLOCK_DELTA && !u->cur->got_first) {
@@ -648,21 +624,18 @@ static void on_stream_event(struct cc_trace *t, const struct cc_msg *m)
                                 (now - u->cur->start_ns) / 1000000);
     } else if (e->kind == CC_SSE_MESSAGE_DELTA) {
         take_usage(e, &u->cur->u);
-        if (e->stop_reason)
-            lf_obs_set_metadata_string(u->cur->obs, "stop_reason", e->stop_reason);
+        if (e->stop_reason) lf_obs_set_metadata_string(u->cur->obs, "stop_reason", e->stop_reason);
     } else if (e->kind == CC_SSE_MESSAGE_STOP) {
         struct call *c = u->cur;
         c->end_ns = lf_now_ns();
         char *out = cc_json_dumps(c->content, JSON_COMPACT, 0, NULL);
-        if (out)
-            lf_obs_set_output_json(c->obs, out);
+        if (out) lf_obs_set_output_json(c->obs, out);
         free(out);
         json_decref(c->content); /* the record has it now */
         c->content = NULL;
         usage_add(&u->streamed, &c->u);
         u->cur = NULL;
-        if (c->has_event)
-            finish_call(t, u, c, 0);
+        if (c->has_event) finish_call(t, u, c, 0);
     }
 }
 
@@ -671,14 +644,12 @@ static void start_tool(struct turn *u, const struct cc_msg *m, const struct cc_b
     struct tool *parent = find_tool(u, m->parent_tool_use_id);
     const char *name = b->name[0] ? b->name : "tool";
     struct tool *x = calloc(1, sizeof *x);
-    if (!x)
-        return;
+    if (!x) return;
     x->obs = lf_obs_start(parent ? parent->obs : u->query, LF_OBS_TOOL, name);
     snprintf(x->id, sizeof x->id, "%s", b->id);
     x->agent = !strcmp(name, "Agent") || !strcmp(name, "Task");
     char *in = cc_json_dumps(b->input, JSON_COMPACT | JSON_ENCODE_ANY, 0, NULL);
-    if (in)
-        lf_obs_set_input_json(x->obs, in);
+    if (in) lf_obs_set_input_json(x->obs, in);
     free(in);
     lf_obs_set_metadata_string(x->obs, "tool_use_id", x->id);
     x->next = u->tools;
@@ -700,8 +671,7 @@ static void learn_agent(struct cc_trace *t, struct turn *u, const char *tool_use
                         const char *agent_id)
 {
     struct tool *x = find_tool(u, tool_use_id);
-    if (!x || !agent_id || x->agent_id[0])
-        return;
+    if (!x || !agent_id || x->agent_id[0]) return;
     snprintf(x->agent_id, sizeof x->agent_id, "%s", agent_id);
     lf_obs_set_metadata_string(x->obs, "agent_id", agent_id);
     place_early(t);
@@ -710,8 +680,7 @@ static void learn_agent(struct cc_trace *t, struct turn *u, const char *tool_use
 static void on_assistant(struct cc_trace *t, const struct cc_msg *m)
 {
     struct turn *u = turn_now(t);
-    if (!u)
-        return;
+    if (!u) return;
     struct call *c = m->parent_tool_use_id ? NULL : find_call(u, m->msg_id);
     if (m->api_error) {
         lf_obs *ev = lf_obs_start(u->query, LF_OBS_EVENT, "api-error");
@@ -726,38 +695,29 @@ static void on_assistant(struct cc_trace *t, const struct cc_msg *m)
         snprintf(c->request_id, sizeof c->request_id, "%s", m->request_id);
         place_early(t);
     }
-    if (m->parent_tool_use_id)
-        learn_agent(t, u, m->parent_tool_use_id, m->agent_id);
+    if (m->parent_tool_use_id) learn_agent(t, u, m->parent_tool_use_id, m->agent_id);
     for (size_t i = 0; i < m->nblocks; i++) {
-        if (c && c->content)
-            json_array_append(c->content, m->blocks[i].raw);
-        if (m->blocks[i].kind == CC_BLOCK_TOOL_USE)
-            start_tool(u, m, &m->blocks[i]);
+        if (c && c->content) json_array_append(c->content, m->blocks[i].raw);
+        if (m->blocks[i].kind == CC_BLOCK_TOOL_USE) start_tool(u, m, &m->blocks[i]);
     }
 }
 
 static void on_user(struct cc_trace *t, const struct cc_msg *m)
 {
     struct turn *u = turn_now(t);
-    if (!u)
-        return;
-    if (m->parent_tool_use_id)
-        learn_agent(t, u, m->parent_tool_use_id, m->agent_id);
+    if (!u) return;
+    if (m->parent_tool_use_id) learn_agent(t, u, m->parent_tool_use_id, m->agent_id);
     for (size_t i = 0; i < m->nblocks; i++) {
         const struct cc_block *b = &m->blocks[i];
-        if (b->kind != CC_BLOCK_TOOL_RESULT)
-            continue;
-        if (!m->parent_tool_use_id)
-            json_array_append(t->pending_input, b->raw);
+        if (b->kind != CC_BLOCK_TOOL_RESULT) continue;
+        if (!m->parent_tool_use_id) json_array_append(t->pending_input, b->raw);
         struct tool *x = find_tool(u, b->id);
-        if (!x)
-            continue;
+        if (!x) continue;
         /* the text the message stream shows (it may hold U+0000) */
         const char *text = json_string_value(b->text);
         size_t n = json_string_length(b->text);
         lf_obs_set_output_stringn(x->obs, text, n > MAX_TOOL_OUTPUT ? MAX_TOOL_OUTPUT : n);
-        if (n > MAX_TOOL_OUTPUT)
-            lf_obs_set_metadata_int(x->obs, "output_bytes", (int64_t)n);
+        if (n > MAX_TOOL_OUTPUT) lf_obs_set_metadata_int(x->obs, "output_bytes", (int64_t)n);
         if (b->is_error) {
             lf_obs_set_level(x->obs, LF_LEVEL_ERROR);
             /* the library masks inputs and outputs; a failed tool's text is also its status */
@@ -781,8 +741,7 @@ static void end_tools(struct turn *u)
     while (u->tools) {
         struct tool *x = u->tools;
         u->tools = x->next;
-        if (!x->end_ns && !x->agent)
-            lf_obs_set_metadata_bool(x->obs, "unfinished", 1);
+        if (!x->end_ns && !x->agent) lf_obs_set_metadata_bool(x->obs, "unfinished", 1);
         if (x->end_ns)
             lf_obs_end_at(x->obs, x->end_ns);
         else
@@ -794,8 +753,7 @@ static void end_tools(struct turn *u)
 static lf_obs *latest_agent(struct turn *u)
 {
     for (struct tool *x = u->tools; x; x = x->next)
-        if (x->agent)
-            return x->obs;
+        if (x->agent) return x->obs;
     return NULL;
 }
 
@@ -821,8 +779,8 @@ static void close_turn(struct cc_trace *t, struct turn *u)
                                                           event_pico(&c->ev)}
                                   : (struct cc_cost_call){c->model, c->u, 0, 0};
     }
-    long long left = calls && open ? cc_cost_split(u->turn_pico, u->models, u->nmodels, calls, k)
-                                   : u->turn_pico;
+    long long left =
+        calls && open ? cc_cost_split(u->turn_pico, u->models, u->nmodels, calls, k) : u->turn_pico;
     /* What the split could not place (no modelUsage): per-query, the query carries it with
      * the rest of the turn; per-call, the newest open call does. */
     if (left && t->per_call && nopen && calls) {
@@ -838,14 +796,14 @@ static void close_turn(struct cc_trace *t, struct turn *u)
          * and the sum of the exact calls' costs (each a double), not a call. Per-query the
          * query's cost takes it; per-call it is left out (the trace's total stays within a
          * nanodollar of Claude Code's). */
-        if (!tokens && llabs(cm->rest_pico) < 1000)
-            continue;
+        if (!tokens && llabs(cm->rest_pico) < 1000) continue;
         lf_obs *parent = latest_agent(u);
         lf_obs *g = lf_obs_start(parent ? parent : u->query, LF_OBS_GENERATION, "subagent-calls");
         u->gen_pico += set_numbers(g, 1, cm->model, &cm->rest, cm->rest_pico, SOURCE_SHARE);
-        lf_obs_set_metadata_string(g, "note", "model calls Claude Code made without streaming "
-                                              "them or reporting them (a subagent's): their "
-                                              "usage from the turn's modelUsage");
+        lf_obs_set_metadata_string(g, "note",
+                                   "model calls Claude Code made without streaming "
+                                   "them or reporting them (a subagent's): their "
+                                   "usage from the turn's modelUsage");
         lf_obs_end(g);
     }
     free(calls);
@@ -856,8 +814,7 @@ static void close_turn(struct cc_trace *t, struct turn *u)
     } else {
         set_usage(u->query, &u->streamed);
         lf_obs_set_cost(u->query, "total", (double)(u->turn_pico - u->gen_pico) / CC_PICO);
-        if (t->model[0])
-            lf_obs_set_model(u->query, t->model);
+        if (t->model[0]) lf_obs_set_model(u->query, t->model);
     }
     lf_obs_end(u->query);
     for (struct turn **p = &t->closing; *p; p = &(*p)->next)
@@ -877,8 +834,7 @@ static void turn_models(struct cc_trace *t, struct turn *u, const struct cc_resu
         const struct cc_model_usage *mu = &r->models[i];
         const struct prev_model *p = NULL;
         for (int k = 0; k < t->nprev && !p; k++)
-            if (strcmp(t->prev[k].model, mu->model) == 0)
-                p = &t->prev[k];
+            if (strcmp(t->prev[k].model, mu->model) == 0) p = &t->prev[k];
         struct cc_cost_model *cm = &u->models[u->nmodels];
         snprintf(u->model_names[u->nmodels], sizeof u->model_names[0], "%s", mu->model);
         cm->model = u->model_names[u->nmodels];
@@ -907,8 +863,7 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
 {
     struct cc_result r = m->result;
     struct turn *u = turn_now(t);
-    if (!u)
-        return;
+    if (!u) return;
     u->turn_pico = 0;
     u->nmodels = 0;
     if (m->damage[0]) /* a stand-in: the turn's numbers are unknown; the next result's
@@ -919,16 +874,13 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
         turn_models(t, u, &r);
     }
     lf_obs *q = u->query;
-    if (r.result)
-        lf_obs_set_output_stringn(q, r.result, r.result_len);
+    if (r.result) lf_obs_set_output_stringn(q, r.result, r.result_len);
     lf_obs_set_metadata_double(q, "cost_usd", r.total_cost_usd - t->prev_cost);
     lf_obs_set_metadata_int(q, "duration_ms", r.duration_ms);
     lf_obs_set_metadata_int(q, "duration_api_ms", r.duration_api_ms);
     lf_obs_set_metadata_int(q, "num_turns", r.num_turns);
-    if (r.subtype)
-        lf_obs_set_metadata_string(q, "subtype", r.subtype);
-    if (r.stop_reason)
-        lf_obs_set_metadata_string(q, "stop_reason", r.stop_reason);
+    if (r.subtype) lf_obs_set_metadata_string(q, "subtype", r.subtype);
+    if (r.stop_reason) lf_obs_set_metadata_string(q, "stop_reason", r.stop_reason);
     lf_obs_set_metadata_string(q, "cost_source", t->otel ? SOURCE_EXACT : SOURCE_SHARE);
     if (r.is_error && t->interrupted[0]) {
         /* an interrupt the user asked for ends the turn, not the session: a warning */
@@ -963,8 +915,7 @@ static void on_result(struct cc_trace *t, const struct cc_msg *m)
 
 int cc_trace_due_ms(const struct cc_trace *t)
 {
-    if (!t || !t->closing)
-        return -1;
+    if (!t || !t->closing) return -1;
     int64_t left = t->closing->close_by_ns - lf_now_ns();
     return left <= 0 ? 0 : (int)(left / 1000000) + 1;
 }
@@ -984,12 +935,9 @@ static void on_system(struct cc_trace *t, const struct cc_msg *m)
     if (strcmp(sub, "init") == 0 && !t->init_seen) {
         t->init_seen = 1;
         const char *v = m->sys.version, *sid = m->sys.session_id, *model = m->sys.model;
-        if (v)
-            lf_trace_set_metadata_string(t->trace, "claude_code_version", v);
-        if (sid)
-            lf_trace_set_metadata_string(t->trace, "claude_session_id", sid);
-        if (model && !t->o->model)
-            set_model(t, model);
+        if (v) lf_trace_set_metadata_string(t->trace, "claude_code_version", v);
+        if (sid) lf_trace_set_metadata_string(t->trace, "claude_session_id", sid);
+        if (model && !t->o->model) set_model(t, model);
     } else if (strcmp(sub, "task_started") == 0 && t->cur) {
         learn_agent(t, t->cur, m->sys.tool_use_id, m->sys.task_id);
     } else if (strcmp(sub, "api_retry") == 0 && t->cur) {
@@ -1005,16 +953,14 @@ static void on_system(struct cc_trace *t, const struct cc_msg *m)
 
 void cc_trace_interrupt(struct cc_trace *t, const char *why, int fails)
 {
-    if (!t || !t->cur)
-        return;
+    if (!t || !t->cur) return;
     snprintf(t->interrupted, sizeof t->interrupted, "%s", why);
     t->interrupt_fails = fails;
 }
 
 void cc_trace_claude(struct cc_trace *t, const struct cc_msg *m)
 {
-    if (!t)
-        return;
+    if (!t) return;
     switch (m->kind) {
     case CC_MSG_STREAM_EVENT:
         on_stream_event(t, m);
@@ -1042,11 +988,9 @@ static void wait_for_events(struct cc_trace *t)
 {
     while (t->otel && t->closing) {
         cc_trace_otel(t);
-        if (!t->closing)
-            break;
+        if (!t->closing) break;
         int64_t left = t->closing->close_by_ns - lf_now_ns();
-        if (left <= 0)
-            break;
+        if (left <= 0) break;
         struct pollfd p = {.fd = cc_otel_fd(t->otel), .events = POLLIN};
         poll(&p, 1, (int)(left / 1000000) + 1);
     }
@@ -1054,8 +998,7 @@ static void wait_for_events(struct cc_trace *t)
 
 void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how)
 {
-    if (!t)
-        return;
+    if (!t) return;
     wait_for_events(t);
     while (t->closing) /* their last events did not come in time */
         close_turn(t, t->closing);
@@ -1072,10 +1015,9 @@ void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how)
         t->cur = NULL;
     }
     int failed = how && how->failed;
-    json_t *out = json_pack("{s:b, s:i, s:b}", "success", !failed, "turns", t->turns,
-                            "interactive", t->o->interactive);
-    if (failed && how->message[0])
-        json_object_set_new(out, "error", json_string(how->message));
+    json_t *out = json_pack("{s:b, s:i, s:b}", "success", !failed, "turns", t->turns, "interactive",
+                            t->o->interactive);
+    if (failed && how->message[0]) json_object_set_new(out, "error", json_string(how->message));
     char *outs = cc_json_dumps(out, JSON_COMPACT, 0, NULL);
     lf_trace_set_output_json(t->trace, outs);
     free(outs);
@@ -1084,8 +1026,7 @@ void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how)
     lf_trace_set_metadata_int(t->trace, "total_duration_ms", (lf_now_ns() - t->start_ns) / 1000000);
     if (failed) {
         lf_obs_set_level(t->trace, LF_LEVEL_ERROR);
-        if (how->message[0])
-            lf_obs_set_status_message(t->trace, how->message);
+        if (how->message[0]) lf_obs_set_status_message(t->trace, how->message);
         if (how->exception_type)
             lf_trace_set_metadata_string(t->trace, "exception_type", how->exception_type);
     }
@@ -1096,14 +1037,12 @@ void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how)
 
 void cc_trace_hurry(struct cc_trace *t)
 {
-    if (t)
-        lf_client_hurry(t->lf);
+    if (t) lf_client_hurry(t->lf);
 }
 
 void cc_trace_free(struct cc_trace *t)
 {
-    if (!t)
-        return;
+    if (!t) return;
     lf_client_free(t->lf);
     cc_otel_stop(t->otel);
     json_decref(t->pending_input);

@@ -40,11 +40,11 @@ struct msg {
 
 struct cc_ws {
     /* Set at start, read-only after. */
-    char *url_copy;         /* lws_parse_uri() cuts this one up */
+    char *url_copy; /* lws_parse_uri() cuts this one up */
     const char *host;
     char path[1024];
     int port, tls;
-    char *auth;             /* "Bearer TOKEN" or NULL; wiped at close */
+    char *auth; /* "Bearer TOKEN" or NULL; wiped at close */
     size_t max_pending;
 
     /* Shared, under mu. */
@@ -55,22 +55,22 @@ struct cc_ws {
     int closing;              /* cc_ws_drain() or cc_ws_close() was called */
     struct timespec deadline; /* ... and must be done by then (CLOCK_MONOTONIC) */
     struct cc_ws_stats st;
-    int notify[2];            /* [0] polled by the session, [1] written on arrival */
+    int notify[2]; /* [0] polled by the session, [1] written on arrival */
 
-    int finished;             /* the thread was joined (the closing thread's) */
+    int finished; /* the thread was joined (the closing thread's) */
 
     /* Service thread only. */
     pthread_t thread;
     struct lws_context *ctx;
-    struct lws *wsi;          /* the connection, NULL between connections */
+    struct lws *wsi; /* the connection, NULL between connections */
     int established;
     int close_sent;
     lws_sorted_usec_list_t sul_connect, sul_tick;
     lws_usec_t backoff;
-    unsigned char *rx;        /* inbound message being assembled */
+    unsigned char *rx; /* inbound message being assembled */
     size_t rx_len;
-    int rx_skip;              /* the current inbound message was too long */
-    int failures_logged;      /* consecutive failures already reported */
+    int rx_skip;         /* the current inbound message was too long */
+    int failures_logged; /* consecutive failures already reported */
     unsigned rng;
 };
 
@@ -105,12 +105,12 @@ static void schedule_connect(struct cc_ws *ws)
     pthread_mutex_lock(&ws->mu);
     int pointless = ws->closing && ws->out_head == NULL;
     pthread_mutex_unlock(&ws->mu);
-    if (pointless)
-        return;
+    if (pointless) return;
     /* Full jitter over the upper half: reconnecting runners do not stampede a backend
      * that just restarted. */
     ws->rng = ws->rng * 1103515245u + 12345u;
-    lws_usec_t delay = ws->backoff / 2 + (lws_usec_t)((ws->rng >> 8) % (unsigned)(ws->backoff / 2 + 1));
+    lws_usec_t delay =
+        ws->backoff / 2 + (lws_usec_t)((ws->rng >> 8) % (unsigned)(ws->backoff / 2 + 1));
     lws_sul_schedule(ws->ctx, 0, &ws->sul_connect, do_connect, delay);
     ws->backoff = ws->backoff * 2 > BACKOFF_MAX_US ? BACKOFF_MAX_US : ws->backoff * 2;
 }
@@ -163,8 +163,7 @@ static int on_receive(struct cc_ws *ws, struct lws *wsi, const void *in, size_t 
         }
     }
     if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
-        if (!ws->rx_skip)
-            push_inbound(ws, ws->rx, ws->rx_len);
+        if (!ws->rx_skip) push_inbound(ws, ws->rx, ws->rx_len);
         ws->rx_len = 0;
         ws->rx_skip = 0;
     }
@@ -187,19 +186,16 @@ static int on_writable(struct cc_ws *ws, struct lws *wsi)
     }
     /* Only this thread removes from the head, so m stays valid without the lock. */
     int n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
-    if (n < (int)m->len)
-        return -1; /* the connection is broken: the message stays queued */
+    if (n < (int)m->len) return -1; /* the connection is broken: the message stays queued */
     pthread_mutex_lock(&ws->mu);
     ws->out_head = m->next;
-    if (!ws->out_head)
-        ws->out_tail = NULL;
+    if (!ws->out_head) ws->out_tail = NULL;
     ws->out_bytes -= m->len;
     ws->st.sent++;
     int more = ws->out_head != NULL || ws->closing;
     pthread_mutex_unlock(&ws->mu);
     free(m);
-    if (more)
-        lws_callback_on_writable(wsi);
+    if (more) lws_callback_on_writable(wsi);
     return 0;
 }
 
@@ -226,7 +222,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         pthread_mutex_unlock(&ws->mu);
         if (connects > 1 || ws->failures_logged)
             cc_log("websocket: connected to the backend again (connection %llu)",
-                  (unsigned long long)connects);
+                   (unsigned long long)connects);
         ws->failures_logged = 0;
         lws_callback_on_writable(wsi);
         break;
@@ -236,23 +232,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return on_writable(ws, wsi);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (ws->failures_logged++ == 0)
-            cc_log("websocket: cannot connect to the backend (%s); retrying with backoff, messages are "
-                  "kept meanwhile", in ? (const char *)in : "no reason given");
+            cc_log("websocket: cannot connect to the backend (%s); retrying with backoff, messages "
+                   "are "
+                   "kept meanwhile",
+                   in ? (const char *)in : "no reason given");
         ws->wsi = NULL;
         schedule_connect(ws);
         break;
     case LWS_CALLBACK_CLIENT_CLOSED:
-        if (!ws->close_sent)
-            cc_log("websocket: the backend closed the connection; reconnecting");
+        if (!ws->close_sent) cc_log("websocket: the backend closed the connection; reconnecting");
         ws->wsi = NULL;
         ws->rx_len = 0;
         ws->rx_skip = 0;
-        if (!ws->close_sent)
-            schedule_connect(ws);
+        if (!ws->close_sent) schedule_connect(ws);
         break;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        if (ws && ws->wsi && ws->established)
-            lws_callback_on_writable(ws->wsi);
+        if (ws && ws->wsi && ws->established) lws_callback_on_writable(ws->wsi);
         break;
     default:
         break;
@@ -272,12 +267,11 @@ static int done(struct cc_ws *ws)
     pthread_mutex_lock(&ws->mu);
     int closing = ws->closing;
     int empty = ws->out_head == NULL;
-    int late = closing && (now.tv_sec > ws->deadline.tv_sec ||
-                           (now.tv_sec == ws->deadline.tv_sec &&
-                            now.tv_nsec >= ws->deadline.tv_nsec));
+    int late =
+        closing && (now.tv_sec > ws->deadline.tv_sec ||
+                    (now.tv_sec == ws->deadline.tv_sec && now.tv_nsec >= ws->deadline.tv_nsec));
     pthread_mutex_unlock(&ws->mu);
-    if (!closing)
-        return 0;
+    if (!closing) return 0;
     /* Done when everything is out and the connection closed, or at the deadline. */
     return late || (empty && !ws->wsi);
 }
@@ -294,11 +288,9 @@ static void *service(void *arg)
         if (closing && !ticking) {
             ticking = 1;
             tick(&ws->sul_tick);
-            if (ws->wsi && ws->established)
-                lws_callback_on_writable(ws->wsi);
+            if (ws->wsi && ws->established) lws_callback_on_writable(ws->wsi);
         }
-        if (lws_service(ws->ctx, 0) < 0)
-            break;
+        if (lws_service(ws->ctx, 0) < 0) break;
     }
     return NULL;
 }
@@ -326,8 +318,10 @@ struct cc_ws *cc_ws_start(const char *url, const char *token, size_t max_pending
     ws->notify[0] = ws->notify[1] = -1;
     if (lws_parse_uri(ws->url_copy, &prot, &ws->host, &ws->port, &path) ||
         (strcmp(prot, "ws") && strcmp(prot, "wss")) || !*ws->host) {
-        snprintf(err, errlen, "WEBSOCKET_URL=%.200s is invalid: use ws://HOST[:PORT]/PATH or "
-                              "wss://...", url);
+        snprintf(err, errlen,
+                 "WEBSOCKET_URL=%.200s is invalid: use ws://HOST[:PORT]/PATH or "
+                 "wss://...",
+                 url);
         goto fail;
     }
     ws->tls = strcmp(prot, "wss") == 0;
@@ -415,8 +409,7 @@ void cc_ws_send(struct cc_ws *ws, const char *text, size_t len)
     while (ws->out_bytes > ws->max_pending && ws->out_head && ws->out_head->next) {
         struct msg *victim = ws->out_head->next;
         ws->out_head->next = victim->next;
-        if (ws->out_tail == victim)
-            ws->out_tail = ws->out_head;
+        if (ws->out_tail == victim) ws->out_tail = ws->out_head;
         ws->out_bytes -= victim->len;
         victim->next = drop;
         drop = victim;
@@ -428,8 +421,9 @@ void cc_ws_send(struct cc_ws *ws, const char *text, size_t len)
     free_list(drop);
     /* Report the first drop and then every power of two, not every message. */
     if (dropped_now && (total_dropped & (total_dropped - 1)) == 0)
-        cc_log("websocket: backend unreachable and %zu bytes queued: %llu oldest messages dropped so far",
-              ws->max_pending, (unsigned long long)total_dropped);
+        cc_log("websocket: backend unreachable and %zu bytes queued: %llu oldest messages dropped "
+               "so far",
+               ws->max_pending, (unsigned long long)total_dropped);
     lws_cancel_service(ws->ctx);
 }
 
@@ -440,15 +434,13 @@ char *cc_ws_recv(struct cc_ws *ws, size_t *len)
     struct msg *m = ws->in_head;
     if (m) {
         ws->in_head = m->next;
-        if (!ws->in_head)
-            ws->in_tail = NULL;
+        if (!ws->in_head) ws->in_tail = NULL;
     } else {
         while (read(ws->notify[0], b, sizeof b) > 0) /* drained: clear the wake-up */
             ;
     }
     pthread_mutex_unlock(&ws->mu);
-    if (!m)
-        return NULL;
+    if (!m) return NULL;
     /* The struct header is reused as nothing: move the text to its own allocation. */
     char *text = malloc(m->len + 1);
     if (text) {
@@ -472,8 +464,7 @@ void cc_ws_stats(struct cc_ws *ws, struct cc_ws_stats *st)
 
 void cc_ws_drain(struct cc_ws *ws, int timeout_ms)
 {
-    if (!ws)
-        return;
+    if (!ws) return;
     struct timespec dl;
     clock_gettime(CLOCK_MONOTONIC, &dl);
     dl.tv_sec += timeout_ms / 1000;
@@ -493,8 +484,7 @@ void cc_ws_drain(struct cc_ws *ws, int timeout_ms)
 
 void cc_ws_hurry(struct cc_ws *ws)
 {
-    if (!ws)
-        return;
+    if (!ws) return;
     pthread_mutex_lock(&ws->mu);
     ws->closing = 1;
     clock_gettime(CLOCK_MONOTONIC, &ws->deadline);
@@ -504,8 +494,7 @@ void cc_ws_hurry(struct cc_ws *ws)
 
 void cc_ws_finish(struct cc_ws *ws, int timeout_ms)
 {
-    if (!ws || ws->finished)
-        return;
+    if (!ws || ws->finished) return;
     cc_ws_drain(ws, timeout_ms);
     pthread_join(ws->thread, NULL);
     ws->finished = 1;
@@ -513,18 +502,18 @@ void cc_ws_finish(struct cc_ws *ws, int timeout_ms)
 
 uint64_t cc_ws_close(struct cc_ws *ws, int timeout_ms)
 {
-    if (!ws)
-        return 0;
+    if (!ws) return 0;
     cc_ws_finish(ws, timeout_ms);
     lws_context_destroy(ws->ctx);
 
     struct cc_ws_stats st;
     cc_ws_stats(ws, &st);
     if (st.pending || st.dropped)
-        cc_log("websocket: %llu messages not delivered to the backend (%llu dropped from a full queue, "
-              "%llu still queued at the end)",
-              (unsigned long long)(st.pending + st.dropped), (unsigned long long)st.dropped,
-              (unsigned long long)st.pending);
+        cc_log("websocket: %llu messages not delivered to the backend (%llu dropped from a full "
+               "queue, "
+               "%llu still queued at the end)",
+               (unsigned long long)(st.pending + st.dropped), (unsigned long long)st.dropped,
+               (unsigned long long)st.pending);
     free_list(ws->out_head);
     free_list(ws->in_head);
     free(ws->rx);

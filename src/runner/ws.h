@@ -17,11 +17,11 @@
 struct cc_ws;
 
 struct cc_ws_stats {
-    uint64_t sent;        /* messages written to the socket */
-    uint64_t dropped;     /* dropped from a full queue */
-    uint64_t pending;     /* still queued */
-    uint64_t connects;    /* successful connections (1 + reconnects) */
-    uint64_t received;    /* inbound messages */
+    uint64_t sent;     /* messages written to the socket */
+    uint64_t dropped;  /* dropped from a full queue */
+    uint64_t pending;  /* still queued */
+    uint64_t connects; /* successful connections (1 + reconnects) */
+    uint64_t received; /* inbound messages */
 };
 
 /* Starts the thread; it connects at once. `token` may be NULL. `max_pending` bounds the

@@ -77,8 +77,7 @@ static size_t collect(char *p, size_t size, size_t n, void *ud)
         return 0;
     }
     char *q = realloc(m->p, m->n + len + 1);
-    if (!q)
-        return 0;
+    if (!q) return 0;
     memcpy(q + m->n, p, len);
     m->p = q;
     m->n += len;
@@ -101,8 +100,7 @@ static json_t *api_get(const struct lft_server *srv, const char *path, int quiet
 {
     char url[4096];
     long code = 0;
-    if (status)
-        *status = 0;
+    if (status) *status = 0;
     if ((size_t)snprintf(url, sizeof(url), "%s%s", srv->host, path) >= sizeof(url)) {
         fprintf(stderr, "lftrace: %.100s...: URL longer than %zu bytes\n", url, sizeof(url));
         return NULL;
@@ -135,11 +133,9 @@ static json_t *api_get(const struct lft_server *srv, const char *path, int quiet
     } else {
         json_error_t err;
         v = json_loadb(m.p ? m.p : "", m.n, 0, &err);
-        if (!v)
-            fprintf(stderr, "lftrace: %s: not JSON: %s\n", url, err.text);
+        if (!v) fprintf(stderr, "lftrace: %s: not JSON: %s\n", url, err.text);
     }
-    if (status && rc == CURLE_OK)
-        *status = code;
+    if (status && rc == CURLE_OK) *status = code;
     free(m.p);
     return v;
 }
@@ -165,8 +161,7 @@ static int detect_line(const struct lft_server *srv)
                     srv->host);
         return LFT_V4;
     }
-    if (status != 404)
-        return -1;
+    if (status != 404) return -1;
     v = api_get(srv, "/api/public/traces?limit=1", 1, &status);
     if (v) {
         json_decref(v);
@@ -208,8 +203,7 @@ static int v4_read(const struct lft_server *srv, const char *key, const char *va
             goto fail;
         }
         json_t *resp = api_get(srv, path, 0, NULL);
-        if (!resp)
-            goto fail;
+        if (!resp) goto fail;
         json_t *data = json_object_get(resp, "data");
         const char *next =
             json_string_value(json_object_get(json_object_get(resp, "meta"), "cursor"));
@@ -247,8 +241,7 @@ static int v4_read(const struct lft_server *srv, const char *key, const char *va
                 key, value, LFT_MAX_PAGES, LFT_PAGE_LIMIT);
         goto fail;
     }
-    if (srv->verbose)
-        fprintf(stderr, "lftrace: %s %s: %d pages\n", key, value, page);
+    if (srv->verbose) fprintf(stderr, "lftrace: %s %s: %d pages\n", key, value, page);
     curl_free(val);
     return 0;
 fail:
@@ -269,8 +262,7 @@ static int v4_print(const struct lft_server *srv, const char *session, const cha
         fprintf(stderr, "lftrace: out of memory\n");
         goto out;
     }
-    if (session && v4_read(srv, "sessionId", session, "core", hits))
-        goto out;
+    if (session && v4_read(srv, "sessionId", session, "core", hits)) goto out;
     if (!session && json_array_append_new(hits, json_pack("{s:s}", "traceId", trace_id))) {
         fprintf(stderr, "lftrace: out of memory\n");
         goto out;
@@ -280,8 +272,7 @@ static int v4_print(const struct lft_server *srv, const char *session, const cha
     json_array_foreach(hits, i, h)
     {
         const char *tid = json_string_value(json_object_get(h, "traceId"));
-        if (!tid || json_object_get(seen, tid))
-            continue;
+        if (!tid || json_object_get(seen, tid)) continue;
         if (json_object_size(seen) == LFT_MAX_TRACES) {
             /* the v3 path reads the newest 100 too */
             fprintf(stderr, "lftrace: session %s: more than %d traces, the newest %d shown\n",
@@ -305,8 +296,7 @@ static int v4_print(const struct lft_server *srv, const char *session, const cha
         rc = 1;
     }
     json_t *t;
-    json_array_foreach(traces, i, t)
-        tt_print_api_trace(t, stdout);
+    json_array_foreach(traces, i, t) tt_print_api_trace(t, stdout);
 out:
     json_decref(traces);
     json_decref(seen);
@@ -328,8 +318,7 @@ static int v3_print_trace(const struct lft_server *srv, const char *raw)
         return 1;
     }
     json_t *t = api_get(srv, path, 0, NULL);
-    if (!t)
-        return 1;
+    if (!t) return 1;
     tt_print_api_trace(t, stdout);
     json_decref(t);
     return 0;
@@ -350,8 +339,7 @@ static int v3_print_session(const struct lft_server *srv, const char *session)
         return 1;
     }
     json_t *list = api_get(srv, path, 0, NULL);
-    if (!list)
-        return 1;
+    if (!list) return 1;
     int rc = 0;
     if (!json_array_size(json_object_get(list, "data"))) {
         fprintf(stderr, "lftrace: session %s: not found (no traces on the server)\n", session);
@@ -362,8 +350,7 @@ static int v3_print_session(const struct lft_server *srv, const char *session)
     json_array_foreach(json_object_get(list, "data"), i, item)
     {
         const char *id = json_string_value(json_object_get(item, "id"));
-        if (id && v3_print_trace(srv, id))
-            rc = 1;
+        if (id && v3_print_trace(srv, id)) rc = 1;
     }
     json_decref(list);
     return rc;
@@ -402,8 +389,7 @@ int main(int argc, char **argv)
     struct tt_forest *files = tt_forest_new();
     for (int i = 0; i < nids; i++) {
         FILE *f = fopen(ids[i], "rb");
-        if (!f)
-            continue;
+        if (!f) continue;
         fclose(f);
         char err[256];
         if (tt_forest_add_file(files, ids[i], err, sizeof(err))) {
@@ -413,11 +399,9 @@ int main(int argc, char **argv)
         nfiles++;
         ids[i] = NULL;
     }
-    if (nfiles)
-        tt_forest_print(files, stdout);
+    if (nfiles) tt_forest_print(files, stdout);
     tt_forest_free(files);
-    if (nids == nfiles && !session)
-        return rc;
+    if (nids == nfiles && !session) return rc;
 
     if (!srv.host) {
         fprintf(stderr, "lftrace: give --host URL or set LANGFUSE_HOST\n");
@@ -439,13 +423,10 @@ int main(int argc, char **argv)
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int line = detect_line(&srv);
-    if (line < 0)
-        rc = 1;
+    if (line < 0) rc = 1;
     for (int i = 0; line > 0 && i < nids; i++) {
-        if (!ids[i])
-            continue;
-        if (line == LFT_V4 ? v4_print(&srv, NULL, ids[i]) : v3_print_trace(&srv, ids[i]))
-            rc = 1;
+        if (!ids[i]) continue;
+        if (line == LFT_V4 ? v4_print(&srv, NULL, ids[i]) : v3_print_trace(&srv, ids[i])) rc = 1;
     }
     if (line > 0 && session &&
         (line == LFT_V4 ? v4_print(&srv, session, NULL) : v3_print_session(&srv, session)))

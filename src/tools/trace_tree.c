@@ -25,17 +25,14 @@ struct tt_forest {
 
 static double iso_seconds(const char *s)
 {
-    if (!s)
-        return 0;
+    if (!s) return 0;
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
     double frac = 0;
     int y, mo, d, h, mi, sec;
-    if (sscanf(s, "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6)
-        return 0;
+    if (sscanf(s, "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6) return 0;
     const char *dot = strchr(s, '.');
-    if (dot)
-        frac = strtod(dot, NULL);
+    if (dot) frac = strtod(dot, NULL);
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
     tm.tm_mday = d;
@@ -65,8 +62,7 @@ static void print_usage(FILE *out, json_t *usage, const char *lead)
     int first = 1;
     json_object_foreach(usage, k, v)
     {
-        if (!json_is_integer(v) || !json_integer_value(v))
-            continue;
+        if (!json_is_integer(v) || !json_integer_value(v)) continue;
         const char *label = !strcmp(k, "cache_read_input_tokens")       ? "cache-read"
                             : !strcmp(k, "cache_creation_input_tokens") ? "cache-write"
                                                                         : k;
@@ -79,8 +75,7 @@ static void print_usage(FILE *out, json_t *usage, const char *lead)
 static json_t *metadata_value(json_t *o, const char *key)
 {
     json_t *v = json_object_get(json_object_get(o, "metadata"), key);
-    if (!json_is_string(v))
-        return json_incref(v);
+    if (!json_is_string(v)) return json_incref(v);
     return json_loads(json_string_value(v), JSON_DECODE_ANY, NULL);
 }
 
@@ -92,22 +87,19 @@ static void print_oneline(FILE *out, const char *s, size_t max)
         if (*s == '\n' || *s == '\r') {
             while (s[1] == '\n' || s[1] == '\r')
                 s++;
-            if (s[1])
-                fputs(" | ", out);
+            if (s[1]) fputs(" | ", out);
         } else {
             fputc(*s, out);
         }
     }
-    if (s && *s)
-        fputs("...", out);
+    if (s && *s) fputs("...", out);
 }
 
 /* costDetails.total as sent; v4 answers it as totalCost too, v3 as calculatedTotalCost. */
 static double obs_cost(json_t *o)
 {
     json_t *c = json_object_get(json_object_get(o, "costDetails"), "total");
-    if (json_is_number(c))
-        return json_number_value(c);
+    if (json_is_number(c)) return json_number_value(c);
     if (json_is_number(json_object_get(o, "totalCost")))
         return json_number_value(json_object_get(o, "totalCost"));
     return json_number_value(json_object_get(o, "calculatedTotalCost"));
@@ -115,7 +107,8 @@ static double obs_cost(json_t *o)
 
 static int by_start(const void *a, const void *b)
 {
-    const char *x = str(*(json_t *const *)a, "startTime"), *y = str(*(json_t *const *)b, "startTime");
+    const char *x = str(*(json_t *const *)a, "startTime"),
+               *y = str(*(json_t *const *)b, "startTime");
     double dx = iso_seconds(x), dy = iso_seconds(y);
     return dx < dy ? -1 : dx > dy;
 }
@@ -125,16 +118,15 @@ static void print_node(FILE *out, json_t *o, json_t *all, const char *prefix, in
     char type[32], line_prefix[512];
     lower(type, str(o, "type"), sizeof(type));
     double start = iso_seconds(str(o, "startTime")), end = iso_seconds(str(o, "endTime"));
-    fprintf(out, "%s%s %s [%s", prefix, last ? "└─" : "├─", str(o, "name") ? str(o, "name") : "(unnamed)", type);
+    fprintf(out, "%s%s %s [%s", prefix, last ? "└─" : "├─",
+            str(o, "name") ? str(o, "name") : "(unnamed)", type);
     if (str(o, "model") && *str(o, "model")) /* v4 answers "" for none */
         fprintf(out, " %s", str(o, "model"));
     fprintf(out, "]");
-    if (end > 0)
-        fprintf(out, "  %.3f s", end - start);
+    if (end > 0) fprintf(out, "  %.3f s", end - start);
     print_usage(out, json_object_get(o, "usageDetails"), "  tokens: ");
     double cost = obs_cost(o);
-    if (cost > 0)
-        fprintf(out, "  $%.6f", cost);
+    if (cost > 0) fprintf(out, "  $%.6f", cost);
     if (!json_object_size(json_object_get(o, "usageDetails"))) {
         /* a span's own numbers (per-query model calls) are kept in metadata: shown in
            parentheses, as part of what the generation above already counts */
@@ -164,11 +156,9 @@ static void print_node(FILE *out, json_t *o, json_t *all, const char *prefix, in
     json_array_foreach(all, i, c)
     {
         const char *p = str(c, "parentObservationId");
-        if (kids && p && id && !strcmp(p, id))
-            kids[n++] = c;
+        if (kids && p && id && !strcmp(p, id)) kids[n++] = c;
     }
-    if (n > 1)
-        qsort(kids, n, sizeof(*kids), by_start);
+    if (n > 1) qsort(kids, n, sizeof(*kids), by_start);
     snprintf(line_prefix, sizeof(line_prefix), "%s%s", prefix, last ? "   " : "│  ");
     for (i = 0; i < n; i++)
         print_node(out, kids[i], all, line_prefix, i + 1 == n);
@@ -198,10 +188,8 @@ void tt_print_api_trace(json_t *t, FILE *out)
         }
         errors += str(o, "level") && !strcmp(str(o, "level"), "ERROR");
         double s = iso_seconds(str(o, "startTime")), e = iso_seconds(str(o, "endTime"));
-        if (s > 0 && (start == 0 || s < start))
-            start = s;
-        if (e > end)
-            end = e;
+        if (s > 0 && (start == 0 || s < start)) start = s;
+        if (e > end) end = e;
     }
     fprintf(out, "trace %s  %s\n", str(t, "name") ? str(t, "name") : "(unnamed)", str(t, "id"));
     if (str(t, "sessionId") || str(t, "userId"))
@@ -212,8 +200,7 @@ void tt_print_api_trace(json_t *t, FILE *out)
     json_t *tags = json_object_get(t, "tags");
     if (json_array_size(tags)) {
         fprintf(out, "  tags:");
-        json_array_foreach(tags, i, o)
-            fprintf(out, " %s", json_string_value(o));
+        json_array_foreach(tags, i, o) fprintf(out, " %s", json_string_value(o));
         fputc('\n', out);
     }
     /* roots: no parent, or a parent that is not in this trace */
@@ -225,14 +212,10 @@ void tt_print_api_trace(json_t *t, FILE *out)
         int found = 0;
         size_t j;
         json_t *q;
-        if (p)
-            json_array_foreach(all, j, q)
-                found |= str(q, "id") && !strcmp(str(q, "id"), p);
-        if (!found && roots)
-            roots[n++] = o;
+        if (p) json_array_foreach(all, j, q) found |= str(q, "id") && !strcmp(str(q, "id"), p);
+        if (!found && roots) roots[n++] = o;
     }
-    if (n > 1)
-        qsort(roots, n, sizeof(*roots), by_start);
+    if (n > 1) qsort(roots, n, sizeof(*roots), by_start);
     for (i = 0; i < n; i++)
         print_node(out, roots[i], all, "", i + 1 == n);
     free(roots);
@@ -245,8 +228,7 @@ void tt_print_api_trace(json_t *t, FILE *out)
    stays (a non-root observation only fills in what the root has not given). */
 static void set_from(json_t *trace, const char *key, json_t *value, int keep)
 {
-    if (!value || json_is_null(value) || (keep && json_object_get(trace, key)))
-        return;
+    if (!value || json_is_null(value) || (keep && json_object_get(trace, key))) return;
     json_object_set(trace, key, value);
 }
 
@@ -273,24 +255,20 @@ json_t *tt_traces_from_observations(json_t *items)
     json_t *by_id = json_object(); /* traceId -> trace view */
     json_t *out = json_array();
     json_t **sorted = NULL;
-    if (!by_id || !out)
-        goto fail;
+    if (!by_id || !out) goto fail;
     size_t i;
     json_t *o;
     json_array_foreach(items, i, o)
     {
         const char *tid = str(o, "traceId");
-        if (!tid)
-            continue; /* v4 allows an observation without a trace: it is in no tree */
+        if (!tid) continue; /* v4 allows an observation without a trace: it is in no tree */
         json_t *t = json_object_get(by_id, tid);
         if (!t) {
             t = json_pack("{s:s, s:[], s:[], s:f}", "id", tid, "observations", "tags", "totalCost",
                           0.0);
-            if (!t || json_object_set_new(by_id, tid, t))
-                goto fail;
+            if (!t || json_object_set_new(by_id, tid, t)) goto fail;
         }
-        if (json_array_append(json_object_get(t, "observations"), o))
-            goto fail;
+        if (json_array_append(json_object_get(t, "observations"), o)) goto fail;
         double cost = json_number_value(json_object_get(t, "totalCost")) +
                       json_number_value(json_object_get(o, "totalCost"));
         json_object_set_new(t, "totalCost", json_real(cost));
@@ -302,8 +280,7 @@ json_t *tt_traces_from_observations(json_t *items)
         int root =
             json_is_true(json_object_get(o, "isRootObservation")) || !str(o, "parentObservationId");
         set_from(t, "name", json_object_get(o, "traceName"), !root);
-        if (root)
-            set_from(t, "name", json_object_get(o, "name"), 1);
+        if (root) set_from(t, "name", json_object_get(o, "name"), 1);
         set_from(t, "sessionId", json_object_get(o, "sessionId"), !root);
         set_from(t, "userId", json_object_get(o, "userId"), !root);
         if (json_array_size(json_object_get(o, "tags")) &&
@@ -316,8 +293,7 @@ json_t *tt_traces_from_observations(json_t *items)
     }
     size_t n = json_object_size(by_id), k = 0;
     sorted = malloc(n * sizeof(*sorted) + 1);
-    if (!sorted)
-        goto fail;
+    if (!sorted) goto fail;
     const char *id;
     json_object_foreach(by_id, id, o)
     {
@@ -325,8 +301,7 @@ json_t *tt_traces_from_observations(json_t *items)
     }
     qsort(sorted, n, sizeof(*sorted), newest_first);
     for (k = 0; k < n; k++)
-        if (json_array_append(out, sorted[k]))
-            goto fail;
+        if (json_array_append(out, sorted[k])) goto fail;
     free(sorted);
     json_decref(by_id);
     return out;
@@ -342,15 +317,13 @@ fail:
 struct tt_forest *tt_forest_new(void)
 {
     struct tt_forest *f = calloc(1, sizeof(*f));
-    if (f)
-        f->traces = json_object();
+    if (f) f->traces = json_object();
     return f;
 }
 
 void tt_forest_free(struct tt_forest *f)
 {
-    if (!f)
-        return;
+    if (!f) return;
     json_decref(f->traces);
     free(f);
 }
@@ -372,8 +345,7 @@ static void merge(json_t *dst, json_t *fields)
     json_t *v;
     json_object_foreach(fields, k, v)
     {
-        if (json_is_null(v) || (json_is_string(v) && !*json_string_value(v)))
-            continue;
+        if (json_is_null(v) || (json_is_string(v) && !*json_string_value(v))) continue;
         if (!strcmp(k, "metadata") && json_is_object(v) && json_is_object(json_object_get(dst, k)))
             json_object_update(json_object_get(dst, k), v);
         else if (!strcmp(k, "tags") && json_is_array(v)) {
@@ -383,10 +355,8 @@ static void merge(json_t *dst, json_t *fields)
             json_array_foreach(v, i, a)
             {
                 int dup = 0;
-                json_array_foreach(tags, j, b)
-                    dup |= json_equal(a, b);
-                if (!dup)
-                    json_array_append(tags, a);
+                json_array_foreach(tags, j, b) dup |= json_equal(a, b);
+                if (!dup) json_array_append(tags, a);
             }
         } else if (!(!strcmp(k, "startTime") && json_object_get(dst, k)))
             json_object_set(dst, k, v);
@@ -395,8 +365,7 @@ static void merge(json_t *dst, json_t *fields)
 
 static json_t *parse_json_string(const char *s)
 {
-    if (!s)
-        return json_null();
+    if (!s) return json_null();
     json_error_t err;
     json_t *v = json_loads(s, JSON_DECODE_ANY, &err);
     return v ? v : json_string(s);
@@ -417,10 +386,10 @@ static char *iso_from_ns(const char *ns)
 static json_t *any_value(json_t *v)
 {
     json_t *x;
-    if ((x = json_object_get(v, "stringValue")))
-        return json_incref(x);
+    if ((x = json_object_get(v, "stringValue"))) return json_incref(x);
     if ((x = json_object_get(v, "intValue")))
-        return json_is_string(x) ? json_integer(strtoll(json_string_value(x), NULL, 10)) : json_incref(x);
+        return json_is_string(x) ? json_integer(strtoll(json_string_value(x), NULL, 10))
+                                 : json_incref(x);
     if ((x = json_object_get(v, "doubleValue")) || (x = json_object_get(v, "boolValue")))
         return json_incref(x);
     if ((x = json_object_get(v, "arrayValue"))) {
@@ -437,8 +406,7 @@ static json_t *any_value(json_t *v)
 static void add_span(struct tt_forest *f, json_t *span)
 {
     const char *tid = str(span, "traceId"), *sid = str(span, "spanId");
-    if (!tid || !sid)
-        return;
+    if (!tid || !sid) return;
     json_t *t = trace_of(f, tid);
     json_t *obs = json_object(), *tr = json_object(), *meta = json_object(), *tmeta = json_object();
     char *start = iso_from_ns(str(span, "startTimeUnixNano"));
@@ -451,8 +419,7 @@ static void add_span(struct tt_forest *f, json_t *span)
     free(start);
     free(end);
     const char *parent = str(span, "parentSpanId");
-    if (parent && *parent)
-        json_object_set_new(obs, "parentObservationId", json_string(parent));
+    if (parent && *parent) json_object_set_new(obs, "parentObservationId", json_string(parent));
     char type[32] = "SPAN";
     size_t i;
     json_t *a;
@@ -506,12 +473,10 @@ static void add_span(struct tt_forest *f, json_t *span)
     json_object_set_new(obs, "metadata", meta);
     json_object_set_new(tr, "metadata", tmeta);
     if (!parent || !*parent) {
-        if (!json_object_get(tr, "name"))
-            json_object_set(tr, "name", json_object_get(obs, "name"));
+        if (!json_object_get(tr, "name")) json_object_set(tr, "name", json_object_get(obs, "name"));
         json_object_set(tr, "timestamp", json_object_get(obs, "startTime"));
     }
-    if (!json_object_get(t, "metadata"))
-        json_object_set_new(t, "metadata", json_object());
+    if (!json_object_get(t, "metadata")) json_object_set_new(t, "metadata", json_object());
     merge(t, tr);
     json_t *old = json_object_get(json_object_get(t, "obsmap"), sid);
     if (old) {
@@ -527,33 +492,27 @@ static void add_event(struct tt_forest *f, json_t *ev)
 {
     const char *type = str(ev, "type");
     json_t *body = json_object_get(ev, "body");
-    if (!type || !json_is_object(body))
-        return;
+    if (!type || !json_is_object(body)) return;
     if (!strcmp(type, "trace-create")) {
         const char *id = str(body, "id");
-        if (!id)
-            return;
+        if (!id) return;
         json_t *t = trace_of(f, id);
-        if (!json_object_get(t, "metadata"))
-            json_object_set_new(t, "metadata", json_object());
+        if (!json_object_get(t, "metadata")) json_object_set_new(t, "metadata", json_object());
         merge(t, body);
         return;
     }
     const char *dash = strrchr(type, '-');
     const char *tid = str(body, "traceId"), *id = str(body, "id");
-    if (!dash || strcmp(dash, "-create") || !tid || !id || !strcmp(type, "score-create"))
-        return;
+    if (!dash || strcmp(dash, "-create") || !tid || !id || !strcmp(type, "score-create")) return;
     char upper[32];
     size_t n = (size_t)(dash - type);
-    if (n >= sizeof(upper))
-        return;
+    if (n >= sizeof(upper)) return;
     for (size_t i = 0; i < n; i++)
         upper[i] = (char)(type[i] >= 'a' && type[i] <= 'z' ? type[i] - 'a' + 'A' : type[i]);
     upper[n] = '\0';
     json_t *t = trace_of(f, tid);
     json_t *obs = json_deep_copy(body);
-    if (!json_object_get(obs, "type"))
-        json_object_set_new(obs, "type", json_string(upper));
+    if (!json_object_get(obs, "type")) json_object_set_new(obs, "type", json_string(upper));
     json_t *old = json_object_get(json_object_get(t, "obsmap"), id);
     if (old)
         merge(old, obs);
@@ -577,11 +536,9 @@ static int tt_forest_add_body(struct tt_forest *f, const char *json, size_t len,
     if (json_object_get(root, "resourceSpans")) {
         json_array_foreach(json_object_get(root, "resourceSpans"), i, rs)
             json_array_foreach(json_object_get(rs, "scopeSpans"), j, ss)
-                json_array_foreach(json_object_get(ss, "spans"), k, sp)
-                    add_span(f, sp);
+                json_array_foreach(json_object_get(ss, "spans"), k, sp) add_span(f, sp);
     } else if (json_is_array(json_object_get(root, "batch"))) {
-        json_array_foreach(json_object_get(root, "batch"), i, ev)
-            add_event(f, ev);
+        json_array_foreach(json_object_get(root, "batch"), i, ev) add_event(f, ev);
     } else {
         json_decref(root);
         snprintf(err, errlen, "neither an OTLP body (resourceSpans) nor an ingestion batch");
@@ -639,8 +596,7 @@ int tt_forest_add_file(struct tt_forest *f, const char *path, char *err, size_t 
     }
     char inner[200];
     int rc = tt_forest_add_body(f, buf, n, inner, sizeof(inner));
-    if (rc)
-        snprintf(err, errlen, "%s: %s", path, inner);
+    if (rc) snprintf(err, errlen, "%s: %s", path, inner);
     free(buf);
     return rc;
 }
@@ -657,8 +613,7 @@ static json_t *tt_forest_traces(struct tt_forest *f)
         json_t *list = json_array();
         const char *oid;
         json_t *o;
-        json_object_foreach(json_object_get(t, "obsmap"), oid, o)
-            json_array_append(list, o);
+        json_object_foreach(json_object_get(t, "obsmap"), oid, o) json_array_append(list, o);
         json_object_del(view, "obsmap");
         json_object_set_new(view, "observations", list);
         json_array_append_new(out, view);
@@ -671,7 +626,6 @@ void tt_forest_print(struct tt_forest *f, FILE *out)
     json_t *all = tt_forest_traces(f);
     size_t i;
     json_t *t;
-    json_array_foreach(all, i, t)
-        tt_print_api_trace(t, out);
+    json_array_foreach(all, i, t) tt_print_api_trace(t, out);
     json_decref(all);
 }

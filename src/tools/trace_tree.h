@@ -17,8 +17,8 @@ void tt_print_api_trace(json_t *trace, FILE *out);
  * items of GET /api/public/v2/observations (borrowed; the result holds references to them)
  * into trace views of the shape above: name, session, user, tags (and input and output, when
  * the io group was asked for) from the root observation (the one without a parent, as the v4
- * UI shows it), totalCost the sum of the observations' totalCost. Newest trace first, as the v3 trace list answers. Returns a
- * new array (caller decrefs), or NULL when out of memory. */
+ * UI shows it), totalCost the sum of the observations' totalCost. Newest trace first, as the v3
+ * trace list answers. Returns a new array (caller decrefs), or NULL when out of memory. */
 json_t *tt_traces_from_observations(json_t *observations);
 
 /* Traces assembled from files; observations exported several times are merged the way

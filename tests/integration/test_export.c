@@ -80,20 +80,13 @@ static lf_client *client(const struct opts *o)
     c.flush_interval_ms = 100;
     if (o) {
         c.transport = o->transport;
-        if (o->flush_interval_ms)
-            c.flush_interval_ms = o->flush_interval_ms;
-        if (o->flush_timeout_ms)
-            c.flush_timeout_ms = o->flush_timeout_ms;
-        if (o->request_timeout_ms)
-            c.request_timeout_ms = o->request_timeout_ms;
-        if (o->max_retries)
-            c.max_retries = o->max_retries;
-        if (o->max_event_bytes)
-            c.max_event_bytes = o->max_event_bytes;
-        if (o->spool_max_bytes)
-            c.spool_max_bytes = o->spool_max_bytes;
-        if (o->max_queue_bytes)
-            c.max_queue_bytes = o->max_queue_bytes;
+        if (o->flush_interval_ms) c.flush_interval_ms = o->flush_interval_ms;
+        if (o->flush_timeout_ms) c.flush_timeout_ms = o->flush_timeout_ms;
+        if (o->request_timeout_ms) c.request_timeout_ms = o->request_timeout_ms;
+        if (o->max_retries) c.max_retries = o->max_retries;
+        if (o->max_event_bytes) c.max_event_bytes = o->max_event_bytes;
+        if (o->spool_max_bytes) c.spool_max_bytes = o->spool_max_bytes;
+        if (o->max_queue_bytes) c.max_queue_bytes = o->max_queue_bytes;
     }
     c.debug = getenv("LF_TEST_DEBUG") != NULL;
     if (o && o->log) {
@@ -161,9 +154,9 @@ static json_t *obs_named(json_t *trace, const char *name)
 {
     size_t i;
     json_t *o;
-    json_array_foreach(json_object_get(trace, "observations"), i, o)
-        if (!strcmp(json_string_value(json_object_get(o, "name")), name))
-            return o;
+    json_array_foreach(
+        json_object_get(trace, "observations"), i,
+        o) if (!strcmp(json_string_value(json_object_get(o, "name")), name)) return o;
     return NULL;
 }
 
@@ -220,8 +213,7 @@ static void assert_exactly_once(int expected_observations)
             fail_msg("observation %s applied %lld times", id,
                      (long long)json_integer_value(json_object_get(v, "applied")));
     }
-    if (expected_observations >= 0)
-        assert_int_equal(n, expected_observations);
+    if (expected_observations >= 0) assert_int_equal(n, expected_observations);
     json_decref(d);
 }
 
@@ -234,9 +226,11 @@ static void check_turn(const char *tid)
     assert_string_equal(json_string_value(json_object_get(t, "sessionId")), "session-42");
     assert_string_equal(json_string_value(json_object_get(t, "userId")), "user-7");
     assert_int_equal(json_array_size(json_object_get(t, "tags")), 2);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(t, "input"), "prompt")), "list files");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(t, "input"), "prompt")),
+                        "list files");
     assert_true(json_is_true(json_object_get(json_object_get(t, "output"), "success")));
-    assert_string_equal(json_string_value(json_object_get(json_object_get(t, "metadata"), "namespace")), "team-a");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(t, "metadata"), "namespace")), "team-a");
     assert_int_equal(json_array_size(json_object_get(t, "observations")), 4);
 
     json_t *root = obs_named(t, "agentic-session");
@@ -259,12 +253,15 @@ static void check_turn(const char *tid)
     assert_int_equal(json_integer_value(json_object_get(u, "input")), 1200);
     assert_int_equal(json_integer_value(json_object_get(u, "output")), 80);
     assert_int_equal(json_integer_value(json_object_get(u, "cache_read_input_tokens")), 300);
-    assert_true(json_number_value(json_object_get(json_object_get(g, "costDetails"), "total")) == 0.0048);
+    assert_true(json_number_value(json_object_get(json_object_get(g, "costDetails"), "total")) ==
+                0.0048);
     assert_non_null(json_string_value(json_object_get(g, "completionStartTime")));
     assert_string_equal(json_string_value(json_object_get(g, "output")), "I will run ls.");
     assert_string_equal(json_string_value(json_object_get(tool, "level")), "ERROR");
-    assert_string_equal(json_string_value(json_object_get(tool, "statusMessage")), "the tool use was denied");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(tool, "input"), "command")), "ls");
+    assert_string_equal(json_string_value(json_object_get(tool, "statusMessage")),
+                        "the tool use was denied");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(tool, "input"), "command")), "ls");
     assert_true(json_number_value(json_object_get(t, "totalCost")) == 0.0048);
     json_decref(t);
 }
@@ -347,7 +344,8 @@ static void test_429_honours_retry_after(void **state)
 
 static void random_text(char *out, size_t n, unsigned seed)
 {
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ";
+    static const char alphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ";
     for (size_t i = 0; i < n; i++) {
         seed = seed * 1103515245u + 12345u;
         out[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
@@ -397,7 +395,8 @@ static void test_413_splits_never_resends_whole(void **state)
 static void test_400_reported_once_not_retried(void **state)
 {
     (void)state;
-    set_mode("{\"mode\":\"status\",\"status\":400,\"count\":1,\"body\":\"{\\\"message\\\":\\\"bad span\\\"}\"}");
+    set_mode("{\"mode\":\"status\",\"status\":400,\"count\":1,\"body\":\"{\\\"message\\\":\\\"bad "
+             "span\\\"}\"}");
     struct opts o = {.flush_interval_ms = WHEN_FLUSHED};
     lf_client *c = client(&o);
     char tid[33];
@@ -424,8 +423,7 @@ static int spool_files(void)
     FILE *p = popen(cmd, "r");
     int n = 0;
     if (p) {
-        if (fscanf(p, "%d", &n) != 1)
-            n = 0;
+        if (fscanf(p, "%d", &n) != 1) n = 0;
         pclose(p);
     }
     return n;
@@ -487,8 +485,7 @@ static void test_blackhole_shutdown_is_bounded(void **state)
     long long took = tu_now_ms() - t0;
     assert_int_equal(rc, LF_ERR_TIMEOUT);
     /* the request would have held it for 30 s */
-    if (took > 1500 + TU_SLACK_MS)
-        fail_msg("shutdown took %lld ms", took);
+    if (took > 1500 + TU_SLACK_MS) fail_msg("shutdown took %lld ms", took);
     struct lf_stats s;
     lf_client_stats(c, &s);
     assert_int_equal(s.spooled, 4);
@@ -507,8 +504,7 @@ static void test_blackhole_shutdown_is_bounded(void **state)
 static void note_retry(void *ud, enum lf_log_level level, const char *msg)
 {
     (void)level;
-    if (strncmp(msg, "will retry", 10) == 0)
-        atomic_store((atomic_int *)ud, 1);
+    if (strncmp(msg, "will retry", 10) == 0) atomic_store((atomic_int *)ud, 1);
 }
 
 static int flag_set(void *arg)
@@ -524,7 +520,9 @@ static void test_dead_server_costs_nothing_at_shutdown(void **state)
     set_mode("{\"mode\":\"blackhole\"}");
     static atomic_int retry_due;
     atomic_store(&retry_due, 0);
-    struct opts o = {.flush_timeout_ms = 5000, .request_timeout_ms = 1500, .log = note_retry,
+    struct opts o = {.flush_timeout_ms = 5000,
+                     .request_timeout_ms = 1500,
+                     .log = note_retry,
                      .log_ud = &retry_due};
     lf_client *c = client(&o);
     char tid[33];
@@ -568,8 +566,7 @@ static void test_backlog_shutdown_keeps_its_deadline(void **state)
     assert_int_not_equal(rc, LF_OK);
     /* Spooling all of it instead would take seconds: a shutdown that did (the deadline
      * handling taken out) took 2.0 and 3.6 s on an idle 2-core machine. */
-    if (took > 1000 + TU_SLACK_MS)
-        fail_msg("shutdown(1000) took %lld ms", took);
+    if (took > 1000 + TU_SLACK_MS) fail_msg("shutdown(1000) took %lld ms", took);
     /* An exporter that was not done by the deadline (a starved machine, ThreadSanitizer's
      * pace) is left to finish on its own: the count may settle after shutdown returned. */
     if (!tu_wait_until(all_spooled_or_lost, c, 30000)) {
@@ -740,7 +737,8 @@ static void test_oversized_input_truncated_visibly(void **state)
     const char *in = json_string_value(json_object_get(gv, "input"));
     assert_non_null(in);
     assert_non_null(strstr(in, "...[truncated "));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(gv, "usageDetails"), "input")), 5);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(gv, "usageDetails"), "input")), 5);
     json_decref(tr);
     lf_client_free(c);
 }
@@ -895,8 +893,7 @@ static void log_with_stats(void *ud, enum lf_log_level level, const char *msg)
     (void)level;
     struct lf_stats s;
     lf_client_stats(atomic_load(&l->client), &s);
-    if (strstr(msg, "could not be read back"))
-        atomic_fetch_add(&l->unreadable, 1);
+    if (strstr(msg, "could not be read back")) atomic_fetch_add(&l->unreadable, 1);
     atomic_fetch_add(&l->lines_with_stats, 1);
 }
 
@@ -912,11 +909,9 @@ static int spill_fd(void)
     for (int fd = 3; fd < 1024; fd++) {
         snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
         ssize_t n = readlink(link, target, sizeof(target) - 1);
-        if (n <= 0)
-            continue;
+        if (n <= 0) continue;
         target[n] = '\0';
-        if (strncmp(target, spool, strlen(spool)) == 0 && strstr(target, "(deleted)"))
-            return fd;
+        if (strncmp(target, spool, strlen(spool)) == 0 && strstr(target, "(deleted)")) return fd;
     }
     return -1;
 }
@@ -1023,7 +1018,8 @@ static void test_https_through_libcurl(void **state)
     snprintf(key, sizeof(key), "%s/key.pem", dir);
     snprintf(cmd, sizeof(cmd),
              "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-             "-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s >/dev/null 2>&1", key, cert);
+             "-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s >/dev/null 2>&1",
+             key, cert);
     if (system(cmd) != 0)
         fail_msg("openssl could not make a test certificate; scripts/install-deps.sh installs it");
     struct tu_server tls;

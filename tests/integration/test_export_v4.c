@@ -52,8 +52,7 @@ static void capture_log(void *ud, enum lf_log_level level, const char *msg)
 {
     struct logged *l = ud;
     (void)level;
-    if (strstr(msg, "LANGFUSE_TRANSPORT=otlp"))
-        l->legacy_lines++;
+    if (strstr(msg, "LANGFUSE_TRANSPORT=otlp")) l->legacy_lines++;
     snprintf(l->last, sizeof(l->last), "%s", msg);
 }
 
@@ -94,9 +93,8 @@ static json_t *row_named(json_t *rows, const char *name)
 {
     size_t i;
     json_t *o;
-    json_array_foreach(rows, i, o)
-        if (!strcmp(json_string_value(json_object_get(o, "name")), name))
-            return o;
+    json_array_foreach(
+        rows, i, o) if (!strcmp(json_string_value(json_object_get(o, "name")), name)) return o;
     fail_msg("no observation named %s", name);
     return NULL;
 }
@@ -105,9 +103,8 @@ static int has_tag(json_t *row, const char *tag)
 {
     size_t i;
     json_t *t;
-    json_array_foreach(json_object_get(row, "tags"), i, t)
-        if (!strcmp(json_string_value(t), tag))
-            return 1;
+    json_array_foreach(json_object_get(row, "tags"), i,
+                       t) if (!strcmp(json_string_value(t), tag)) return 1;
     return 0;
 }
 
@@ -168,8 +165,8 @@ static void test_every_row_is_whole_and_carries_its_trace(void **state)
     json_decref(out);
     /* the generation's numbers as given: nothing counted or priced by the server */
     json_t *g = row_named(rows, "model-call");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(g, "usageDetails"), "input")),
-                     1200);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(g, "usageDetails"), "input")), 1200);
     assert_true(json_number_value(json_object_get(g, "totalCost")) == 0.0048);
     json_decref(rows);
 
@@ -191,8 +188,7 @@ static int spool_files(void)
     int n = 0;
     while (d && (e = readdir(d)))
         n += strncmp(e->d_name, "lf-", 3) == 0;
-    if (d)
-        closedir(d);
+    if (d) closedir(d);
     return n;
 }
 

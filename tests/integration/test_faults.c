@@ -77,8 +77,7 @@ static void blocking_log(void *ud, enum lf_log_level level, const char *msg)
 {
     (void)ud;
     (void)level;
-    if (strncmp(msg, "POST ", 5) != 0)
-        return;
+    if (strncmp(msg, "POST ", 5) != 0) return;
     pthread_mutex_lock(&gate.mu);
     if (!gate.blocked++) {
         pthread_cond_broadcast(&gate.cv);
@@ -199,11 +198,11 @@ static void test_a_value_larger_than_the_queue_keeps_usage_and_cost(void **state
     int seen = 0;
     json_array_foreach(rows, i, o)
     {
-        if (strcmp(json_string_value(json_object_get(o, "name")), "call"))
-            continue;
+        if (strcmp(json_string_value(json_object_get(o, "name")), "call")) continue;
         seen = 1;
         assert_true(json_number_value(json_object_get(o, "totalCost")) == 0.000105);
-        assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "usageDetails"), "input")), 21);
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(o, "usageDetails"), "input")), 21);
         assert_non_null(strstr(json_string_value(json_object_get(o, "input")), "...[truncated "));
     }
     assert_true(seen);
@@ -228,8 +227,7 @@ static void test_an_older_programs_structs_are_not_overrun(void **state)
     char err[128];
     assert_int_equal(lf_config_from_env(cfg, err, sizeof err), LF_OK);
     for (size_t i = old_size; i < sizeof mem; i++)
-        if (mem[i] != 0xA5)
-            fail_msg("byte %zu past the caller's struct was written", i);
+        if (mem[i] != 0xA5) fail_msg("byte %zu past the caller's struct was written", i);
     lf_client *c = lf_client_new(cfg); /* reads only the old fields; defaults for the rest */
     assert_true(lf_client_enabled(c));
     lf_obs_end(lf_trace_start(c, "old", NULL));
@@ -240,8 +238,7 @@ static void test_an_older_programs_structs_are_not_overrun(void **state)
     memset(smem, 0xA5, sizeof smem);
     lf_client_stats_size(c, (struct lf_stats *)(void *)smem, old_stats);
     for (size_t i = old_stats; i < sizeof smem; i++)
-        if (smem[i] != 0xA5)
-            fail_msg("byte %zu past the caller's stats was written", i);
+        if (smem[i] != 0xA5) fail_msg("byte %zu past the caller's stats was written", i);
     assert_int_equal(((struct lf_stats *)(void *)smem)->delivered, 1);
     lf_client_free(c);
 
@@ -290,8 +287,7 @@ static int count_files(const char *dir, const char *prefix)
     int n = 0;
     while (d && (e = readdir(d)))
         n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
-    if (d)
-        closedir(d);
+    if (d) closedir(d);
     return n;
 }
 
@@ -307,8 +303,7 @@ static int in_flight_and_journaled(void *arg)
     long st;
     size_t spans = 0, i;
     json_t *reqs = tu_get(&rx, "/_test/requests", &st), *r;
-    json_array_foreach(reqs, i, r)
-        spans += json_array_size(json_object_get(r, "span_ids"));
+    json_array_foreach(reqs, i, r) spans += json_array_size(json_object_get(r, "span_ids"));
     json_decref(reqs);
     return spans >= 3 && count_files(dir, "lf-open-") == 1 && count_files(dir, "lf-0") >= 1;
 }
@@ -343,8 +338,10 @@ static void test_a_killed_process_loses_nothing_and_its_trace_is_completed(void 
     lf_client_free(c);
     assert_int_equal(count_files(spool, "lf-"), 0);
 
-    json_t *page = tu_get(&rx, "/api/public/v2/observations?sessionId=" KILLED_SESSION
-                               "&limit=1000&fields=core,basic,io", &st);
+    json_t *page = tu_get(&rx,
+                          "/api/public/v2/observations?sessionId=" KILLED_SESSION
+                          "&limit=1000&fields=core,basic,io",
+                          &st);
     assert_int_equal(st, 200);
     json_t *rows = json_object_get(page, "data");
     assert_int_equal(json_array_size(rows), 4); /* three steps and the root, once each */
@@ -452,8 +449,7 @@ static void test_adopted_journals_go_out_while_the_program_forks(void **state)
     long st;
     size_t spans = 0, i;
     json_t *reqs = tu_get(&rx, "/_test/requests", &st), *q;
-    json_array_foreach(reqs, i, q)
-        spans += json_array_size(json_object_get(q, "span_ids"));
+    json_array_foreach(reqs, i, q) spans += json_array_size(json_object_get(q, "span_ids"));
     json_decref(reqs);
     assert_int_equal(spans, ROUNDS * ORPHANS);
     tu_rmrf(spool);
@@ -462,8 +458,7 @@ static void test_adopted_journals_go_out_while_the_program_forks(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc == 4 && strcmp(argv[1], "--killed") == 0)
-        killed_main(argv[2], argv[3]);
+    if (argc == 4 && strcmp(argv[1], "--killed") == 0) killed_main(argv[2], argv[3]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_shutdown_keeps_its_deadline_with_a_stuck_exporter, reset),
         cmocka_unit_test_setup(test_hundreds_of_secrets_are_all_redacted, reset),

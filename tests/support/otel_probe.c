@@ -47,14 +47,13 @@ static int take_events(struct cc_otel *o)
             "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I,"
             " s:i, s:s, s:i, s:I}",
             "kind", kinds[ev.kind], "request_id", ev.request_id, "agent_id", ev.agent_id,
-            "query_source", ev.query_source, "prompt_id", ev.prompt_id, "session_id",
-            ev.session_id, "model", ev.model, "input_tokens", (json_int_t)ev.input_tokens,
-            "output_tokens", (json_int_t)ev.output_tokens, "cache_read_tokens",
-            (json_int_t)ev.cache_read_tokens, "cache_creation_tokens",
-            (json_int_t)ev.cache_creation_tokens, "cost_usd", ev.cost_usd, "duration_ms",
-            ev.duration_ms, "ttft_ms", ev.ttft_ms, "time_ns", (json_int_t)ev.time_ns, "sequence",
-            (json_int_t)ev.sequence, "status_code", ev.status_code, "error", ev.error, "attempt",
-            ev.attempt, "received_ms", (json_int_t)epoch_ms()));
+            "query_source", ev.query_source, "prompt_id", ev.prompt_id, "session_id", ev.session_id,
+            "model", ev.model, "input_tokens", (json_int_t)ev.input_tokens, "output_tokens",
+            (json_int_t)ev.output_tokens, "cache_read_tokens", (json_int_t)ev.cache_read_tokens,
+            "cache_creation_tokens", (json_int_t)ev.cache_creation_tokens, "cost_usd", ev.cost_usd,
+            "duration_ms", ev.duration_ms, "ttft_ms", ev.ttft_ms, "time_ns", (json_int_t)ev.time_ns,
+            "sequence", (json_int_t)ev.sequence, "status_code", ev.status_code, "error", ev.error,
+            "attempt", ev.attempt, "received_ms", (json_int_t)epoch_ms()));
         n++;
     }
     return n;
@@ -77,14 +76,11 @@ int main(int argc, char **argv)
     long long end = epoch_ms() + max_ms;
     struct pollfd p[2] = {{cc_otel_fd(o), POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}};
     while (epoch_ms() < end) {
-        if (poll(p, 2, 100) < 0)
-            break;
-        if (p[0].revents)
-            take_events(o);
+        if (poll(p, 2, 100) < 0) break;
+        if (p[0].revents) take_events(o);
         if (p[1].revents) {
             char buf[256];
-            if (read(STDIN_FILENO, buf, sizeof buf) <= 0)
-                break;
+            if (read(STDIN_FILENO, buf, sizeof buf) <= 0) break;
         }
     }
     take_events(o);
@@ -93,9 +89,8 @@ int main(int argc, char **argv)
     print_json(json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "stats", "requests",
                          (json_int_t)st.requests, "unauthorized", (json_int_t)st.unauthorized,
                          "bad", (json_int_t)st.bad, "records", (json_int_t)st.records, "events",
-                         (json_int_t)st.events, "dropped", (json_int_t)st.dropped,
-                         "connections", (json_int_t)st.connections, "refused",
-                         (json_int_t)st.refused));
+                         (json_int_t)st.events, "dropped", (json_int_t)st.dropped, "connections",
+                         (json_int_t)st.connections, "refused", (json_int_t)st.refused));
     cc_otel_stop(o);
     return 0;
 }

@@ -35,19 +35,16 @@ int tu_server_start(struct tu_server *s, char *const argv[], int timeout_ms)
 {
     int fds[2];
     memset(s, 0, sizeof(*s));
-    if (pipe2(fds, O_CLOEXEC))
-        return -1;
+    if (pipe2(fds, O_CLOEXEC)) return -1;
     pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid < 0)
-        return -1;
+    if (pid < 0) return -1;
     if (pid == 0) {
         /* Dies with the test: a test killed by a sanitizer (halt_on_error) or a crash skips
          * tu_server_stop(), and a server left running holds ctest's output pipe open, so
          * ctest waited out the test's whole timeout. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
+        if (getppid() != parent) _exit(127);
         dup2(fds[1], STDOUT_FILENO);
         setpgid(0, 0);
         execvp(argv[0], argv);
@@ -61,13 +58,10 @@ int tu_server_start(struct tu_server *s, char *const argv[], int timeout_ms)
     while (n < sizeof(line) - 1) {
         long long left = deadline - tu_now_ms();
         struct pollfd p = {fds[0], POLLIN, 0};
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-            break;
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0) break;
         ssize_t r = read(fds[0], line + n, 1);
-        if (r <= 0)
-            break;
-        if (line[n] == '\n')
-            break;
+        if (r <= 0) break;
+        if (line[n] == '\n') break;
         n++;
     }
     line[n] = '\0';
@@ -83,8 +77,7 @@ int tu_server_start(struct tu_server *s, char *const argv[], int timeout_ms)
 
 void tu_server_stop(struct tu_server *s)
 {
-    if (s->pid <= 0)
-        return;
+    if (s->pid <= 0) return;
     kill(s->pid, SIGTERM);
     long long deadline = tu_now_ms() + 3000;
     int status;
@@ -110,13 +103,23 @@ int tu_receiver_start_tls(struct tu_server *s, int langfuse_version, const char 
 {
     char version[8];
     snprintf(version, sizeof version, "%d", langfuse_version);
-    char *argv[] = {TU_PYTHON, TU_SUPPORT_DIR "/langfuse_receiver.py", "--port", "0",
-                    "--public-key", TU_PK, "--secret-key", TU_SK, "--langfuse-version", version,
-                    cert ? "--tls-cert" : NULL, (char *)cert, "--tls-key", (char *)key, NULL};
-    if (tu_server_start(s, argv, 15000))
-        return -1;
-    if (cert)
-        snprintf(s->base, sizeof(s->base), "https://127.0.0.1:%d", s->port);
+    char *argv[] = {TU_PYTHON,
+                    TU_SUPPORT_DIR "/langfuse_receiver.py",
+                    "--port",
+                    "0",
+                    "--public-key",
+                    TU_PK,
+                    "--secret-key",
+                    TU_SK,
+                    "--langfuse-version",
+                    version,
+                    cert ? "--tls-cert" : NULL,
+                    (char *)cert,
+                    "--tls-key",
+                    (char *)key,
+                    NULL};
+    if (tu_server_start(s, argv, 15000)) return -1;
+    if (cert) snprintf(s->base, sizeof(s->base), "https://127.0.0.1:%d", s->port);
     return 0;
 }
 
@@ -130,8 +133,7 @@ static size_t collect(char *p, size_t size, size_t n, void *ud)
     struct membuf *m = ud;
     size_t len = size * n;
     char *q = realloc(m->p, m->n + len + 1);
-    if (!q)
-        return 0;
+    if (!q) return 0;
     memcpy(q + m->n, p, len);
     m->p = q;
     m->n += len;
@@ -151,20 +153,16 @@ json_t *tu_http(const char *method, const char *url, const char *userpwd, const 
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 60000L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &m);
-    if (userpwd)
-        curl_easy_setopt(e, CURLOPT_USERPWD, userpwd);
+    if (userpwd) curl_easy_setopt(e, CURLOPT_USERPWD, userpwd);
     const char *ca = getenv("LANGFUSE_CA_BUNDLE");
-    if (ca && *ca)
-        curl_easy_setopt(e, CURLOPT_CAINFO, ca);
-    if (body)
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    if (ca && *ca) curl_easy_setopt(e, CURLOPT_CAINFO, ca);
+    if (body) curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     CURLcode rc = curl_easy_perform(e);
     long st = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &st);
     curl_easy_cleanup(e);
     curl_slist_free_all(h);
-    if (status)
-        *status = rc == CURLE_OK ? st : 0;
+    if (status) *status = rc == CURLE_OK ? st : 0;
     json_t *v = NULL;
     if (m.p) {
         json_error_t err;
@@ -172,8 +170,7 @@ json_t *tu_http(const char *method, const char *url, const char *userpwd, const 
     }
     if (raw) {
         *raw = m.p;
-        if (raw_len)
-            *raw_len = m.n;
+        if (raw_len) *raw_len = m.n;
     } else {
         free(m.p);
     }
@@ -224,8 +221,7 @@ int tu_wait_until(int (*pred)(void *), void *arg, int timeout_ms)
     long long deadline = tu_now_ms() + timeout_ms;
     for (;;) {
         int v = pred(arg);
-        if (v || tu_now_ms() >= deadline)
-            return v;
+        if (v || tu_now_ms() >= deadline) return v;
         usleep(20000);
     }
 }
@@ -235,8 +231,7 @@ char *tu_mkdtemp(const char *prefix)
     const char *tmp = getenv("TMPDIR");
     char path[512];
     snprintf(path, sizeof(path), "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", prefix);
-    if (!mkdtemp(path))
-        return NULL;
+    if (!mkdtemp(path)) return NULL;
     return strdup(path);
 }
 
@@ -248,6 +243,5 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
 
 void tu_rmrf(const char *path)
 {
-    if (path)
-        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    if (path) nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -51,7 +51,8 @@ static void test_shrink_halves_largest_string(void **state)
     memset(big, 'y', 2000);
     big[2000] = '\0';
     char json[2200];
-    snprintf(json, sizeof(json), "{\"batch\":[{\"id\":\"a\",\"body\":{\"input\":\"%s\",\"n\":\"short\"}}]}", big);
+    snprintf(json, sizeof(json),
+             "{\"batch\":[{\"id\":\"a\",\"body\":{\"input\":\"%s\",\"n\":\"short\"}}]}", big);
     char *out;
     size_t n;
     assert_int_equal(lf__body_shrink(json, strlen(json), &out, &n), 0);
@@ -135,8 +136,7 @@ static void test_every_allocation_can_fail(void **state)
                 free(a);
                 free(b);
             }
-            if (!failures)
-                break;
+            if (!failures) break;
             assert_true(k < 10000);
         }
         /* jansson parses and dumps with dozens of allocations, libdeflate allocates its

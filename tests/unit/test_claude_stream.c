@@ -65,8 +65,8 @@ static void map_fixture(const char *name, enum cc_output fmt, struct mapped *m)
                 continue;
             }
             json_t *l = json_object_get(wrap, "line"); /* an object, or text */
-            text = owned = json_is_string(l) ? strdup(json_string_value(l))
-                                             : json_dumps(l, JSON_COMPACT);
+            text = owned =
+                json_is_string(l) ? strdup(json_string_value(l)) : json_dumps(l, JSON_COMPACT);
             tlen = strlen(text);
         }
         assert_int_equal(cc_msg_parse(&msg, text, tlen, err, sizeof err), 0);
@@ -94,7 +94,8 @@ static char *codes(const struct mapped *m)
 {
     static char out[4096];
     regex_t ts;
-    assert_int_equal(regcomp(&ts, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$",
+    assert_int_equal(regcomp(&ts,
+                             "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$",
                              REG_EXTENDED | REG_NOSUB),
                      0);
     out[0] = '\0';
@@ -114,8 +115,7 @@ static char *codes(const struct mapped *m)
         assert_non_null(code);
         strcat(out, out[0] ? " " : "");
         strcat(out, code);
-        if (json_is_true(json_object_get(p, "is_error")))
-            strcat(out, "!");
+        if (json_is_true(json_object_get(p, "is_error"))) strcat(out, "!");
         json_decref(env);
     }
     free(copy);
@@ -249,7 +249,8 @@ static void test_result_description(void **state)
     r = (struct cc_result){.is_error = 1, .subtype = "error_new", .terminal_reason = "aborted"};
     cc_result_describe(&r, buf, sizeof buf);
     assert_string_equal(buf, "the turn ended with error_new: aborted");
-    r = (struct cc_result){.is_error = 1, .subtype = "success", .result = "Credit balance is too low"};
+    r = (struct cc_result){
+        .is_error = 1, .subtype = "success", .result = "Credit balance is too low"};
     cc_result_describe(&r, buf, sizeof buf);
     assert_string_equal(buf, "Credit balance is too low");
     r = (struct cc_result){.is_error = 1};
@@ -369,7 +370,8 @@ static void test_control_requests_answered(void **state)
             json_t *w = json_loads(line, 0, NULL);
             char *text = json_dumps(json_object_get(w, "line"), JSON_COMPACT | JSON_ENCODE_ANY);
             struct cc_msg m;
-            if (strcmp(cc_json_str(w, "dir"), "out") == 0 && json_is_object(json_object_get(w, "line")) &&
+            if (strcmp(cc_json_str(w, "dir"), "out") == 0 &&
+                json_is_object(json_object_get(w, "line")) &&
                 cc_msg_parse(&m, text, strlen(text), err, sizeof err) == 0) {
                 if (m.kind == CC_MSG_CONTROL_REQUEST) {
                     asked++;
@@ -413,8 +415,7 @@ static json_t *decoded_v(const char *line, size_t n)
     struct cc_msg m;
     char err[200];
     int rc = cc_msg_parse(&m, line, n, err, sizeof err);
-    if (rc != 0)
-        fail_msg("not decoded (%s): %.*s", err, (int)n, line);
+    if (rc != 0) fail_msg("not decoded (%s): %.*s", err, (int)n, line);
     assert_string_equal(m.damage, "");
     json_t *v = json_incref(json_object_get(m.root, "v"));
     cc_msg_clear(&m);
@@ -433,8 +434,7 @@ static void expect_text(const char *body, size_t body_len, const char *want, siz
     assert_true(json_is_string(v));
     if (json_string_length(v) != want_len || memcmp(json_string_value(v), want, want_len) != 0)
         fail_msg("\"%.*s\" decoded as %zu bytes \"%.*s\", want %zu", (int)body_len, body,
-                 json_string_length(v), (int)json_string_length(v), json_string_value(v),
-                 want_len);
+                 json_string_length(v), (int)json_string_length(v), json_string_value(v), want_len);
     json_decref(v);
 }
 
@@ -445,29 +445,32 @@ static void expect_text(const char *body, size_t body_len, const char *want, siz
 static void test_strings_read_as_javascript_reads_them(void **state)
 {
     (void)state;
-    TEXT("\\ud83d", FFFD);                           /* a lone high surrogate */
-    TEXT("\\uD83D", FFFD);                           /* ... in capitals */
-    TEXT("\\ude00", FFFD);                           /* a lone low surrogate */
-    TEXT("a\\ud83d", "a" FFFD);                      /* ... at the end */
-    TEXT("\\ud83dx", FFFD "x");                      /* ... before a character */
-    TEXT("\\ud83d\\u0041", FFFD "A");                /* ... before another escape */
-    TEXT("\\ud83d\\n", FFFD "\n");                   /* ... before a short escape */
+    TEXT("\\ud83d", FFFD);                                  /* a lone high surrogate */
+    TEXT("\\uD83D", FFFD);                                  /* ... in capitals */
+    TEXT("\\ude00", FFFD);                                  /* a lone low surrogate */
+    TEXT("a\\ud83d", "a" FFFD);                             /* ... at the end */
+    TEXT("\\ud83dx", FFFD "x");                             /* ... before a character */
+    TEXT("\\ud83d\\u0041", FFFD "A");                       /* ... before another escape */
+    TEXT("\\ud83d\\n", FFFD "\n");                          /* ... before a short escape */
     TEXT("\\ud83d\\ud83d\\ude00", FFFD "\xF0\x9F\x98\x80"); /* a lone one, then a pair */
-    TEXT("\\ude00\\ud83d", FFFD FFFD);               /* a pair in the wrong order */
-    TEXT("\\ud83d\\ude00", "\xF0\x9F\x98\x80");       /* a proper pair stays one */
-    TEXT("x\\u0000y", "x\0y");                       /* U+0000 is a character */
-    TEXT("\\\\ud83d \\ud83d", "\\ud83d " FFFD);      /* an escaped backslash is no escape */
-    TEXT("\\\"\\ud83d\\\"", "\"" FFFD "\"");         /* nor is an escaped quote an end */
+    TEXT("\\ude00\\ud83d", FFFD FFFD);                      /* a pair in the wrong order */
+    TEXT("\\ud83d\\ude00", "\xF0\x9F\x98\x80");             /* a proper pair stays one */
+    TEXT("x\\u0000y", "x\0y");                              /* U+0000 is a character */
+    TEXT("\\\\ud83d \\ud83d", "\\ud83d " FFFD);             /* an escaped backslash is no escape */
+    TEXT("\\\"\\ud83d\\\"", "\"" FFFD "\"");                /* nor is an escaped quote an end */
     /* raw control characters: JSON.parse refuses them, but they cost nothing to keep */
-    TEXT("a\x01" "b\tc", "a\x01" "b\tc");
-    TEXT("a\0b", "a\0b");                            /* a raw NUL byte too */
+    TEXT("a\x01"
+         "b\tc",
+         "a\x01"
+         "b\tc");
+    TEXT("a\0b", "a\0b"); /* a raw NUL byte too */
     /* bytes that are not UTF-8: one U+FFFD per maximal invalid subpart, as TextDecoder
      * (and Claude Code reading a tool's output) replaces them */
     TEXT("[\xff]", "[" FFFD "]");
-    TEXT("[\xed\xa0\xbd]", "[" FFFD FFFD FFFD "]");   /* an encoded surrogate (CESU-8) */
-    TEXT("[\xf0\x9f\x98]", "[" FFFD "]");             /* a cut sequence */
+    TEXT("[\xed\xa0\xbd]", "[" FFFD FFFD FFFD "]"); /* an encoded surrogate (CESU-8) */
+    TEXT("[\xf0\x9f\x98]", "[" FFFD "]");           /* a cut sequence */
     TEXT("[\xc3(]", "[" FFFD "(]");
-    TEXT("[\xc0\xaf]", "[" FFFD FFFD "]");            /* an overlong form */
+    TEXT("[\xc0\xaf]", "[" FFFD FFFD "]");                   /* an overlong form */
     TEXT("[\xf4\x90\x80\x80]", "[" FFFD FFFD FFFD FFFD "]"); /* above U+10FFFF */
     TEXT("ok \xc3\xa9 \xf0\x9f\x98\x80 \\ud83d", "ok \xc3\xa9 \xf0\x9f\x98\x80 " FFFD);
 }
@@ -527,8 +530,8 @@ static char *unreadable_result(size_t *len)
     static const char key[] = "\"permission_denials\":";
     char path[512], *line = NULL;
     size_t cap = 0;
-    snprintf(path, sizeof path, "%s/../claude-code-2.1.328-escapes/batch_lone_surrogate_nul.stdout.jsonl",
-             FIXTURES);
+    snprintf(path, sizeof path,
+             "%s/../claude-code-2.1.328-escapes/batch_lone_surrogate_nul.stdout.jsonl", FIXTURES);
     FILE *f = fopen(path, "r");
     assert_non_null(f);
     while (getline(&line, &cap, f) > 0 && !strstr(line, "\"type\":\"result\""))
@@ -581,7 +584,8 @@ static void test_unreadable_lines(void **state)
     cc_out_init(&o, f, CC_OUTPUT_JSONL);
     assert_int_equal(cc_out_claude(&o, &m), 2);
     fclose(f);
-    assert_non_null(strstr(buf, "\"content\":\"Error: Claude Code's result line could not be read"));
+    assert_non_null(
+        strstr(buf, "\"content\":\"Error: Claude Code's result line could not be read"));
     assert_non_null(strstr(buf, "\"type\":\"result\""));
     assert_non_null(strstr(buf, "\"is_error\":true"));
     free(buf);
@@ -619,7 +623,8 @@ static void test_standin_from_head_and_tail(void **state)
     assert_null(memmem(line, 512, "\"type\"", 6)); /* only the tail shows it */
     assert_int_equal(cc_msg_standin(&m, line, 512, tail, tail_len, "its 9 bytes are over"), 1);
     assert_int_equal(m.kind, CC_MSG_RESULT);
-    assert_string_equal(m.damage, "Claude Code's result line could not be read: its 9 bytes are over");
+    assert_string_equal(m.damage,
+                        "Claude Code's result line could not be read: its 9 bytes are over");
     cc_msg_clear(&m);
     /* the tail alone is not enough: a line must start as an object */
     assert_int_equal(cc_msg_standin(&m, "xx", 2, tail, tail_len, "why"), 0);
@@ -634,7 +639,8 @@ static void test_standin_from_head_and_tail(void **state)
     const char *n = "{\"x\":{\"type\":\"result\"},\"type\":\"user\"}";
     assert_int_equal(cc_msg_standin(&m, n, strlen(n), n, strlen(n), "why"), 0);
     /* a control request, by its first bytes */
-    const char *c = "{\"type\":\"control_request\",\"request_id\":\"r-1\",\"request\":{\"subtype\":";
+    const char *c =
+        "{\"type\":\"control_request\",\"request_id\":\"r-1\",\"request\":{\"subtype\":";
     assert_int_equal(cc_msg_standin(&m, c, strlen(c), c, strlen(c), "why"), 1);
     assert_int_equal(m.kind, CC_MSG_CONTROL_REQUEST);
     assert_string_equal(cc_json_str(m.root, "request_id"), "r-1");
@@ -663,10 +669,10 @@ static void test_standin_from_head_and_tail(void **state)
 static void test_captured_text_is_whole(void **state)
 {
     (void)state;
-    static const char first[] = "first: lone high [" FFFD "] nul [\0] lone low [" FFFD
-                                "] pair [\xF0\x9F\x98\x80] end";
-    static const char final[] = "final: lone high [" FFFD "] nul [\0] lone low [" FFFD
-                                "] pair [\xF0\x9F\x98\x80] end";
+    static const char first[] =
+        "first: lone high [" FFFD "] nul [\0] lone low [" FFFD "] pair [\xF0\x9F\x98\x80] end";
+    static const char final[] =
+        "final: lone high [" FFFD "] nul [\0] lone low [" FFFD "] pair [\xF0\x9F\x98\x80] end";
     static const char tool[] = "a\0b [" FFFD FFFD FFFD "] c [" FFFD "]";
     const char *name = "../claude-code-2.1.328-escapes/batch_lone_surrogate_nul.stdout.jsonl";
     struct mapped mp;
@@ -677,7 +683,8 @@ static void test_captured_text_is_whole(void **state)
         int at;
         const char *want;
         size_t len;
-    } texts[] = {{2, first, sizeof first - 1}, {4, tool, sizeof tool - 1}, {5, final, sizeof final - 1}};
+    } texts[] = {
+        {2, first, sizeof first - 1}, {4, tool, sizeof tool - 1}, {5, final, sizeof final - 1}};
     for (size_t i = 0; i < 3; i++) {
         json_t *p = payload_at(&mp, texts[i].at);
         json_t *content = json_object_get(p, "content");
@@ -686,7 +693,8 @@ static void test_captured_text_is_whole(void **state)
         json_decref(p);
     }
     /* on the wire: valid UTF-8, the NUL escaped */
-    assert_non_null(strstr(mp.buf, "\"content\":\"final: lone high [" FFFD "] nul [\\u0000] lone low"));
+    assert_non_null(
+        strstr(mp.buf, "\"content\":\"final: lone high [" FFFD "] nul [\\u0000] lone low"));
     assert_non_null(strstr(mp.buf, "\"content\":\"a\\u0000b [" FFFD FFFD FFFD "] c [" FFFD "]\""));
     mapped_free(&mp);
 
@@ -747,11 +755,14 @@ static void test_lines_decode_into_typed_fields(void **state)
 {
     (void)state;
     struct cc_msg m;
-    parse_ok(&m, "{\"type\":\"assistant\",\"request_id\":\"req_1\",\"parent_tool_use_id\":\"toolu_A\","
-                 "\"agent_id\":\"ag1\",\"message\":{\"id\":\"msg_1\",\"content\":["
-                 "{\"type\":\"text\",\"text\":\"a\\u0000b\"},{\"type\":\"thinking\",\"thinking\":\"hm\"},"
-                 "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"Bash\",\"input\":{\"command\":\"ls\"}},"
-                 "{\"type\":\"redacted_thinking\",\"data\":\"x\"},{\"type\":\"text\"}]}}");
+    parse_ok(
+        &m,
+        "{\"type\":\"assistant\",\"request_id\":\"req_1\",\"parent_tool_use_id\":\"toolu_A\","
+        "\"agent_id\":\"ag1\",\"message\":{\"id\":\"msg_1\",\"content\":["
+        "{\"type\":\"text\",\"text\":\"a\\u0000b\"},{\"type\":\"thinking\",\"thinking\":\"hm\"},"
+        "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"Bash\",\"input\":{\"command\":\"ls\"}"
+        "},"
+        "{\"type\":\"redacted_thinking\",\"data\":\"x\"},{\"type\":\"text\"}]}}");
     assert_int_equal(m.kind, CC_MSG_ASSISTANT);
     assert_string_equal(m.msg_id, "msg_1");
     assert_string_equal(m.request_id, "req_1");
@@ -816,11 +827,12 @@ static void test_lines_decode_into_typed_fields(void **state)
     cc_msg_clear(&m);
 
     /* a result and its modelUsage */
-    parse_ok(&m, "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"ok\","
-                 "\"total_cost_usd\":0.5,\"num_turns\":2,\"usage\":{\"input_tokens\":1},"
-                 "\"modelUsage\":{\"claude-a\":{\"inputTokens\":10,\"outputTokens\":20,"
-                 "\"cacheReadInputTokens\":30,\"cacheCreationInputTokens\":40,\"costUSD\":0.25},"
-                 "\"claude-b\":{\"inputTokens\":1,\"costUSD\":0.25}}}");
+    parse_ok(&m,
+             "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"ok\","
+             "\"total_cost_usd\":0.5,\"num_turns\":2,\"usage\":{\"input_tokens\":1},"
+             "\"modelUsage\":{\"claude-a\":{\"inputTokens\":10,\"outputTokens\":20,"
+             "\"cacheReadInputTokens\":30,\"cacheCreationInputTokens\":40,\"costUSD\":0.25},"
+             "\"claude-b\":{\"inputTokens\":1,\"costUSD\":0.25}}}");
     assert_int_equal(m.kind, CC_MSG_RESULT);
     assert_string_equal(m.result.subtype, "success");
     assert_int_equal(m.result.num_turns, 2);
@@ -834,8 +846,9 @@ static void test_lines_decode_into_typed_fields(void **state)
     cc_msg_clear(&m);
 
     /* system lines and control messages */
-    parse_ok(&m, "{\"type\":\"system\",\"subtype\":\"api_retry\",\"error_status\":529,"
-                 "\"error\":\"overloaded\",\"attempt\":2,\"max_retries\":10,\"retry_delay_ms\":1200}");
+    parse_ok(&m,
+             "{\"type\":\"system\",\"subtype\":\"api_retry\",\"error_status\":529,"
+             "\"error\":\"overloaded\",\"attempt\":2,\"max_retries\":10,\"retry_delay_ms\":1200}");
     assert_int_equal(m.kind, CC_MSG_SYSTEM);
     assert_int_equal(m.sys.error_status, 529);
     assert_string_equal(m.sys.error, "overloaded");

@@ -21,8 +21,7 @@ static void capture(void *ud, enum lf_log_level level, const char *msg)
     struct logged *l = ud;
     (void)level;
     __atomic_add_fetch(&l->lines, 1, __ATOMIC_RELAXED);
-    if (strstr(msg, "queue full"))
-        __atomic_add_fetch(&l->queue_full, 1, __ATOMIC_RELAXED);
+    if (strstr(msg, "queue full")) __atomic_add_fetch(&l->queue_full, 1, __ATOMIC_RELAXED);
     snprintf(l->last, sizeof(l->last), "%s", msg);
 }
 
@@ -37,8 +36,7 @@ static lf_client *offline_client(struct logged *l, size_t queue_bytes, const cha
     c.flush_at = 100000;
     c.flush_interval_ms = 3600 * 1000;
     c.max_retries = 0;
-    if (queue_bytes)
-        c.max_queue_bytes = queue_bytes;
+    if (queue_bytes) c.max_queue_bytes = queue_bytes;
     c.spool_dir = spool_dir;
     c.log = capture;
     c.log_ud = l;
@@ -67,7 +65,8 @@ static void test_null_is_always_safe(void **state)
     lf_client_stats(NULL, &s);
     assert_int_equal(s.recorded, 0);
     lf_client_free(NULL);
-    assert_string_equal(lf_strerror(LF_ERR_TIMEOUT), "the deadline passed before everything was delivered");
+    assert_string_equal(lf_strerror(LF_ERR_TIMEOUT),
+                        "the deadline passed before everything was delivered");
     assert_string_equal(lf_version(), LF_VERSION_STRING);
 }
 
@@ -172,7 +171,7 @@ static void test_queue_cap_drops_and_counts(void **state)
     long long t0 = tu_now_ms();
     int rc = lf_client_shutdown(c, 2000);
     assert_true(tu_now_ms() - t0 < 2000 + TU_SLACK_MS); /* its deadline holds */
-    assert_int_not_equal(rc, LF_OK); /* nothing could be delivered */
+    assert_int_not_equal(rc, LF_OK);                    /* nothing could be delivered */
     lf_client_stats(c, &s);
     /* without a usable spool directory, what could not be delivered is counted lost */
     assert_int_equal(s.spool_dropped + s.dropped_queue, 502); /* 500 spans, the trace, one more */
@@ -268,8 +267,7 @@ static void test_allocation_failures_while_recording(void **state)
         lf_obs_end(t);
         long failed = lf__alloc_failures();
         lf__alloc_fail_after(-1, 0);
-        if (!failed && n > 20)
-            break;
+        if (!failed && n > 20) break;
     }
     struct lf_stats s;
     lf_client_stats(c, &s);

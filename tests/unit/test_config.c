@@ -9,12 +9,15 @@
 
 int lf__config_check(const struct lf_config *cfg, char *errbuf, size_t errlen);
 
-static const char *vars[] = {"LANGFUSE_ENABLED", "LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY",
-                             "LANGFUSE_HOST", "LANGFUSE_BASE_URL", "LANGFUSE_TRANSPORT",
-                             "LANGFUSE_SAMPLE_RATE", "LANGFUSE_TRACING_ENVIRONMENT",
-                             "LANGFUSE_RELEASE", "LANGFUSE_FLUSH_AT", "LANGFUSE_FLUSH_INTERVAL",
-                             "LANGFUSE_TIMEOUT", "LANGFUSE_FLUSH_TIMEOUT", "LANGFUSE_SPOOL_DIR",
-                             "LANGFUSE_MASK_MESSAGES", "LANGFUSE_DEBUG", "LANGFUSE_MAX_QUEUE_BYTES"};
+static const char *vars[] = {"LANGFUSE_ENABLED",        "LANGFUSE_PUBLIC_KEY",
+                             "LANGFUSE_SECRET_KEY",     "LANGFUSE_HOST",
+                             "LANGFUSE_BASE_URL",       "LANGFUSE_TRANSPORT",
+                             "LANGFUSE_SAMPLE_RATE",    "LANGFUSE_TRACING_ENVIRONMENT",
+                             "LANGFUSE_RELEASE",        "LANGFUSE_FLUSH_AT",
+                             "LANGFUSE_FLUSH_INTERVAL", "LANGFUSE_TIMEOUT",
+                             "LANGFUSE_FLUSH_TIMEOUT",  "LANGFUSE_SPOOL_DIR",
+                             "LANGFUSE_MASK_MESSAGES",  "LANGFUSE_DEBUG",
+                             "LANGFUSE_MAX_QUEUE_BYTES"};
 
 static int clear_env(void **state)
 {

@@ -43,8 +43,7 @@ static struct lf_obs *mk(unsigned type, int root, uint8_t id)
     struct lf_obs *r = calloc(1, sizeof(*r));
     memset(r->trace_id, 0xab, 16);
     memset(r->span_id, id, 8);
-    if (!root)
-        memset(r->parent_id, 0x01, 8);
+    if (!root) memset(r->parent_id, 0x01, 8);
     r->type = (uint8_t)type;
     r->flags = LF__REC_ENDED | (root ? LF__REC_ROOT : 0);
     r->start_ns = 1700000000000000000LL;
@@ -82,29 +81,26 @@ static json_t *encode(struct lf_obs *list, uint64_t *truncated, uint64_t *droppe
             continue;
         }
         assert_true(b.len <= conf.max_request_bytes);
-        if (b.len > ml)
-            ml = b.len;
+        if (b.len > ml) ml = b.len;
         json_error_t err;
         json_t *v = json_loadb(b.data, b.len, 0, &err);
-        if (!v)
-            fail_msg("invalid JSON at %d: %s\n%.300s", err.position, err.text, b.data);
+        if (!v) fail_msg("invalid JSON at %d: %s\n%.300s", err.position, err.text, b.data);
         json_object_set_new(v, "_nrec", json_integer(b.nrec));
         json_array_append_new(all, v);
         free(b.data);
     }
-    if (truncated)
-        *truncated = t;
-    if (dropped)
-        *dropped = d;
-    if (max_len)
-        *max_len = ml;
+    if (truncated) *truncated = t;
+    if (dropped) *dropped = d;
+    if (max_len) *max_len = ml;
     return all;
 }
 
 static json_t *spans_of(json_t *body)
 {
     return json_object_get(
-        json_array_get(json_object_get(json_array_get(json_object_get(body, "resourceSpans"), 0), "scopeSpans"), 0),
+        json_array_get(json_object_get(json_array_get(json_object_get(body, "resourceSpans"), 0),
+                                       "scopeSpans"),
+                       0),
         "spans");
 }
 
@@ -114,11 +110,12 @@ static json_t *attr(json_t *span, const char *key)
     size_t i;
     json_t *a, *found = NULL;
     int n = 0;
-    json_array_foreach(json_object_get(span, "attributes"), i, a)
-        if (!strcmp(json_string_value(json_object_get(a, "key")), key)) {
-            found = json_object_get(a, "value");
-            n++;
-        }
+    json_array_foreach(json_object_get(span, "attributes"), i,
+                       a) if (!strcmp(json_string_value(json_object_get(a, "key")), key))
+    {
+        found = json_object_get(a, "value");
+        n++;
+    }
     assert_true(n <= 1);
     return found;
 }
@@ -164,41 +161,56 @@ static void test_otlp_root_span_carries_everything(void **state)
     json_t *bodies = encode(r, NULL, NULL, NULL);
     assert_int_equal(json_array_size(bodies), 1);
     json_t *span = json_array_get(spans_of(json_array_get(bodies, 0)), 0);
-    assert_string_equal(json_string_value(json_object_get(span, "traceId")), "abababababababababababababababab");
+    assert_string_equal(json_string_value(json_object_get(span, "traceId")),
+                        "abababababababababababababababab");
     assert_string_equal(json_string_value(json_object_get(span, "spanId")), "2222222222222222");
     assert_null(json_object_get(span, "parentSpanId"));
     assert_string_equal(json_string_value(json_object_get(span, "name")), "claude-query");
-    assert_string_equal(json_string_value(json_object_get(span, "startTimeUnixNano")), "1700000000000000000");
-    assert_string_equal(json_string_value(json_object_get(span, "endTimeUnixNano")), "1700000001000000000");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(span, "status"), "code")), 2);
+    assert_string_equal(json_string_value(json_object_get(span, "startTimeUnixNano")),
+                        "1700000000000000000");
+    assert_string_equal(json_string_value(json_object_get(span, "endTimeUnixNano")),
+                        "1700000001000000000");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(span, "status"), "code")),
+                     2);
 
     assert_string_equal(sattr(span, "langfuse.observation.type"), "generation");
     assert_string_equal(sattr(span, "langfuse.observation.input"), "\"say \\\"hi\\\"\"");
     assert_string_equal(sattr(span, "langfuse.observation.output"), "{\"answer\":42}");
-    assert_string_equal(sattr(span, "langfuse.observation.usage_details"), "{\"output\":7,\"input\":12}");
+    assert_string_equal(sattr(span, "langfuse.observation.usage_details"),
+                        "{\"output\":7,\"input\":12}");
     assert_string_equal(sattr(span, "langfuse.observation.cost_details"), "{\"total\":0.0017464}");
     assert_string_equal(sattr(span, "langfuse.observation.level"), "ERROR");
     assert_string_equal(sattr(span, "langfuse.observation.status_message"), "tool denied");
     assert_string_equal(sattr(span, "langfuse.observation.model.name"), "claude-sonnet-4-5");
-    assert_string_equal(sattr(span, "langfuse.observation.model.parameters"), "{\"max_tokens\":32000}");
-    assert_string_equal(sattr(span, "langfuse.observation.completion_start_time"), "2023-11-14T22:13:20.500000Z");
+    assert_string_equal(sattr(span, "langfuse.observation.model.parameters"),
+                        "{\"max_tokens\":32000}");
+    assert_string_equal(sattr(span, "langfuse.observation.completion_start_time"),
+                        "2023-11-14T22:13:20.500000Z");
     assert_string_equal(sattr(span, "langfuse.observation.metadata.kind"), "\"a string\"");
-    assert_string_equal(json_string_value(json_object_get(attr(span, "langfuse.observation.metadata.turns"), "intValue")), "5");
-    assert_true(json_real_value(json_object_get(attr(span, "langfuse.observation.metadata.ratio"), "doubleValue")) == 0.5);
-    assert_true(json_is_true(json_object_get(attr(span, "langfuse.observation.metadata.ok"), "boolValue")));
+    assert_string_equal(json_string_value(json_object_get(
+                            attr(span, "langfuse.observation.metadata.turns"), "intValue")),
+                        "5");
+    assert_true(json_real_value(json_object_get(attr(span, "langfuse.observation.metadata.ratio"),
+                                                "doubleValue")) == 0.5);
+    assert_true(
+        json_is_true(json_object_get(attr(span, "langfuse.observation.metadata.ok"), "boolValue")));
     assert_string_equal(sattr(span, "langfuse.observation.metadata.obj"), "{\"a\":[1,2]}");
     assert_string_equal(sattr(span, "langfuse.trace.name"), "agentic-session");
     assert_string_equal(sattr(span, "session.id"), "sess-1");
     assert_string_equal(sattr(span, "user.id"), "user-1");
     assert_string_equal(sattr(span, "langfuse.trace.metadata.namespace"), "\"ns\"");
     assert_true(json_is_true(json_object_get(attr(span, "langfuse.trace.public"), "boolValue")));
-    json_t *tags = json_object_get(json_object_get(attr(span, "langfuse.trace.tags"), "arrayValue"), "values");
+    json_t *tags =
+        json_object_get(json_object_get(attr(span, "langfuse.trace.tags"), "arrayValue"), "values");
     assert_int_equal(json_array_size(tags), 2);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(tags, 1), "stringValue")), "model:x");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(tags, 1), "stringValue")),
+                        "model:x");
     /* the GenAI view alongside */
     assert_string_equal(sattr(span, "gen_ai.operation.name"), "chat");
     assert_string_equal(sattr(span, "gen_ai.request.model"), "claude-sonnet-4-5");
-    assert_string_equal(json_string_value(json_object_get(attr(span, "gen_ai.usage.input_tokens"), "intValue")), "12");
+    assert_string_equal(
+        json_string_value(json_object_get(attr(span, "gen_ai.usage.input_tokens"), "intValue")),
+        "12");
     json_decref(bodies);
 }
 
@@ -210,7 +222,8 @@ static void test_otlp_child(void **state)
     put_s(r, LF__F_NAME, LF__V_STR, NULL, "Bash");
     json_t *bodies = encode(r, NULL, NULL, NULL);
     json_t *span = json_array_get(spans_of(json_array_get(bodies, 0)), 0);
-    assert_string_equal(json_string_value(json_object_get(span, "parentSpanId")), "0101010101010101");
+    assert_string_equal(json_string_value(json_object_get(span, "parentSpanId")),
+                        "0101010101010101");
     assert_string_equal(sattr(span, "langfuse.observation.type"), "tool");
     assert_string_equal(sattr(span, "gen_ai.tool.name"), "Bash");
     assert_null(json_object_get(span, "status"));
@@ -305,62 +318,62 @@ static void test_otlp_mapping_of_every_field(void **state)
     put_s(r, LF__T_VERSION, LF__V_STR, NULL, "tv1");
     put_s(r, LF__T_RELEASE, LF__V_STR, NULL, "r2");
     put_s(r, LF__T_ENV, LF__V_STR, NULL, "staging");
-    assert_span_bytes(r,
-        "{\"traceId\":\"abababababababababababababababab\",\"spanId\":\"2222222222222222\""
-        ",\"name\":\"claude-query\",\"kind\":1,\"startTimeUnixNano\":\"1700000000000000000\""
-        ",\"endTimeUnixNano\":\"1700000001000000000\",\"attributes\":["
-        "{\"key\":\"langfuse.observation.type\",\"value\":{\"stringValue\":\"generation\"}},"
-        "{\"key\":\"langfuse.environment\",\"value\":{\"stringValue\":\"prod\"}},"
-        "{\"key\":\"langfuse.release\",\"value\":{\"stringValue\":\"r1\"}},"
-        "{\"key\":\"langfuse.observation.level\",\"value\":{\"stringValue\":\"ERROR\"}},"
-        "{\"key\":\"langfuse.observation.usage_details\",\"value\":"
-        "{\"stringValue\":\"{\\\"output\\\":7,\\\"input\\\":12}\"}},"
-        "{\"key\":\"langfuse.observation.cost_details\",\"value\":"
-        "{\"stringValue\":\"{\\\"total\\\":0.0017464}\"}},"
-        "{\"key\":\"langfuse.observation.input\",\"value\":"
-        "{\"stringValue\":\"\\\"say \\\\\\\"hi\\\\\\\"\\\"\"}},"
-        "{\"key\":\"langfuse.observation.output\",\"value\":"
-        "{\"stringValue\":\"{\\\"answer\\\":42}\"}},"
-        "{\"key\":\"langfuse.observation.metadata.turns\",\"value\":{\"intValue\":\"5\"}},"
-        "{\"key\":\"langfuse.observation.metadata.ratio\",\"value\":{\"doubleValue\":0.5}},"
-        "{\"key\":\"langfuse.observation.metadata.ok\",\"value\":{\"boolValue\":true}},"
-        "{\"key\":\"langfuse.observation.metadata.obj\",\"value\":"
-        "{\"stringValue\":\"{\\\"a\\\":[1,2]}\"}},"
-        "{\"key\":\"langfuse.observation.metadata.kind\",\"value\":"
-        "{\"stringValue\":\"\\\"a string\\\"\"}},"
-        "{\"key\":\"langfuse.observation.status_message\",\"value\":"
-        "{\"stringValue\":\"tool denied\"}},"
-        "{\"key\":\"langfuse.version\",\"value\":{\"stringValue\":\"v2\"}},"
-        "{\"key\":\"langfuse.observation.model.name\",\"value\":"
-        "{\"stringValue\":\"claude-sonnet-4-5\"}},"
-        "{\"key\":\"langfuse.observation.model.parameters\",\"value\":"
-        "{\"stringValue\":\"{\\\"max_tokens\\\":32000}\"}},"
-        "{\"key\":\"langfuse.observation.completion_start_time\",\"value\":"
-        "{\"stringValue\":\"2023-11-14T22:13:20.500000Z\"}},"
-        "{\"key\":\"langfuse.observation.prompt.name\",\"value\":"
-        "{\"stringValue\":\"system-prompt\"}},"
-        "{\"key\":\"langfuse.observation.prompt.version\",\"value\":{\"intValue\":\"3\"}},"
-        "{\"key\":\"langfuse.trace.name\",\"value\":{\"stringValue\":\"agentic-session\"}},"
-        "{\"key\":\"session.id\",\"value\":{\"stringValue\":\"sess-1\"}},"
-        "{\"key\":\"user.id\",\"value\":{\"stringValue\":\"user-1\"}},"
-        "{\"key\":\"langfuse.trace.input\",\"value\":"
-        "{\"stringValue\":\"{\\\"prompt\\\":\\\"hi\\\"}\"}},"
-        "{\"key\":\"langfuse.trace.output\",\"value\":{\"stringValue\":\"\\\"done\\\"\"}},"
-        "{\"key\":\"langfuse.trace.metadata.namespace\",\"value\":"
-        "{\"stringValue\":\"\\\"ns\\\"\"}},"
-        "{\"key\":\"langfuse.trace.metadata.attempt\",\"value\":{\"intValue\":\"2\"}},"
-        "{\"key\":\"langfuse.trace.public\",\"value\":{\"boolValue\":true}},"
-        "{\"key\":\"langfuse.trace.version\",\"value\":{\"stringValue\":\"tv1\"}},"
-        "{\"key\":\"langfuse.release\",\"value\":{\"stringValue\":\"r2\"}},"
-        "{\"key\":\"langfuse.environment\",\"value\":{\"stringValue\":\"staging\"}},"
-        "{\"key\":\"langfuse.trace.tags\",\"value\":{\"arrayValue\":{\"values\":["
-        "{\"stringValue\":\"claude-code\"},{\"stringValue\":\"model:x\"}]}}},"
-        "{\"key\":\"gen_ai.operation.name\",\"value\":{\"stringValue\":\"chat\"}},"
-        "{\"key\":\"gen_ai.request.model\",\"value\":{\"stringValue\":\"claude-sonnet-4-5\"}},"
-        "{\"key\":\"gen_ai.response.model\",\"value\":{\"stringValue\":\"claude-sonnet-4-5\"}},"
-        "{\"key\":\"gen_ai.usage.input_tokens\",\"value\":{\"intValue\":\"12\"}},"
-        "{\"key\":\"gen_ai.usage.output_tokens\",\"value\":{\"intValue\":\"7\"}}"
-        "],\"status\":{\"code\":2,\"message\":\"tool denied\"}}");
+    assert_span_bytes(
+        r, "{\"traceId\":\"abababababababababababababababab\",\"spanId\":\"2222222222222222\""
+           ",\"name\":\"claude-query\",\"kind\":1,\"startTimeUnixNano\":\"1700000000000000000\""
+           ",\"endTimeUnixNano\":\"1700000001000000000\",\"attributes\":["
+           "{\"key\":\"langfuse.observation.type\",\"value\":{\"stringValue\":\"generation\"}},"
+           "{\"key\":\"langfuse.environment\",\"value\":{\"stringValue\":\"prod\"}},"
+           "{\"key\":\"langfuse.release\",\"value\":{\"stringValue\":\"r1\"}},"
+           "{\"key\":\"langfuse.observation.level\",\"value\":{\"stringValue\":\"ERROR\"}},"
+           "{\"key\":\"langfuse.observation.usage_details\",\"value\":"
+           "{\"stringValue\":\"{\\\"output\\\":7,\\\"input\\\":12}\"}},"
+           "{\"key\":\"langfuse.observation.cost_details\",\"value\":"
+           "{\"stringValue\":\"{\\\"total\\\":0.0017464}\"}},"
+           "{\"key\":\"langfuse.observation.input\",\"value\":"
+           "{\"stringValue\":\"\\\"say \\\\\\\"hi\\\\\\\"\\\"\"}},"
+           "{\"key\":\"langfuse.observation.output\",\"value\":"
+           "{\"stringValue\":\"{\\\"answer\\\":42}\"}},"
+           "{\"key\":\"langfuse.observation.metadata.turns\",\"value\":{\"intValue\":\"5\"}},"
+           "{\"key\":\"langfuse.observation.metadata.ratio\",\"value\":{\"doubleValue\":0.5}},"
+           "{\"key\":\"langfuse.observation.metadata.ok\",\"value\":{\"boolValue\":true}},"
+           "{\"key\":\"langfuse.observation.metadata.obj\",\"value\":"
+           "{\"stringValue\":\"{\\\"a\\\":[1,2]}\"}},"
+           "{\"key\":\"langfuse.observation.metadata.kind\",\"value\":"
+           "{\"stringValue\":\"\\\"a string\\\"\"}},"
+           "{\"key\":\"langfuse.observation.status_message\",\"value\":"
+           "{\"stringValue\":\"tool denied\"}},"
+           "{\"key\":\"langfuse.version\",\"value\":{\"stringValue\":\"v2\"}},"
+           "{\"key\":\"langfuse.observation.model.name\",\"value\":"
+           "{\"stringValue\":\"claude-sonnet-4-5\"}},"
+           "{\"key\":\"langfuse.observation.model.parameters\",\"value\":"
+           "{\"stringValue\":\"{\\\"max_tokens\\\":32000}\"}},"
+           "{\"key\":\"langfuse.observation.completion_start_time\",\"value\":"
+           "{\"stringValue\":\"2023-11-14T22:13:20.500000Z\"}},"
+           "{\"key\":\"langfuse.observation.prompt.name\",\"value\":"
+           "{\"stringValue\":\"system-prompt\"}},"
+           "{\"key\":\"langfuse.observation.prompt.version\",\"value\":{\"intValue\":\"3\"}},"
+           "{\"key\":\"langfuse.trace.name\",\"value\":{\"stringValue\":\"agentic-session\"}},"
+           "{\"key\":\"session.id\",\"value\":{\"stringValue\":\"sess-1\"}},"
+           "{\"key\":\"user.id\",\"value\":{\"stringValue\":\"user-1\"}},"
+           "{\"key\":\"langfuse.trace.input\",\"value\":"
+           "{\"stringValue\":\"{\\\"prompt\\\":\\\"hi\\\"}\"}},"
+           "{\"key\":\"langfuse.trace.output\",\"value\":{\"stringValue\":\"\\\"done\\\"\"}},"
+           "{\"key\":\"langfuse.trace.metadata.namespace\",\"value\":"
+           "{\"stringValue\":\"\\\"ns\\\"\"}},"
+           "{\"key\":\"langfuse.trace.metadata.attempt\",\"value\":{\"intValue\":\"2\"}},"
+           "{\"key\":\"langfuse.trace.public\",\"value\":{\"boolValue\":true}},"
+           "{\"key\":\"langfuse.trace.version\",\"value\":{\"stringValue\":\"tv1\"}},"
+           "{\"key\":\"langfuse.release\",\"value\":{\"stringValue\":\"r2\"}},"
+           "{\"key\":\"langfuse.environment\",\"value\":{\"stringValue\":\"staging\"}},"
+           "{\"key\":\"langfuse.trace.tags\",\"value\":{\"arrayValue\":{\"values\":["
+           "{\"stringValue\":\"claude-code\"},{\"stringValue\":\"model:x\"}]}}},"
+           "{\"key\":\"gen_ai.operation.name\",\"value\":{\"stringValue\":\"chat\"}},"
+           "{\"key\":\"gen_ai.request.model\",\"value\":{\"stringValue\":\"claude-sonnet-4-5\"}},"
+           "{\"key\":\"gen_ai.response.model\",\"value\":{\"stringValue\":\"claude-sonnet-4-5\"}},"
+           "{\"key\":\"gen_ai.usage.input_tokens\",\"value\":{\"intValue\":\"12\"}},"
+           "{\"key\":\"gen_ai.usage.output_tokens\",\"value\":{\"intValue\":\"7\"}}"
+           "],\"status\":{\"code\":2,\"message\":\"tool denied\"}}");
 
     /* A child agent, not ended: no copy of the trace's input, the agent's GenAI name. */
     conf.environment = NULL;
@@ -372,7 +385,8 @@ static void test_otlp_mapping_of_every_field(void **state)
     assert_int_equal(lf__rec_put(r, LF__F_LEVEL, LF__V_INT, NULL, 0, &lvl, 1), 0);
     put_i(r, LF__F_USAGE, "output", 4);
     put_s(r, LF__T_INPUT, LF__V_STR, NULL, "task");
-    assert_span_bytes(r,
+    assert_span_bytes(
+        r,
         "{\"traceId\":\"abababababababababababababababab\",\"spanId\":\"2323232323232323\""
         ",\"parentSpanId\":\"0101010101010101\",\"name\":\"planner\",\"kind\":1"
         ",\"startTimeUnixNano\":\"1700000000000000000\",\"endTimeUnixNano\":\"1700000000000000000\""
@@ -396,21 +410,21 @@ static void test_otlp_mapping_of_every_field(void **state)
     lvl = LF_LEVEL_ERROR;
     assert_int_equal(lf__rec_put(r, LF__F_LEVEL, LF__V_INT, NULL, 0, &lvl, 1), 0);
     assert_int_equal(lf__rec_put(r, LF__T_PUBLIC, LF__V_BOOL, NULL, 0, "\0", 1), 0);
-    assert_span_bytes(r,
-        "{\"traceId\":\"abababababababababababababababab\",\"spanId\":\"2424242424242424\""
-        ",\"name\":\"Bash\",\"kind\":1,\"startTimeUnixNano\":\"1700000000000000000\""
-        ",\"endTimeUnixNano\":\"1700000001000000000\",\"attributes\":["
-        "{\"key\":\"langfuse.observation.type\",\"value\":{\"stringValue\":\"tool\"}},"
-        "{\"key\":\"langfuse.observation.level\",\"value\":{\"stringValue\":\"ERROR\"}},"
-        "{\"key\":\"langfuse.trace.input\",\"value\":{\"stringValue\":\"\\\"ls\\\"\"}},"
-        "{\"key\":\"langfuse.observation.input\",\"value\":{\"stringValue\":\"\\\"ls\\\"\"}},"
-        "{\"key\":\"langfuse.trace.output\",\"value\":{\"stringValue\":\"{\\\"exit\\\":0}\"}},"
-        "{\"key\":\"langfuse.observation.output\",\"value\":"
-        "{\"stringValue\":\"{\\\"exit\\\":0}\"}},"
-        "{\"key\":\"langfuse.trace.public\",\"value\":{\"boolValue\":false}},"
-        "{\"key\":\"gen_ai.operation.name\",\"value\":{\"stringValue\":\"execute_tool\"}},"
-        "{\"key\":\"gen_ai.tool.name\",\"value\":{\"stringValue\":\"Bash\"}}"
-        "],\"status\":{\"code\":2}}");
+    assert_span_bytes(
+        r, "{\"traceId\":\"abababababababababababababababab\",\"spanId\":\"2424242424242424\""
+           ",\"name\":\"Bash\",\"kind\":1,\"startTimeUnixNano\":\"1700000000000000000\""
+           ",\"endTimeUnixNano\":\"1700000001000000000\",\"attributes\":["
+           "{\"key\":\"langfuse.observation.type\",\"value\":{\"stringValue\":\"tool\"}},"
+           "{\"key\":\"langfuse.observation.level\",\"value\":{\"stringValue\":\"ERROR\"}},"
+           "{\"key\":\"langfuse.trace.input\",\"value\":{\"stringValue\":\"\\\"ls\\\"\"}},"
+           "{\"key\":\"langfuse.observation.input\",\"value\":{\"stringValue\":\"\\\"ls\\\"\"}},"
+           "{\"key\":\"langfuse.trace.output\",\"value\":{\"stringValue\":\"{\\\"exit\\\":0}\"}},"
+           "{\"key\":\"langfuse.observation.output\",\"value\":"
+           "{\"stringValue\":\"{\\\"exit\\\":0}\"}},"
+           "{\"key\":\"langfuse.trace.public\",\"value\":{\"boolValue\":false}},"
+           "{\"key\":\"gen_ai.operation.name\",\"value\":{\"stringValue\":\"execute_tool\"}},"
+           "{\"key\":\"gen_ai.tool.name\",\"value\":{\"stringValue\":\"Bash\"}}"
+           "],\"status\":{\"code\":2}}");
 }
 
 static void test_ingestion_events(void **state)
@@ -434,15 +448,21 @@ static void test_ingestion_events(void **state)
     json_t *ev = json_array_get(batch, 0);
     assert_string_equal(json_string_value(json_object_get(ev, "type")), "trace-create");
     json_t *body = json_object_get(ev, "body");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(body, "input"), "prompt")), "hello [REDACTED]");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(batch, 1), "type")), "span-create");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(body, "input"), "prompt")),
+        "hello [REDACTED]");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(batch, 1), "type")),
+                        "span-create");
     ev = json_array_get(batch, 2);
     assert_string_equal(json_string_value(json_object_get(ev, "type")), "generation-create");
     body = json_object_get(ev, "body");
     assert_string_equal(json_string_value(json_object_get(body, "input")), "{not json");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(body, "usageDetails"), "input")), 3);
-    assert_true(json_number_value(json_object_get(json_object_get(body, "costDetails"), "total")) == 0.25);
-    assert_string_equal(json_string_value(json_object_get(body, "parentObservationId")), "0101010101010101");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(body, "usageDetails"), "input")), 3);
+    assert_true(json_number_value(json_object_get(json_object_get(body, "costDetails"), "total")) ==
+                0.25);
+    assert_string_equal(json_string_value(json_object_get(body, "parentObservationId")),
+                        "0101010101010101");
     ev = json_array_get(batch, 3);
     assert_string_equal(json_string_value(json_object_get(ev, "type")), "tool-create");
     /* event ids are a function of the observation: a resent or replayed one dedups */
@@ -450,10 +470,16 @@ static void test_ingestion_events(void **state)
     assert_int_equal(strlen(id_a), 36);
     struct lf_obs *again = mk(LF_OBS_GENERATION, 0, 0x11);
     json_t *b2 = encode(again, NULL, NULL, NULL);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(json_array_get(b2, 0), "batch"), 0), "id")), id_a);
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(json_array_get(b2, 0), "batch"), 0), "id")),
+        id_a);
     struct lf_obs *other = mk(LF_OBS_GENERATION, 0, 0x12);
     json_t *b3 = encode(other, NULL, NULL, NULL);
-    assert_string_not_equal(json_string_value(json_object_get(json_array_get(json_object_get(json_array_get(b3, 0), "batch"), 0), "id")), id_a);
+    assert_string_not_equal(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(json_array_get(b3, 0), "batch"), 0), "id")),
+        id_a);
     json_decref(b2);
     json_decref(b3);
     json_decref(bodies);
@@ -512,8 +538,7 @@ static void test_bodies_never_pass_the_request_cap(void **state)
     assert_true(max_len <= 16384);
     size_t i, total = 0;
     json_t *b;
-    json_array_foreach(bodies, i, b)
-        total += json_array_size(spans_of(b));
+    json_array_foreach(bodies, i, b) total += json_array_size(spans_of(b));
     assert_int_equal(total, 40);
     json_decref(bodies);
     conf.max_request_bytes = 1 << 20;
@@ -581,7 +606,8 @@ static void test_secrets_never_encoded(void **state)
     (void)state;
     struct lf_obs *r = mk(LF_OBS_SPAN, 1, 0x66);
     put_s(r, LF__F_NAME, LF__V_STR, NULL, "name topsecret-123");
-    put_s(r, LF__F_INPUT, LF__V_JSON, NULL, "{\"k\":\"topsecret-123\",\"t\":\"sk-ant-api03-xxxxxxxxxxxx\"}");
+    put_s(r, LF__F_INPUT, LF__V_JSON, NULL,
+          "{\"k\":\"topsecret-123\",\"t\":\"sk-ant-api03-xxxxxxxxxxxx\"}");
     put_s(r, LF__F_META, LF__V_STR, "m", "Bearer abcdefghijklmnopqrstuvwxyz");
     put_s(r, LF__T_USER, LF__V_STR, NULL, "topsecret-123");
     struct lf__enc e = {&conf, red, 0, NULL, NULL, NULL};
@@ -633,8 +659,7 @@ static void test_allocation_failures(void **state)
             assert_int_equal(d + (list != NULL), 1); /* a lost record is counted */
             lf__rec_free(list);
         }
-        if (!failed && n > 20)
-            break;
+        if (!failed && n > 20) break;
     }
     /* The encoder keeps its buffers between bodies, so only the first few allocations of
      * the loop can fail: without one that did, this test showed nothing. */

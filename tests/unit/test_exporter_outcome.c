@@ -12,16 +12,14 @@ static void test_each_status_has_its_outcome(void **state)
         enum lf__outcome want;
     } cases[] = {
         {200, LF__OUT_DELIVERED}, {201, LF__OUT_DELIVERED}, {204, LF__OUT_DELIVERED},
-        {207, LF__OUT_DELIVERED}, {299, LF__OUT_DELIVERED},
-        {413, LF__OUT_TOO_LARGE},
+        {207, LF__OUT_DELIVERED}, {299, LF__OUT_DELIVERED}, {413, LF__OUT_TOO_LARGE},
         {400, LF__OUT_REJECTED},  {402, LF__OUT_REJECTED},  {409, LF__OUT_REJECTED},
         {410, LF__OUT_REJECTED},  {422, LF__OUT_REJECTED},  {499, LF__OUT_REJECTED},
         {401, LF__OUT_BLOCKED},   {403, LF__OUT_BLOCKED},   {404, LF__OUT_BLOCKED},
-        {405, LF__OUT_BLOCKED},   {415, LF__OUT_BLOCKED},
-        {408, LF__OUT_RETRY},     {429, LF__OUT_RETRY},     {500, LF__OUT_RETRY},
-        {502, LF__OUT_RETRY},     {503, LF__OUT_RETRY},     {504, LF__OUT_RETRY},
-        {599, LF__OUT_RETRY},
-        {0, LF__OUT_RETRY},       /* no answer at all */
+        {405, LF__OUT_BLOCKED},   {415, LF__OUT_BLOCKED},   {408, LF__OUT_RETRY},
+        {429, LF__OUT_RETRY},     {500, LF__OUT_RETRY},     {502, LF__OUT_RETRY},
+        {503, LF__OUT_RETRY},     {504, LF__OUT_RETRY},     {599, LF__OUT_RETRY},
+        {0, LF__OUT_RETRY}, /* no answer at all */
         {100, LF__OUT_RETRY},     {301, LF__OUT_RETRY},     {600, LF__OUT_RETRY},
         {-1, LF__OUT_RETRY},
     };
@@ -41,7 +39,7 @@ static void test_backoff_doubles_with_equal_jitter_up_to_its_cap(void **state)
     assert_int_equal(lf__backoff_ns(1, -1, 65535), 500 * MS);
     assert_int_equal(lf__backoff_ns(2, -1, 65535), 1000 * MS);
     assert_int_equal(lf__backoff_ns(3, -1, 0), 1000 * MS);
-    assert_int_equal(lf__backoff_ns(7, -1, 65535), 30000 * MS); /* 32 s, capped at 30 */
+    assert_int_equal(lf__backoff_ns(7, -1, 65535), 30000 * MS);  /* 32 s, capped at 30 */
     assert_int_equal(lf__backoff_ns(60, -1, 65535), 30000 * MS); /* no overflow */
     assert_int_equal(lf__backoff_ns(60, -1, 0), 15000 * MS);
     assert_int_equal(lf__backoff_ns(1, -1, 1u << 20), 500 * MS); /* jitter is clamped */

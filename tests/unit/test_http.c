@@ -83,13 +83,15 @@ static void test_head_parser(void **state)
         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(lf__http_parse_head(bad[i], strlen(bad[i]), &st, &len, &ch, &cl, &ra, 0), -1);
+        assert_int_equal(lf__http_parse_head(bad[i], strlen(bad[i]), &st, &len, &ch, &cl, &ra, 0),
+                         -1);
 }
 
 static void test_chunked_decoder(void **state)
 {
     (void)state;
-    const char in[] = "4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\n";
+    const char in[] =
+        "4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\n";
     /* fed one byte at a time, as a slow network would */
     struct lf__chunked c = {0};
     char out[64];
@@ -105,13 +107,15 @@ static void test_chunked_decoder(void **state)
     /* the keep limit holds */
     struct lf__chunked c2 = {0};
     olen = 0;
-    assert_int_equal(lf__chunked_feed(&c2, in, sizeof(in) - 1, out, 6, &olen, &done), sizeof(in) - 1);
+    assert_int_equal(lf__chunked_feed(&c2, in, sizeof(in) - 1, out, 6, &olen, &done),
+                     sizeof(in) - 1);
     assert_int_equal(olen, 6);
     const char *bad[] = {"zz\r\n", "4\r\nWikiX\r\n", "\r\n", "1234567890123456\r\n"};
     for (size_t i = 0; i < 4; i++) {
         struct lf__chunked c3 = {0};
         olen = 0;
-        assert_int_equal(lf__chunked_feed(&c3, bad[i], strlen(bad[i]), out, sizeof(out), &olen, &done), -1);
+        assert_int_equal(
+            lf__chunked_feed(&c3, bad[i], strlen(bad[i]), out, sizeof(out), &olen, &done), -1);
     }
 }
 

@@ -21,8 +21,8 @@
 /* ---- a scripted server ------------------------------------------------------------------ */
 
 struct reply {
-    const char *raw;  /* bytes to answer with; NULL: never answer */
-    int close_after;  /* close the connection after answering */
+    const char *raw; /* bytes to answer with; NULL: never answer */
+    int close_after; /* close the connection after answering */
 };
 
 /* The server thread writes what it saw under `mu`; the test reads it under `mu` too. (The
@@ -75,11 +75,9 @@ static size_t read_request(int fd, char *buf, size_t cap)
     long long want = -1;
     while (n < cap) {
         struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 5000) <= 0)
-            break;
+        if (poll(&p, 1, 5000) <= 0) break;
         ssize_t r = read(fd, buf + n, cap - n);
-        if (r <= 0)
-            break;
+        if (r <= 0) break;
         n += (size_t)r;
         buf[n] = '\0'; /* cap leaves room: strcasestr below reads up to it */
         char *end = memmem(buf, n, "\r\n\r\n", 4);
@@ -87,8 +85,7 @@ static size_t read_request(int fd, char *buf, size_t cap)
             char *cl = strcasestr(buf, "Content-Length:");
             want = (end + 4 - buf) + (cl ? atoll(cl + 15) : 0);
         }
-        if (want >= 0 && (long long)n >= want)
-            break;
+        if (want >= 0 && (long long)n >= want) break;
     }
     return n;
 }
@@ -99,18 +96,15 @@ static void *serve(void *arg)
     char req[sizeof(s->last_request)];
     while (!atomic_load(&s->stop)) {
         struct pollfd p = {s->lfd, POLLIN, 0};
-        if (poll(&p, 1, 50) <= 0)
-            continue;
+        if (poll(&p, 1, 50) <= 0) continue;
         int fd = accept(s->lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
+        if (fd < 0) continue;
         pthread_mutex_lock(&s->mu);
         s->accepts++;
         pthread_mutex_unlock(&s->mu);
         for (;;) {
             size_t n = read_request(fd, req, sizeof(req) - 1);
-            if (n == 0)
-                break;
+            if (n == 0) break;
             pthread_mutex_lock(&s->mu);
             memcpy(s->last_request, req, n);
             s->last_request[n] = '\0';
@@ -124,8 +118,7 @@ static void *serve(void *arg)
             }
             ssize_t w = write(fd, r->raw, strlen(r->raw));
             (void)w;
-            if (r->close_after)
-                break;
+            if (r->close_after) break;
         }
         close(fd);
         pthread_mutex_lock(&s->mu);
@@ -185,8 +178,7 @@ static struct lf__http *client(struct server *s, const char *prefix)
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, prefix);
     struct lf__http_opts o = {url, "pk-lf-1:sk-lf-2", &abort_at, on_wait, NULL};
     struct lf__http *h = lf__http_new(&o, err, sizeof(err));
-    if (!h)
-        fail_msg("%s", err);
+    if (!h) fail_msg("%s", err);
     return h;
 }
 
@@ -201,7 +193,8 @@ static void test_request_and_keep_alive(void **state)
     server_start(&s);
     struct lf__http *h = client(&s, "/langfuse/");
     struct lf__http_result res;
-    assert_int_equal(lf__http_post(h, "/api/public/ingestion", "{\"batch\":[]}", 12, 1, 5000, &res), 0);
+    assert_int_equal(lf__http_post(h, "/api/public/ingestion", "{\"batch\":[]}", 12, 1, 5000, &res),
+                     0);
     assert_int_equal(res.status, 200);
     assert_string_equal(res.body, "{}");
     lf__http_result_free(&res);
@@ -250,8 +243,10 @@ static void test_framings(void **state)
 {
     (void)state;
     struct server s = {
-        .script = {{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", 0},
+        .script = {{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: "
+                    "chunked\r\n\r\n"
+                    "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+                    0},
                    {"HTTP/1.1 429 Too Many\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n", 0},
                    {"HTTP/1.1 503 Busy\r\nConnection: close\r\n\r\nuntil close", 1},
                    {"HTTP/1.1 204 No Content\r\n\r\n", 0}},
@@ -341,10 +336,8 @@ static void *wake_rounds(void *arg)
         clock_gettime(CLOCK_REALTIME, &give_up);
         give_up.tv_sec += 2;
         while (waits == seen)
-            if (pthread_cond_timedwait(&hook_called, &hook_mu, &give_up))
-                break;
-        if (waits == seen)
-            break; /* not answered at all, not even by a tick */
+            if (pthread_cond_timedwait(&hook_called, &hook_mu, &give_up)) break;
+        if (waits == seen) break; /* not answered at all, not even by a tick */
     }
     pthread_mutex_unlock(&hook_mu);
     w->took_ms = tu_now_ms() - t0;
@@ -387,8 +380,8 @@ static void test_refused_and_bad_urls(void **state)
     assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 2000, &res), -1);
     assert_non_null(strstr(res.error, "cannot connect"));
     lf__http_free(h);
-    const char *bad[] = {"http://", "http://host:99999", "http://host:80x", "http://[::1",
-                         "http://ho st", "ftp://host"};
+    const char *bad[] = {"http://",     "http://host:99999", "http://host:80x",
+                         "http://[::1", "http://ho st",      "ftp://host"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         o.base_url = bad[i];
         err[0] = '\0';

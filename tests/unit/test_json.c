@@ -13,11 +13,9 @@ static char *roundtrip(const char *in, size_t n, int twice)
 {
     struct lf__buf b;
     lf__buf_init(&b, 0);
-    if (twice)
-        lf__buf_putc(&b, '"');
+    if (twice) lf__buf_putc(&b, '"');
     lf__json_str(&b, in, n, NULL, twice);
-    if (twice)
-        lf__buf_putc(&b, '"');
+    if (twice) lf__buf_putc(&b, '"');
     json_error_t err;
     json_t *v = json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     assert_non_null(v);
@@ -64,12 +62,15 @@ static void test_invalid_utf8_is_repaired(void **state)
         const char *in;
         const char *want;
     } cases[] = {
-        {"a\xff" "b", "a\xef\xbf\xbd" "b"},                           /* stray byte */
-        {"\xc0\x80", "\xef\xbf\xbd\xef\xbf\xbd"},                     /* overlong NUL */
-        {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},     /* surrogate */
-        {"\xe2\x82", "\xef\xbf\xbd\xef\xbf\xbd"},                     /* truncated */
+        {"a\xff"
+         "b",
+         "a\xef\xbf\xbd"
+         "b"},                                                                    /* stray byte */
+        {"\xc0\x80", "\xef\xbf\xbd\xef\xbf\xbd"},                                 /* overlong NUL */
+        {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},                 /* surrogate */
+        {"\xe2\x82", "\xef\xbf\xbd\xef\xbf\xbd"},                                 /* truncated */
         {"\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* > 10FFFF */
-        {"\x80x", "\xef\xbf\xbdx"},                                   /* lone continuation */
+        {"\x80x", "\xef\xbf\xbdx"}, /* lone continuation */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *out = roundtrip(cases[i].in, strlen(cases[i].in), 0);
@@ -161,8 +162,8 @@ static void test_redaction_next_to_utf8(void **state)
 static void test_doubles_shortest_roundtrip(void **state)
 {
     (void)state;
-    static const double vals[] = {0.1, 1e-7, 0.30000000000000004, 123456.789, 3.0, -2.5e300,
-                                  0.0017464, 5e-324};
+    static const double vals[] = {0.1, 1e-7,     0.30000000000000004, 123456.789,
+                                  3.0, -2.5e300, 0.0017464,           5e-324};
     for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
         struct lf__buf b;
         lf__buf_init(&b, 0);
@@ -173,9 +174,16 @@ static void test_doubles_shortest_roundtrip(void **state)
     static const struct {
         double v;
         const char *text;
-    } exact[] = {{0.1, "0.1"}, {0.0036, "0.0036"}, {0.0050775, "0.0050775"}, {-2.5, "-2.5"},
-                 {123456.789, "123456.789"}, {42, "42"}, {1e-9, "0.000000001"}, {NAN, "0"},
-                 {INFINITY, "0"}, {0, "0"}};
+    } exact[] = {{0.1, "0.1"},
+                 {0.0036, "0.0036"},
+                 {0.0050775, "0.0050775"},
+                 {-2.5, "-2.5"},
+                 {123456.789, "123456.789"},
+                 {42, "42"},
+                 {1e-9, "0.000000001"},
+                 {NAN, "0"},
+                 {INFINITY, "0"},
+                 {0, "0"}};
     for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
         struct lf__buf b;
         lf__buf_init(&b, 0);
@@ -193,8 +201,7 @@ static void test_doubles_shortest_roundtrip(void **state)
         struct lf__buf b;
         lf__buf_init(&b, 0);
         lf__json_double(&b, v);
-        if (strtod(b.data, NULL) != v)
-            fail_msg("%.17g printed as %s", v, b.data);
+        if (strtod(b.data, NULL) != v) fail_msg("%.17g printed as %s", v, b.data);
         lf__buf_free(&b);
     }
 }

@@ -62,7 +62,7 @@ static void test_over_long_line_skipped_and_reported(void **state)
     struct got g = {0};
     cc_lines_init(&l, 10);
     feed(&l, "short\n0123456789", &g); /* exactly the cap so far: still kept */
-    feed(&l, "abc", &g);                /* over: skipping */
+    feed(&l, "abc", &g);               /* over: skipping */
     feed(&l, "defgh\nnext\n", &g);
     assert_int_equal(g.n, 3);
     assert_string_equal(g.lines[0], "short");
@@ -126,7 +126,8 @@ static void test_over_long_line_keeps_head_and_tail(void **state)
         memcpy(copy, line, total + 1);
         memcpy(copy + total + 1, "ok\n", 3);
         for (size_t at = 0; at < total + 4; at += chunk)
-            cc_lines_feed(&l, copy + at, at + chunk <= total + 4 ? chunk : total + 4 - at, look, &s);
+            cc_lines_feed(&l, copy + at, at + chunk <= total + 4 ? chunk : total + 4 - at, look,
+                          &s);
         assert_int_equal(s.skipped, 1);
         assert_int_equal(s.kept, 1); /* the next line is intact */
         assert_int_equal(s.len, total);

@@ -9,14 +9,36 @@
 #include "options.h"
 #include "testutil.h"
 
-static const char *vars[] = {"INITIAL_PROMPT", "PROMPT", "INTERACTIVE", "LLM_MODEL", "WORKSPACE_PATH",
-                             "SESSION_ID", "AGENTIC_SESSION_NAME", "TIMEOUT", "IDLE_TIMEOUT", "PERMISSION_MODE",
-                             "SYSTEM_PROMPT", "CLAUDE_CODE_PATH", "ANTHROPIC_API_KEY",
-                             "ANTHROPIC_BASE_URL", "USE_VERTEX_AI", "CLAUDE_CODE_USE_VERTEX",
-                             "VERTEX_PROJECT_ID", "ANTHROPIC_VERTEX_PROJECT_ID", "VERTEX_LOCATION",
-                             "CLOUD_ML_REGION", "GOOGLE_APPLICATION_CREDENTIALS",
-                             "AGENTIC_SESSION_NAMESPACE", "NAMESPACE", "PROJECT_NAME", "USER_ID",
-                             "USER_NAME", "WEBSOCKET_URL", "BOT_TOKEN", "INITIAL_PROMPT_FILE", NULL};
+static const char *vars[] = {"INITIAL_PROMPT",
+                             "PROMPT",
+                             "INTERACTIVE",
+                             "LLM_MODEL",
+                             "WORKSPACE_PATH",
+                             "SESSION_ID",
+                             "AGENTIC_SESSION_NAME",
+                             "TIMEOUT",
+                             "IDLE_TIMEOUT",
+                             "PERMISSION_MODE",
+                             "SYSTEM_PROMPT",
+                             "CLAUDE_CODE_PATH",
+                             "ANTHROPIC_API_KEY",
+                             "ANTHROPIC_BASE_URL",
+                             "USE_VERTEX_AI",
+                             "CLAUDE_CODE_USE_VERTEX",
+                             "VERTEX_PROJECT_ID",
+                             "ANTHROPIC_VERTEX_PROJECT_ID",
+                             "VERTEX_LOCATION",
+                             "CLOUD_ML_REGION",
+                             "GOOGLE_APPLICATION_CREDENTIALS",
+                             "AGENTIC_SESSION_NAMESPACE",
+                             "NAMESPACE",
+                             "PROJECT_NAME",
+                             "USER_ID",
+                             "USER_NAME",
+                             "WEBSOCKET_URL",
+                             "BOT_TOKEN",
+                             "INITIAL_PROMPT_FILE",
+                             NULL};
 
 static int clean(void **state)
 {
@@ -87,8 +109,8 @@ static void test_flags_win_over_env(void **state)
     struct cc_options o;
     char err[256];
     assert_int_equal(parse(&o, err, 13, "--model", "claude-sonnet-4-5", "--timeout=30", "-i",
-                           "--add-dir", "/tmp", "--add-dir=/var", "--output", "text",
-                           "--max-turns", "7", "the prompt"),
+                           "--add-dir", "/tmp", "--add-dir=/var", "--output", "text", "--max-turns",
+                           "7", "the prompt"),
                      CC_OPT_OK);
     assert_string_equal(o.prompt, "the prompt");
     assert_string_equal(o.model, "claude-sonnet-4-5");
@@ -128,9 +150,9 @@ static void test_bad_values_one_clear_line(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         clean(NULL);
-        if (cases[i].env)
-            setenv(cases[i].env, cases[i].value, 1);
-        int rc = cases[i].flag ? parse(&o, err, 3, cases[i].flag, cases[i].flagval) : parse(&o, err, 1);
+        if (cases[i].env) setenv(cases[i].env, cases[i].value, 1);
+        int rc =
+            cases[i].flag ? parse(&o, err, 3, cases[i].flag, cases[i].flagval) : parse(&o, err, 1);
         assert_int_equal(rc, CC_OPT_USAGE);
         if (!strstr(err, cases[i].expect))
             fail_msg("case %zu: '%s' lacks '%s'", i, err, cases[i].expect);
@@ -160,7 +182,8 @@ static void test_prerequisites(void **state)
     char *dir = tu_mkdtemp("cc-ws");
     assert_int_equal(parse(&o, err, 4, "--workspace", dir, "hello"), CC_OPT_OK);
     assert_int_equal(cc_options_check(&o, err, sizeof(err)), CC_OPT_OK);
-    assert_int_equal(parse(&o, err, 6, "--workspace", dir, "--add-dir", "/nonexistent/x", "hi"), CC_OPT_OK);
+    assert_int_equal(parse(&o, err, 6, "--workspace", dir, "--add-dir", "/nonexistent/x", "hi"),
+                     CC_OPT_OK);
     assert_int_equal(cc_options_check(&o, err, sizeof(err)), CC_OPT_USAGE);
     setenv("WEBSOCKET_URL", "http://backend", 1);
     assert_int_equal(parse(&o, err, 4, "--workspace", dir, "hi"), CC_OPT_OK);

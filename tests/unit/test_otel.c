@@ -112,13 +112,11 @@ static int read_resp(struct client *c, struct resp *r)
             assert_int_equal(sscanf(h, "HTTP/1.1 %d", &r->status), 1);
             size_t blen = 0;
             const char *cl = strcasestr(h, "\r\nContent-Length:");
-            if (cl)
-                blen = strtoul(cl + 17, NULL, 10);
+            if (cl) blen = strtoul(cl + 17, NULL, 10);
             r->close = strcasestr(h, "\r\nConnection: close") != NULL;
             while (c->len < head + blen) {
                 ssize_t k = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
-                if (k <= 0)
-                    return -1;
+                if (k <= 0) return -1;
                 c->len += (size_t)k;
             }
             assert_true(blen < sizeof r->body);
@@ -128,8 +126,7 @@ static int read_resp(struct client *c, struct resp *r)
             return r->status;
         }
         ssize_t k = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
-        if (k <= 0)
-            return -1;
+        if (k <= 0) return -1;
         c->len += (size_t)k;
     }
 }
@@ -140,10 +137,8 @@ static int peer_closed(struct client *c)
     char b[256];
     for (;;) {
         ssize_t k = recv(c->fd, b, sizeof b, 0);
-        if (k == 0 || (k < 0 && errno == ECONNRESET))
-            return 1;
-        if (k < 0)
-            return 0; /* timed out */
+        if (k == 0 || (k < 0 && errno == ECONNRESET)) return 1;
+        if (k < 0) return 0; /* timed out */
     }
 }
 
@@ -163,8 +158,7 @@ static size_t request_head(char *h, size_t hl, const char *token, const char *ct
                            const char *extra, size_t body_len)
 {
     char auth[160] = "";
-    if (token)
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    if (token) snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
     int n = snprintf(h, hl,
                      "POST /v1/logs HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Type: %s\r\n"
                      "Content-Length: %zu\r\n%s\r\n",
@@ -211,8 +205,7 @@ static int drain(struct cc_otel *o, struct cc_otel_event *evs, int max)
     int n = 0;
     struct cc_otel_event ev;
     while (cc_otel_next(o, &ev)) {
-        if (n < max)
-            evs[n] = ev;
+        if (n < max) evs[n] = ev;
         n++;
     }
     return n;
@@ -222,8 +215,7 @@ static struct cc_otel *start(void)
 {
     char err[256] = "";
     struct cc_otel *o = cc_otel_start(err, sizeof err);
-    if (!o)
-        fail_msg("cc_otel_start: %s", err);
+    if (!o) fail_msg("cc_otel_start: %s", err);
     return o;
 }
 
@@ -446,8 +438,8 @@ static void test_gzip_body(void **state)
     assert_string_equal(ev[0].request_id, "req_01Tm2Ab0mX0DCr0pV3D8sBfe");
     assert_string_equal(ev[1].agent_id, "abe30a7cc7aa02651");
     /* Not gzip after all: 400, and the connection goes on. */
-    assert_int_equal(post(&c, token, "application/json", "Content-Encoding: gzip\r\n", body, len, &r),
-                     400);
+    assert_int_equal(
+        post(&c, token, "application/json", "Content-Encoding: gzip\r\n", body, len, &r), 400);
     /* An encoding it does not know: 415. */
     assert_int_equal(post(&c, token, "application/json", "Content-Encoding: br\r\n", body, len, &r),
                      415);
@@ -614,7 +606,8 @@ static void test_expect_continue_and_pipelining(void **state)
     struct resp r;
     client_open(&c, cc_otel_port(o));
     char h[1024];
-    size_t hl = request_head(h, sizeof h, token, "application/json", "Expect: 100-continue\r\n", len);
+    size_t hl =
+        request_head(h, sizeof h, token, "application/json", "Expect: 100-continue\r\n", len);
     send_all(&c, h, hl);
     assert_int_equal(read_resp(&c, &r), 100);
     send_all(&c, body, len);
@@ -656,7 +649,8 @@ static void test_full_queue_drops_and_counts(void **state)
     enum { N = 5000, QUEUE = 4096 };
     size_t cap = (size_t)N * 128 + 128, n = 0;
     char *body = malloc(cap);
-    n += (size_t)snprintf(body + n, cap - n, "{\"resourceLogs\":[{\"scopeLogs\":[{\"logRecords\":[");
+    n +=
+        (size_t)snprintf(body + n, cap - n, "{\"resourceLogs\":[{\"scopeLogs\":[{\"logRecords\":[");
     for (int i = 0; i < N; i++)
         n += (size_t)snprintf(body + n, cap - n,
                               "%s{\"body\":{\"stringValue\":\"claude_code.api_request\"},"
@@ -775,8 +769,7 @@ static void test_stop_with_connections_open_is_prompt(void **state)
     long long t0 = now_ms();
     for (;;) {
         cc_otel_stats(o, &st);
-        if (st.connections >= 3 || now_ms() - t0 > 2000)
-            break;
+        if (st.connections >= 3 || now_ms() - t0 > 2000) break;
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
     }
@@ -807,8 +800,7 @@ static void test_stop_with_connections_open_is_prompt(void **state)
 static int env_has(const struct cc_otel *o, const char *want)
 {
     for (const char *const *e = cc_otel_env(o); *e; e++)
-        if (strcmp(*e, want) == 0)
-            return 1;
+        if (strcmp(*e, want) == 0) return 1;
     return 0;
 }
 
@@ -842,11 +834,17 @@ static void test_env(void **state)
     cc_otel_stop(o);
 }
 
-static const char *const user_vars[] = {
-    "CLAUDE_CODE_ENABLE_TELEMETRY", "OTEL_LOGS_EXPORTER", "OTEL_METRICS_EXPORTER",
-    "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_PROTOCOL", NULL};
+static const char *const user_vars[] = {"CLAUDE_CODE_ENABLE_TELEMETRY",
+                                        "OTEL_LOGS_EXPORTER",
+                                        "OTEL_METRICS_EXPORTER",
+                                        "OTEL_TRACES_EXPORTER",
+                                        "OTEL_EXPORTER_OTLP_ENDPOINT",
+                                        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                                        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                                        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                                        "OTEL_EXPORTER_OTLP_HEADERS",
+                                        "OTEL_EXPORTER_OTLP_PROTOCOL",
+                                        NULL};
 
 static void clear_user_vars(void)
 {

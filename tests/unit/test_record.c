@@ -35,11 +35,9 @@ static void test_last_wins_per_key(void **state)
     int live = 0;
     int64_t input = 0;
     while (lf__rec_next(r, &pos, &f)) {
-        if (f.tag != LF__F_USAGE || lf__rec_superseded(r, pos, &f))
-            continue;
+        if (f.tag != LF__F_USAGE || lf__rec_superseded(r, pos, &f)) continue;
         live++;
-        if (f.klen == 5)
-            input = lf__field_i64(&f);
+        if (f.klen == 5) input = lf__field_i64(&f);
     }
     assert_int_equal(live, 2);
     assert_int_equal(input, 2);

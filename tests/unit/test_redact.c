@@ -33,7 +33,8 @@ static void test_token_shapes(void **state)
     expect(r, "sk-lf-1234abcd-5678-90ef", "[REDACTED]");
     expect(r, "token ghp_0123456789abcdefghijABCDEFGHIJ012345.", "token [REDACTED].");
     expect(r, "github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "[REDACTED]");
-    expect(r, "Authorization: Bearer eyJhbGciOi.JIUzI1NiJ9-x_y", "Authorization: Bearer [REDACTED]");
+    expect(r, "Authorization: Bearer eyJhbGciOi.JIUzI1NiJ9-x_y",
+           "Authorization: Bearer [REDACTED]");
     lf__redactor_free(r);
 }
 
@@ -41,8 +42,11 @@ static void test_no_false_positives(void **state)
 {
     (void)state;
     struct lf__redactor *r = lf__redactor_new();
-    const char *plain[] = {"skeleton sketch sk-ant- short", "ghost_writer ghp_short",
-                           "Bearer of news", "sk-lf-", "the bearer token: none",
+    const char *plain[] = {"skeleton sketch sk-ant- short",
+                           "ghost_writer ghp_short",
+                           "Bearer of news",
+                           "sk-lf-",
+                           "the bearer token: none",
                            "Bearer abc"};
     for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
         expect(r, plain[i], plain[i]);
@@ -78,8 +82,7 @@ static void test_out_of_memory(void **state)
         r2 = lf__redactor_with(r, "secret-value", 12);
         long failed = lf__alloc_failures();
         lf__alloc_fail_after(-1, 0);
-        if (!failed)
-            break;
+        if (!failed) break;
         failures++;
         assert_null(r2);
         expect(r, "a secret-value b", "a secret-value b");
@@ -140,8 +143,7 @@ static size_t longest_at(const struct secrets *k, const char *s, size_t n, size_
     size_t best = 0;
     for (size_t j = 0; j < k->n; j++) {
         size_t len = strlen(k->v[j]);
-        if (len > best && len <= n - i && memcmp(s + i, k->v[j], len) == 0)
-            best = len;
+        if (len > best && len <= n - i && memcmp(s + i, k->v[j], len) == 0) best = len;
     }
     return best;
 }
@@ -163,8 +165,7 @@ static char *reference(const struct secrets *k, const char *s, size_t n)
         size_t end = i + m;
         for (size_t j = i + 1; j < end; j++) {
             size_t mj = longest_at(k, s, n, j);
-            if (j + mj > end)
-                end = j + mj;
+            if (j + mj > end) end = j + mj;
         }
         lf__buf_puts(&b, LF__REDACTED);
         i = end;
@@ -201,8 +202,7 @@ static void check_text(const struct lf__redactor *r, const struct secrets *k, co
     if (strcmp(esc_got, esc_want) != 0)
         fail_msg("lf__json_str_body\n  of   %s\n  gave %s\n  want %s", s, esc_got, esc_want);
     for (size_t j = 0; j < k->n; j++)
-        if (strstr(esc_got, k->v[j]))
-            fail_msg("secret %s left in %s", k->v[j], esc_got);
+        if (strstr(esc_got, k->v[j])) fail_msg("secret %s left in %s", k->v[j], esc_got);
     free(esc_want);
     free(esc_got);
     free(want);
@@ -210,9 +210,24 @@ static void check_text(const struct lf__redactor *r, const struct secrets *k, co
 
 /* Filler with what makes the escaper stop (escapes, UTF-8, the shapes' first bytes) and
  * no token shape. */
-static const char *const filler[] = {"the ", "sk ", "gh", "be ", "Be", "git ", "\"", "\n",
-                                     "\\", "\t", "x", "  ", "\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac",
-                                     "\xf0\x9f\x98\x80", "-", "_", "0123"};
+static const char *const filler[] = {"the ",
+                                     "sk ",
+                                     "gh",
+                                     "be ",
+                                     "Be",
+                                     "git ",
+                                     "\"",
+                                     "\n",
+                                     "\\",
+                                     "\t",
+                                     "x",
+                                     "  ",
+                                     "\xc3\xa9",
+                                     "\xe6\x97\xa5\xe6\x9c\xac",
+                                     "\xf0\x9f\x98\x80",
+                                     "-",
+                                     "_",
+                                     "0123"};
 
 static void put_filler(struct lf__buf *b, size_t bytes)
 {
@@ -239,8 +254,7 @@ static void test_many_secrets(void **state)
             size_t el = strlen(e);
             snprintf(tmp, sizeof(tmp), "%s%s", e + el - 3 - rnd((uint32_t)(el - 3)), "zz9Q");
         }
-        if (strlen(tmp) >= LF__SECRET_MIN)
-            k.v[k.n++] = strdup(tmp);
+        if (strlen(tmp) >= LF__SECRET_MIN) k.v[k.n++] = strdup(tmp);
     }
     struct lf__redactor *r = with_all(&k);
     for (int t = 0; t < 60; t++) {
@@ -248,8 +262,7 @@ static void test_many_secrets(void **state)
         lf__buf_init(&text, 0);
         int pieces = 1 + (int)rnd(40);
         for (int p = 0; p < pieces; p++) {
-            if (rnd(3))
-                put_filler(&text, rnd(70));
+            if (rnd(3)) put_filler(&text, rnd(70));
             lf__buf_puts(&text, k.v[rnd((uint32_t)k.n)]);
         }
         put_filler(&text, rnd(40));
@@ -272,8 +285,8 @@ static void test_secrets_sharing_prefixes(void **state)
     }
     k.v[k.n++] = strdup("sharedprefix0123456789ABC"); /* a prefix of none, longer than some */
     struct lf__redactor *r = with_all(&k);
-    check_text(r, &k, "sharedprefix0123456789AB");   /* no secret: one byte short */
-    check_text(r, &k, "sharedprefix0123456789AB0");  /* the shortest */
+    check_text(r, &k, "sharedprefix0123456789AB");  /* no secret: one byte short */
+    check_text(r, &k, "sharedprefix0123456789AB0"); /* the shortest */
     check_text(r, &k, "a sharedprefix0123456789AB0000199 b sharedprefix0123456789AB42 c");
     check_text(r, &k, "sharedprefix0123456789ABsharedprefix0123456789AB7sharedprefix0123456789ABC");
     for (int t = 0; t < 40; t++) {
@@ -359,16 +372,15 @@ static void test_shapes_at_every_offset(void **state)
     static const char head[] = "be gh sk \"gi\"\n Be\xc3\xa9 bea sk- gh_ git_hub Bea ghz_ 01234";
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         for (size_t off = 0; off + 1 < sizeof(head); off++) {
-            if (((unsigned char)head[off] & 0xC0) == 0x80)
-                continue;
+            if (((unsigned char)head[off] & 0xC0) == 0x80) continue;
             for (size_t tail = 0; tail <= 24; tail += 2) {
                 char in[256], want[256];
                 /* escapes just after the token: the scan must not jump to them past it */
                 static const char rest[] = "\"rest\"\tof the line\n\\ plain ok";
-                snprintf(in, sizeof(in), "%.*s%s%.*s", (int)off, head, cases[c].token,
-                         (int)tail, rest);
-                snprintf(want, sizeof(want), "%.*s%s%.*s", (int)off, head, cases[c].repl,
-                         (int)tail, rest);
+                snprintf(in, sizeof(in), "%.*s%s%.*s", (int)off, head, cases[c].token, (int)tail,
+                         rest);
+                snprintf(want, sizeof(want), "%.*s%s%.*s", (int)off, head, cases[c].repl, (int)tail,
+                         rest);
                 expect(r, in, want);
                 char *got = escaped(r, in, strlen(in)), *w = escaped(NULL, want, strlen(want));
                 if (strcmp(got, w) != 0)
@@ -379,8 +391,8 @@ static void test_shapes_at_every_offset(void **state)
         }
     }
     /* a shape's first bytes near the end: the scan must not read past it for the rest */
-    static const char *const starts[] = {"s", "sk", "sk-", "g", "gh", "ghp", "gi", "githu",
-                                         "B", "Be", "Bea", "be", "bear"};
+    static const char *const starts[] = {"s",     "sk", "sk-", "g",   "gh", "ghp", "gi",
+                                         "githu", "B",  "Be",  "Bea", "be", "bear"};
     for (size_t st = 0; st < sizeof(starts) / sizeof(starts[0]); st++) {
         for (size_t len = 0; len <= 40; len++) {
             char in[64];

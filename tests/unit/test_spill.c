@@ -72,8 +72,7 @@ static void test_fifo_roundtrip(void **state)
             check(r, next++);
             lf__rec_free(r);
         }
-        if (s.nrec)
-            assert_int_equal(s.head_qseq, next);
+        if (s.nrec) assert_int_equal(s.head_qseq, next);
     }
     assert_int_equal(next, 150);
     assert_int_equal(lost, 0);

@@ -18,11 +18,13 @@ static void test_names(void **state)
     (void)state;
     int ep, gz;
     uint32_t n;
-    assert_int_equal(lf__spool_parse_name("lf-00000001795475995218-12-3-r42.otlp.json.gz", &ep, &gz, &n), 0);
+    assert_int_equal(
+        lf__spool_parse_name("lf-00000001795475995218-12-3-r42.otlp.json.gz", &ep, &gz, &n), 0);
     assert_int_equal(ep, LF_TRANSPORT_OTLP);
     assert_int_equal(gz, 1);
     assert_int_equal(n, 42);
-    assert_int_equal(lf__spool_parse_name("lf-00000001795475995218-12-3-r1.ingestion.json", &ep, &gz, &n), 0);
+    assert_int_equal(
+        lf__spool_parse_name("lf-00000001795475995218-12-3-r1.ingestion.json", &ep, &gz, &n), 0);
     assert_int_equal(ep, LF_TRANSPORT_INGESTION);
     assert_int_equal(gz, 0);
     assert_int_equal(lf__spool_parse_name("lf-1-2-3-r1.otlp.json.tmp", &ep, &gz, &n), -1);
@@ -38,8 +40,12 @@ static void test_write_list_claim_done(void **state)
     uint64_t evicted = 0;
     struct lf__spool sp;
     lf__spool_init(&sp, sub, 1 << 20);
-    assert_int_equal(lf__spool_write(&sp, LF_TRANSPORT_OTLP, "first", 5, 0, 3, &evicted, NULL, err, sizeof(err)), 0);
-    assert_int_equal(lf__spool_write(&sp, LF_TRANSPORT_INGESTION, "second", 6, 1, 4, &evicted, NULL, err, sizeof(err)), 0);
+    assert_int_equal(
+        lf__spool_write(&sp, LF_TRANSPORT_OTLP, "first", 5, 0, 3, &evicted, NULL, err, sizeof(err)),
+        0);
+    assert_int_equal(lf__spool_write(&sp, LF_TRANSPORT_INGESTION, "second", 6, 1, 4, &evicted, NULL,
+                                     err, sizeof(err)),
+                     0);
     assert_int_equal(evicted, 0);
     struct stat st;
     assert_int_equal(stat(sub, &st), 0);
@@ -82,7 +88,9 @@ static void test_eviction_counts_records(void **state)
     struct lf__spool sp;
     lf__spool_init(&sp, dir, 3500);
     for (int i = 0; i < 5; i++)
-        assert_int_equal(lf__spool_write(&sp, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 10, &evicted, NULL, err, sizeof(err)), 0);
+        assert_int_equal(lf__spool_write(&sp, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 10,
+                                         &evicted, NULL, err, sizeof(err)),
+                         0);
     /* 3 files fit in 3500 bytes: the two oldest went, 10 records each */
     assert_int_equal(evicted, 20);
     struct lf__spool_entry *v;
@@ -93,7 +101,9 @@ static void test_eviction_counts_records(void **state)
     /* a body larger than the whole spool is refused, not written */
     struct lf__spool small;
     lf__spool_init(&small, dir, 500);
-    assert_int_equal(lf__spool_write(&small, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, NULL, err, sizeof(err)), -1);
+    assert_int_equal(lf__spool_write(&small, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted,
+                                     NULL, err, sizeof(err)),
+                     -1);
     assert_non_null(strstr(err, "larger"));
     tu_rmrf(dir);
     free(dir);
@@ -123,11 +133,17 @@ static void test_cap_holds_with_other_writers_and_deliveries(void **state)
     lf__spool_init(&a, dir, 3500);
     lf__spool_init(&b, dir, 3500);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, NULL, err, sizeof(err)), 0);
-    assert_int_equal(lf__spool_write(&b, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, NULL, err, sizeof(err)), 0);
+        assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted,
+                                         NULL, err, sizeof(err)),
+                         0);
+    assert_int_equal(lf__spool_write(&b, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted,
+                                     NULL, err, sizeof(err)),
+                     0);
     assert_int_equal(evicted, 1);
     assert_true(spool_bytes(dir) <= 3500);
-    assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, NULL, err, sizeof(err)), 0);
+    assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted,
+                                     NULL, err, sizeof(err)),
+                     0);
     assert_int_equal(evicted, 2);
     assert_true(spool_bytes(dir) <= 3500);
     /* everything delivered (removed) behind the writers' backs: nothing more is evicted */
@@ -138,12 +154,16 @@ static void test_cap_holds_with_other_writers_and_deliveries(void **state)
         unlink(v[i].path);
     lf__spool_entries_free(v, n);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, NULL, err, sizeof(err)), 0);
+        assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted,
+                                         NULL, err, sizeof(err)),
+                         0);
     assert_int_equal(evicted, 2);
     assert_int_equal(spool_bytes(dir), 3000);
     /* the directory removed: made again */
     tu_rmrf(dir);
-    assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted, NULL, err, sizeof(err)), 0);
+    assert_int_equal(lf__spool_write(&a, LF_TRANSPORT_OTLP, body, sizeof(body), 0, 1, &evicted,
+                                     NULL, err, sizeof(err)),
+                     0);
     assert_int_equal(spool_bytes(dir), 1000);
     tu_rmrf(dir);
     free(dir);
@@ -160,7 +180,9 @@ static void test_missing_dir_is_empty_and_unwritable_reports(void **state)
     uint64_t evicted = 0;
     struct lf__spool sp;
     lf__spool_init(&sp, "/proc/lf-cannot", 100);
-    assert_int_equal(lf__spool_write(&sp, LF_TRANSPORT_OTLP, "x", 1, 0, 1, &evicted, NULL, err, sizeof(err)), -1);
+    assert_int_equal(
+        lf__spool_write(&sp, LF_TRANSPORT_OTLP, "x", 1, 0, 1, &evicted, NULL, err, sizeof(err)),
+        -1);
     assert_non_null(strstr(err, "/proc/lf-cannot"));
 }
 

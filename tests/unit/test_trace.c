@@ -29,9 +29,8 @@ static int count(const struct lf_obs *r, uint8_t tag)
 
 static void put(struct lf__trace *t, uint8_t tag, const char *key, const char *val)
 {
-    assert_int_equal(lf__trace_put(t, tag, LF__V_STR, key, key ? strlen(key) : 0, val,
-                                   strlen(val), NULL, 0),
-                     0);
+    assert_int_equal(
+        lf__trace_put(t, tag, LF__V_STR, key, key ? strlen(key) : 0, val, strlen(val), NULL, 0), 0);
 }
 
 static void test_a_setter_called_again_replaces_its_entry(void **state)
