@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
   libjansson-dev libcurl4-openssl-dev libwebsockets-dev zlib1g-dev libcmocka-dev libdeflate-dev
   python3 python3-websockets ca-certificates openssl gettext-base
 )
