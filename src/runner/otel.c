@@ -13,7 +13,7 @@
  * whole seconds, its log level is process-wide (ws.c sets it), and refusing a request before
  * its body means working around its body handling. What is needed here is one endpoint, one
  * method, Content-Length bodies (the CLI's exporter never chunks), answers of a few bytes:
- * some 450 lines with poll(), every limit visible below. Gzip is zlib's.
+ * some 450 lines with poll(), every limit visible below. Gzip is libdeflate's, as the library's.
  */
 #include "otel.h"
 
