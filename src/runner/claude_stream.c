@@ -536,6 +536,7 @@ static int decode_result(struct cc_msg *m)
     r->api_error_status = cc_json_int(o, "api_error_status");
     r->usage = json_object_get(o, "usage");
     if (!json_is_object(r->usage)) r->usage = NULL;
+    decode_usage(r->usage, &r->turn_usage);
     r->session_id = cc_json_str(o, "session_id");
     json_t *mu = json_object_get(o, "modelUsage"), *v;
     const char *model;

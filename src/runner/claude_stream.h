@@ -88,6 +88,7 @@ struct cc_result {
     long long duration_ms, duration_api_ms, num_turns;
     long long api_error_status;    /* 0 when none */
     json_t *usage;                 /* this turn's usage object, relayed as it is, or NULL */
+    struct cc_usage turn_usage;    /* its token counts (0 where missing) */
     struct cc_model_usage *models; /* cumulative modelUsage (owned by the cc_msg) ... */
     size_t nmodels;                /* ... this many; 0 when it has none */
     const char *session_id;

@@ -19,4 +19,14 @@
 int cc_ending(struct cc_trace *trace, struct cc_ws *ws, const struct cc_outcome *end, int rc,
               int ws_close_ms);
 
+/*
+ * The session's outcome in one JSON line (SPEC.md: success, error, cost, turns, usage,
+ * trace_id, session_id; at most 4 KiB), written to `path` if given, else to
+ * /dev/termination-log when that is writable: Kubernetes puts it in the Pod's status, where
+ * the operator reads it. Best effort: a file that cannot be written costs one line on
+ * stderr, never the exit code.
+ */
+void cc_termination_write(const char *path, const struct cc_outcome *end, const char *trace_id,
+                          const char *session_id);
+
 #endif

@@ -123,6 +123,10 @@ int main(int argc, char **argv)
         .trace = trace,
     };
     struct cc_outcome end;
+    char trace_id[33];
     int rc = cc_session_run(&cfg, &end);
-    return cc_ending(trace, ws, &end, rc, WS_CLOSE_MS);
+    cc_trace_id(trace, trace_id); /* before cc_ending() ends the trace */
+    rc = cc_ending(trace, ws, &end, rc, WS_CLOSE_MS);
+    cc_termination_write(o.termination_log, &end, trace_id, o.session_id);
+    return rc;
 }

@@ -168,6 +168,7 @@ static int from_env(struct cc_options *o, char *err, size_t errlen)
     o->user_name = env1("USER_NAME");
     o->websocket_url = env1("WEBSOCKET_URL");
     o->bot_token = env1("BOT_TOKEN");
+    o->termination_log = env1("TERMINATION_LOG");
     return CC_OPT_OK;
 }
 

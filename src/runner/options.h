@@ -57,6 +57,7 @@ struct cc_options {
     const char *user_name;
     const char *websocket_url;
     const char *bot_token;
+    const char *termination_log; /* TERMINATION_LOG; NULL: /dev/termination-log if writable */
 };
 
 /*

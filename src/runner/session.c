@@ -68,7 +68,8 @@ struct session {
     int interrupt_sent;   /* for the current turn */
     int user_interrupted; /* ... by the user (its error result does not fail the session) */
     int results;
-    int last_error; /* the last result had is_error, not caused by the user */
+    struct cc_outcome *end; /* filled as results come, and at the end */
+    int last_error;         /* the last result had is_error, not caused by the user */
     char last_error_text[300];
     int input_eof;
     int undecodable; /* lines from Claude Code that could not be decoded */
@@ -246,9 +247,17 @@ static void on_result(struct session *s, const struct cc_msg *m)
 {
     const struct cc_result r = m->result;
     s->results++;
+    if (!m->damage[0]) { /* a stand-in knows no numbers; the next result carries them */
+        s->end->cost_usd = r.total_cost_usd;
+        s->end->usage.in += r.turn_usage.in;
+        s->end->usage.out += r.turn_usage.out;
+        s->end->usage.cr += r.turn_usage.cr;
+        s->end->usage.cw += r.turn_usage.cw;
+    }
     if (!s->turn_active)
         return; /* a turn Claude Code started by itself (a background agent finished) */
     s->turn_active = 0;
+    s->end->turns++;
     s->last_error = r.is_error && !s->user_interrupted;
     if (s->last_error) cc_result_describe(&r, s->last_error_text, sizeof s->last_error_text);
     if (s->phase == PH_STOPPING)
@@ -643,6 +652,7 @@ int cc_session_run(const struct cc_session_config *cfg, struct cc_outcome *end)
 
     memset(&s, 0, sizeof s);
     memset(end, 0, sizeof *end);
+    s.end = end;
     s.cfg = cfg;
     s.o = cfg->opt;
     s.out = cfg->out;

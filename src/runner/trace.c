@@ -1035,6 +1035,12 @@ void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how)
     lf_client_shutdown(t->lf, -1);
 }
 
+void cc_trace_id(const struct cc_trace *t, char out[33])
+{
+    out[0] = '\0';
+    if (t && t->trace) lf_obs_trace_id(t->trace, out);
+}
+
 void cc_trace_hurry(struct cc_trace *t)
 {
     if (t) lf_client_hurry(t->lf);

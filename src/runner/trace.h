@@ -22,6 +22,9 @@ struct cc_trace;
 struct cc_outcome {
     int failed;
     char message[512];          /* the final status message */
+    double cost_usd;            /* Claude Code's total_cost_usd at its last result */
+    int turns;                  /* turns that ended with a result */
+    struct cc_usage usage;      /* the results' token counts, summed */
     const char *exception_type; /* on failure: Timeout, Signal, ClaudeCodeExit, TurnError,
                                    StartError */
 };
@@ -61,6 +64,10 @@ void cc_trace_end(struct cc_trace *t, const struct cc_outcome *how);
 /* Cuts the final flush short, in progress or to come: what is not delivered is spooled
  * (lf_client_hurry). Thread-safe while t lives. Accepts NULL. */
 void cc_trace_hurry(struct cc_trace *t);
+
+/* The session's trace id, 32 hex digits, or "" without a trace (tracing off, or not
+ * sampled). Valid until cc_trace_end(). */
+void cc_trace_id(const struct cc_trace *t, char out[33]);
 
 /* Frees t (after cc_trace_end). Accepts NULL. */
 void cc_trace_free(struct cc_trace *t);

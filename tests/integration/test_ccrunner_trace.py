@@ -200,6 +200,39 @@ class TraceTests(CcrunnerTest):
         self.assertEqual(bash["input"]["command"], "echo hi")
         self.assertEqual(bash["output"], "hi")
 
+    def test_the_outcome_goes_to_the_termination_log(self):
+        """One JSON line at exit for the Pod's status (TERMINATION_LOG, else
+        /dev/termination-log): Claude Code's numbers, the trace's id, and on failure why."""
+        self.use("bash")
+        path = self.dir / "termination-log"
+        run = self.run_cc("--session-id", "s-term", "run echo hi",
+                          env=self.lf_env(TERMINATION_LOG=str(path)))
+        self.assertEqual(run.code, 0, run.describe())
+        text = path.read_text()
+        self.assertTrue(text.endswith("\n") and text.count("\n") == 1, text)
+        self.assertLess(len(text), 4096)
+        out = json.loads(text)
+        result = run.stream.of("result")[0]
+        t = self.rx.session_trace("s-term")
+        self.assertEqual(out["success"], True)
+        self.assertIsNone(out["error"])
+        self.assertAlmostEqual(out["cost"], result["cost"], places=12)
+        self.assertEqual(out["turns"], 1)
+        self.assertEqual(out["usage"], {k: result["usage"][k] for k in (
+            "input_tokens", "output_tokens", "cache_read_input_tokens",
+            "cache_creation_input_tokens")})
+        self.assertEqual((out["trace_id"], out["session_id"]), (t["id"], "s-term"))
+
+        self.use("error_500")
+        run = self.run_cc("--session-id", "s-term-fail", "hello",
+                          env=self.env(TERMINATION_LOG=str(path)))
+        self.assertEqual(run.code, 1, run.describe())
+        out = json.loads(path.read_text())
+        self.assertEqual(out["success"], False)
+        self.assertIn("HTTP 500", out["error"])
+        self.assertIsNone(out["trace_id"])  # tracing off
+        self.assertEqual(out["session_id"], "s-term-fail")
+
     def test_per_call_layout_and_subagent(self):
         self.use("subagent")
         run = self.run_cc("--session-id", "s-sub", "use an agent",
