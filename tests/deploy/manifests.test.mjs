@@ -60,7 +60,8 @@ test('AgenticSessions are checked against the CRD schema', async () => {
   await validateManifest(example, schemas);
   const withStatus = structuredClone(example);
   withStatus.status = {
-    phase: 'Completed', result: 'Fixed.', cost: 0.0123, numTurns: 3,
+    phase: 'Completed', result: 'Fixed.', cost: 0.0123, numTurns: 3, turns: 3,
+    traceId: 'af057338362333fe71852c59d99ae4b6', jobName: 'fix-it-job',
     usage: { input_tokens: 1200, output_tokens: 80, cache_read_input_tokens: 0, cache_creation_input_tokens: 10, service_tier: 'standard' },
   };
   await validateManifest(withStatus, schemas);
@@ -72,6 +73,8 @@ test('AgenticSessions are checked against the CRD schema', async () => {
     (s) => { s.spec.llmSettings.model = 4; },
     (s) => { s.status = { phase: 'Done' }; },
     (s) => { s.status = { cost: 'cheap' }; },
+    (s) => { s.status = { traceId: 'not-a-trace-id' }; },
+    (s) => { s.status = { turns: -1 }; },
   ];
   for (const breakIt of broken) {
     const s = structuredClone(example);
@@ -85,7 +88,9 @@ test('AgenticSessions are checked against the CRD schema', async () => {
   const spec = crd.spec.versions[0].schema.openAPIV3Schema.properties;
   for (const f of ['prompt', 'interactive', 'timeout', 'repos', 'llmSettings']) assert.ok(spec.spec.properties[f], `spec.${f}`);
   assert.ok(spec.spec.properties.llmSettings.properties.model);
-  for (const f of ['phase', 'result', 'cost', 'usage']) assert.ok(spec.status.properties[f], `status.${f}`);
+  // Every field the operator writes (SPEC, "The operator"): an API server drops the others.
+  for (const f of ['phase', 'message', 'jobName', 'startTime', 'completionTime', 'result', 'cost',
+    'usage', 'turns', 'traceId']) assert.ok(spec.status.properties[f], `status.${f}`);
 });
 
 test('the runner Job injects the contract\'s environment', () => {
