@@ -477,7 +477,7 @@ static int decode_blocks(struct cc_msg *m, json_t *message)
         k->name = "";
         if (!type) continue;
         if (strcmp(type, "text") == 0 || strcmp(type, "thinking") == 0) {
-            k->kind = type[1] == 'e' ? CC_BLOCK_TEXT : CC_BLOCK_THINKING;
+            k->kind = strcmp(type, "text") == 0 ? CC_BLOCK_TEXT : CC_BLOCK_THINKING;
             k->text = json_object_get(b, type);
             if (!json_is_string(k->text)) k->text = NULL;
         } else if (strcmp(type, "tool_use") == 0) {
