@@ -9,11 +9,14 @@
 #     deploy/render-job.sh | kubectl -n NS apply -f -
 #
 # Variables (empty means unset for ccrunner):
-#   SESSION_NAME      required; the AgenticSession's name (SESSION_ID), a DNS label
+#   SESSION_NAME      required; the AgenticSession's name (SESSION_ID): at most 59 lowercase
+#                     letters, digits and '-'. The Job is SESSION_NAME-job, the name
+#                     ccoperator gives a session's Job.
 #   IMAGE             required; the runner image (deploy/image/Dockerfile)
 #   INITIAL_PROMPT    the first prompt; required by ccrunner unless INTERACTIVE=true
 #   INTERACTIVE       true or false (default false)
 #   TIMEOUT           whole-session limit in seconds (default none)
+#   IDLE_TIMEOUT      an interactive session's idle limit in seconds (default ccrunner's)
 #   LLM_MODEL, PERMISSION_MODE, USER_ID, USER_NAME, WEBSOCKET_URL   as in ccrunner --help
 #   SESSION_REPOS     repositories to clone into the workspace, one "URL [BRANCH]" a line
 #   ANTHROPIC_SECRET  the Secret holding ANTHROPIC_API_KEY (default anthropic-api-key)
@@ -35,13 +38,14 @@ esac
 command -v envsubst >/dev/null || die "envsubst not found; install it (Debian: gettext-base)"
 template="$(dirname "$0")/k8s/runner-job.template.yaml"
 
-# The Job is named ccrunner-<session>; a Job's name must fit in a 63-character label.
+# The Job is named <session>-job; a Job's name must fit in a 63-character label (its pods
+# carry it in the job-name label), which leaves 59 for the session.
 [ -n "${SESSION_NAME:-}" ] || die "SESSION_NAME is not set; set it to the AgenticSession's name"
-[[ ${SESSION_NAME} =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] && [ ${#SESSION_NAME} -le 54 ] ||
-  die "SESSION_NAME=$SESSION_NAME is invalid: use at most 54 lowercase letters, digits and '-'"
+[[ ${SESSION_NAME} =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] && [ ${#SESSION_NAME} -le 59 ] ||
+  die "SESSION_NAME=$SESSION_NAME is invalid: use at most 59 lowercase letters, digits and '-'"
 [ -n "${IMAGE:-}" ] || die "IMAGE is not set; set it to the runner image, e.g. REGISTRY/ccrunner:TAG"
 # shellcheck disable=SC2034 # read through ${!n} below, like every placeholder
-JOB_NAME="ccrunner-$SESSION_NAME"
+JOB_NAME="$SESSION_NAME-job"
 : "${INTERACTIVE:=false}" "${ANTHROPIC_SECRET:=anthropic-api-key}" "${BOT_TOKEN_SECRET:=ccrunner-bot-token}"
 
 # YAML double-quoted scalar of variable $1, in REPLY: escape backslash, quote, newline, CR
@@ -57,8 +61,8 @@ quote() {
   REPLY="\"$s\""
 }
 
-names=(JOB_NAME SESSION_NAME IMAGE INITIAL_PROMPT INTERACTIVE TIMEOUT LLM_MODEL PERMISSION_MODE
-  USER_ID USER_NAME WEBSOCKET_URL SESSION_REPOS ANTHROPIC_SECRET BOT_TOKEN_SECRET)
+names=(JOB_NAME SESSION_NAME IMAGE INITIAL_PROMPT INTERACTIVE TIMEOUT IDLE_TIMEOUT LLM_MODEL
+  PERMISSION_MODE USER_ID USER_NAME WEBSOCKET_URL SESSION_REPOS ANTHROPIC_SECRET BOT_TOKEN_SECRET)
 format=""
 for n in "${names[@]}"; do
   quote "$n"

@@ -15,6 +15,23 @@ import {
 const schemas = customSchemas();
 const byName = (list, name) => list.find((x) => x.name === name);
 const runner = (job) => byName(job.spec.template.spec.containers, 'runner');
+const operatorPath = join(k8sDir, 'operator.yaml');
+
+// operator.yaml as deploy.sh applies it: the runner image in place of ${IMAGE}.
+function operatorDeployment(image = sample.IMAGE) {
+  const docs = parseYaml(readFileSync(operatorPath, 'utf8').replaceAll('${IMAGE}', image), operatorPath);
+  assert.equal(docs.length, 1, 'operator.yaml holds one object');
+  return docs[0];
+}
+
+// What ccoperator calls the API for (SPEC, "The operator"; src/operator/), "group/resource"
+// to verbs: the ccrunner-operator Role must grant exactly this, no more and no less.
+const operatorCalls = {
+  'vteam.ambient-code/agenticsessions': ['get', 'list', 'watch'],
+  'vteam.ambient-code/agenticsessions/status': ['get', 'update', 'patch'],
+  'batch/jobs': ['get', 'list', 'watch', 'create', 'delete'],
+  '/pods': ['get', 'list', 'watch'],
+};
 
 // Kubernetes quantities, the subset the manifests use: "250m", "2", "512Mi", "2Gi".
 function quantity(q) {
@@ -25,10 +42,11 @@ function quantity(q) {
 
 test('every manifest in deploy/k8s is valid for the Kubernetes API (the Job template once rendered)', async () => {
   const files = manifestFiles();
-  for (const name of ['crd-agenticsession.yaml', 'langfuse-config.yaml', 'rbac.yaml', 'runner-job.template.yaml', 'examples/agenticsession.yaml'])
+  for (const name of ['crd-agenticsession.yaml', 'langfuse-config.yaml', 'rbac.yaml', 'runner-job.template.yaml',
+    'operator.yaml', 'examples/agenticsession.yaml'])
     assert.ok(files.includes(join(k8sDir, name)), `deploy/k8s/${name} is missing`);
   for (const file of files) {
-    const docs = file === templatePath ? [renderedJob()] : readYaml(file);
+    const docs = file === templatePath ? [renderedJob()] : file === operatorPath ? [operatorDeployment()] : readYaml(file);
     assert.ok(docs.length > 0, `${file} holds no manifest`);
     for (const doc of docs) await validateManifest(doc, schemas, file);
   }
@@ -179,10 +197,16 @@ test('render-job.sh keeps every value one string, and refuses bad input in one l
   assert.equal(env.get('INTERACTIVE'), 'true');
   assert.equal(env.get('TIMEOUT'), '');
   assert.equal(env.get('LLM_MODEL'), 'yes');
-  assert.equal(job.metadata.name, `ccrunner-${sample.SESSION_NAME}`);
+  // The operator's name for a session's Job (SPEC, "The operator").
+  assert.equal(job.metadata.name, `${sample.SESSION_NAME}-job`);
+  assert.equal(byName(runner(renderedJob({ ...sample, IDLE_TIMEOUT: '900' })).env, 'IDLE_TIMEOUT').value, '900');
+  // "<name>-job" fits a 63-character label with a name of 59; one more is refused.
+  const longest = 'a'.repeat(59);
+  assert.equal(renderedJob({ ...sample, SESSION_NAME: longest }).metadata.name, `${longest}-job`);
 
   for (const [vars, message] of [
     [{ ...sample, SESSION_NAME: 'Bad_Name' }, /SESSION_NAME=Bad_Name is invalid/],
+    [{ ...sample, SESSION_NAME: 'a'.repeat(60) }, /SESSION_NAME=a{60} is invalid: use at most 59 /],
     [{ ...sample, SESSION_NAME: '' }, /SESSION_NAME is not set/],
     [{ ...sample, IMAGE: '' }, /IMAGE is not set/],
     [{ ...sample, INITIAL_PROMPT: 'a\u0007b' }, /INITIAL_PROMPT contains a control character/],
@@ -218,4 +242,92 @@ test('the clone-repos init container clones each listed repository into the work
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+});
+
+test('the operator Deployment runs ccoperator from the runner image, alone, unprivileged, probed', () => {
+  const image = 'registry.example/ccrunner@sha256:' + 'ab'.repeat(32);
+  const d = operatorDeployment(image);
+  assert.equal(d.kind, 'Deployment');
+  assert.equal(d.spec.replicas, 1);
+  // Never two at once, not even during an upgrade.
+  assert.equal(d.spec.strategy.type, 'Recreate');
+  const labels = { 'app.kubernetes.io/name': 'ccoperator', 'app.kubernetes.io/part-of': 'ccrunner' };
+  for (const [k, v] of Object.entries(labels)) {
+    assert.equal(d.metadata.labels[k], v, k);
+    assert.equal(d.spec.template.metadata.labels[k], v, k);
+  }
+  for (const [k, v] of Object.entries(d.spec.selector.matchLabels)) assert.equal(d.spec.template.metadata.labels[k], v, k);
+
+  const pod = d.spec.template.spec;
+  assert.equal(pod.containers.length, 1);
+  const c = pod.containers[0];
+  // The runner image, with the operator in place of the image's entrypoint (ccrunner).
+  assert.equal(c.image, image);
+  assert.deepEqual(c.command, ['/usr/local/bin/ccoperator']);
+  const dockerfile = readFileSync(join(root, 'deploy/image/Dockerfile'), 'utf8');
+  assert.match(dockerfile, /^COPY\b.*\/ccoperator\b.*\/usr\/local\/bin\/?$/m, 'the image does not install ccoperator');
+
+  const env = new Map(c.env.map((e) => [e.name, e]));
+  assert.deepEqual(env.get('WATCH_NAMESPACE').valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } });
+  assert.equal(env.get('RUNNER_IMAGE').value, image);
+  // Only variables ccoperator reads.
+  const main = readFileSync(join(root, 'src/operator/main.c'), 'utf8');
+  for (const name of env.keys()) assert.ok(main.includes(`"${name}"`), `ccoperator does not read ${name}`);
+
+  // Both probes reach the health endpoint the operator serves (HEALTH_ADDR, default :8081).
+  const port = Number((env.get('HEALTH_ADDR')?.value ?? '0.0.0.0:8081').split(':').pop());
+  const health = readFileSync(join(root, 'src/operator/health.c'), 'utf8');
+  for (const [probe, path] of [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz']]) {
+    const get = c[probe]?.httpGet;
+    assert.equal(get?.path, path, probe);
+    const probePort = typeof get.port === 'number' ? get.port : c.ports.find((p) => p.name === get.port)?.containerPort;
+    assert.equal(probePort, port, `${probe} port`);
+    assert.ok(health.includes(`"GET ${path} "`), `ccoperator does not serve ${path}`);
+  }
+
+  // The image's user, nothing it does not need.
+  const user = [...dockerfile.matchAll(/^USER\s+(\d+)/gm)].at(-1);
+  assert.equal(pod.securityContext.runAsNonRoot, true);
+  assert.equal(pod.securityContext.runAsUser, Number(user[1]));
+  assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault');
+  assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+  assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+  assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
+  assert.notEqual(pod.automountServiceAccountToken, false, 'the operator needs its token');
+
+  const { requests, limits } = c.resources;
+  assert.ok(quantity(requests.cpu) <= 0.1, `cpu request ${requests.cpu}`);
+  assert.ok(quantity(requests.memory) <= 64 * 2 ** 20, `memory request ${requests.memory}`);
+  assert.ok(quantity(limits.memory) >= quantity(requests.memory));
+  // A request is bounded to 10 s; the loop ends between two.
+  assert.ok(pod.terminationGracePeriodSeconds >= 15 && pod.terminationGracePeriodSeconds <= 60);
+});
+
+test('the operator\'s Role grants exactly what ccoperator calls; the runner has no token and no role', () => {
+  const rbac = readYaml(join(k8sDir, 'rbac.yaml'));
+  const find = (kind, name) => rbac.find((d) => d.kind === kind && d.metadata.name === name);
+  const sa = operatorDeployment().spec.template.spec.serviceAccountName;
+  assert.equal(sa, 'ccrunner-operator');
+  assert.ok(find('ServiceAccount', sa), `ServiceAccount ${sa} is not in rbac.yaml`);
+  assert.notEqual(find('ServiceAccount', sa).automountServiceAccountToken, false);
+
+  const binding = find('RoleBinding', 'ccrunner-operator');
+  assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'ccrunner-operator' });
+  assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: sa, namespace: '${NAMESPACE}' }]);
+
+  const granted = {};
+  for (const rule of find('Role', 'ccrunner-operator').rules) {
+    assert.equal(rule.resourceNames, undefined);
+    assert.equal(rule.nonResourceURLs, undefined);
+    for (const group of rule.apiGroups)
+      for (const resource of rule.resources) (granted[`${group}/${resource}`] ??= []).push(...rule.verbs);
+  }
+  const sorted = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, [...new Set(v)].sort()]).sort());
+  assert.deepEqual(sorted(granted), sorted(operatorCalls));
+  assert.equal(rbac.filter((d) => d.kind === 'Role' || d.kind === 'ClusterRole').length, 1, 'one role, the operator\'s');
+
+  // ccrunner never calls the API: no token, and no binding names it.
+  assert.equal(find('ServiceAccount', 'ccrunner-runner').automountServiceAccountToken, false);
+  for (const b of rbac.filter((d) => /Binding$/.test(d.kind)))
+    assert.ok(!b.subjects.some((s) => s.name === 'ccrunner-runner'), `${b.metadata.name} binds the runner`);
 });
