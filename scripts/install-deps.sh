@@ -2,17 +2,31 @@
 # Installs everything the project needs on Debian 12: the build toolchain and libraries
 # from Debian's packages, and the pinned Claude Code CLI from npm (package-lock.json).
 # Idempotent; safe to run again. Needs root (or sudo) for apt-get.
+#   install-deps.sh           what the build and the tests need
+#   install-deps.sh --image   also what scripts/build-image.sh needs (buildah, mmdebstrap, ...)
+#                             for the runner image's test (ctest label `image`): only
+#                             scripts/test.sh's normal mode, whose ctest run includes that
+#                             test, asks for it; the --asan and --tsan runs do not pay for it
 set -euo pipefail
 cd "$(dirname "$0")/.."
+image=0
+case ${1:-} in
+  --image) image=1 ;;
+  "") ;;
+  *) echo "install-deps: usage: install-deps.sh [--image]" >&2; exit 2 ;;
+esac
 
 packages=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
-  libjansson-dev libcurl4-openssl-dev libwebsockets-dev zlib1g-dev libcmocka-dev libdeflate-dev
+  libjansson-dev libcurl4-openssl-dev libwebsockets-dev zlib1g-dev libcmocka-dev libdeflate-dev libyaml-dev
   python3 python3-websockets ca-certificates openssl gettext-base
 )
 # The runner image's runtime packages: tests/deploy runs its entrypoint and checks its
 # libraries here, and simulates its installs from apt's package lists (so those must exist).
 mapfile -t -O ${#packages[@]} packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' deploy/image/runtime-packages.txt)
+# The image build: buildah (chroot isolation needs no runc), mmdebstrap for the Debian base
+# images with the archive keyring it verifies them by, uidmap (buildah's dependency).
+((image == 0)) || packages+=(buildah mmdebstrap uidmap debian-archive-keyring)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -56,7 +56,9 @@ function strict(schema, isRoot) {
 }
 
 export function customSchemas() {
-  const ajv = new Ajv({ allErrors: true, strict: true });
+  // strictRequired off: a structural schema states `anyOf: [{required: [a]}, {required: [b]}]`
+  // without repeating the properties in each branch, as Kubernetes requires.
+  const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false });
   addFormats(ajv);
   for (const k of ['x-kubernetes-preserve-unknown-fields', 'x-kubernetes-validations', 'x-kubernetes-int-or-string',
     'x-kubernetes-embedded-resource', 'x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-map-type'])

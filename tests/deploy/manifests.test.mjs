@@ -29,6 +29,7 @@ function operatorDeployment(image = sample.IMAGE) {
 const operatorCalls = {
   'vteam.ambient-code/agenticsessions': ['get', 'list', 'watch'],
   'vteam.ambient-code/agenticsessions/status': ['get', 'update', 'patch'],
+  'vteam.ambient-code/agenticsessions/finalizers': ['update'], // blockOwnerDeletion on its Jobs
   'batch/jobs': ['get', 'list', 'watch', 'create', 'delete'],
   '/pods': ['get', 'list', 'watch'],
 };
