@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages named in a list file (one a line, `#` comments) without
-# recommends, then drops apt's lists so that the image layer keeps only the packages.
+# recommends, then drops apt's lists and downloaded .debs so that the image layer keeps only
+# the packages. A CA bundle at /run/secrets/ca_bundle (the Dockerfile's optional build secret,
+# for a TLS proxy with its own CA) is what apt trusts for https sources.
 # The Dockerfile runs it; the tests run it with --simulate (apt-get -s: no root, no change)
 # so that the list the image installs is the list that was checked.
 #   install-packages.sh [--simulate] LIST
@@ -23,6 +25,9 @@ if [ "$simulate" -eq 1 ]; then
   exit
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${packages[@]}"
+apt=(apt-get)
+[ ! -r /run/secrets/ca_bundle ] || apt+=(-o Acquire::https::CAInfo=/run/secrets/ca_bundle)
+"${apt[@]}" update -q
+"${apt[@]}" install -y -q --no-install-recommends "${packages[@]}"
+apt-get clean
 rm -rf /var/lib/apt/lists/*
