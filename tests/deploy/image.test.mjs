@@ -1,8 +1,10 @@
 // The runner image's definition, exercised as far as a machine without a Docker engine
 // allows: its package lists install on Debian 12 (apt's simulation, from a bare system), they
 // provide every shared library ccrunner and claude load, claude needs no Node.js, and the
-// entrypoint, exactly as declared, runs an installed ccrunner.
-// Environment: CCRUNNER (the ccrunner binary under test), CCRUNNER_BUILD_DIR (its build tree).
+// entrypoint, exactly as declared, runs an installed ccrunner. (tests/image/ builds the image
+// for real with buildah and runs it.)
+// Environment: CCRUNNER (the ccrunner binary under test), CCRUNNER_BUILD_DIR (its build tree,
+// where ccoperator is built too).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
@@ -15,6 +17,7 @@ const imageDir = join(root, 'deploy/image');
 const dockerfile = readFileSync(join(imageDir, 'Dockerfile'), 'utf8');
 const ccrunner = process.env.CCRUNNER ?? join(root, 'build/ccrunner');
 const buildDir = process.env.CCRUNNER_BUILD_DIR ?? join(root, 'build');
+const ccoperator = join(buildDir, 'ccoperator');
 const claude = join(root, 'node_modules/.bin/claude');
 
 const listed = (file) => readFileSync(join(imageDir, file), 'utf8')
@@ -23,16 +26,29 @@ const listed = (file) => readFileSync(join(imageDir, file), 'utf8')
 // The instructions of the Dockerfile's last stage (the runtime image).
 const runtimeStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
 
-test('the Dockerfile: two Debian 12 stages, the package lists through install-packages.sh, a numeric non-root user', () => {
+test('the Dockerfile: two Debian 12 stages, the package lists through install-packages.sh, a numeric non-root user, the three programs', () => {
   const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]);
   assert.deepEqual(froms, ['debian:bookworm', 'debian:bookworm-slim']);
   for (const list of ['build-packages.txt', 'runtime-packages.txt'])
-    assert.match(dockerfile, new RegExp(`^RUN bash /tmp/deps/install-packages\\.sh /tmp/deps/${list.replace('.', '\\.')}`, 'm'), list);
+    assert.match(dockerfile, new RegExp(`^RUN --mount=type=secret,id=ca_bundle bash /tmp/deps/install-packages\\.sh /tmp/deps/${list.replace('.', '\\.')}`, 'm'), list);
   assert.match(runtimeStage, /^COPY deploy\/image\/install-packages\.sh deploy\/image\/runtime-packages\.txt /m);
   const user = /^USER\s+(\d+)(?::(\d+))?\s*$/m.exec(runtimeStage);
   assert.ok(user && Number(user[1]) > 0, 'the runtime stage needs USER <uid> with a non-zero uid');
   assert.match(runtimeStage, new RegExp(`install -d -o ${user[1]} -g ${user[2] ?? user[1]} /workspace /var/spool/ccrunner`));
-  assert.match(runtimeStage, /^COPY --from=build \/usr\/local\/bin\/ccrunner \/usr\/local\/bin\/claude \/usr\/local\/bin\/$/m);
+  // claude (most of the image) in a layer of its own, which a rebuild of ccrunner reuses.
+  const copies = [...runtimeStage.matchAll(/^COPY --from=build (.*)$/gm)].map((m) => m[1]);
+  assert.deepEqual(copies, ['/usr/local/bin/claude /usr/local/bin/',
+    '/usr/local/bin/ccrunner /usr/local/bin/ccoperator /usr/local/bin/']);
+});
+
+test('the build trusts a CA bundle only as the optional build secret, in no layer', () => {
+  // npm ci and both package installs mount it; nothing copies it or names it in ENV.
+  assert.equal([...dockerfile.matchAll(/^RUN --mount=type=secret,id=ca_bundle /gm)].length, 3);
+  assert.match(dockerfile, /--mount=type=secret,id=ca_bundle \\\n.*NODE_EXTRA_CA_CERTS=\/run\/secrets\/ca_bundle.*\\\n.*npm ci /);
+  for (const m of dockerfile.matchAll(/^(ENV|ARG|COPY|ADD)\s.*$/gm))
+    assert.doesNotMatch(m[0], /ca_bundle|secrets|\.crt|\.pem/i, m[0]);
+  const install = readFileSync(join(imageDir, 'install-packages.sh'), 'utf8');
+  assert.match(install, /Acquire::https::CAInfo=\/run\/secrets\/ca_bundle/);
 });
 
 for (const list of ['runtime-packages.txt', 'build-packages.txt']) {
@@ -62,7 +78,7 @@ function owner(path) {
 
 // The shared libraries a program loads: its NEEDED entries and theirs, resolved as ldd
 // resolves them. A sanitizer runtime (the ASan build's) and what only it needs are left out:
-// the image holds a Release build.
+// the image holds a normal (RelWithDebInfo, stripped) build.
 function libraries(program) {
   const where = new Map();
   const ldd = sh('ldd', [program]);
@@ -82,10 +98,24 @@ function libraries(program) {
   return seen;
 }
 
-test('runtime-packages.txt provides every library ccrunner and claude load', () => {
-  const runtime = new Set(listed('runtime-packages.txt'));
+// The packages apt installs for a list onto a bare system: the list and all it depends on.
+function installs(list) {
+  const r = spawnSync('bash', [join(imageDir, 'install-packages.sh'), '--simulate', join(imageDir, list)], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return new Set([...r.stdout.matchAll(/^Inst (\S+?)(?::\S+)? /gm)].map((m) => m[1]));
+}
+
+// A library may come from a package the list names or from one that apt installs for it
+// (libcurl4's own libraries, which ccoperator loads through it).
+test('runtime-packages.txt provides every library ccrunner, ccoperator and claude load', () => {
+  const runtime = installs('runtime-packages.txt');
+  for (const p of listed('runtime-packages.txt')) assert.ok(runtime.has(p), `apt would not install ${p}`);
   assert.ok(existsSync(claude), 'node_modules/.bin/claude is missing: run npm ci (scripts/install-deps.sh)');
-  const libs = new Map([...libraries(ccrunner), ...libraries(realpathSync(claude))]);
+  assert.ok(existsSync(ccoperator), `${ccoperator} is missing: build the project`);
+  const operatorLibs = libraries(ccoperator);
+  // ccoperator links these two (the Kubernetes API, YAML); a build without them is not it.
+  assert.ok(operatorLibs.has('libcurl.so.4') && operatorLibs.has('libyaml-0.so.2'), [...operatorLibs.keys()].join(' '));
+  const libs = new Map([...libraries(ccrunner), ...operatorLibs, ...libraries(realpathSync(claude))]);
   // dlopen()ed by liblangfuse for https:// hosts (src/langfuse/http_curl.c), invisible to ldd.
   const curl = /libcurl\.so\.4 \(libc6,x86-64\) => (\S+)/.exec(sh('/sbin/ldconfig', ['-p']));
   assert.ok(curl, 'libcurl.so.4 is not installed here');
@@ -93,7 +123,7 @@ test('runtime-packages.txt provides every library ccrunner and claude load', () 
   assert.ok(libs.has('libjansson.so.4') && libs.has('libc.so.6'), [...libs.keys()].join(' '));
   for (const [name, path] of libs) {
     const pkg = owner(path);
-    assert.ok(runtime.has(pkg), `${name} (${path}) comes from ${pkg}, which runtime-packages.txt does not list`);
+    assert.ok(runtime.has(pkg), `${name} (${path}) comes from ${pkg}, which runtime-packages.txt does not install`);
   }
 });
 
