@@ -52,7 +52,7 @@ static void put(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *key, co
                 size_t vlen)
 {
     if (!o) return;
-    char marker[48];
+    char marker[48] = ""; /* read only when mlen > 0; set so that GCC 12 -O3 sees it */
     size_t mlen = cut_to_fit(o->client, val, &vlen, &kind, marker);
     if (mlen) o->flags |= LF__REC_CUT;
     if (lf__rec_put2(o, tag, kind, key, key ? strlen(key) : 0, val, vlen, marker, mlen))
@@ -69,7 +69,7 @@ static void put_trace(struct lf_obs *o, uint8_t tag, uint8_t kind, const char *k
                       size_t vlen)
 {
     if (!o || !o->trace) return;
-    char marker[48];
+    char marker[48] = "";
     size_t mlen = cut_to_fit(o->client, val, &vlen, &kind, marker);
     if (mlen) o->flags |= LF__REC_CUT; /* said of the observation it was set through */
     if (lf__trace_put(o->trace, tag, kind, key, key ? strlen(key) : 0, val, vlen, marker, mlen))
