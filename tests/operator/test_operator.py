@@ -150,6 +150,7 @@ class OperatorTest(unittest.TestCase):
     scenario = "text"
     namespace = "team"
     with_langfuse = True
+    chunk_delay_ms = 0
 
     @classmethod
     def setUpClass(cls):
@@ -169,6 +170,8 @@ class OperatorTest(unittest.TestCase):
         # Every session of a test gets the same script: the server repeats it.
         scenario = json.loads((REPO / f"tests/support/scenarios/{self.scenario}.json").read_text())
         scenario["after_end"] = "repeat_last"
+        for r in scenario["responses"]:  # long enough to act on a running session when loaded
+            r["chunk_delay_ms"] = max(r.get("chunk_delay_ms", 0), self.chunk_delay_ms)
         self.model = ScriptedServer(scenario, self.tmp)
         self.model.__enter__()
         self.addCleanup(self.model.stop)
@@ -385,6 +388,7 @@ class FailureTests(OperatorTest):
 
 class LifecycleTests(OperatorTest):
     scenario = "slow"
+    chunk_delay_ms = 250  # about 12 s of streaming
 
     def runner_pids(self, name):
         """ccrunner and claude processes of session `name` (by SESSION_ID in their env)."""
