@@ -421,6 +421,17 @@ class LifecycleTests(OperatorTest):
                             f"left behind: {self.runner_pids('gone')}")
             time.sleep(0.1)
 
+    def test_a_job_deleted_by_hand_fails_its_session(self):
+        op = self.operator()
+        op.wait_log(r"watching")
+        self.apply("byhand", {"prompt": "say hello"})
+        self.wait_phase("byhand", ("Running",), timeout=60)
+        self.api.ok("DELETE", JOBS.format(ns="team") + "/byhand-job?propagationPolicy=Background")
+        s = self.wait_phase("byhand", ("Completed", "Failed"), timeout=60)
+        self.assertEqual(s["status"]["phase"], "Failed", s["status"])
+        self.assertIn("byhand-job was deleted", s["status"]["message"])
+        self.assertRegex(op.text(), r"team/byhand: Running -> Failed: its Job byhand-job was deleted")
+
     def test_an_operator_restarted_mid_session_makes_no_second_job(self):
         op = self.operator()
         op.wait_log(r"watching")
