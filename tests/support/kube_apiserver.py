@@ -12,7 +12,7 @@ Usage::
 
     python3 tests/support/kube_apiserver.py --port 0 [--token T] [--image NAME=ARGV ...]
         [--image-env NAME=K=V ...] [--crd-json FILE] [--history N] [--bookmark-interval S]
-        [--max-grace S] [--no-kubelet] [--workdir DIR]
+        [--max-grace S] [--no-kubelet] [--workdir DIR] [--job-batch-period S]
 
 prints ``listening on http://127.0.0.1:PORT`` on stdout once it listens, logs to stderr, and
 runs until SIGTERM or SIGINT, which stop it and kill every process its Pods started.  As a
@@ -89,6 +89,9 @@ controller owner reference to the Job; the Job gets ``status.startTime``, ``acti
 ``ready``.  When the Pod ends the Job gets ``succeeded: 1``, a ``Complete`` condition and
 ``completionTime`` (all containers exited 0), or ``failed: 1`` and a ``Failed`` condition
 with reason ``BackoffLimitExceeded``; a Pod deleted before it ends fails the Job likewise.
+As Kubernetes' Job controller, it batches a Job's Pod changes for ``--job-batch-period``
+seconds (default 1, as ``syncJobBatchPeriod``) before it updates the Job, so a Job's status
+lags its Pod's by about that; a new Job gets its Pod at once.
 ``--no-kubelet``: Jobs are only stored (no Pods, no status).
 
 The kubelet runs each Pod's init containers in order, then its containers together, as
@@ -167,9 +170,9 @@ and its parent (``setsid`` and double fork) escapes the kill at the end of its c
 import argparse
 import base64
 import binascii
+import heapq
 import json
 import os
-import queue
 import random
 import re
 import select
@@ -1001,35 +1004,67 @@ def ctrl_job_name(pod):
 
 class Controller:
     """Reacts to store events on its own thread: Jobs get their Pod and their status, Pods
-    are handed to the kubelet, objects with dangling owner references are collected."""
+    are handed to the kubelet, objects with dangling owner references are collected.
 
-    def __init__(self, store, kubelet, log):
+    Work is a delayed queue with one entry per item, as client-go's workqueue: a new Job is
+    synced at once, but a Job's Pod changes (and its own updates) are batched for
+    batch_period seconds, as Kubernetes' Job controller does (syncJobBatchPeriod, 1 s), so
+    a Job's status follows its Pod's by about that much, as in a real cluster."""
+
+    def __init__(self, store, kubelet, log, batch_period=1.0):
         self.store, self.kubelet, self.log = store, kubelet, log
-        self.queue = queue.Queue()
-        self.stopping = threading.Event()
+        self.batch_period = batch_period
+        self.cv = threading.Condition()   # taken after the store lock, never before
+        self.heap = []                    # (due, sequence, item)
+        self.due = {}                     # item -> its earliest due time
+        self.seq = 0
+        self.stopping = False
         self.thread = threading.Thread(target=self.run, name="controller", daemon=True)
+
+    def put(self, item, delay=0.0):
+        due = time.monotonic() + delay
+        with self.cv:
+            if item in self.due and self.due[item] <= due:
+                return
+            self.due[item] = due
+            self.seq += 1
+            heapq.heappush(self.heap, (due, self.seq, item))
+            self.cv.notify()
 
     def on_event(self, ev):   # under the store lock: only enqueue
         m = ev.obj["metadata"]
         if ev.res is JOBS and ev.type != "DELETED":
-            self.queue.put(("job", ev.ns, m["name"]))
+            self.put(("job", ev.ns, m["name"]), 0.0 if ev.type == "ADDED" else self.batch_period)
         elif ev.res is PODS:
             if ev.type == "ADDED" and self.kubelet is not None:
-                self.queue.put(("pod", ev.ns, m["name"]))
+                self.put(("pod", ev.ns, m["name"]))
             job, _ = ctrl_job_name(ev.obj)
             if job:
-                self.queue.put(("job", ev.ns, job))
+                self.put(("job", ev.ns, job), self.batch_period)
         if ev.type != "DELETED":
             owners = owner_uids(ev.obj)
             if owners and not any(self.store.owner_exists(u, ev.ns) for u in owners):
-                self.queue.put(("gc", ev.res, ev.ns, m["name"], m["uid"]))
+                self.put(("gc", ev.res, ev.ns, m["name"], m["uid"]))
+
+    def next_item(self):
+        """The next item due, or None once stopping."""
+        with self.cv:
+            while not self.stopping:
+                now = time.monotonic()
+                if self.heap and self.heap[0][0] <= now:
+                    due, _, item = heapq.heappop(self.heap)
+                    if self.due.get(item) == due:   # else superseded by an earlier entry
+                        del self.due[item]
+                        return item
+                    continue
+                self.cv.wait(self.heap[0][0] - now if self.heap else None)
+        return None
 
     def run(self):
-        while not self.stopping.is_set():
-            try:
-                item = self.queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
+        while True:
+            item = self.next_item()
+            if item is None:
+                return
             try:
                 if item[0] == "job":
                     self.sync_job(item[1], item[2])
@@ -1041,7 +1076,9 @@ class Controller:
                 self.log(f"controller: {item}: {traceback.format_exc()}")
 
     def stop(self):
-        self.stopping.set()
+        with self.cv:
+            self.stopping = True
+            self.cv.notify()
         if self.thread.is_alive():
             self.thread.join(5)
 
@@ -2178,7 +2215,7 @@ class KubeApiServer:
 
     def __init__(self, port=0, token=None, image=(), image_env=(), crd_json=None,
                  history=1000, bookmark_interval=5.0, max_grace=None, no_kubelet=False,
-                 workdir=None, log=None):
+                 workdir=None, job_batch_period=1.0, log=None):
         self.port, self.token = port, token
         self.images = parse_images(image)
         self.image_env = parse_image_env(image_env)
@@ -2186,6 +2223,7 @@ class KubeApiServer:
         self.bookmark_interval = float(bookmark_interval)
         self.max_grace = None if max_grace is None else float(max_grace)
         self.no_kubelet = no_kubelet
+        self.job_batch_period = float(job_batch_period)
         self.workdir, self._own_workdir = workdir, workdir is None
         self._log = log
         self.store = Store(history, schema)
@@ -2213,7 +2251,7 @@ class KubeApiServer:
             self.kubelet = Kubelet(self.store, self.images, self.image_env, self.workdir,
                                    self.max_grace, self.log)
             self.store.kubelet = self.kubelet
-        self.controller = Controller(self.store, self.kubelet, self.log)
+        self.controller = Controller(self.store, self.kubelet, self.log, self.job_batch_period)
         self.store.listeners.append(self.controller.on_event)
         self.httpd = _HttpServer(("127.0.0.1", self.port), Handler)
         self.httpd.api = self
@@ -2343,6 +2381,8 @@ def main(argv=None):
                         help="cap on a deleted Pod's grace period")
     parser.add_argument("--no-kubelet", action="store_true", help="no Pods for Jobs")
     parser.add_argument("--workdir", help="where Pods' directories and logs go (kept)")
+    parser.add_argument("--job-batch-period", type=float, default=1.0, metavar="S",
+                        help="how long the Job controller batches Pod changes (Kubernetes: 1)")
     args = parser.parse_args(argv)
 
     def log(msg):
@@ -2353,7 +2393,8 @@ def main(argv=None):
                                image_env=args.image_env, crd_json=args.crd_json,
                                history=args.history, bookmark_interval=args.bookmark_interval,
                                max_grace=args.max_grace, no_kubelet=args.no_kubelet,
-                               workdir=args.workdir, log=log)
+                               workdir=args.workdir, job_batch_period=args.job_batch_period,
+                               log=log)
         stop = threading.Event()
         # The main thread only waits for the signal; stop() from a signal handler could
         # deadlock against the serving thread.

@@ -246,7 +246,7 @@ class StandIn(unittest.TestCase):
         opts = dict(token=TOKEN, image={SH: ["/bin/sh", "-c"]},
                     image_env={SH: {"IMAGE_VAR": "from-image", "OVERRIDDEN": "image"}},
                     crd_json=str(crd), bookmark_interval=0.2, max_grace=10,
-                    workdir=str(self.tmp / "work"))
+                    job_batch_period=0.05, workdir=str(self.tmp / "work"))
         opts.update(self.options)
         self.server = self.start_server(**opts)
         self.api = Api(self.server.url)
@@ -747,6 +747,22 @@ class KubeletTests(StandIn):
                   w.until(lambda e: e["object"]["status"].get("phase") == "Succeeded")]
         self.assertEqual([p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p],
                          ["Pending", "Running", "Succeeded"])
+
+    def test_the_job_controller_batches_pod_changes_as_kubernetes_does(self):
+        api = Api(self.start_server(token=TOKEN, image={SH: ["/bin/sh", "-c"]},
+                                    job_batch_period=1.0).url)
+        made = api.ok("POST", JOBS.format(ns="team"), job("batched", "true"))
+        since = made["metadata"]["resourceVersion"]
+        pods, jobs = api.watch(PODS.format(ns="team"), resourceVersion=since), \
+            api.watch(JOBS.format(ns="team"), resourceVersion=since)
+        self.addCleanup(pods.close)
+        self.addCleanup(jobs.close)
+        started = jobs.until(lambda e: "startTime" in e["object"]["status"])[-1]
+        self.assertEqual(started["object"]["status"]["active"], 1)   # a new Job: at once
+        pods.until(lambda e: e["object"]["status"].get("phase") == "Succeeded")
+        pod_done = time.monotonic()
+        jobs.until(lambda e: job_condition(e["object"]) == "Complete")
+        self.assertGreaterEqual(time.monotonic() - pod_done, 0.8)
 
     def test_an_exit_code_fails_the_job_and_the_termination_message(self):
         self.api.ok("POST", JOBS.format(ns="team"), job(
