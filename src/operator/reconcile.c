@@ -434,8 +434,9 @@ static void decide(struct op *op, const char *key)
     if (d.action == CO_ACT_CREATE_JOB) {
         create_job(op, key, session, spec_err);
     } else if (d.action == CO_ACT_WAIT) {
-        co_log("%s: %s", key, d.why);
-        retry_later(op, key, 5000);
+        /* Said once per wait, looked at again every second (an event may end it sooner). */
+        if (!json_object_get(op->retries, key)) co_log("%s: %s", key, d.why);
+        retry_later(op, key, 1000);
     }
     if (d.status && write_status(op, key, session, d.status) == 0) {
         if (strcmp(d.from, d.to)) co_log("%s: %s -> %s: %s", key, d.from, d.to, d.why);

@@ -14,6 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+/* How long a Job's end may run ahead of its Pod's in the caches before the session ends
+ * without the runner's outcome. */
+#define CO_POD_LAG_S 30
+
 bool co_phase_terminal(const char *phase)
 {
     return phase &&
@@ -206,6 +210,19 @@ static void finish(json_t *st, struct co_decision *out, const struct co_observed
     }
 }
 
+/* True while the Job says it has ended but the Pod observed is not terminal yet, for at most
+ * CO_POD_LAG_S after the Job's end. A Pod that is gone is not waited for. */
+static bool pod_lags(const struct co_observed *in, const char *pphase)
+{
+    const json_t *c = condition(in->job, "Complete");
+    if (!c) c = condition(in->job, "Failed");
+    if (!c || !in->pod || (pphase && (!strcmp(pphase, "Succeeded") || !strcmp(pphase, "Failed"))))
+        return false;
+    const char *when = str(json_object_get(in->job, "status"), "completionTime");
+    int64_t ended = co_parse_rfc3339(when ? when : str(c, "lastTransitionTime"));
+    return ended >= 0 && in->now - ended < CO_POD_LAG_S;
+}
+
 int co_decide(const struct co_observed *in, struct co_decision *out)
 {
     memset(out, 0, sizeof *out);
@@ -269,8 +286,18 @@ int co_decide(const struct co_observed *in, struct co_decision *out)
             int64_t created =
                 co_parse_rfc3339(str(json_object_get(in->job, "metadata"), "creationTimestamp"));
             bool late = created >= 0 && in->now - created >= in->start_timeout_s;
-            if ((cond = condition(in->job, "Complete")) ||
-                (pphase && !strcmp(pphase, "Succeeded"))) {
+            if (pod_lags(in, pphase)) {
+                /* The Job has ended but the Pod in hand has not: its terminal state, with the
+                 * runner's outcome, is on its way through the Pod watch (a watch per kind, no
+                 * order between them). Its event decides again; a bound keeps a lost one
+                 * from holding the session. */
+                out->action = CO_ACT_WAIT;
+                snprintf(out->why, sizeof out->why,
+                         "its Job has ended; waiting for the Pod's final state");
+                json_decref(st);
+                return 0;
+            } else if ((cond = condition(in->job, "Complete")) ||
+                       (pphase && !strcmp(pphase, "Succeeded"))) {
                 set_time_once(st, "startTime", str(jstatus, "startTime"), in->now);
                 finish(st, out, in, true, cond);
             } else if ((cond = condition(in->job, "Failed")) ||

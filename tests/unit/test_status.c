@@ -148,6 +148,35 @@ static void test_pending_running_completed(void **state)
     json_decref(s);
 }
 
+static void test_the_pod_may_lag_the_job(void **state)
+{
+    (void)state;
+    json_t *s = session("{\"phase\":\"Running\",\"jobName\":\"s1-job\"}");
+    char ended[32], doc[512];
+    co_rfc3339(T0 + 100, ended, sizeof ended);
+    snprintf(doc, sizeof doc,
+             "{\"succeeded\":1,\"completionTime\":\"%s\",\"conditions\":[{\"type\":\"Complete\","
+             "\"status\":\"True\"}]}",
+             ended);
+    json_t *j = job("u1", doc);
+    json_t *p = pod("{\"phase\":\"Running\"}"); /* the Pod watch has not caught up */
+    struct run r = decide(s, j, p, T0 + 105);
+    assert_int_equal(r.d.action, CO_ACT_WAIT);
+    assert_null(r.d.status);
+    /* a bounded wait: then the session ends without the runner's outcome */
+    r = decide(s, j, p, T0 + 131);
+    assert_string_equal(r.phase, "Completed");
+    assert_null(json_object_get(r.d.status, "cost"));
+    json_decref(r.d.status);
+    /* a Pod that is gone is not waited for */
+    r = decide(s, j, NULL, T0 + 105);
+    assert_string_equal(r.phase, "Completed");
+    json_decref(r.d.status);
+    json_decref(p);
+    json_decref(j);
+    json_decref(s);
+}
+
 static void test_a_failed_runner_says_why(void **state)
 {
     (void)state;
@@ -327,6 +356,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_new_session_gets_its_job),
         cmocka_unit_test(test_pending_running_completed),
+        cmocka_unit_test(test_the_pod_may_lag_the_job),
         cmocka_unit_test(test_a_failed_runner_says_why),
         cmocka_unit_test(test_a_pod_that_cannot_start),
         cmocka_unit_test(test_a_deleted_job_fails_the_session),
