@@ -18,6 +18,7 @@
  * it); curl is handed it without a copy (CURL_BLOB_NOCOPY).
  */
 #include "kube_int.h"
+#include "log.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -72,17 +73,6 @@ struct body_buf {
     size_t len, cap;
     bool too_big;
 };
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Frees a header list after wiping each header: one of them carries the token. */
 static void free_headers(struct curl_slist *h)
@@ -241,8 +231,8 @@ static int request_once(struct co_kube *k, const char *method, const char *url, 
                          timeout_ms < CONNECT_TIMEOUT_MS ? timeout_ms : CONNECT_TIMEOUT_MS) ||
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, body_write) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEDATA, body) != CURLE_OK) {
-        errf(out->err, sizeof out->err, "%s %.100s: out of memory setting up the request", method,
-             url);
+        co_errf(out->err, sizeof out->err, "%s %.100s: out of memory setting up the request",
+                method, url);
         goto done;
     }
     if (payload) {
@@ -254,11 +244,11 @@ static int request_once(struct co_kube *k, const char *method, const char *url, 
     CURLcode cc = curl_easy_perform(e);
     if (cc != CURLE_OK) {
         if (body->too_big)
-            errf(out->err, sizeof out->err, "%s %.100s: the response is larger than %u MiB", method,
-                 url, BODY_MAX >> 20);
+            co_errf(out->err, sizeof out->err, "%s %.100s: the response is larger than %u MiB",
+                    method, url, BODY_MAX >> 20);
         else
-            errf(out->err, sizeof out->err, "%s %.100s: %s", method, url,
-                 curl_err[0] ? curl_err : curl_easy_strerror(cc));
+            co_errf(out->err, sizeof out->err, "%s %.100s: %s", method, url,
+                    curl_err[0] ? curl_err : curl_easy_strerror(cc));
         goto done;
     }
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &out->status);
@@ -279,14 +269,15 @@ int co_kube_request(struct co_kube *k, const char *method, const char *path, con
     *out = (struct co_response){0};
     if (timeout_ms <= 0) timeout_ms = 30000;
     if (make_url(k, path, url, sizeof url)) {
-        errf(out->err, sizeof out->err, "%s %.100s: the path must start with / and fit %d bytes",
-             method, path ? path : "(null)", URL_MAX);
+        co_errf(out->err, sizeof out->err, "%s %.100s: the path must start with / and fit %d bytes",
+                method, path ? path : "(null)", URL_MAX);
         return -1;
     }
     if (body) {
         payload = json_dumps(body, JSON_COMPACT);
         if (!payload) {
-            errf(out->err, sizeof out->err, "%s %.100s: the body cannot be encoded", method, path);
+            co_errf(out->err, sizeof out->err, "%s %.100s: the body cannot be encoded", method,
+                    path);
             return -1;
         }
     }
@@ -314,11 +305,11 @@ int co_kube_request(struct co_kube *k, const char *method, const char *path, con
             if (msg && *msg)
                 shorten(out->err, sizeof out->err, msg);
             else
-                errf(out->err, sizeof out->err, "HTTP %ld from %s %.100s", out->status, method,
-                     path);
+                co_errf(out->err, sizeof out->err, "HTTP %ld from %s %.100s", out->status, method,
+                        path);
             if (out->status == 401 && token_err[0]) {
                 size_t n = strlen(out->err);
-                errf(out->err + n, sizeof out->err - n, " (and %s)", token_err);
+                co_errf(out->err + n, sizeof out->err - n, " (and %s)", token_err);
             }
         }
     }
@@ -478,8 +469,8 @@ static void watch_done(struct co_watch *w, CURLcode result)
     if (!w->status) curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &w->status);
     if (w->failed) return; /* w->error already says why */
     if (result != CURLE_OK) {
-        errf(w->error, sizeof w->error, "%s",
-             w->curl_err[0] ? w->curl_err : curl_easy_strerror(result));
+        co_errf(w->error, sizeof w->error, "%s",
+                w->curl_err[0] ? w->curl_err : curl_easy_strerror(result));
         return;
     }
     if (w->status != 200) {
@@ -515,14 +506,14 @@ struct co_watch *co_watch_open(struct co_kube *k, const char *path, void *user, 
     char token_err[256];
     struct co_watch *w = calloc(1, sizeof *w);
     if (!w) {
-        errf(err, errlen, "out of memory opening a watch");
+        co_errf(err, errlen, "out of memory opening a watch");
         return NULL;
     }
     w->k = k;
     w->user = user;
     if (make_url(k, path, url, sizeof url)) {
-        errf(err, errlen, "watch %.100s: the path must start with / and fit %d bytes",
-             path ? path : "(null)", URL_MAX);
+        co_errf(err, errlen, "watch %.100s: the path must start with / and fit %d bytes",
+                path ? path : "(null)", URL_MAX);
         goto fail;
     }
     co__token_refresh(&k->token, false, token_err, sizeof token_err);
@@ -537,11 +528,11 @@ struct co_watch *co_watch_open(struct co_kube *k, const char *path, void *user, 
         curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, watch_write) != CURLE_OK ||
         curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, w) != CURLE_OK ||
         curl_easy_setopt(w->easy, CURLOPT_PRIVATE, w) != CURLE_OK) {
-        errf(err, errlen, "watch %.100s: out of memory setting up the request", path);
+        co_errf(err, errlen, "watch %.100s: out of memory setting up the request", path);
         goto fail;
     }
     if (curl_multi_add_handle(k->multi, w->easy) != CURLM_OK) {
-        errf(err, errlen, "watch %.100s: curl refused the transfer", path);
+        co_errf(err, errlen, "watch %.100s: curl refused the transfer", path);
         goto fail;
     }
     w->next = k->watches;
@@ -662,12 +653,12 @@ struct co_kube *co_kube_open(const struct co_kube_source *src, char *err, size_t
 {
     struct co_kube *k = calloc(1, sizeof *k);
     if (!k) {
-        errf(err, errlen, "out of memory");
+        co_errf(err, errlen, "out of memory");
         return NULL;
     }
     /* Reference-counted by curl; matched in co_kube_free. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        errf(err, errlen, "libcurl failed to initialise");
+        co_errf(err, errlen, "libcurl failed to initialise");
         free(k);
         return NULL;
     }
@@ -676,7 +667,7 @@ struct co_kube *co_kube_open(const struct co_kube_source *src, char *err, size_t
     k->easy = curl_easy_init();
     k->multi = curl_multi_init();
     if (!k->easy || !k->multi) {
-        errf(err, errlen, "libcurl failed to create a handle");
+        co_errf(err, errlen, "libcurl failed to create a handle");
         goto fail;
     }
     assert(k->server && k->ns);

@@ -16,6 +16,7 @@
  * tests only (tests/operator/test_kube.py), which cannot write to /var/run.
  */
 #include "kube_int.h"
+#include "log.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -34,17 +35,6 @@
 #define DATA_FIELD_MAX (4u << 20)
 /* How often a token file is looked at without a 401 to prompt it. */
 #define TOKEN_CHECK_SECONDS 60
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static time_t mono_seconds(void)
 {
@@ -68,22 +58,22 @@ static char *read_small_file(const char *path, char *err, size_t errlen)
     size_t len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        errf(err, errlen, "%s: %s", path, strerror(errno));
+        co_errf(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
     buf = malloc(SMALL_FILE_MAX + 1);
     if (!buf) {
-        errf(err, errlen, "%s: out of memory", path);
+        co_errf(err, errlen, "%s: out of memory", path);
         goto fail;
     }
     len = fread(buf, 1, SMALL_FILE_MAX + 1, f);
     if (ferror(f)) {
-        errf(err, errlen, "%s: a read error", path);
+        co_errf(err, errlen, "%s: a read error", path);
         goto fail;
     }
     if (len > SMALL_FILE_MAX) {
-        errf(err, errlen, "%s: larger than %u KiB; is it the right file?", path,
-             SMALL_FILE_MAX >> 10);
+        co_errf(err, errlen, "%s: larger than %u KiB; is it the right file?", path,
+                SMALL_FILE_MAX >> 10);
         goto fail;
     }
     while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' ||
@@ -112,22 +102,22 @@ static int token_load(struct co__token *t, const char *where, char *err, size_t 
     struct stat st;
     char inner[320];
     if (stat(t->file, &st)) {
-        errf(err, errlen, "%s %s: %s", where, t->file, strerror(errno));
+        co_errf(err, errlen, "%s %s: %s", where, t->file, strerror(errno));
         return -1;
     }
     char *v = read_small_file(t->file, inner, sizeof inner);
     if (!v) {
-        errf(err, errlen, "%s: %s", where, inner);
+        co_errf(err, errlen, "%s: %s", where, inner);
         return -1;
     }
     if (!*v) {
         free(v);
-        errf(err, errlen, "%s %s is empty", where, t->file);
+        co_errf(err, errlen, "%s %s is empty", where, t->file);
         return -1;
     }
     if (strpbrk(v, "\r\n")) {
         wipe_free(v, strlen(v));
-        errf(err, errlen, "%s %s holds more than one line: not a token", where, t->file);
+        co_errf(err, errlen, "%s %s holds more than one line: not a token", where, t->file);
         return -1;
     }
     int changed = !t->value || strcmp(v, t->value) != 0;
@@ -150,7 +140,7 @@ int co__token_refresh(struct co__token *t, bool force, char *err, size_t errlen)
     t->check_now = false;
     struct stat st;
     if (stat(t->file, &st)) {
-        errf(err, errlen, "the token file %s: %s", t->file, strerror(errno));
+        co_errf(err, errlen, "the token file %s: %s", t->file, strerror(errno));
         return -1;
     }
     if (same_file(t, &st)) return 0;
@@ -176,7 +166,7 @@ static int get_string(struct kc *c, const json_t *obj, const char *where, const 
     *out = NULL;
     if (!v || json_is_null(v)) return 0;
     if (!json_is_string(v)) {
-        errf(c->err, c->errlen, "%s: %s.%s must be a string", c->path, where, key);
+        co_errf(c->err, c->errlen, "%s: %s.%s must be a string", c->path, where, key);
         return -1;
     }
     *out = json_string_value(v);
@@ -192,7 +182,7 @@ static json_t *find_named(struct kc *c, const json_t *doc, const char *list, con
     size_t i;
     json_t *e;
     if (arr && !json_is_array(arr)) {
-        errf(c->err, c->errlen, "%s: %s must be a list", c->path, list);
+        co_errf(c->err, c->errlen, "%s: %s must be a list", c->path, list);
         return NULL;
     }
     json_array_foreach(arr, i, e)
@@ -201,13 +191,13 @@ static json_t *find_named(struct kc *c, const json_t *doc, const char *list, con
         if (!n || strcmp(n, name) != 0) continue;
         json_t *body = json_object_get(e, inner);
         if (!json_is_object(body)) {
-            errf(c->err, c->errlen, "%s: %s[\"%s\"].%s is missing or not a mapping", c->path, list,
-                 name, inner);
+            co_errf(c->err, c->errlen, "%s: %s[\"%s\"].%s is missing or not a mapping", c->path,
+                    list, name, inner);
             return NULL;
         }
         return body;
     }
-    errf(c->err, c->errlen, "%s: %s has no entry named \"%s\"", c->path, list, name);
+    co_errf(c->err, c->errlen, "%s: %s has no entry named \"%s\"", c->path, list, name);
     return NULL;
 }
 
@@ -220,11 +210,12 @@ static char *resolve_file(struct kc *c, const char *where, const char *field, co
     else if (asprintf(&full, "%s/%s", c->dir, path) < 0)
         full = NULL;
     if (!full) {
-        errf(c->err, c->errlen, "%s: out of memory", c->path);
+        co_errf(c->err, c->errlen, "%s: out of memory", c->path);
         return NULL;
     }
     if (access(full, R_OK)) {
-        errf(c->err, c->errlen, "%s: %s.%s: %s: %s", c->path, where, field, full, strerror(errno));
+        co_errf(c->err, c->errlen, "%s: %s.%s: %s: %s", c->path, where, field, full,
+                strerror(errno));
         free(full);
         return NULL;
     }
@@ -289,19 +280,19 @@ static int data_field(struct kc *c, const json_t *obj, const char *where, const 
     if (get_string(c, obj, where, field, &b64)) return -1;
     if (!b64) return 0;
     if (strlen(b64) > DATA_FIELD_MAX) {
-        errf(c->err, c->errlen, "%s: %s.%s is larger than %u MiB", c->path, where, field,
-             DATA_FIELD_MAX >> 20);
+        co_errf(c->err, c->errlen, "%s: %s.%s is larger than %u MiB", c->path, where, field,
+                DATA_FIELD_MAX >> 20);
         return -1;
     }
     if (base64_decode(b64, pem, len)) {
-        errf(c->err, c->errlen, "%s: %s.%s is not base64 (it holds a PEM file, base64-encoded)",
-             c->path, where, field);
+        co_errf(c->err, c->errlen, "%s: %s.%s is not base64 (it holds a PEM file, base64-encoded)",
+                c->path, where, field);
         return -1;
     }
     if (!memmem(*pem, *len, "-----BEGIN ", 11)) {
-        errf(c->err, c->errlen,
-             "%s: %s.%s is not base64 of PEM (no -----BEGIN line after decoding)", c->path, where,
-             field);
+        co_errf(c->err, c->errlen,
+                "%s: %s.%s is not base64 of PEM (no -----BEGIN line after decoding)", c->path,
+                where, field);
         explicit_bzero(*pem, *len);
         free(*pem);
         *pem = NULL;
@@ -316,12 +307,13 @@ static int read_cluster(struct co_kube *k, struct kc *c, const json_t *cl, const
     const char *server, *ca, *tls_name;
     if (get_string(c, cl, where, "server", &server)) return -1;
     if (!server || !*server) {
-        errf(c->err, c->errlen, "%s: %s.server is missing: the API server's URL", c->path, where);
+        co_errf(c->err, c->errlen, "%s: %s.server is missing: the API server's URL", c->path,
+                where);
         return -1;
     }
     if (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0) {
-        errf(c->err, c->errlen, "%s: %s.server %.200s is not an http:// or https:// URL", c->path,
-             where, server);
+        co_errf(c->err, c->errlen, "%s: %s.server %.200s is not an http:// or https:// URL",
+                c->path, where, server);
         return -1;
     }
     k->server = strdup(server);
@@ -331,16 +323,16 @@ static int read_cluster(struct co_kube *k, struct kc *c, const json_t *cl, const
 
     if (get_string(c, cl, where, "tls-server-name", &tls_name)) return -1;
     if (tls_name) {
-        errf(c->err, c->errlen,
-             "%s: %s.tls-server-name is not supported; use a server URL whose host the "
-             "certificate names",
-             c->path, where);
+        co_errf(c->err, c->errlen,
+                "%s: %s.tls-server-name is not supported; use a server URL whose host the "
+                "certificate names",
+                c->path, where);
         return -1;
     }
     json_t *insecure = json_object_get(cl, "insecure-skip-tls-verify");
     if (insecure && !json_is_boolean(insecure) && !json_is_null(insecure)) {
-        errf(c->err, c->errlen, "%s: %s.insecure-skip-tls-verify must be true or false", c->path,
-             where);
+        co_errf(c->err, c->errlen, "%s: %s.insecure-skip-tls-verify must be true or false", c->path,
+                where);
         return -1;
     }
     k->tls.insecure = json_is_true(insecure);
@@ -354,7 +346,7 @@ static int read_cluster(struct co_kube *k, struct kc *c, const json_t *cl, const
     }
     return 0;
 nomem:
-    errf(c->err, c->errlen, "%s: out of memory", c->path);
+    co_errf(c->err, c->errlen, "%s: out of memory", c->path);
     return -1;
 }
 
@@ -365,14 +357,14 @@ static int read_user(struct co_kube *k, struct kc *c, const json_t *u, const cha
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         json_t *v = json_object_get(u, refused[i]);
         if (!v || json_is_null(v)) continue;
-        errf(c->err, c->errlen,
-             "%s: %s.%s: %s is not supported by ccoperator; use a user with a token "
-             "(token, tokenFile) or a client certificate (client-certificate[-data] and "
-             "client-key[-data])",
-             c->path, where, refused[i],
-             i == 0   ? "an exec credential plugin"
-             : i == 1 ? "an auth-provider plugin"
-                      : "basic authentication");
+        co_errf(c->err, c->errlen,
+                "%s: %s.%s: %s is not supported by ccoperator; use a user with a token "
+                "(token, tokenFile) or a client certificate (client-certificate[-data] and "
+                "client-key[-data])",
+                c->path, where, refused[i],
+                i == 0   ? "an exec credential plugin"
+                : i == 1 ? "an auth-provider plugin"
+                         : "basic authentication");
         return -1;
     }
     const char *token, *token_file, *cert, *key;
@@ -387,7 +379,7 @@ static int read_user(struct co_kube *k, struct kc *c, const json_t *u, const cha
         if (!k->token.file) return -1;
         char inner[400];
         if (token_load(&k->token, "the tokenFile", inner, sizeof inner) < 0) {
-            errf(c->err, c->errlen, "%s: %s.tokenFile: %s", c->path, where, inner);
+            co_errf(c->err, c->errlen, "%s: %s.tokenFile: %s", c->path, where, inner);
             return -1;
         }
     }
@@ -409,14 +401,14 @@ static int read_user(struct co_kube *k, struct kc *c, const json_t *u, const cha
     bool has_cert = k->tls.cert_pem || k->tls.cert_file;
     bool has_key = k->tls.key_pem || k->tls.key_file;
     if (has_cert != has_key) {
-        errf(c->err, c->errlen, "%s: %s has a client %s without its %s", c->path, where,
-             has_cert ? "certificate" : "key",
-             has_cert ? "key (client-key[-data])" : "certificate (client-certificate[-data])");
+        co_errf(c->err, c->errlen, "%s: %s has a client %s without its %s", c->path, where,
+                has_cert ? "certificate" : "key",
+                has_cert ? "key (client-key[-data])" : "certificate (client-certificate[-data])");
         return -1;
     }
     return 0;
 nomem:
-    errf(c->err, c->errlen, "%s: out of memory", c->path);
+    co_errf(c->err, c->errlen, "%s: out of memory", c->path);
     return -1;
 }
 
@@ -446,24 +438,24 @@ static int from_kubeconfig(struct co_kube *k, const char *path, const char *cont
     int rc = -1;
     json_t *doc = co_yaml_load_file(path, yerr, sizeof yerr);
     if (!doc) {
-        errf(err, errlen, "%s", yerr);
+        co_errf(err, errlen, "%s", yerr);
         return -1;
     }
     const char *slash = strrchr(path, '/');
     c.dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
     if (!c.dir) {
-        errf(err, errlen, "%s: out of memory", path);
+        co_errf(err, errlen, "%s: out of memory", path);
         goto done;
     }
     if (!json_is_object(doc)) {
-        errf(err, errlen, "%s: not a kubeconfig (a mapping with clusters, contexts and users)",
-             path);
+        co_errf(err, errlen, "%s: not a kubeconfig (a mapping with clusters, contexts and users)",
+                path);
         goto done;
     }
     if (!context) {
         if (get_string(&c, doc, "(top)", "current-context", &context)) goto done;
         if (!context || !*context) {
-            errf(err, errlen, "%s: no current-context; name a context", path);
+            co_errf(err, errlen, "%s: no current-context; name a context", path);
             goto done;
         }
     }
@@ -475,12 +467,12 @@ static int from_kubeconfig(struct co_kube *k, const char *path, const char *cont
         get_string(&c, ctx, where, "user", &user) || get_string(&c, ctx, where, "namespace", &ns))
         goto done;
     if (!cluster) {
-        errf(err, errlen, "%s: %s.cluster is missing", path, where);
+        co_errf(err, errlen, "%s: %s.cluster is missing", path, where);
         goto done;
     }
     k->ns = strdup(ns && *ns ? ns : "default");
     if (!k->ns) {
-        errf(err, errlen, "%s: out of memory", path);
+        co_errf(err, errlen, "%s: out of memory", path);
         goto done;
     }
 
@@ -512,13 +504,13 @@ static int in_cluster(struct co_kube *k, const char *host, char *err, size_t err
     char inner[400];
     if (!dir || !*dir) dir = SERVICEACCOUNT_DIR;
     if (!port || !*port || strspn(port, "0123456789") != strlen(port) || strlen(port) > 5) {
-        errf(err, errlen,
-             "KUBERNETES_SERVICE_HOST is set but KUBERNETES_SERVICE_PORT (%.20s) is not a port",
-             port ? port : "unset");
+        co_errf(err, errlen,
+                "KUBERNETES_SERVICE_HOST is set but KUBERNETES_SERVICE_PORT (%.20s) is not a port",
+                port ? port : "unset");
         return -1;
     }
     if (strlen(host) > 255 || strpbrk(host, "/[]@ ")) {
-        errf(err, errlen, "KUBERNETES_SERVICE_HOST %.60s is not a host name or address", host);
+        co_errf(err, errlen, "KUBERNETES_SERVICE_HOST %.60s is not a host name or address", host);
         return -1;
     }
     /* An IPv6 address (it has colons) is bracketed in a URL. */
@@ -532,13 +524,13 @@ static int in_cluster(struct co_kube *k, const char *host, char *err, size_t err
     k->token.file = strdup(path);
     if (!k->token.file) goto nomem;
     if (token_load(&k->token, "the service account's token", inner, sizeof inner) < 0) {
-        errf(err, errlen, "%s (is automountServiceAccountToken false?)", inner);
+        co_errf(err, errlen, "%s (is automountServiceAccountToken false?)", inner);
         return -1;
     }
 
     snprintf(path, sizeof path, "%s/ca.crt", dir);
     if (access(path, R_OK)) {
-        errf(err, errlen, "the service account's CA %s: %s", path, strerror(errno));
+        co_errf(err, errlen, "the service account's CA %s: %s", path, strerror(errno));
         return -1;
     }
     k->tls.ca_file = strdup(path);
@@ -553,7 +545,7 @@ static int in_cluster(struct co_kube *k, const char *host, char *err, size_t err
     }
     return 0;
 nomem:
-    errf(err, errlen, "out of memory");
+    co_errf(err, errlen, "out of memory");
     return -1;
 }
 
@@ -575,7 +567,7 @@ static int default_kubeconfig(char *buf, size_t buflen, char *err, size_t errlen
             p += n;
             if (*p == ':') p++;
         }
-        errf(err, errlen, "KUBECONFIG=%.200s: none of its files exists", list);
+        co_errf(err, errlen, "KUBECONFIG=%.200s: none of its files exists", list);
         return -1;
     }
     const char *home = getenv("HOME");
@@ -583,9 +575,9 @@ static int default_kubeconfig(char *buf, size_t buflen, char *err, size_t errlen
         snprintf(buf, buflen, "%s/.kube/config", home);
         if (!access(buf, F_OK)) return 0;
     }
-    errf(err, errlen,
-         "no Kubernetes configuration: not in a cluster (KUBERNETES_SERVICE_HOST is unset), "
-         "KUBECONFIG is unset and ~/.kube/config does not exist; name a kubeconfig");
+    co_errf(err, errlen,
+            "no Kubernetes configuration: not in a cluster (KUBERNETES_SERVICE_HOST is unset), "
+            "KUBECONFIG is unset and ~/.kube/config does not exist; name a kubeconfig");
     return -1;
 }
 
@@ -597,10 +589,10 @@ int co__kube_configure(struct co_kube *k, const struct co_kube_source *src, char
     const char *host = getenv("KUBERNETES_SERVICE_HOST");
     if (host && *host) {
         if (context) {
-            errf(err, errlen,
-                 "a context (%.100s) names a kubeconfig context, but in the cluster the "
-                 "service account is used: name the kubeconfig too, or no context",
-                 context);
+            co_errf(err, errlen,
+                    "a context (%.100s) names a kubeconfig context, but in the cluster the "
+                    "service account is used: name the kubeconfig too, or no context",
+                    context);
             return -1;
         }
         return in_cluster(k, host, err, errlen);

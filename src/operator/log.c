@@ -1,5 +1,6 @@
 /*
- * log.c - co_log(): a bounded line (1 KiB, cut with "..."), one write() to stderr.
+ * log.c - co_log(): a bounded line (1 KiB, cut with "..."), one write() to stderr; and
+ * co_errf(), the one formatter of the err/errlen lines the modules return.
  */
 #include "log.h"
 
@@ -26,4 +27,12 @@ void co_log(const char *fmt, ...)
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+void co_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }
