@@ -3,6 +3,8 @@
  */
 #include "record.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +12,14 @@
 #include "invariant.h"
 
 #define ENTRY_HDR 10u /* tag, kind, u32 klen, u32 vlen */
+
+/* The offset of p in r's data, or -1 when p lies elsewhere (compared as integers: p may
+ * point into another object). */
+static ptrdiff_t own_offset(const struct lf_obs *r, const void *p)
+{
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)r->data;
+    return r->data && a >= lo && a < lo + r->len ? (ptrdiff_t)(a - lo) : -1;
+}
 
 int lf__rec_put(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, size_t klen,
                 const void *val, size_t vlen)
@@ -30,10 +40,15 @@ int lf__rec_put2(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, s
          * and an answer settles in two or three allocations instead of five. */
         size_t ncap = r->cap ? (size_t)r->cap * 2 : 256;
         if (ncap < need + need / 2) ncap = need + need / 2;
+        /* A key or value read from this record (lf__rec_last) moves with its data. */
+        ptrdiff_t ko = own_offset(r, key), vo = own_offset(r, val), mo = own_offset(r, more);
         unsigned char *p = lf__realloc(r->data, ncap);
         if (!p) return -1;
         r->data = p;
         r->cap = (uint32_t)ncap;
+        if (ko >= 0) key = (const char *)p + ko;
+        if (vo >= 0) val = p + vo;
+        if (mo >= 0) more = p + mo;
     }
     unsigned char *w = r->data + r->len;
     uint32_t k32 = (uint32_t)klen, v32 = (uint32_t)total;

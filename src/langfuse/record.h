@@ -106,7 +106,9 @@ double lf__field_dbl(const struct lf__field *f);
 size_t lf__rec_size(const struct lf_obs *r);
 /* Frees a record and its data. Accepts NULL. */
 void lf__rec_free(struct lf_obs *r);
-/* Appends an entry; 0 on success, -1 when memory ran out or the record would pass 4 GiB. */
+/* Appends an entry; 0 on success, -1 when memory ran out or the record would pass 4 GiB.
+ * The key and value may be the record's own (a field lf__rec_last found): they are read
+ * from where the record's data is after it grows. */
 int lf__rec_put(struct lf_obs *r, uint8_t tag, uint8_t kind, const char *key, size_t klen,
                 const void *val, size_t vlen);
 /* The same with a value in two parts, `val` then `more` (a cut value and its marker). */
