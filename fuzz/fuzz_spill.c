@@ -1,5 +1,6 @@
 /* fuzz_spill.c - reading a spill file back, whatever its bytes (a full disk or a bug can
  * leave anything): no crash, no overread, everything accounted. */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s.nrec = size / 64 + 1; /* claim more than may be there */
     uint64_t lost = 0, got = 0;
     while (s.nrec) {
-        struct lf_obs *list = lf__spill_read(&s, 4096, &lost, NULL, NULL);
+        struct lf_obs *list = lf__spill_read(&s, 4096, UINT_MAX, &lost);
         if (!list) break;
         while (list) {
             struct lf_obs *r = list;

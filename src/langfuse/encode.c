@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <libdeflate.h>
@@ -334,61 +335,71 @@ static int compress_body(struct lf__encoder *enc, struct lf__body *body)
 static void release(const struct lf__enc *e, struct lf_obs *r)
 {
     if (e->release)
-        e->release(e->tick_ud, r);
+        e->release(e->ud, r);
     else
         lf__rec_free(r);
 }
 
-int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_obs **list,
-                    struct lf__body *body, uint64_t *truncated, uint64_t *dropped)
-{
-    int otlp = e->conf->transport == LF_TRANSPORT_OTLP;
-    size_t cap = e->conf->max_request_bytes;
-    const size_t suffix = 128; /* room for the closing brackets and metadata */
-    uint32_t n = 0;
-    struct lf_obs *r = *list;
+static const size_t suffix = 128; /* room for the closing brackets and metadata */
 
-    memset(body, 0, sizeof(*body));
+void lf__encode_begin(struct lf__encoder *enc, const struct lf__enc *e)
+{
     lf__buf_reset(&enc->out);
-    enc->out.max = cap;
+    enc->out.max = e->conf->max_request_bytes;
     enc->tmp.max = e->conf->max_event_bytes + 1; /* +1: an overflow is detected, not cut */
-    if (otlp)
+    if (e->conf->transport == LF_TRANSPORT_OTLP)
         lf__otlp_begin(e, &enc->out);
     else
         lf__ingest_begin(&enc->out);
-    size_t head = enc->out.len;
+    enc->head = enc->out.len;
+    enc->n = 0;
+}
 
-    while (r) {
-        if (e->tick && (n & 31) == 31) e->tick(e->tick_ud);
+/* Out of memory: records already consumed are lost with the partial body; count them. */
+static int lost_body(struct lf__encoder *enc, uint64_t *dropped)
+{
+    *dropped += enc->n;
+    enc->n = 0;
+    return LF_ERR_NOMEM;
+}
+
+int lf__encode_some(struct lf__encoder *enc, const struct lf__enc *e, struct lf_obs **list,
+                    unsigned max, uint64_t *truncated, uint64_t *dropped)
+{
+    size_t cap = e->conf->max_request_bytes;
+    for (unsigned done = 0; *list; done++) {
+        if (done == max) return 1;
+        struct lf_obs *r = *list;
         int fit = encode_fitted(e, &enc->tmp, r);
-        if (fit < 0) goto nomem;
+        if (fit < 0) return lost_body(enc, dropped);
         if (fit == 0) {
             (*dropped)++;
-            struct lf_obs *next = r->next;
+            *list = r->next;
             release(e, r);
-            r = next;
-            *list = r;
             continue;
         }
-        if (enc->out.len + 1 + enc->tmp.len + suffix > cap && n > 0) break;
-        if (enc->out.len > head) lf__buf_putc(&enc->out, ',');
+        if (enc->out.len + 1 + enc->tmp.len + suffix > cap && enc->n > 0) return 0;
+        if (enc->out.len > enc->head) lf__buf_putc(&enc->out, ',');
         lf__buf_append(&enc->out, enc->tmp.data, enc->tmp.len);
-        if (lf__buf_failed(&enc->out)) goto nomem;
+        if (lf__buf_failed(&enc->out)) return lost_body(enc, dropped);
         if (fit == 2 || (r->flags & LF__REC_CUT))
             (*truncated)++; /* once per observation, wherever it was cut */
-        n++;
-        struct lf_obs *next = r->next;
+        enc->n++;
+        *list = r->next;
         release(e, r);
-        r = next;
-        *list = r;
     }
-    if (otlp)
+    return 0;
+}
+
+int lf__encode_end(struct lf__encoder *enc, const struct lf__enc *e, struct lf__body *body,
+                   uint64_t *dropped)
+{
+    memset(body, 0, sizeof(*body));
+    if (e->conf->transport == LF_TRANSPORT_OTLP)
         lf__otlp_end(&enc->out);
     else
         lf__ingest_end(&enc->out);
-    if (lf__buf_failed(&enc->out)) goto nomem;
-    body->nrec = n;
-    if (e->tick) e->tick(e->tick_ud); /* compression takes a while: serve urgent work first */
+    if (lf__buf_failed(&enc->out)) return lost_body(enc, dropped);
     if (e->conf->gzip) {
         if (compress_body(enc, body)) goto nomem;
     } else {
@@ -397,11 +408,21 @@ int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_
         memcpy(body->data, enc->out.data, enc->out.len + 1);
         body->len = enc->out.len;
     }
+    body->nrec = enc->n;
     return LF_OK;
-
 nomem:
-    /* Records already consumed are lost with the partial body: count them. */
-    *dropped += n;
     memset(body, 0, sizeof(*body));
-    return LF_ERR_NOMEM;
+    return lost_body(enc, dropped);
+}
+
+int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_obs **list,
+                    struct lf__body *body, uint64_t *truncated, uint64_t *dropped)
+{
+    lf__encode_begin(enc, e);
+    int rc = lf__encode_some(enc, e, list, UINT_MAX, truncated, dropped);
+    if (rc < 0) {
+        memset(body, 0, sizeof(*body));
+        return rc;
+    }
+    return lf__encode_end(enc, e, body, dropped);
 }

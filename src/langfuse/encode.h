@@ -30,11 +30,10 @@ struct lf__limits {
 struct lf__enc {
     const struct lf__conf *conf;
     const struct lf__redactor *red;
-    int64_t now_ns;         /* the export time stamped on ingestion events */
-    void (*tick)(void *ud); /* called every few records, so urgent work is not held up */
-    void *tick_ud;
-    /* takes each record once encoded (NULL: lf__rec_free) */
+    int64_t now_ns; /* the export time stamped on ingestion events */
+    /* takes each record once encoded (NULL: lf__rec_free), as a deallocator would */
     void (*release)(void *ud, struct lf_obs *r);
+    void *ud;
 };
 
 /* How a value is written. */
@@ -93,6 +92,8 @@ struct lf__encoder {
     char *gz;           /* compression output */
     size_t gz_cap;
     void *compressor; /* struct libdeflate_compressor, allocated on first use */
+    size_t head;      /* the body's opening bytes in `out` */
+    uint32_t n;       /* observation exports in the body so far */
 };
 
 void lf__encoder_init(struct lf__encoder *enc);
@@ -108,5 +109,17 @@ void lf__encoder_free(struct lf__encoder *enc);
  */
 int lf__encode_body(struct lf__encoder *enc, const struct lf__enc *e, struct lf_obs **list,
                     struct lf__body *body, uint64_t *truncated, uint64_t *dropped);
+
+/*
+ * The same in stages, for a caller with other work to do in between: lf__encode_begin(),
+ * then lf__encode_some() encodes at most `max` records and returns 1 while more could go
+ * in, 0 once the body is full or the list empty; lf__encode_end() closes and compresses
+ * the body. Both return LF_ERR_NOMEM as lf__encode_body() does.
+ */
+void lf__encode_begin(struct lf__encoder *enc, const struct lf__enc *e);
+int lf__encode_some(struct lf__encoder *enc, const struct lf__enc *e, struct lf_obs **list,
+                    unsigned max, uint64_t *truncated, uint64_t *dropped);
+int lf__encode_end(struct lf__encoder *enc, const struct lf__enc *e, struct lf__body *body,
+                   uint64_t *dropped);
 
 #endif

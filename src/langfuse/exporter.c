@@ -45,8 +45,7 @@ int lf__exporter_connect(struct lf_client *c, char *err, size_t errlen)
         return -1;
     }
     snprintf(c->userpwd, n, "%s:%s", c->conf.public_key, c->conf.secret_key);
-    c->http_opts =
-        (struct lf__http_opts){c->conf.host, c->userpwd, &c->abort_at_ns, lf__exporter_service, c};
+    c->http_opts = (struct lf__http_opts){c->conf.host, c->userpwd, &c->abort_at_ns};
     c->spill_at = c->conf.max_queue_bytes / 8;
     c->http = lf__http_new(&c->http_opts, err, errlen);
     return c->http ? 0 : -1;
@@ -146,12 +145,22 @@ static void encode_records(struct lf_client *c, struct lf_obs *list)
 {
     struct lf__exp *x = c->exp;
     struct lf__redactor *red = lf__redactor_get(c);
-    struct lf__enc e = {&c->conf, red, lf_now_ns(), lf__exporter_service, c, lf__exp_release_rec};
+    struct lf__enc e = {&c->conf, red, lf_now_ns(), lf__exp_release_rec, c};
     while (list) {
         struct lf__body body;
         uint64_t truncated = 0, dropped = 0;
         uint64_t qmin = list->qseq;
-        if (lf__encode_body(&x->enc, &e, &list, &body, &truncated, &dropped)) {
+        /* A few dozen records at a time, spilling between them if the queue asks to; and
+         * once more before compressing, which takes a while. */
+        lf__encode_begin(&x->enc, &e);
+        int rc;
+        while ((rc = lf__encode_some(&x->enc, &e, &list, 32, &truncated, &dropped)) == 1)
+            lf__exporter_service(c);
+        if (rc == 0) {
+            lf__exporter_service(c);
+            rc = lf__encode_end(&x->enc, &e, &body, &dropped);
+        }
+        if (rc) {
             lf__count(&c->n.dropped_nomem, dropped);
             /* Out of memory: lose a stretch rather than spin. */
             struct lf_obs *r = list;
@@ -286,8 +295,11 @@ static enum outcome send_head(struct lf_client *c, int stopping)
     lf__count(&c->n.requests, 1);
     if (b->attempts) lf__count(&c->n.retries, 1);
     b->attempts++;
-    int got = lf__http_post(c->http, url, b->body, b->len, b->gz, c->conf.request_timeout_ms, &res);
-    int st = got == 0 ? res.status : 0;
+    enum lf__http_step step = LF__HTTP_FAILED;
+    if (lf__http_begin(c->http, url, b->body, b->len, b->gz, c->conf.request_timeout_ms, &res) == 0)
+        while ((step = lf__http_step(c->http, &res)) == LF__HTTP_AGAIN)
+            lf__exporter_service(c); /* a slow request does not hold up spilling */
+    int st = step == LF__HTTP_DONE ? res.status : 0;
     if (st) atomic_store(&c->n.last_http_status, st);
     lf__log(c, LF_LOG_DEBUG, "POST %s: %u observations, %zu bytes: %d %s", url, b->nrec, b->len, st,
             st ? "" : res.error);
@@ -402,7 +414,16 @@ static struct lf_obs *take(struct lf_client *c, uint64_t *lost)
     size_t want = c->conf.max_request_bytes;
     if (x->spill.nrec) {
         pthread_mutex_unlock(&c->mu);
-        struct lf_obs *list = lf__spill_read(&x->spill, want, lost, lf__exporter_service, c);
+        /* A few dozen records at a time, spilling between them if the queue asks to (the
+         * spill file is appended to only: what is being read stays put). */
+        struct lf_obs *list = NULL, **tail = &list;
+        size_t got = 0;
+        while (x->spill.nrec && got < want) {
+            *tail = lf__spill_read(&x->spill, want - got, 64, lost);
+            for (; *tail; tail = &(*tail)->next)
+                got += lf__rec_size(*tail);
+            lf__exporter_service(c);
+        }
         pthread_mutex_lock(&c->mu);
         return list;
     }

@@ -25,7 +25,4 @@ int64_t lf__exporter_grace_ns(void);
 /* Synchronous spool replay on the caller's thread (lf_client_replay_spool). */
 int lf__exporter_request_replay(struct lf_client *c, int64_t deadline_ns);
 
-/* Serves urgent work (a spill the queue asked for); the HTTP wait's hook. */
-void lf__exporter_service(void *c);
-
 #endif

@@ -1,7 +1,6 @@
 /*
  * exporter_int.h - what the exporter's files share, and only they: the pending batches and
- * the exporter's state. Only the exporter thread touches any of it (lf__exporter_service
- * runs on that thread too, called back from its waits).
+ * the exporter's state. Only the exporter thread touches any of it.
  *
  *   exporter.c  the loop: wait, take, encode, send, settle each answer
  *   outcome.c   what an HTTP answer means, and the backoff rule (pure)
@@ -78,6 +77,9 @@ void lf__pending_unlink_head(struct lf__exp *x);
 void lf__pending_retire(struct lf_client *c, struct lf__batch *b);
 uint64_t lf__pending_finished_below(struct lf_client *c);
 void lf__exp_detach_queue_locked(struct lf_client *c);
+/* Serves urgent work, a spill the queue asked for; the exporter calls it wherever it works
+ * or waits: its loop, between steps of a request, between records it encodes or reads. */
+void lf__exporter_service(struct lf_client *c);
 void lf__pending_write_ahead(struct lf_client *c, struct lf__batch *b);
 void lf__pending_spool(struct lf_client *c, struct lf__batch *b, const char *why);
 void lf__pending_queue_spool_files(struct lf_client *c);

@@ -9,10 +9,11 @@
  *  - http_curl.c, for https:// servers: libcurl, loaded with dlopen() only then.
  *
  * Every request is bounded twice: by its own timeout and by an abort time that shutdown
- * may pull in while the request is in flight. While it waits, the client calls the
- * `on_wait` hook at least every LF__HTTP_TICK_MS and whenever lf__http_wakeup() is called,
- * so the exporter can serve urgent work (spilling a filling queue) in the middle of a
- * slow request.
+ * may pull in while the request is in flight. A request is begun, then moved on step by
+ * step: each lf__http_step() returns at least every LF__HTTP_TICK_MS, and at once after
+ * lf__http_wakeup(), saying whether the request is done, failed or still under way. Between
+ * steps the caller is free to do urgent work (the exporter spills a filling queue in the
+ * middle of a slow request); nothing in here calls back out.
  */
 #ifndef LF_HTTP_H
 #define LF_HTTP_H
@@ -49,8 +50,13 @@ struct lf__http_opts {
     const char *userpwd;    /* "public:secret" for Basic auth; read once, by lf__http_new():
                                libcurl keeps its own copy, the plain client its request head */
     atomic_llong *abort_at; /* CLOCK_MONOTONIC ns read during transfers; 0: none */
-    void (*on_wait)(void *ud);
-    void *ud;
+};
+
+/* What lf__http_step() says of the request. */
+enum lf__http_step {
+    LF__HTTP_AGAIN,  /* still under way: step again (after any urgent work) */
+    LF__HTTP_DONE,   /* a status arrived: res->status, res->body */
+    LF__HTTP_FAILED, /* no status will: res->error says why */
 };
 
 /* A client for opts->base_url; NULL with a one-line reason in err (bad URL, https without
@@ -60,13 +66,22 @@ void lf__http_free(struct lf__http *h);
 /* Forgets the client without closing its connection (it belongs to the parent after
  * fork(): for TLS, closing would write to the parent's stream). */
 void lf__http_abandon(struct lf__http *h);
-/* Makes a waiting lf__http_post() call on_wait soon. Thread-safe, async-signal-safe. */
+/* Makes a waiting lf__http_step() return soon. Thread-safe, async-signal-safe. */
 void lf__http_wakeup(struct lf__http *h);
 
 /*
- * POSTs `body` (JSON, gzip-encoded if `gz`) to base_url + path. Returns 0 when a status
- * arrived (res->status), -1 when none did (res->error says why). Caller frees res->body
- * with lf__http_result_free().
+ * Begins a POST of `body` (JSON, gzip-encoded if `gz`) to base_url + path; `body` and `res`
+ * are borrowed until the request ends. 0, or -1 when it cannot begin (res->error). One
+ * request at a time per client.
+ */
+int lf__http_begin(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
+                   int timeout_ms, struct lf__http_result *res);
+/* Moves the request on; see enum lf__http_step. */
+enum lf__http_step lf__http_step(struct lf__http *h, struct lf__http_result *res);
+/*
+ * Begins a POST and steps it to its end, for a caller with nothing else to do. 0 when a
+ * status arrived (res->status), -1 when none did (res->error says why). Caller frees
+ * res->body with lf__http_result_free().
  */
 int lf__http_post(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
                   int timeout_ms, struct lf__http_result *res);
@@ -80,8 +95,9 @@ long lf__parse_retry_after(const char *v, long long now);
 
 /* The implementations' vtable. */
 struct lf__http_impl {
-    int (*post)(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
-                int timeout_ms, struct lf__http_result *res);
+    int (*begin)(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
+                 int timeout_ms, struct lf__http_result *res);
+    enum lf__http_step (*step)(struct lf__http *h, struct lf__http_result *res);
     void (*wakeup)(struct lf__http *h);
     void (*free)(struct lf__http *h, int abandon);
 };

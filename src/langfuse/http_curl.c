@@ -4,8 +4,9 @@
  * Loading libcurl maps its whole dependency tree (OpenSSL, GnuTLS, Kerberos, LDAP, ...):
  * 8.6 MB of resident memory. Programs that talk plain HTTP, or trace nothing, should not
  * pay for it, so the library does not link libcurl; the first https:// client loads it.
- * The transfer runs on a multi handle so that the wait can be woken and the abort time
- * checked precisely (libcurl's progress callback may be a second apart when idle).
+ * The transfer runs on a multi handle, so that each step waits at most a tick, the wait can
+ * be woken and the abort time checked precisely (libcurl's progress callback may be a
+ * second apart when idle).
  */
 #include <curl/curl.h>
 #include <dlfcn.h>
@@ -19,6 +20,7 @@
 #include "alloc.h"
 #include "buf.h"
 #include "http.h"
+#include "invariant.h"
 #include "langfuse/langfuse.h"
 
 int64_t lf__mono_ns(void);
@@ -100,6 +102,7 @@ struct curlh {
     long retry_after_ms;
     char *url;
     size_t url_cap;
+    int in_flight; /* the easy handle is on the multi handle */
 };
 
 static size_t on_body(char *ptr, size_t size, size_t n, void *ud)
@@ -132,46 +135,11 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *ud)
     return len;
 }
 
-static CURLcode perform(struct curlh *h, int *aborted)
-{
-    CURLcode result = CURLE_OK;
-    int running = 1;
-    *aborted = 0;
-    if (cu.multi_add_handle(h->multi, h->easy) != CURLM_OK) return CURLE_OUT_OF_MEMORY;
-    while (running) {
-        if (cu.multi_perform(h->multi, &running) != CURLM_OK) {
-            result = CURLE_RECV_ERROR;
-            break;
-        }
-        if (!running) break;
-        long long at = h->base.opts.abort_at ? atomic_load(h->base.opts.abort_at) : 0;
-        long long now = lf__mono_ns();
-        int wait = LF__HTTP_TICK_MS;
-        if (at) {
-            if (now >= at) {
-                *aborted = 1;
-                result = CURLE_ABORTED_BY_CALLBACK;
-                break;
-            }
-            if ((at - now) / 1000000 < wait) wait = (int)((at - now) / 1000000) + 1;
-        }
-        cu.multi_poll(h->multi, NULL, 0, wait, NULL);
-        if (h->base.opts.on_wait) h->base.opts.on_wait(h->base.opts.ud);
-    }
-    if (!*aborted) {
-        int left;
-        CURLMsg *m;
-        while ((m = cu.multi_info_read(h->multi, &left)))
-            if (m->msg == CURLMSG_DONE && m->easy_handle == h->easy) result = m->data.result;
-    }
-    cu.multi_remove_handle(h->multi, h->easy);
-    return result;
-}
-
-static int curl_post(struct lf__http *base, const char *path, const char *body, size_t len, int gz,
-                     int timeout_ms, struct lf__http_result *res)
+static int curl_begin(struct lf__http *base, const char *path, const char *body, size_t len, int gz,
+                      int timeout_ms, struct lf__http_result *res)
 {
     struct curlh *h = (struct curlh *)base;
+    LF_INVARIANT(!h->in_flight);
     lf__buf_reset(&h->resp);
     h->retry_after_ms = -1;
     long long at = base->opts.abort_at ? atomic_load(base->opts.abort_at) : 0;
@@ -203,7 +171,19 @@ static int curl_post(struct lf__http *base, const char *path, const char *body, 
     cu.easy_setopt(e, CURLOPT_HTTPHEADER, gz ? h->hdr_gzip : h->hdr_plain);
     cu.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout_ms > 0 ? timeout_ms : 1));
     cu.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_ms > 0 ? timeout_ms : 1));
-    CURLcode rc = perform(h, &res->aborted);
+    if (cu.multi_add_handle(h->multi, h->easy) != CURLM_OK) {
+        snprintf(res->error, sizeof(res->error), "out of memory");
+        return -1;
+    }
+    h->in_flight = 1;
+    return 0;
+}
+
+/* Ends the transfer with libcurl's verdict `rc`, filling res. */
+static enum lf__http_step curl_end(struct curlh *h, CURLcode rc, struct lf__http_result *res)
+{
+    cu.multi_remove_handle(h->multi, h->easy);
+    h->in_flight = 0;
     res->retry_after_ms = h->retry_after_ms;
     if (h->resp.data && !lf__buf_failed(&h->resp)) {
         res->body = lf__buf_steal(&h->resp, &res->body_len);
@@ -213,12 +193,49 @@ static int curl_post(struct lf__http *base, const char *path, const char *body, 
         res->timed_out = rc == CURLE_OPERATION_TIMEDOUT || res->aborted;
         snprintf(res->error, sizeof(res->error), "%s",
                  res->aborted ? "deadline passed during the request" : cu.easy_strerror(rc));
-        return -1;
+        return LF__HTTP_FAILED;
     }
     long status = 0;
-    cu.easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    cu.easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
     res->status = (int)status;
-    return 0;
+    return LF__HTTP_DONE;
+}
+
+/* Lets libcurl work; whether the transfer ended, and how (*rc). */
+static int curl_done(struct curlh *h, CURLcode *rc)
+{
+    int running = 1;
+    if (cu.multi_perform(h->multi, &running) != CURLM_OK) {
+        *rc = CURLE_RECV_ERROR;
+        return 1;
+    }
+    if (running) return 0;
+    *rc = CURLE_OK;
+    int left;
+    CURLMsg *m;
+    while ((m = cu.multi_info_read(h->multi, &left)))
+        if (m->msg == CURLMSG_DONE && m->easy_handle == h->easy) *rc = m->data.result;
+    return 1;
+}
+
+static enum lf__http_step curl_step(struct lf__http *base, struct lf__http_result *res)
+{
+    struct curlh *h = (struct curlh *)base;
+    CURLcode rc;
+    if (curl_done(h, &rc)) return curl_end(h, rc, res);
+    long long at = base->opts.abort_at ? atomic_load(base->opts.abort_at) : 0;
+    long long now = lf__mono_ns();
+    int wait = LF__HTTP_TICK_MS;
+    if (at) {
+        if (now >= at) {
+            res->aborted = 1;
+            return curl_end(h, CURLE_ABORTED_BY_CALLBACK, res);
+        }
+        if ((at - now) / 1000000 < wait) wait = (int)((at - now) / 1000000) + 1;
+    }
+    cu.multi_poll(h->multi, NULL, 0, wait, NULL); /* lf__http_wakeup() ends it early */
+    if (curl_done(h, &rc)) return curl_end(h, rc, res);
+    return LF__HTTP_AGAIN;
 }
 
 static void curl_wakeup(struct lf__http *base)
@@ -232,6 +249,7 @@ static void curlh_free(struct lf__http *base, int abandon)
     struct curlh *h = (struct curlh *)base;
     /* After fork the TLS session belongs to the parent: cleaning up would write to it. */
     if (!abandon) {
+        if (h->in_flight) cu.multi_remove_handle(h->multi, h->easy);
         if (h->easy) cu.easy_cleanup(h->easy);
         if (h->multi) cu.multi_cleanup(h->multi);
         if (cu.slist_free_all) {
@@ -244,7 +262,7 @@ static void curlh_free(struct lf__http *base, int abandon)
     free(h);
 }
 
-static const struct lf__http_impl curl_impl = {curl_post, curl_wakeup, curlh_free};
+static const struct lf__http_impl curl_impl = {curl_begin, curl_step, curl_wakeup, curlh_free};
 
 /* The request headers, plus `extra` if not NULL; NULL when memory ran out. */
 static struct curl_slist *header_list(const char *extra)

@@ -9,7 +9,10 @@
  * once more on a fresh one (nothing was answered, so nothing can be duplicated: the
  * server's deduplication by id covers the rest).
  *
- * A pipe wakes the wait: lf__http_wakeup() writes a byte, the wait calls on_wait().
+ * The request is a state machine (resolving, connecting, sending, reading the head, reading
+ * the body) that each lf__http_step() moves on as far as it goes without blocking, then
+ * waits at most LF__HTTP_TICK_MS for its descriptor. A pipe ends that wait early:
+ * lf__http_wakeup() writes a byte, and the step returns LF__HTTP_AGAIN to its caller.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -32,10 +36,26 @@
 #include "buf.h"
 #include "http.h"
 #include "internal.h"
+#include "invariant.h"
 #include "langfuse/langfuse.h"
 
 #define HEAD_MAX 16384
 #define DNS_TTL_NS (60LL * 1000000000) /* re-resolve a name at most once a minute */
+
+/* Where a request in flight stands. */
+enum phase { IDLE, RESOLVING, CONNECTING, SENDING, HEAD, BODY };
+
+/* A response's head, as read so far. */
+struct head {
+    char buf[HEAD_MAX];
+    size_t len; /* bytes read into buf */
+    long size;  /* the head's length within them, once complete */
+    int status, chunked, closing;
+    long long clen; /* Content-Length, or -1 */
+    long retry;     /* Retry-After in ms, or -1 */
+};
+
+struct lookup;
 
 struct plain {
     struct lf__http base;
@@ -43,15 +63,37 @@ struct plain {
     char port[8];
     char prefix[512]; /* path prefix of the base URL, without trailing slash */
     char *head_fixed; /* the request's header lines that never change, precomputed */
-    int fd;           /* kept-alive connection, -1 if none */
+    int fd;           /* the connection (kept alive, or being made), -1 if none */
     int wake[2];      /* wakeup pipe: [0] polled, [1] written */
     struct addrinfo *ai;
     int64_t ai_at; /* when ai was resolved */
+
+    /* The request in flight: lf__http_begin() sets it up, each step moves it on. */
+    enum phase phase;
+    int64_t start;
+    int timeout_ms;
+    int reused;  /* sent on a kept-alive connection */
+    int retried; /* already sent once more on a fresh one */
+    int got_any; /* some byte of the answer arrived */
+    char req[2048];
+    size_t req_len;
+    const char *send_body; /* borrowed until the request ends */
+    size_t send_len;
+    struct iovec iov_store[2], *iov;
+    int niov;
+    struct lookup *lookup;   /* a name lookup under way */
+    struct addrinfo *trying; /* the address being connected to */
+    int last_err;            /* why the last address failed */
+    struct head *h;          /* the answer's head (allocated once, reused) */
+    char *body;              /* the answer's body, LF__RESP_MAX + 1 bytes */
+    size_t blen;
+    long long want; /* body bytes still to come; -1: until the server closes */
+    struct lf__chunked ch;
 };
 
-static int64_t deadline_of(const struct plain *p, int64_t start, int timeout_ms, int *by_abort)
+static int64_t deadline_of(const struct plain *p, int *by_abort)
 {
-    int64_t d = start + (int64_t)timeout_ms * 1000000;
+    int64_t d = p->start + (int64_t)p->timeout_ms * 1000000;
     long long at = p->base.opts.abort_at ? atomic_load(p->base.opts.abort_at) : 0;
     *by_abort = 0;
     if (at && at < d) {
@@ -68,33 +110,6 @@ static void drain_wake(struct plain *p)
         ;
 }
 
-/*
- * Waits until `fd` is ready for `events`, the deadline passes (returns 0), or an error
- * (-1). Calls on_wait on every tick and wakeup. The deadline is recomputed each round:
- * shutdown may pull the abort time in while we wait.
- */
-static int wait_fd(struct plain *p, int fd, short events, int64_t start, int timeout_ms,
-                   int *aborted)
-{
-    for (;;) {
-        int by_abort;
-        int64_t deadline = deadline_of(p, start, timeout_ms, &by_abort);
-        int64_t now = lf__mono_ns();
-        if (now >= deadline) {
-            *aborted = by_abort;
-            return 0;
-        }
-        int64_t left_ms = (deadline - now + 999999) / 1000000;
-        int wait = left_ms < LF__HTTP_TICK_MS ? (int)left_ms : LF__HTTP_TICK_MS;
-        struct pollfd fds[2] = {{fd, events, 0}, {p->wake[0], POLLIN, 0}};
-        int n = poll(fds, 2, wait);
-        if (n < 0 && errno != EINTR) return -1;
-        if (n > 0 && (fds[1].revents & POLLIN)) drain_wake(p);
-        if (p->base.opts.on_wait) p->base.opts.on_wait(p->base.opts.ud);
-        if (n > 0 && fds[0].revents) return 1;
-    }
-}
-
 static void close_conn(struct plain *p)
 {
     if (p->fd >= 0) close(p->fd);
@@ -105,12 +120,13 @@ static void close_conn(struct plain *p)
  * A name lookup on a thread of its own, so that the caller can give up at its deadline.
  * glibc's getaddrinfo_a() would do, but its thread pool does not survive fork(), and a
  * forked child must be able to send. The lookup is shared by the caller and the thread;
- * whoever finishes with it last frees it.
+ * whoever finishes with it last frees it. The thread signals `efd` when done, which the
+ * request's wait polls.
  */
 struct lookup {
     pthread_mutex_t mu;
-    pthread_cond_t done_cv;
     int refs, done, rc;
+    int efd;
     char host[256], port[8];
     struct addrinfo *result;
 };
@@ -122,8 +138,8 @@ static void lookup_put(struct lookup *l)
     pthread_mutex_unlock(&l->mu);
     if (!last) return;
     if (l->result) freeaddrinfo(l->result);
+    close(l->efd);
     pthread_mutex_destroy(&l->mu);
-    pthread_cond_destroy(&l->done_cv);
     free(l);
 }
 
@@ -141,36 +157,28 @@ static void *lookup_main(void *arg)
     l->rc = rc;
     l->result = res;
     l->done = 1;
-    pthread_cond_signal(&l->done_cv);
+    uint64_t one = 1;
+    ssize_t w = write(l->efd, &one, sizeof(one)); /* cannot fail: the counter is far from full */
+    (void)w;
     pthread_mutex_unlock(&l->mu);
     lookup_put(l);
     return NULL;
 }
 
-/* Resolves host:port within the deadline; caches the answer for DNS_TTL_NS. */
-static int resolve(struct plain *p, int64_t start, int timeout_ms, struct lf__http_result *res)
+static int lookup_start(struct plain *p, struct lf__http_result *res)
 {
-    int64_t now = lf__mono_ns();
-    if (p->ai && now - p->ai_at < DNS_TTL_NS) return 0;
-    struct addrinfo hints, *ai = NULL;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    if (getaddrinfo(p->host, p->port, &hints, &ai) == 0) {
-        /* an address, not a name: nothing to wait for */
-        if (p->ai) freeaddrinfo(p->ai);
-        p->ai = ai;
-        p->ai_at = lf__mono_ns();
-        return 0;
-    }
     struct lookup *l = lf__calloc(1, sizeof(*l));
     if (!l) {
         snprintf(res->error, sizeof(res->error), "out of memory");
         return -1;
     }
+    l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->efd < 0) {
+        free(l);
+        snprintf(res->error, sizeof(res->error), "eventfd: %s", strerror(errno));
+        return -1;
+    }
     pthread_mutex_init(&l->mu, NULL);
-    lf__cond_init(&l->done_cv);
     l->refs = 2;
     snprintf(l->host, sizeof(l->host), "%s", p->host);
     snprintf(l->port, sizeof(l->port), "%s", p->port);
@@ -190,142 +198,250 @@ static int resolve(struct plain *p, int64_t start, int timeout_ms, struct lf__ht
         snprintf(res->error, sizeof(res->error), "cannot start a lookup thread");
         return -1;
     }
-    int rc = 0;
-    pthread_mutex_lock(&l->mu);
-    while (!l->done) {
-        int by_abort;
-        int64_t deadline = deadline_of(p, start, timeout_ms, &by_abort);
-        now = lf__mono_ns();
-        if (now >= deadline) {
-            res->timed_out = 1;
-            res->aborted = by_abort;
-            snprintf(res->error, sizeof(res->error), "resolving %.100s timed out", p->host);
-            rc = -1;
-            break;
-        }
-        int64_t wait = deadline - now < 50000000 ? deadline - now : 50000000;
-        lf__cond_wait_until(&l->done_cv, &l->mu, now + wait);
-        if (!l->done && p->base.opts.on_wait) {
-            pthread_mutex_unlock(&l->mu);
-            p->base.opts.on_wait(p->base.opts.ud);
-            pthread_mutex_lock(&l->mu);
-        }
-    }
-    if (rc == 0 && l->rc) {
-        snprintf(res->error, sizeof(res->error), "cannot resolve %.100s: %s", p->host,
-                 gai_strerror(l->rc));
-        rc = -1;
-    }
-    if (rc == 0) {
-        if (p->ai) freeaddrinfo(p->ai);
-        p->ai = l->result;
-        l->result = NULL;
-        p->ai_at = lf__mono_ns();
-    }
-    pthread_mutex_unlock(&l->mu);
-    lookup_put(l);
-    return rc;
+    p->lookup = l;
+    return 0;
 }
 
-static int connect_any(struct plain *p, int64_t start, int timeout_ms, struct lf__http_result *res)
+static void set_addresses(struct plain *p, struct addrinfo *ai)
 {
-    if (resolve(p, start, timeout_ms, res)) return -1;
-    int last_err = 0;
-    for (struct addrinfo *a = p->ai; a; a = a->ai_next) {
+    if (p->ai) freeaddrinfo(p->ai);
+    p->ai = ai;
+    p->ai_at = lf__mono_ns();
+    p->trying = ai;
+    p->last_err = 0;
+    p->phase = CONNECTING;
+}
+
+/* What advance() tells step(). */
+enum { ADV_WAIT, ADV_DONE, ADV_FAILED };
+
+/* Resolves host:port (an address at once, a name on the lookup thread; the answer is kept
+ * DNS_TTL_NS), then goes on to connect. */
+static int resolving(struct plain *p, struct lf__http_result *res, struct pollfd *pf)
+{
+    if (!p->lookup) {
+        if (p->ai && lf__mono_ns() - p->ai_at < DNS_TTL_NS) {
+            p->trying = p->ai;
+            p->last_err = 0;
+            p->phase = CONNECTING;
+            return ADV_WAIT; /* nothing to wait for: advance() goes on */
+        }
+        struct addrinfo hints, *ai = NULL;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+        if (getaddrinfo(p->host, p->port, &hints, &ai) == 0) {
+            set_addresses(p, ai); /* an address, not a name */
+            return ADV_WAIT;
+        }
+        if (lookup_start(p, res)) return ADV_FAILED;
+    }
+    struct lookup *l = p->lookup;
+    pthread_mutex_lock(&l->mu);
+    int done = l->done, rc = l->rc;
+    struct addrinfo *ai = l->result;
+    l->result = NULL;
+    pthread_mutex_unlock(&l->mu);
+    if (!done) {
+        *pf = (struct pollfd){l->efd, POLLIN, 0};
+        return ADV_WAIT;
+    }
+    p->lookup = NULL;
+    lookup_put(l);
+    if (rc) {
+        snprintf(res->error, sizeof(res->error), "cannot resolve %.100s: %s", p->host,
+                 gai_strerror(rc));
+        return ADV_FAILED;
+    }
+    set_addresses(p, ai);
+    return ADV_WAIT;
+}
+
+/* Connects to each address in turn, without blocking; then goes on to send. */
+static int connecting(struct plain *p, struct lf__http_result *res, struct pollfd *pf)
+{
+    if (p->fd >= 0) { /* a connect under way: finished yet? */
+        struct pollfd f = {p->fd, POLLOUT, 0};
+        if (poll(&f, 1, 0) == 0) {
+            *pf = f;
+            return ADV_WAIT;
+        }
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && !err) {
+            p->phase = SENDING;
+            return ADV_WAIT;
+        }
+        p->last_err = err ? err : errno;
+        close_conn(p);
+        p->trying = p->trying->ai_next;
+    }
+    for (; p->trying; p->trying = p->trying->ai_next) {
+        const struct addrinfo *a = p->trying;
         int fd =
             socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
         if (fd < 0) {
-            last_err = errno;
+            p->last_err = errno;
             continue;
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+        int rc = connect(fd, a->ai_addr, a->ai_addrlen);
+        if (rc == 0 || errno == EINPROGRESS) {
             p->fd = fd;
-            return 0;
+            if (rc == 0)
+                p->phase = SENDING;
+            else
+                *pf = (struct pollfd){fd, POLLOUT, 0};
+            return ADV_WAIT;
         }
-        if (errno != EINPROGRESS) {
-            last_err = errno;
-            close(fd);
-            continue;
-        }
-        int aborted = 0;
-        int w = wait_fd(p, fd, POLLOUT, start, timeout_ms, &aborted);
-        if (w == 0) {
-            close(fd);
-            res->timed_out = 1;
-            res->aborted = aborted;
-            snprintf(res->error, sizeof(res->error), "connecting to %.100s:%s timed out", p->host,
-                     p->port);
-            return -1;
-        }
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (w < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) {
-            last_err = err ? err : errno;
-            close(fd);
-            continue;
-        }
-        p->fd = fd;
-        return 0;
+        p->last_err = errno;
+        close(fd);
     }
     snprintf(res->error, sizeof(res->error), "cannot connect to %.100s:%s: %s", p->host, p->port,
-             strerror(last_err ? last_err : ECONNREFUSED));
-    return -1;
+             strerror(p->last_err ? p->last_err : ECONNREFUSED));
+    return ADV_FAILED;
 }
 
-/* Sends all of iov; 0, or -1 (res says why). */
-static int send_all(struct plain *p, struct iovec *iov, int n, int64_t start, int timeout_ms,
-                    struct lf__http_result *res)
+static int sending(struct plain *p, struct lf__http_result *res, struct pollfd *pf)
 {
-    while (n > 0) {
+    while (p->niov > 0) {
         struct msghdr m;
         memset(&m, 0, sizeof(m));
-        m.msg_iov = iov;
-        m.msg_iovlen = (size_t)n;
+        m.msg_iov = p->iov;
+        m.msg_iovlen = (size_t)p->niov;
         ssize_t w = sendmsg(p->fd, &m, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                snprintf(res->error, sizeof(res->error), "send: %s", strerror(errno));
-                return -1;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                *pf = (struct pollfd){p->fd, POLLOUT, 0};
+                return ADV_WAIT;
             }
-            int aborted = 0;
-            int r = wait_fd(p, p->fd, POLLOUT, start, timeout_ms, &aborted);
-            if (r <= 0) {
-                res->timed_out = r == 0;
-                res->aborted = aborted;
-                snprintf(res->error, sizeof(res->error), r ? "send failed" : "sending timed out");
-                return -1;
-            }
-            continue;
+            snprintf(res->error, sizeof(res->error), "send: %s", strerror(errno));
+            return ADV_FAILED;
         }
-        lf__iov_advance(&iov, &n, (size_t)w);
+        lf__iov_advance(&p->iov, &p->niov, (size_t)w);
     }
-    return 0;
+    struct head *h = p->h;
+    h->len = 0;
+    h->size = 0;
+    h->status = h->chunked = h->closing = 0;
+    h->clen = -1;
+    h->retry = -1;
+    p->phase = HEAD;
+    return ADV_WAIT;
 }
 
-/* Reads some bytes; >0 count, 0 EOF, -1 error or timeout (res says why). */
-static ssize_t recv_some(struct plain *p, char *buf, size_t n, int64_t start, int timeout_ms,
-                         struct lf__http_result *res)
+/* Reads some bytes: >0 a count, 0 EOF, -1 nothing yet (*pf set), -2 an error (res says). */
+static ssize_t recv_some(struct plain *p, char *buf, size_t n, struct lf__http_result *res,
+                         struct pollfd *pf)
 {
     for (;;) {
         ssize_t r = recv(p->fd, buf, n, 0);
         if (r >= 0) return r;
         if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            snprintf(res->error, sizeof(res->error), "receive: %s", strerror(errno));
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            *pf = (struct pollfd){p->fd, POLLIN, 0};
             return -1;
         }
-        int aborted = 0;
-        int w = wait_fd(p, p->fd, POLLIN, start, timeout_ms, &aborted);
-        if (w <= 0) {
-            res->timed_out = w == 0;
-            res->aborted = aborted;
-            snprintf(res->error, sizeof(res->error), w ? "receive failed" : "no answer in time");
-            return -1;
+        snprintf(res->error, sizeof(res->error), "receive: %s", strerror(errno));
+        return -2;
+    }
+}
+
+/* Takes body bytes: a chunked body decoded, a sized one counted down; ADV_DONE at its end. */
+static int take_body(struct plain *p, const char *in, size_t n, struct lf__http_result *res)
+{
+    struct head *h = p->h;
+    if (h->chunked) {
+        int done = 0;
+        long used = lf__chunked_feed(&p->ch, in, n, p->body, LF__RESP_MAX, &p->blen, &done);
+        if (used < 0) {
+            snprintf(res->error, sizeof(res->error), "malformed chunked body");
+            return ADV_FAILED;
         }
+        h->closing |= done && (size_t)used < n; /* pipelined junk: do not reuse */
+        return done ? ADV_DONE : ADV_WAIT;
+    }
+    size_t take = n;
+    if (p->want >= 0 && (long long)take > p->want) take = (size_t)p->want;
+    if (p->blen < LF__RESP_MAX) {
+        size_t k = take < LF__RESP_MAX - p->blen ? take : LF__RESP_MAX - p->blen;
+        memcpy(p->body + p->blen, in, k);
+        p->blen += k;
+    }
+    if (p->want < 0) return ADV_WAIT;
+    p->want -= (long long)take;
+    h->closing |= take < n;
+    return p->want == 0 ? ADV_DONE : ADV_WAIT;
+}
+
+/* Reads until a final (non-1xx) response head is complete, then goes on to its body. */
+static int reading_head(struct plain *p, struct lf__http_result *res, struct pollfd *pf)
+{
+    struct head *h = p->h;
+    for (;;) {
+        h->size = lf__http_parse_head(h->buf, h->len, &h->status, &h->clen, &h->chunked,
+                                      &h->closing, &h->retry, (long long)time(NULL));
+        if (h->size < 0) {
+            snprintf(res->error, sizeof(res->error), "malformed response head");
+            return ADV_FAILED;
+        }
+        if (h->size > 0 && h->status >= 100 && h->status < 200) {
+            /* an interim answer: drop it, then look at what follows it */
+            memmove(h->buf, h->buf + h->size, h->len - (size_t)h->size);
+            h->len -= (size_t)h->size;
+            continue;
+        }
+        if (h->size > 0) break;
+        if (h->len == sizeof(h->buf)) {
+            snprintf(res->error, sizeof(res->error), "response head larger than %d bytes",
+                     HEAD_MAX);
+            return ADV_FAILED;
+        }
+        ssize_t r = recv_some(p, h->buf + h->len, sizeof(h->buf) - h->len, res, pf);
+        if (r == -1) return ADV_WAIT;
+        if (r == 0)
+            snprintf(res->error, sizeof(res->error),
+                     "the server closed the connection without an answer");
+        if (r <= 0) return ADV_FAILED;
+        p->got_any = 1;
+        h->len += (size_t)r;
+    }
+    res->retry_after_ms = h->retry;
+    if (!p->body) p->body = lf__malloc(LF__RESP_MAX + 1);
+    if (!p->body) {
+        snprintf(res->error, sizeof(res->error), "out of memory");
+        return ADV_FAILED;
+    }
+    p->blen = 0;
+    memset(&p->ch, 0, sizeof(p->ch));
+    p->want = h->clen;
+    const char *extra = h->buf + h->size;
+    size_t nextra = h->len - (size_t)h->size;
+    if (h->status == 204 || h->status == 304) {
+        h->closing |= nextra > 0; /* no body: what follows is junk */
+        return ADV_DONE;
+    }
+    if (!h->chunked && h->clen < 0) h->closing = 1; /* the body ends when the server closes */
+    p->phase = BODY;
+    return take_body(p, extra, nextra, res);
+}
+
+static int reading_body(struct plain *p, struct lf__http_result *res, struct pollfd *pf)
+{
+    char chunk[16384];
+    for (;;) {
+        ssize_t r = recv_some(p, chunk, sizeof(chunk), res, pf);
+        if (r == -1) return ADV_WAIT;
+        if (r == 0 && !p->h->chunked && p->want < 0) return ADV_DONE;
+        if (r == 0)
+            snprintf(res->error, sizeof(res->error), "the server closed the connection mid-answer");
+        if (r <= 0) return ADV_FAILED;
+        int a = take_body(p, chunk, (size_t)r, res);
+        if (a != ADV_WAIT) return a;
     }
 }
 
@@ -336,195 +452,161 @@ static int conn_still_open(struct plain *p)
     return poll(&f, 1, 0) == 0;
 }
 
-/* A response's head, as read so far. */
-struct head {
-    char buf[HEAD_MAX];
-    size_t len; /* bytes read into buf */
-    long size;  /* the head's length within them, once complete */
-    int status, chunked, closing;
-    long long clen; /* Content-Length, or -1 */
-    long retry;     /* Retry-After in ms, or -1 */
-};
-
-/* Reads until a final (non-1xx) response head is complete; 0, or -1 with res->error. */
-static int read_head(struct plain *p, int64_t start, int timeout_ms, struct lf__http_result *res,
-                     int *got_any, struct head *h)
+/* Sends the request on the kept-alive connection if it is still open, else on a new one. */
+static void attempt(struct plain *p)
 {
-    int need_more = 1;
+    if (p->fd >= 0 && !conn_still_open(p)) close_conn(p);
+    p->reused = p->fd >= 0;
+    p->got_any = 0;
+    p->iov_store[0] = (struct iovec){p->req, p->req_len};
+    p->iov_store[1] = (struct iovec){(void *)p->send_body, p->send_len};
+    p->iov = p->iov_store;
+    p->niov = 2;
+    p->phase = p->reused ? SENDING : RESOLVING;
+}
+
+/*
+ * Moves the request on as far as it goes without waiting. ADV_WAIT with *pf set when it
+ * must wait for a descriptor; with pf->fd < 0 when a phase ended and the next is to run.
+ */
+static int advance(struct plain *p, struct lf__http_result *res, struct pollfd *pf)
+{
     for (;;) {
-        if (need_more) {
-            if (h->len == sizeof(h->buf)) {
-                snprintf(res->error, sizeof(res->error), "response head larger than %d bytes",
-                         HEAD_MAX);
-                return -1;
-            }
-            ssize_t r =
-                recv_some(p, h->buf + h->len, sizeof(h->buf) - h->len, start, timeout_ms, res);
-            if (r < 0) return -1;
-            if (r == 0) {
-                snprintf(res->error, sizeof(res->error),
-                         "the server closed the connection without an answer");
-                return -1;
-            }
-            *got_any = 1;
-            h->len += (size_t)r;
+        *pf = (struct pollfd){-1, 0, 0};
+        int a;
+        switch (p->phase) {
+        case RESOLVING:
+            a = resolving(p, res, pf);
+            break;
+        case CONNECTING:
+            a = connecting(p, res, pf);
+            break;
+        case SENDING:
+            a = sending(p, res, pf);
+            break;
+        case HEAD:
+            a = reading_head(p, res, pf);
+            break;
+        case BODY:
+            a = reading_body(p, res, pf);
+            break;
+        default:
+            LF_INVARIANT(!"a step with no request in flight");
+            return ADV_FAILED;
         }
-        h->size = lf__http_parse_head(h->buf, h->len, &h->status, &h->clen, &h->chunked,
-                                      &h->closing, &h->retry, (long long)time(NULL));
-        if (h->size < 0) {
-            snprintf(res->error, sizeof(res->error), "malformed response head");
-            return -1;
-        }
-        need_more = h->size == 0;
-        if (h->size == 0) continue;
-        if (h->status < 100 || h->status >= 200) return 0;
-        /* an interim answer: drop it, then look at what follows it */
-        memmove(h->buf, h->buf + h->size, h->len - (size_t)h->size);
-        h->len -= (size_t)h->size;
-        h->size = 0;
-        need_more = h->len == 0;
+        if (a != ADV_WAIT || pf->fd >= 0) return a;
     }
 }
 
-/* Reads a chunked body into body (at most LF__RESP_MAX bytes kept), starting with the
- * `nextra` bytes that came after the head. 0, or -1 with res->error. */
-static int read_chunked(struct plain *p, int64_t start, int timeout_ms, struct lf__http_result *res,
-                        const char *extra, size_t nextra, char *body, size_t *blen, int *closing)
+/* What a timed-out request was doing, for its error line. */
+static void timed_out(struct plain *p, struct lf__http_result *res, int by_abort)
 {
-    struct lf__chunked ch = {0};
-    char chunk[16384];
-    int done = 0;
-    for (;;) {
-        long used = lf__chunked_feed(&ch, extra, nextra, body, LF__RESP_MAX, blen, &done);
-        if (used < 0) {
-            snprintf(res->error, sizeof(res->error), "malformed chunked body");
-            return -1;
-        }
-        if (done) {
-            *closing |= (size_t)used < nextra; /* pipelined junk: do not reuse */
-            return 0;
-        }
-        ssize_t r = recv_some(p, chunk, sizeof(chunk), start, timeout_ms, res);
-        if (r <= 0) {
-            if (r == 0)
-                snprintf(res->error, sizeof(res->error),
-                         "the server closed the connection mid-answer");
-            return -1;
-        }
-        extra = chunk;
-        nextra = (size_t)r;
+    res->timed_out = 1;
+    res->aborted = by_abort;
+    switch (p->phase) {
+    case RESOLVING:
+        snprintf(res->error, sizeof(res->error), "resolving %.100s timed out", p->host);
+        break;
+    case CONNECTING:
+        snprintf(res->error, sizeof(res->error), "connecting to %.100s:%s timed out", p->host,
+                 p->port);
+        break;
+    case SENDING:
+        snprintf(res->error, sizeof(res->error), "sending timed out");
+        break;
+    default:
+        snprintf(res->error, sizeof(res->error), "no answer in time");
+        break;
     }
 }
 
-/* Reads a body of Content-Length `clen` bytes (-1: until the server closes) likewise. */
-static int read_sized(struct plain *p, int64_t start, int timeout_ms, struct lf__http_result *res,
-                      long long clen, const char *extra, size_t nextra, char *body, size_t *blen,
-                      int *closing)
+/* Ends the request in flight: the connection stays only after a complete, reusable answer. */
+static void finish(struct plain *p, int keep)
 {
-    char chunk[16384];
-    long long want = clen;
-    if (clen < 0) *closing = 1;
-    for (;;) {
-        size_t take = nextra;
-        if (want >= 0 && (long long)take > want) take = (size_t)want;
-        if (*blen < LF__RESP_MAX) {
-            size_t k = take < LF__RESP_MAX - *blen ? take : LF__RESP_MAX - *blen;
-            memcpy(body + *blen, extra, k);
-            *blen += k;
-        }
-        if (want >= 0) {
-            want -= (long long)take;
-            if (want == 0) {
-                *closing |= take < nextra;
-                return 0;
-            }
-        }
-        ssize_t r = recv_some(p, chunk, sizeof(chunk), start, timeout_ms, res);
-        if (r < 0 || (r == 0 && want >= 0)) {
-            if (r == 0)
-                snprintf(res->error, sizeof(res->error),
-                         "the server closed the connection mid-answer");
-            return -1;
-        }
-        if (r == 0) return 0;
-        extra = chunk;
-        nextra = (size_t)r;
-    }
+    if (p->lookup) lookup_put(p->lookup);
+    p->lookup = NULL;
+    if (!keep || p->h->closing) close_conn(p);
+    p->phase = IDLE;
 }
 
-/* Reads one response. Returns 0 with res->status set, or -1. *got_any: some byte of the
- * answer arrived (then a retry on a new connection would not be safe to hide). */
-static int read_response(struct plain *p, int64_t start, int timeout_ms,
-                         struct lf__http_result *res, int *got_any)
+static int plain_begin(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
+                       int timeout_ms, struct lf__http_result *res)
 {
-    struct head h;
-    h.len = 0;
-    h.size = 0;
-    h.status = h.chunked = h.closing = 0;
-    h.clen = -1;
-    h.retry = -1;
-    *got_any = 0;
-    if (read_head(p, start, timeout_ms, res, got_any, &h)) return -1;
-    res->retry_after_ms = h.retry;
-    char *body = lf__malloc(LF__RESP_MAX + 1);
-    size_t blen = 0;
-    if (!body) {
+    struct plain *p = (struct plain *)h;
+    LF_INVARIANT(p->phase == IDLE);
+    if (!p->h) p->h = lf__malloc(sizeof(*p->h));
+    if (!p->h) {
         snprintf(res->error, sizeof(res->error), "out of memory");
         return -1;
     }
-    const char *extra = h.buf + h.size;
-    size_t nextra = h.len - (size_t)h.size;
-    int rc = 0;
-    if (h.status == 204 || h.status == 304)
-        h.closing |= nextra > 0; /* no body: what follows is junk */
-    else if (h.chunked)
-        rc = read_chunked(p, start, timeout_ms, res, extra, nextra, body, &blen, &h.closing);
-    else
-        rc = read_sized(p, start, timeout_ms, res, h.clen, extra, nextra, body, &blen, &h.closing);
-    if (rc) {
-        free(body);
-        return -1;
-    }
-    body[blen] = '\0';
-    res->body = body;
-    res->body_len = blen;
-    res->status = h.status;
-    if (h.closing) close_conn(p);
-    return 0;
-}
-
-static int plain_post(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
-                      int timeout_ms, struct lf__http_result *res)
-{
-    struct plain *p = (struct plain *)h;
-    int64_t start = lf__mono_ns();
-    char head[2048];
+    p->h->closing = 0;
+    p->start = lf__mono_ns();
+    p->timeout_ms = timeout_ms;
+    p->retried = 0;
     int hn =
-        snprintf(head, sizeof(head),
+        snprintf(p->req, sizeof(p->req),
                  "POST %s%s HTTP/1.1\r\n%s%sContent-Length: %zu\r\nConnection: keep-alive\r\n\r\n",
                  p->prefix, path, p->head_fixed, gz ? "Content-Encoding: gzip\r\n" : "", len);
-    if (hn < 0 || (size_t)hn >= sizeof(head)) {
+    if (hn < 0 || (size_t)hn >= sizeof(p->req)) {
         snprintf(res->error, sizeof(res->error), "request head too long");
         return -1;
     }
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int reused = p->fd >= 0;
-        if (reused && !conn_still_open(p)) {
-            close_conn(p);
-            reused = 0;
+    p->req_len = (size_t)hn;
+    p->send_body = body;
+    p->send_len = len;
+    attempt(p);
+    return 0;
+}
+
+static enum lf__http_step plain_step(struct lf__http *h, struct lf__http_result *res)
+{
+    struct plain *p = (struct plain *)h;
+    for (;;) {
+        struct pollfd pf;
+        int a = advance(p, res, &pf);
+        if (a == ADV_DONE) {
+            p->body[p->blen] = '\0';
+            res->body = p->body;
+            res->body_len = p->blen;
+            res->status = p->h->status;
+            p->body = NULL;
+            finish(p, 1);
+            return LF__HTTP_DONE;
         }
-        if (p->fd < 0 && connect_any(p, start, timeout_ms, res)) return -1;
-        struct iovec iov[2] = {{head, (size_t)hn}, {(void *)body, len}};
-        int got_any = 0;
-        if (send_all(p, iov, 2, start, timeout_ms, res) == 0 &&
-            read_response(p, start, timeout_ms, res, &got_any) == 0)
-            return 0;
-        close_conn(p);
-        /* A kept-alive connection that died before answering: once more, fresh. */
-        if (!reused || got_any || res->timed_out) return -1;
-        res->error[0] = '\0';
+        if (a == ADV_FAILED) {
+            /* A kept-alive connection that died before answering: once more, fresh (nothing
+             * was answered, so nothing can be duplicated). */
+            if (p->reused && !p->got_any && !p->retried && p->phase >= SENDING) {
+                close_conn(p);
+                p->retried = 1;
+                res->error[0] = '\0';
+                attempt(p);
+                continue;
+            }
+            finish(p, 0);
+            return LF__HTTP_FAILED;
+        }
+        int by_abort;
+        int64_t deadline = deadline_of(p, &by_abort), now = lf__mono_ns();
+        if (now >= deadline) {
+            timed_out(p, res, by_abort);
+            finish(p, 0);
+            return LF__HTTP_FAILED;
+        }
+        int64_t left_ms = (deadline - now + 999999) / 1000000;
+        struct pollfd fds[2] = {pf, {p->wake[0], POLLIN, 0}};
+        int n = poll(fds, 2, left_ms < LF__HTTP_TICK_MS ? (int)left_ms : LF__HTTP_TICK_MS);
+        if (n < 0 && errno != EINTR) {
+            snprintf(res->error, sizeof(res->error), "poll: %s", strerror(errno));
+            finish(p, 0);
+            return LF__HTTP_FAILED;
+        }
+        if (n > 0 && (fds[1].revents & POLLIN)) {
+            drain_wake(p);
+            return LF__HTTP_AGAIN; /* woken: the caller has something to do */
+        }
+        if (n <= 0) return LF__HTTP_AGAIN; /* a tick with nothing to read or write */
     }
-    return -1;
 }
 
 static void plain_wakeup(struct lf__http *h)
@@ -541,15 +623,18 @@ static void plain_free(struct lf__http *h, int abandon)
     /* After fork the socket is shared with the parent; closing our descriptor does not
      * affect it (plain TCP, no shutdown()), so abandoning closes it too. */
     (void)abandon;
+    if (p->phase != IDLE) finish(p, 0);
     close_conn(p);
     if (p->wake[0] >= 0) close(p->wake[0]);
     if (p->wake[1] >= 0) close(p->wake[1]);
     if (p->ai) freeaddrinfo(p->ai);
+    free(p->h);
+    free(p->body);
     lf__free_secret(p->head_fixed); /* it holds the credentials */
     free(p);
 }
 
-static const struct lf__http_impl plain_impl = {plain_post, plain_wakeup, plain_free};
+static const struct lf__http_impl plain_impl = {plain_begin, plain_step, plain_wakeup, plain_free};
 
 static void base64(char *out, const unsigned char *in, size_t n)
 {

@@ -103,7 +103,7 @@ static void write_journal(struct lf_client *c, struct lf__trace *t)
     struct lf__body body;
     uint64_t truncated = 0, dropped = 0;
     struct lf__redactor *red = lf__redactor_get(c);
-    struct lf__enc e = {&c->conf, red, lf_now_ns(), NULL, NULL, NULL};
+    struct lf__enc e = {&c->conf, red, lf_now_ns(), NULL, NULL};
     lf__encoder_init(&enc);
     if (lf__encode_body(&enc, &e, &r, &body, &truncated, &dropped) == 0 && body.nrec) {
         char hex[33];

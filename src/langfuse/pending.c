@@ -107,14 +107,10 @@ void lf__exp_detach_queue_locked(struct lf_client *c)
     c->qbytes = 0;
 }
 
-/*
- * Moves the whole queue to the spill file when the recording side asked for it (the queue
- * passed its memory mark). Called wherever the exporter waits or works: its main loop,
- * every few records while encoding, and from the HTTP client's wait.
- */
-void lf__exporter_service(void *arg)
+/* Moves the whole queue to the spill file when the recording side asked for it (the queue
+ * passed its memory mark). */
+void lf__exporter_service(struct lf_client *c)
 {
-    struct lf_client *c = arg;
     struct lf__exp *x = c->exp;
     if (!atomic_load_explicit(&c->spill_wanted, memory_order_relaxed)) return;
     /* Check the file before taking anything: without one, the records stay in memory and

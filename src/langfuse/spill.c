@@ -199,14 +199,13 @@ uint64_t lf__spill_discard(struct lf__spill *s)
     return n;
 }
 
-struct lf_obs *lf__spill_read(struct lf__spill *s, size_t max_bytes, uint64_t *lost,
-                              void (*tick)(void *ud), void *ud)
+struct lf_obs *lf__spill_read(struct lf__spill *s, size_t max_bytes, unsigned max_records,
+                              uint64_t *lost)
 {
     struct lf_obs *head = NULL, **tail = &head;
     size_t taken = 0;
     unsigned count = 0;
-    while (s->nrec && (taken < max_bytes || !head)) {
-        if (tick && (++count & 63) == 0) tick(ud); /* appends only: what we are reading stays put */
+    while (s->nrec && (taken < max_bytes || !head) && count++ < max_records) {
         struct hdr h;
         struct lf_obs *o = NULL;
         if (read_at(s, &h, sizeof(h), s->rpos) == 0 && h.magic == SPILL_MAGIC &&

@@ -46,12 +46,12 @@ int lf__spill_usable(struct lf__spill *s);
 uint64_t lf__spill_write(struct lf__spill *s, struct lf_obs *list, uint64_t *dropped,
                          void (*release)(void *ud, struct lf_obs *r), void *ud);
 
-/* Reads the oldest records, about `max_bytes` of them (at least one), as a list the caller
- * owns. NULL when empty (or on a read error, after which the file is dropped and its
- * records counted in *lost). `tick` (may be NULL) is called every few dozen records; it may
- * append to the file. */
-struct lf_obs *lf__spill_read(struct lf__spill *s, size_t max_bytes, uint64_t *lost,
-                              void (*tick)(void *ud), void *ud);
+/* Reads the oldest records, about `max_bytes` of them and at most `max_records` (at least
+ * one), as a list the caller owns. NULL when empty (or on a read error, after which the
+ * file is dropped and its records counted in *lost). Between reads the file may be
+ * appended to. */
+struct lf_obs *lf__spill_read(struct lf__spill *s, size_t max_bytes, unsigned max_records,
+                              uint64_t *lost);
 
 /* Forgets every record in the file and gives its disk space back; returns how many. */
 uint64_t lf__spill_discard(struct lf__spill *s);

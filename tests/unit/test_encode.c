@@ -69,7 +69,7 @@ static void put_d(struct lf_obs *r, uint8_t tag, const char *key, double v)
 /* Encodes a list into bodies; returns them parsed, in a JSON array. */
 static json_t *encode(struct lf_obs *list, uint64_t *truncated, uint64_t *dropped, size_t *max_len)
 {
-    struct lf__enc e = {&conf, red, 1700000002000000000LL, NULL, NULL, NULL};
+    struct lf__enc e = {&conf, red, 1700000002000000000LL, NULL, NULL};
     json_t *all = json_array();
     uint64_t t = 0, d = 0;
     size_t ml = 0;
@@ -258,7 +258,7 @@ static void test_v4_reads_trace_input_and_output_from_the_root(void **state)
 /* Writes one span as the exporter would, frees the record, and compares the bytes. */
 static void assert_span_bytes(struct lf_obs *r, const char *expected)
 {
-    struct lf__enc e = {&conf, red, 0, NULL, NULL, NULL};
+    struct lf__enc e = {&conf, red, 0, NULL, NULL};
     struct lf__buf b;
     lf__buf_init(&b, 0);
     lf__otlp_span(&e, &b, r, NULL);
@@ -610,7 +610,7 @@ static void test_secrets_never_encoded(void **state)
           "{\"k\":\"topsecret-123\",\"t\":\"sk-ant-api03-xxxxxxxxxxxx\"}");
     put_s(r, LF__F_META, LF__V_STR, "m", "Bearer abcdefghijklmnopqrstuvwxyz");
     put_s(r, LF__T_USER, LF__V_STR, NULL, "topsecret-123");
-    struct lf__enc e = {&conf, red, 0, NULL, NULL, NULL};
+    struct lf__enc e = {&conf, red, 0, NULL, NULL};
     struct lf__body b;
     uint64_t t = 0, d = 0;
     struct lf_obs *list = r;
@@ -622,6 +622,48 @@ static void test_secrets_never_encoded(void **state)
     free(b.data);
 }
 
+/* The staged encoder, a few records at a time (as the exporter drives it, serving urgent work
+ * in between), writes the same body as lf__encode_body() in one go, and says when the list
+ * is done. */
+static void test_staged_encoding_writes_the_same_body(void **state)
+{
+    (void)state;
+    conf.gzip = 0;
+    struct lf__enc e = {&conf, red, 1700000002000000000LL, NULL, NULL};
+    struct lf__body whole, staged;
+    uint64_t t = 0, d = 0;
+    struct lf_obs *list = NULL;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 4; i >= 0; i--) {
+            struct lf_obs *r = mk(LF_OBS_GENERATION, 0, (uint8_t)(0x10 + i));
+            put_s(r, LF__F_NAME, LF__V_STR, NULL, "step");
+            put_i(r, LF__F_USAGE, "input", i);
+            r->next = list;
+            list = r;
+        }
+        if (round == 0) {
+            assert_int_equal(lf__encode_body(&enc, &e, &list, &whole, &t, &d), 0);
+            assert_null(list);
+            continue;
+        }
+        lf__encode_begin(&enc, &e);
+        int steps = 0, rc;
+        while ((rc = lf__encode_some(&enc, &e, &list, 2, &t, &d)) == 1)
+            steps++;
+        assert_int_equal(rc, 0);
+        assert_int_equal(steps, 2); /* 2 + 2 + 1 records */
+        assert_null(list);
+        assert_int_equal(lf__encode_end(&enc, &e, &staged, &d), 0);
+    }
+    assert_int_equal(whole.nrec, 5);
+    assert_int_equal(staged.nrec, 5);
+    assert_int_equal(staged.len, whole.len);
+    assert_memory_equal(staged.data, whole.data, whole.len);
+    assert_int_equal(d, 0);
+    free(whole.data);
+    free(staged.data);
+}
+
 static void test_allocation_failures(void **state)
 {
     (void)state;
@@ -631,7 +673,7 @@ static void test_allocation_failures(void **state)
         put_s(r, LF__F_INPUT, LF__V_JSON, NULL, "{\"a\":[1,2,3],\"b\":\"text\"}");
         put_s(r, LF__T_TAG, LF__V_STR, NULL, "t");
         put_i(r, LF__F_USAGE, "input", 1);
-        struct lf__enc e = {&conf, red, 0, NULL, NULL, NULL};
+        struct lf__enc e = {&conf, red, 0, NULL, NULL};
         struct lf__body b;
         uint64_t t = 0, d = 0;
         struct lf_obs *list = r;
@@ -680,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_bodies_never_pass_the_request_cap),
         cmocka_unit_test(test_masking),
         cmocka_unit_test(test_secrets_never_encoded),
+        cmocka_unit_test(test_staged_encoding_writes_the_same_body),
         cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -21,7 +21,7 @@
 /* ---- a scripted server ------------------------------------------------------------------ */
 
 struct reply {
-    const char *raw; /* bytes to answer with; NULL: never answer */
+    const char *raw; /* bytes to answer with ("": none); NULL: never answer */
     int close_after; /* close the connection after answering */
 };
 
@@ -154,14 +154,25 @@ static void server_stop(struct server *s)
 static atomic_llong abort_at;
 static pthread_mutex_t hook_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hook_called = PTHREAD_COND_INITIALIZER;
-static int waits; /* on_wait calls; guarded by hook_mu */
-static void on_wait(void *ud)
+static int waits; /* steps that returned LF__HTTP_AGAIN; guarded by hook_mu */
+static void on_wait(void)
 {
-    (void)ud;
     pthread_mutex_lock(&hook_mu);
     waits++;
     pthread_cond_broadcast(&hook_called);
     pthread_mutex_unlock(&hook_mu);
+}
+
+/* lf__http_post() as the exporter does it: begun, then stepped, counting the steps that
+ * came back before the end (each a moment the exporter could serve urgent work). */
+static int post(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
+                int timeout_ms, struct lf__http_result *res)
+{
+    if (lf__http_begin(h, path, body, len, gz, timeout_ms, res)) return -1;
+    enum lf__http_step step;
+    while ((step = lf__http_step(h, res)) == LF__HTTP_AGAIN)
+        on_wait();
+    return step == LF__HTTP_DONE ? 0 : -1;
 }
 
 static int hook_calls(void)
@@ -176,7 +187,7 @@ static struct lf__http *client(struct server *s, const char *prefix)
 {
     char url[128], err[256];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, prefix);
-    struct lf__http_opts o = {url, "pk-lf-1:sk-lf-2", &abort_at, on_wait, NULL};
+    struct lf__http_opts o = {url, "pk-lf-1:sk-lf-2", &abort_at};
     struct lf__http *h = lf__http_new(&o, err, sizeof(err));
     if (!h) fail_msg("%s", err);
     return h;
@@ -239,6 +250,38 @@ static void test_reconnects_when_server_closed(void **state)
     server_stop(&s);
 }
 
+static void test_unanswered_kept_alive_request_sent_once_more(void **state)
+{
+    (void)state;
+    /* The server hangs up on the second request unanswered, on a connection that looked
+     * alive: the client sends it once more on a fresh connection, and that one answers. */
+    struct server s = {.script = {{OK200, 0}, {"", 1}, {OK200, 0}}, .nscript = 3};
+    server_start(&s);
+    struct lf__http *h = client(&s, "");
+    struct lf__http_result res;
+    assert_int_equal(lf__http_post(h, "/p", "one", 3, 0, 5000, &res), 0);
+    lf__http_result_free(&res);
+    assert_int_equal(lf__http_post(h, "/p", "two", 3, 0, 5000, &res), 0);
+    assert_int_equal(res.status, 200);
+    lf__http_result_free(&res);
+    assert_int_equal(accepts(&s), 2);
+    char req[8192];
+    size_t len = last_request(&s, req, sizeof(req));
+    assert_memory_equal(req + len - 3, "two", 3);
+    lf__http_free(h);
+    server_stop(&s);
+
+    /* On a fresh connection, the same is a failure, not sent again. */
+    struct server s2 = {.script = {{"", 1}, {OK200, 0}}, .nscript = 2};
+    server_start(&s2);
+    h = client(&s2, "");
+    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), -1);
+    assert_non_null(strstr(res.error, "without an answer"));
+    assert_int_equal(accepts(&s2), 1);
+    lf__http_free(h);
+    server_stop(&s2);
+}
+
 static void test_framings(void **state)
 {
     (void)state;
@@ -295,7 +338,7 @@ static void test_timeout_abort_and_wakeup(void **state)
     struct lf__http *h = client(&s, "");
     struct lf__http_result res;
     long long t0 = lf__mono_ns() / 1000000;
-    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 300, &res), -1);
+    assert_int_equal(post(h, "/p", "x", 1, 0, 300, &res), -1);
     long long took = lf__mono_ns() / 1000000 - t0;
     assert_true(res.timed_out);
     assert_false(res.aborted);
@@ -304,11 +347,11 @@ static void test_timeout_abort_and_wakeup(void **state)
     atomic_store(&abort_at, lf__mono_ns() + 200000000);
     int calls = hook_calls();
     t0 = lf__mono_ns() / 1000000;
-    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 10000, &res), -1);
+    assert_int_equal(post(h, "/p", "x", 1, 0, 10000, &res), -1);
     took = lf__mono_ns() / 1000000 - t0;
     assert_true(res.aborted);
     assert_true(took < 600);
-    assert_true(hook_calls() > calls); /* the wait ticks call the hook */
+    assert_true(hook_calls() > calls); /* the wait ticks come back to the caller */
     atomic_store(&abort_at, 0);
     lf__http_free(h);
     server_stop(&s);
@@ -318,11 +361,11 @@ static void test_timeout_abort_and_wakeup(void **state)
 
 struct waker {
     struct lf__http *h;
-    int rounds;        /* wake-ups answered by a hook call */
+    int rounds;        /* wake-ups answered by a step coming back */
     long long took_ms; /* for all of them */
 };
 
-/* Wakes the waiting client WAKE_ROUNDS times, each time awaiting the hook call that answers,
+/* Wakes the waiting client WAKE_ROUNDS times, each time awaiting the step that answers it,
  * then ends the wait (the abort time, now). */
 static void *wake_rounds(void *arg)
 {
@@ -346,7 +389,7 @@ static void *wake_rounds(void *arg)
     return NULL;
 }
 
-static void test_wakeup_calls_hook_promptly(void **state)
+static void test_wakeup_ends_a_step_promptly(void **state)
 {
     (void)state;
     struct server s = {.script = {{NULL, 0}}, .nscript = 1};
@@ -356,7 +399,7 @@ static void test_wakeup_calls_hook_promptly(void **state)
     pthread_t t;
     pthread_create(&t, NULL, wake_rounds, &w);
     struct lf__http_result res;
-    lf__http_post(h, "/p", "x", 1, 0, 30000, &res);
+    post(h, "/p", "x", 1, 0, 30000, &res);
     pthread_join(t, NULL);
     atomic_store(&abort_at, 0);
     assert_true(res.aborted);
@@ -373,7 +416,7 @@ static void test_refused_and_bad_urls(void **state)
 {
     (void)state;
     char err[256];
-    struct lf__http_opts o = {"http://127.0.0.1:1", "a:b", NULL, NULL, NULL};
+    struct lf__http_opts o = {"http://127.0.0.1:1", "a:b", NULL};
     struct lf__http *h = lf__http_new(&o, err, sizeof(err));
     assert_non_null(h);
     struct lf__http_result res;
@@ -399,10 +442,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_and_keep_alive),
         cmocka_unit_test(test_reconnects_when_server_closed),
+        cmocka_unit_test(test_unanswered_kept_alive_request_sent_once_more),
         cmocka_unit_test(test_framings),
         cmocka_unit_test(test_malformed_answer),
         cmocka_unit_test(test_timeout_abort_and_wakeup),
-        cmocka_unit_test(test_wakeup_calls_hook_promptly),
+        cmocka_unit_test(test_wakeup_ends_a_step_promptly),
         cmocka_unit_test(test_refused_and_bad_urls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

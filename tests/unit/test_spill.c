@@ -1,6 +1,7 @@
 /* test_spill.c - the spill file: order, sizes, caps, failure. */
 #include "cm.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,7 @@ static void test_fifo_roundtrip(void **state)
     assert_int_equal(s.head_qseq, 100);
     uint64_t next = 100;
     while (s.nrec) {
-        struct lf_obs *list = lf__spill_read(&s, 20000, &lost, NULL, NULL);
+        struct lf_obs *list = lf__spill_read(&s, 20000, UINT_MAX, &lost);
         assert_non_null(list);
         while (list) {
             struct lf_obs *r = list;
@@ -77,7 +78,25 @@ static void test_fifo_roundtrip(void **state)
     assert_int_equal(next, 150);
     assert_int_equal(lost, 0);
     assert_int_equal(s.wpos, 0); /* emptied: the file starts over */
-    assert_null(lf__spill_read(&s, 1000, &lost, NULL, NULL));
+    /* At most max_records at a time, with appends in between (as the exporter reads it,
+     * spilling between reads): still in order. */
+    assert_int_equal(lf__spill_write(&s, chain(150, 5, 10), &dropped, NULL, NULL), 5);
+    for (next = 150; s.nrec;) {
+        struct lf_obs *list = lf__spill_read(&s, 1 << 20, 2, &lost);
+        int n = 0;
+        for (; list; n++) {
+            struct lf_obs *r = list;
+            list = r->next;
+            check(r, next++);
+            lf__rec_free(r);
+        }
+        assert_true(n >= 1 && n <= 2);
+        if (next == 152)
+            assert_int_equal(lf__spill_write(&s, chain(155, 3, 10), &dropped, NULL, NULL), 3);
+    }
+    assert_int_equal(next, 158);
+    assert_int_equal(lost, 0);
+    assert_null(lf__spill_read(&s, 1000, UINT_MAX, &lost));
     lf__spill_close(&s);
     tu_rmrf(dir);
     free(dir);
@@ -112,7 +131,7 @@ static void test_missing_dir_is_created(void **state)
     uint64_t dropped = 0, lost = 0;
     assert_int_equal(lf__spill_write(&s, chain(0, 5, 100), &dropped, NULL, NULL), 5);
     assert_int_equal(dropped, 0);
-    struct lf_obs *list = lf__spill_read(&s, 1 << 20, &lost, NULL, NULL);
+    struct lf_obs *list = lf__spill_read(&s, 1 << 20, UINT_MAX, &lost);
     uint64_t next = 0;
     for (; list; next++) {
         struct lf_obs *r = list;
