@@ -77,6 +77,43 @@ static void key_of(const json_t *obj, char *out, size_t cap)
              meta_str(obj, "name") ? meta_str(obj, "name") : "");
 }
 
+/*
+ * What is kept of a Job or Pod: the metadata that names and links it, and its status, which
+ * is all that the decisions (status.c) and pod_of() read. Its spec and managedFields, most
+ * of its bytes, are let go: a whole Job and Pod cost about 63 KiB of memory per session.
+ * The values are shared with `obj`, not copied.
+ */
+static json_t *slim(const json_t *obj)
+{
+    static const char *const keep[] = {"name",
+                                       "namespace",
+                                       "uid",
+                                       "labels",
+                                       "ownerReferences",
+                                       "creationTimestamp",
+                                       "resourceVersion",
+                                       "deletionTimestamp"};
+    const json_t *meta = json_object_get(obj, "metadata");
+    json_t *out = json_object(), *m = json_object();
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        json_t *v = json_object_get(meta, keep[i]);
+        if (v) json_object_set(m, keep[i], v);
+    }
+    json_object_set_new(out, "metadata", m);
+    json_t *st = json_object_get(obj, "status");
+    if (st) json_object_set(out, "status", st);
+    return out;
+}
+
+/* Puts an object into its cache under key: a session whole, a Job or Pod slimmed. */
+static void cache_put(struct op *op, struct cache *c, json_t *items, const char *key, json_t *obj)
+{
+    if (c == &op->sessions)
+        json_object_set(items, key, obj);
+    else
+        json_object_set_new(items, key, slim(obj));
+}
+
 /* The session a Job or Pod belongs to, by its label (both carry the template's). */
 static void mark_owner(struct op *op, const json_t *obj)
 {
@@ -134,7 +171,7 @@ static int list(struct op *op, struct cache *c)
                 json_object_set_new(it, "apiVersion", json_string("vteam.ambient-code/v1alpha1"));
             }
             key_of(it, key, sizeof key);
-            json_object_set(items, key, it);
+            cache_put(op, c, items, key, it);
         }
         rv = json_string_value(
             json_object_get(json_object_get(r.body, "metadata"), "resourceVersion"));
@@ -215,7 +252,7 @@ static void apply_event(struct op *op, struct cache *c, json_t *ev)
         json_object_del(c->items, key);
         if (c == &op->sessions) json_object_del(op->retries, key);
     } else {
-        json_object_set(c->items, key, obj);
+        cache_put(op, c, c->items, key, obj);
     }
     mark(op, c, obj);
 }
@@ -358,7 +395,7 @@ static void create_job(struct op *op, const char *key, const json_t *session, co
     key_of(job, jkey, sizeof jkey);
     if (r.status == 201 || r.status == 200) {
         co_log("%s: created Job %s", key, meta_str(job, "name"));
-        json_object_set(op->jobs.items, jkey, r.body);
+        cache_put(op, &op->jobs, op->jobs.items, jkey, r.body);
         json_object_set_new(op->dirty, key, json_true());
     } else if (r.status == 409) {
         /* It exists (we made it before a restart, or someone else did): look at it. */
@@ -368,7 +405,7 @@ static void create_job(struct op *op, const char *key, const json_t *session, co
         co_kube_request(op->k, "GET", path, NULL, NULL, REQUEST_MS, &r);
         if (r.status == 200 && json_is_object(r.body)) {
             co_log("%s: Job %s already exists; adopting it", key, meta_str(job, "name"));
-            json_object_set(op->jobs.items, jkey, r.body);
+            cache_put(op, &op->jobs, op->jobs.items, jkey, r.body);
             json_object_set_new(op->dirty, key, json_true());
         } else {
             retry_later(op, key, 0);
