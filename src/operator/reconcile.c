@@ -60,9 +60,10 @@ struct op {
     struct co_kube *k;
     const struct co_operator_opts *o;
     struct cache sessions, jobs, pods;
-    json_t *dirty;   /* "ns/name" -> true: sessions to decide */
-    json_t *retries; /* "ns/name" -> {"at", "backoff", "conflicts"} */
-    bool keep_retry; /* the session being decided set its retry state: keep it */
+    json_t *dirty;     /* "ns/name" -> true: sessions to decide */
+    json_t *retries;   /* "ns/name" -> {"at", "backoff", "conflicts"} */
+    bool keep_retry;   /* the session being decided set its retry state: keep it */
+    json_t *pod_index; /* pods_by_job(), during a pass over many sessions; else NULL */
     int64_t resync_at;
 };
 
@@ -257,19 +258,51 @@ static void apply_event(struct op *op, struct cache *c, json_t *ev)
     mark(op, c, obj);
 }
 
+/* The job a Pod belongs to, "ns/job", from its label; false when it has none. */
+static bool pod_job_key(const json_t *p, char *out, size_t cap)
+{
+    const char *n = meta_str(p, "namespace");
+    const char *j = json_string_value(
+        json_object_get(json_object_get(json_object_get(p, "metadata"), "labels"), "job-name"));
+    if (!n || !j) return false;
+    snprintf(out, cap, "%s/%s", n, j);
+    return true;
+}
+
+/* Whether Pod a is newer than Pod b (NULL: older than any). */
+static bool newer(const json_t *a, const json_t *b)
+{
+    const char *ta = meta_str(a, "creationTimestamp"), *tb = meta_str(b, "creationTimestamp");
+    return !b || (ta && tb && strcmp(ta, tb) > 0);
+}
+
+/* The newest Pod of each Job, by "ns/job": made once for a pass over many sessions, so that
+ * a pass costs one walk over the Pods, not one per session. */
+static json_t *pods_by_job(struct op *op)
+{
+    json_t *index = json_object();
+    const char *key;
+    json_t *p;
+    char jk[512];
+    json_object_foreach(op->pods.items, key, p)
+    {
+        if (pod_job_key(p, jk, sizeof jk) && newer(p, json_object_get(index, jk)))
+            json_object_set(index, jk, p);
+    }
+    return index;
+}
+
 /* The newest Pod of the Job ns/job, or NULL. */
 static const json_t *pod_of(struct op *op, const char *ns, const char *job)
 {
+    char want[512], jk[512];
+    snprintf(want, sizeof want, "%s/%s", ns, job);
+    if (op->pod_index) return json_object_get(op->pod_index, want);
     const char *key;
     const json_t *p, *best = NULL;
     json_object_foreach(op->pods.items, key, p)
     {
-        const char *n = meta_str(p, "namespace");
-        const char *j = json_string_value(
-            json_object_get(json_object_get(json_object_get(p, "metadata"), "labels"), "job-name"));
-        if (!n || !j || strcmp(n, ns) || strcmp(j, job)) continue;
-        const char *a = meta_str(p, "creationTimestamp"), *b = meta_str(best, "creationTimestamp");
-        if (!best || (a && b && strcmp(a, b) > 0)) best = p;
+        if (pod_job_key(p, jk, sizeof jk) && !strcmp(jk, want) && newer(p, best)) best = p;
     }
     return best;
 }
@@ -493,6 +526,8 @@ static void decide_dirty(struct op *op)
     op->dirty = json_object();
     const char *key;
     json_t *v;
+    /* The Pods do not change during a pass (events are read between passes). */
+    if (json_object_size(batch) > 1) op->pod_index = pods_by_job(op);
     json_object_foreach(batch, key, v)
     {
         json_t *r = json_object_get(op->retries, key);
@@ -502,6 +537,8 @@ static void decide_dirty(struct op *op)
         }
         decide(op, key);
     }
+    json_decref(op->pod_index);
+    op->pod_index = NULL;
     json_decref(batch);
 }
 
