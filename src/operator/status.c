@@ -120,6 +120,48 @@ static json_t *failed_init(const json_t *pod)
     return NULL;
 }
 
+/*
+ * The last non-empty line of a container's termination message that is not the runner's
+ * outcome: its log's tail (terminationMessagePolicy FallbackToLogsOnError), where a program
+ * that stopped early said why ("ccrunner: error: ...", git's "fatal: ..."). At most
+ * LAST_LINE_MAX bytes, not cutting a UTF-8 character; "" when there is none.
+ */
+#define LAST_LINE_MAX 300
+static const char *last_line(const char *msg, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (!msg) return out;
+    const char *end = msg + strlen(msg);
+    while (end > msg && isspace((unsigned char)end[-1]))
+        end--;
+    const char *start = end;
+    while (start > msg && start[-1] != '\n')
+        start--;
+    while (start < end && isspace((unsigned char)*start))
+        start++;
+    size_t n = (size_t)(end - start);
+    if (n > LAST_LINE_MAX) n = LAST_LINE_MAX;
+    if (n >= cap) n = cap - 1;
+    while (n > 0 && n < (size_t)(end - start) && ((unsigned char)start[n] & 0xC0) == 0x80)
+        n--; /* start[n] continues a character: cut before that character */
+    memcpy(out, start, n);
+    out[n] = '\0';
+    return out;
+}
+
+/* ": line" when the terminated state's message is a log's tail, else "". */
+static const char *said(const json_t *terminated, char *buf, size_t cap)
+{
+    const char *msg = str(terminated, "message");
+    json_t *doc = msg ? json_loads(msg, 0, NULL) : NULL;
+    bool outcome = json_is_object(doc);
+    json_decref(doc);
+    char line[LAST_LINE_MAX + 1];
+    if (outcome || !*last_line(msg, line, sizeof line)) return "";
+    snprintf(buf, cap, ": %s", line);
+    return buf;
+}
+
 /* Copies what the termination message holds, where it fits the CRD's schema, into st. */
 static void take_outcome(json_t *st, const json_t *terminated, const char **error)
 {
@@ -153,6 +195,19 @@ static void take_outcome(json_t *st, const json_t *terminated, const char **erro
     json_decref(doc);
 }
 
+/* Cuts an incomplete UTF-8 character off the end of s (left by a cut to a buffer's size):
+ * jansson refuses a string that is not valid UTF-8, and the message would be lost. */
+static void utf8_trim(char *s)
+{
+    size_t n = strlen(s), lead = n;
+    while (lead > 0 && n - lead < 4 && ((unsigned char)s[lead - 1] & 0xC0) == 0x80)
+        lead--;
+    if (lead == 0) return;
+    unsigned char c = (unsigned char)s[lead - 1];
+    size_t want = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (n - (lead - 1) < want) s[lead - 1] = '\0';
+}
+
 /* Sets phase and message in st, and the decision's log fields. */
 static void go(json_t *st, struct co_decision *out, const char *phase, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -162,6 +217,7 @@ static void go(json_t *st, struct co_decision *out, const char *phase, const cha
     va_start(ap, fmt);
     vsnprintf(out->why, sizeof out->why, fmt, ap);
     va_end(ap);
+    utf8_trim(out->why);
     snprintf(out->to, sizeof out->to, "%s", phase);
     json_object_set_new(st, "phase", json_string(phase));
     json_object_set_new(st, "message", json_string(out->why));
@@ -186,6 +242,7 @@ static void finish(json_t *st, struct co_decision *out, const struct co_observed
     const json_t *term = json_object_get(json_object_get(rs, "state"), "terminated");
     const char *error = NULL;
     json_t *init;
+    char buf[LAST_LINE_MAX + 3];
     take_outcome(st, term, &error);
     const char *when = str(json_object_get(in->job, "status"), "completionTime");
     if (!when) when = str(term, "finishedAt");
@@ -195,14 +252,15 @@ static void finish(json_t *st, struct co_decision *out, const struct co_observed
     } else if (error) {
         go(st, out, "Failed", "%s", error);
     } else if (term) {
-        go(st, out, "Failed", "the runner exited with code %lld (%s)",
+        go(st, out, "Failed", "the runner exited with code %lld (%s)%s",
            (long long)json_integer_value(json_object_get(term, "exitCode")),
-           str(term, "reason") ? str(term, "reason") : "no reason given");
+           str(term, "reason") ? str(term, "reason") : "no reason given",
+           said(term, buf, sizeof buf));
     } else if ((init = failed_init(in->pod))) {
-        go(st, out, "Failed", "the init container %s exited with code %lld (%s)%s%s",
+        go(st, out, "Failed", "the init container %s exited with code %lld (%s)%s",
            str(init, "name"), (long long)json_integer_value(json_object_get(init, "exitCode")),
            str(init, "reason") ? str(init, "reason") : "no reason given",
-           str(init, "message") ? ": " : "", str(init, "message") ? str(init, "message") : "");
+           said(init, buf, sizeof buf));
         json_decref(init);
     } else {
         go(st, out, "Failed", "the Job failed: %s",

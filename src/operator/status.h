@@ -42,7 +42,7 @@ struct co_decision {
     json_t *status;        /* the new status to write, or NULL when the current one is right;
                             * caller frees */
     char from[16], to[16]; /* the phase before and after, for the log line */
-    char why[256];         /* what was seen, for the log line and status.message */
+    char why[512];         /* what was seen, for the log line and status.message */
 };
 
 /* Decides; out->status is NULL or new. Never fails except out of memory (-1). */

@@ -364,6 +364,19 @@ class FailureTests(OperatorTest):
         self.assertIn("completionTime", st)
         self.assertRegex(op.text(), r"team/broken: Running -> Failed: |team/broken: Pending -> Failed: ")
 
+    def test_a_runner_that_stops_early_says_why_in_the_status(self):
+        # No key in the namespace: the runner stops before the session with one line on
+        # stderr and no outcome; the log's tail (FallbackToLogsOnError) says why.
+        self.api.ok("DELETE", "/api/v1/namespaces/team/secrets/anthropic-api-key")
+        op = self.operator()
+        op.wait_log(r"watching")
+        self.apply("nokey", {"prompt": "say hello"})
+        st = self.wait_phase("nokey", ("Completed", "Failed"))["status"]
+        self.assertEqual(st["phase"], "Failed", st)
+        self.assertRegex(st["message"], r"^the runner exited with code 2 \(Error\): ccrunner: error: "
+                                        r"no model credentials: set ANTHROPIC_API_KEY", st)
+        self.assertRegex(op.text(), r"team/nokey: \w+ -> Failed: the runner exited with code 2 .*ANTHROPIC")
+
     def test_a_spec_without_a_prompt_fails_at_once(self):
         op = self.operator()
         op.wait_log(r"watching")

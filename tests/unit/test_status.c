@@ -202,13 +202,59 @@ static void test_a_failed_runner_says_why(void **state)
     r = decide(s, j, p, T0 + 60);
     assert_string_equal(r.message, "the runner exited with code 137 (OOMKilled)");
     json_decref(r.d.status);
+    /* stopped before its outcome: the log's tail (FallbackToLogsOnError), its last line */
+    json_decref(p);
+    p = pod("{\"phase\":\"Failed\",\"containerStatuses\":[{\"name\":\"runner\",\"state\":{"
+            "\"terminated\":{\"exitCode\":2,\"reason\":\"Error\",\"message\":"
+            "\"starting\\nccrunner: error: no ANTHROPIC_API_KEY\\n\\n\"}}}]}");
+    r = decide(s, j, p, T0 + 60);
+    assert_string_equal(
+        r.message, "the runner exited with code 2 (Error): ccrunner: error: no ANTHROPIC_API_KEY");
+    json_decref(r.d.status);
+    /* a long line is cut, never inside a character */
+    json_decref(p);
+    char long_msg[1300] = "";
+    for (int i = 0; i < 200; i++)
+        strcat(long_msg, "\u00e9"); /* 2 bytes in UTF-8: 400 bytes */
+    char text[2000];
+    snprintf(text, sizeof text,
+             "{\"phase\":\"Failed\",\"containerStatuses\":[{\"name\":\"runner\",\"state\":{"
+             "\"terminated\":{\"exitCode\":1,\"reason\":\"Error\",\"message\":\"x%s\"}}}]}",
+             long_msg);
+    p = pod(text);
+    r = decide(s, j, p, T0 + 60);
+    assert_non_null(r.message); /* jansson takes valid UTF-8 only */
+    json_decref(r.d.status);
+    json_decref(p);
+    /* the runner's own error, longer than a status message holds: cut, still UTF-8 */
+    char err_json[2000];
+    snprintf(err_json, sizeof err_json,
+             "{\"phase\":\"Failed\",\"containerStatuses\":[{\"name\":\"runner\",\"state\":{"
+             "\"terminated\":{\"exitCode\":1,\"reason\":\"Error\",\"message\":"
+             "\"{\\\"error\\\":\\\"%s%s\\\"}\"}}}]}",
+             long_msg, long_msg);
+    p = pod(err_json);
+    r = decide(s, j, p, T0 + 60);
+    assert_non_null(r.message);
+    assert_true(strlen(r.message) >= 500 && strlen(r.message) < 512);
+    json_decref(r.d.status);
+    json_decref(p);
+    p = pod(text);
+    r = decide(s, j, p, T0 + 60);
+    const char *tail = strstr(r.message, "(Error): x");
+    assert_non_null(tail);
+    assert_int_equal(strlen(tail + strlen("(Error): ")), 299); /* "x" and 149 characters */
+    json_decref(r.d.status);
     /* the repositories' clone failed: the init container says so */
     json_decref(p);
     p = pod("{\"phase\":\"Failed\",\"initContainerStatuses\":[{\"name\":\"clone-repos\",\"state\":"
-            "{\"terminated\":{\"exitCode\":128,\"reason\":\"Error\"}}}],\"containerStatuses\":"
+            "{\"terminated\":{\"exitCode\":128,\"reason\":\"Error\",\"message\":\"Cloning into "
+            "'x'...\\nfatal: repository 'https://example.invalid/x' not found\\n\"}}}],"
+            "\"containerStatuses\":"
             "[{\"name\":\"runner\",\"state\":{\"waiting\":{\"reason\":\"PodInitializing\"}}}]}");
     r = decide(s, j, p, T0 + 60);
-    assert_string_equal(r.message, "the init container clone-repos exited with code 128 (Error)");
+    assert_string_equal(r.message, "the init container clone-repos exited with code 128 (Error): "
+                                   "fatal: repository 'https://example.invalid/x' not found");
     json_decref(r.d.status);
     /* no Pod left: the Job's own reason */
     r = decide(s, j, NULL, T0 + 60);
