@@ -16,6 +16,12 @@
  * a failing one, so a struggling server is not hammered. The batches themselves, their
  * spool files and the spill file are pending.c's (exporter_int.h).
  *
+ * Nothing it calls holds it for long or calls back into it: a request is stepped
+ * (http.h), a body encoded and the spill file read a few dozen records at a time, and
+ * between two steps the exporter moves the queue to the spill file if the recording side
+ * asked it to (lf__exporter_service), so that a burst during a slow request costs disk,
+ * not memory.
+ *
  * Shutdown has a deadline. Requests in flight are aborted at (deadline - reserve), and
  * whatever is left is written to the spool in the reserve, so the whole shutdown ends by
  * the deadline. If the last attempt got no answer at all (a dead or black-holed server),
