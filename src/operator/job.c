@@ -96,6 +96,47 @@ static bool has_env(const json_t *env, const char *name)
     return false;
 }
 
+/*
+ * The template's placeholders, replaced in expand_url(). Names are safe in a URL as they
+ * are: a namespace and a session's name are DNS labels or subdomains (lowercase letters,
+ * digits, '-' and '.').
+ */
+static const char *const url_vars[] = {"{namespace}", "{name}"};
+
+const char *co_job_check_websocket_url(const char *tpl)
+{
+    if (strncmp(tpl, "ws://", 5) && strncmp(tpl, "wss://", 6))
+        return "must start with ws:// or wss://";
+    for (const char *p = strchr(tpl, '{'); p; p = strchr(p + 1, '{')) {
+        bool known = false;
+        for (size_t i = 0; i < sizeof url_vars / sizeof *url_vars; i++)
+            known |= !strncmp(p, url_vars[i], strlen(url_vars[i]));
+        if (!known) return "knows only the placeholders {namespace} and {name}";
+    }
+    return NULL;
+}
+
+/* tpl with {namespace} and {name} replaced; -1 when it does not fit out. */
+static int expand_url(const char *tpl, const char *ns, const char *name, char *out, size_t cap)
+{
+    size_t n = 0;
+    while (*tpl) {
+        const char *put = NULL;
+        size_t skip = 1;
+        if (!strncmp(tpl, url_vars[0], strlen(url_vars[0])))
+            put = ns, skip = strlen(url_vars[0]);
+        else if (!strncmp(tpl, url_vars[1], strlen(url_vars[1])))
+            put = name, skip = strlen(url_vars[1]);
+        size_t len = put ? strlen(put) : 1;
+        if (n + len >= cap) return -1;
+        memcpy(out + n, put ? put : tpl, len);
+        n += len;
+        tpl += skip;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
 json_t *co_job_build(const json_t *session, const struct co_settings *s,
                      const struct co_job_opts *o, char *refused, size_t refcap, char *err,
                      size_t errlen)
@@ -119,6 +160,13 @@ json_t *co_job_build(const json_t *session, const struct co_settings *s,
     }
     const json_t *tpl = co_job_template(err, errlen);
     if (!tpl) return NULL;
+    char ws_url[1024] = "";
+    if (o->websocket_url && *o->websocket_url &&
+        expand_url(o->websocket_url, ns, name, ws_url, sizeof ws_url)) {
+        snprintf(err, errlen, "the WebSocket URL for this session is over %zu bytes",
+                 sizeof ws_url - 1);
+        return NULL;
+    }
     const struct placeholder ph[] = {
         {"JOB_NAME", job_name},
         {"SESSION_NAME", name},
@@ -128,10 +176,10 @@ json_t *co_job_build(const json_t *session, const struct co_settings *s,
         {"TIMEOUT", s->timeout},
         {"IDLE_TIMEOUT", s->idle_timeout},
         {"LLM_MODEL", s->model},
-        {"PERMISSION_MODE", ""},
+        {"PERMISSION_MODE", o->permission_mode ? o->permission_mode : ""},
         {"USER_ID", s->user_id},
         {"USER_NAME", s->user_name},
-        {"WEBSOCKET_URL", ""},
+        {"WEBSOCKET_URL", ws_url},
         {"SESSION_REPOS", s->repos},
         {"ANTHROPIC_SECRET", o->anthropic_secret},
         {"BOT_TOKEN_SECRET", o->bot_token_secret},

@@ -18,7 +18,15 @@ struct co_job_opts {
     const char *image;            /* the runner image */
     const char *anthropic_secret; /* the Secret holding ANTHROPIC_API_KEY */
     const char *bot_token_secret; /* the Secret holding BOT_TOKEN */
+    /* The backend's WebSocket URL for every runner, "{namespace}" and "{name}" standing for
+     * the session's; NULL or "": the runners stream to stdout only. */
+    const char *websocket_url;
+    const char *permission_mode; /* Claude Code's, for every runner; NULL: the runner's */
 };
+
+/* Whether a --websocket-url template is usable: ws:// or wss://, placeholders known. NULL,
+ * or why not. */
+const char *co_job_check_websocket_url(const char *tpl);
 
 /* A Job's name must fit a 63-character label (job-name on its Pod): "<session>-job". */
 #define CO_JOB_NAME_MAX 63

@@ -11,12 +11,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "health.h"
+#include "job.h"
 #include "kube.h"
 #include "log.h"
 #include "reconcile.h"
@@ -43,6 +45,11 @@ static const char usage[] =
     "                           default ccrunner-bot-token\n"
     "  --start-timeout S        a runner Pod not started after S seconds fails its session\n"
     "                           (POD_START_TIMEOUT); default 600\n"
+    "  --websocket-url URL      the backend every runner streams its session to\n"
+    "                           (WEBSOCKET_URL), ws:// or wss://, with {namespace} and\n"
+    "                           {name} for the session's; default none\n"
+    "  --permission-mode MODE   Claude Code's permission mode for every runner\n"
+    "                           (PERMISSION_MODE); default the runner's, acceptEdits\n"
     "  -h, --help, --version\n"
     "\n"
     "Exit codes: 0 stopped by SIGTERM/SIGINT; 2 a configuration error (one line on stderr).\n";
@@ -86,6 +93,8 @@ int main(int argc, char **argv)
     const char *bot = env_or("BOT_TOKEN_SECRET", "ccrunner-bot-token");
     const char *start = env_or("POD_START_TIMEOUT", "600");
     const char *start_from = "POD_START_TIMEOUT";
+    const char *ws_url = getenv("WEBSOCKET_URL"), *ws_from = "WEBSOCKET_URL";
+    const char *mode = getenv("PERMISSION_MODE"), *mode_from = "PERMISSION_MODE";
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -114,6 +123,10 @@ int main(int argc, char **argv)
             dst = &bot;
         else if (!strcmp(a, "--start-timeout"))
             dst = &start, start_from = "--start-timeout";
+        else if (!strcmp(a, "--websocket-url"))
+            dst = &ws_url, ws_from = "--websocket-url";
+        else if (!strcmp(a, "--permission-mode"))
+            dst = &mode, mode_from = "--permission-mode";
         else
             return bad("unknown argument '%s'; see ccoperator --help", a);
         if (i + 1 >= argc) return bad("%s needs a value", a);
@@ -126,6 +139,18 @@ int main(int argc, char **argv)
     long long start_s = strtoll(start, &end, 10);
     if (errno || *end || end == start || start_s < 1 || start_s > 86400)
         return bad("%s=%s is not a number of seconds from 1 to 86400", start_from, start);
+    const char *why;
+    if (ws_url && *ws_url && (why = co_job_check_websocket_url(ws_url)))
+        return bad("%s=%s %s", ws_from, ws_url, why);
+    static const char *const modes[] = {"default",           "acceptEdits", "plan",
+                                        "bypassPermissions", "dontAsk",     "auto"};
+    bool mode_ok = !mode || !*mode;
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
+        mode_ok |= mode && !strcmp(mode, modes[i]);
+    if (!mode_ok)
+        return bad("%s=%s is not a permission mode: use default, acceptEdits, plan, "
+                   "bypassPermissions, dontAsk or auto",
+                   mode_from, mode);
 
     if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK)) return bad("pipe: %s", strerror(errno));
     struct sigaction sa = {.sa_handler = on_signal};
@@ -153,7 +178,11 @@ int main(int argc, char **argv)
     }
     struct co_operator_opts o = {
         .namespace = ns && *ns ? ns : NULL,
-        .job = {.image = image, .anthropic_secret = anthropic, .bot_token_secret = bot},
+        .job = {.image = image,
+                .anthropic_secret = anthropic,
+                .bot_token_secret = bot,
+                .websocket_url = ws_url,
+                .permission_mode = mode && *mode ? mode : NULL},
         .start_timeout_s = start_s,
     };
     char port[16] = "";

@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "tests" / "support"))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 from procs import read_line, stop_process  # noqa: E402
 from test_anthropic_server import CLAUDE_BIN, ScriptedServer  # noqa: E402
+from test_ccrunner import Backend  # noqa: E402
 from test_ccrunner_trace import PK, SK, Receiver  # noqa: E402
 import lf_read  # noqa: E402
 
@@ -526,6 +527,43 @@ class OperatorProcessTests(OperatorTest):
         op_all.wait_log(r"all namespaces")
         s = self.wait_phase("elsewhere", ("Completed", "Failed"), ns="other")
         self.assertEqual(s["status"]["phase"], "Completed", s["status"])
+
+
+class BackendTests(OperatorTest):
+    def test_every_runner_streams_to_the_backend_with_the_bot_token(self):
+        bot = "bot-token-for-the-backend-0123"
+        backend = Backend(token=bot)
+        self.addCleanup(backend.stop)
+        self.api.ok("POST", "/api/v1/namespaces/team/secrets", {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ccrunner-bot-token"},
+            "stringData": {"BOT_TOKEN": bot}})
+        op = self.operator("--websocket-url",
+                           f"ws://127.0.0.1:{backend.port}/api/projects/{{namespace}}/sessions/{{name}}/ws",
+                           "--permission-mode", "plan")
+        op.wait_log(r"watching")
+        self.apply("streamed", {"prompt": "say hello"})
+        s = self.wait_phase("streamed", ("Completed", "Failed"))
+        self.assertEqual(s["status"]["phase"], "Completed", s["status"])
+        conns = backend.call("GET", "/_test/connections")
+        self.assertEqual([c["path"] for c in conns["connections"]],
+                         ["/api/projects/team/sessions/streamed/ws"], conns)
+        self.assertEqual(conns["connections"][0]["authorization"], f"Bearer {bot}")
+        frames = [f["json"] for f in backend.frames()]
+        started = [f for f in frames if f and f["type"] == "system.message"]
+        self.assertIn("permission mode plan", started[0]["payload"]["message"])
+        self.assertEqual([f["payload"]["phase"] for f in frames if f and f["type"] == "status.update"],
+                         ["Running", "Completed"])
+
+    def test_a_bad_backend_url_or_mode_is_one_line_and_exit_2(self):
+        for args, needle in ((["--websocket-url", "http://backend/ws"], "ws://"),
+                             (["--websocket-url", "ws://b/{session}"], "{namespace}"),
+                             (["--permission-mode", "yolo"], "permission mode")):
+            env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.tmp)}
+            r = subprocess.run([str(CCOPERATOR), "--image", "x", "--kubeconfig", str(self.kubeconfig),
+                                *args], env=env, capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn(needle, r.stderr)
 
 
 class NoLangfuseTests(OperatorTest):

@@ -56,7 +56,8 @@ static void test_the_job_of_a_session(void **state)
     struct co_settings st;
     char err[256] = "", refused[256] = "";
     assert_int_equal(co_settings_read(s, &st, err, sizeof err), 0);
-    struct co_job_opts o = {"registry/ccrunner:1", "anthropic-api-key", "ccrunner-bot-token"};
+    struct co_job_opts o = {"registry/ccrunner:1", "anthropic-api-key", "ccrunner-bot-token", NULL,
+                            NULL};
     json_t *job = co_job_build(s, &st, &o, refused, sizeof refused, err, sizeof err);
     if (!job) fail_msg("%s", err);
     no_placeholder(job);
@@ -79,6 +80,8 @@ static void test_the_job_of_a_session(void **state)
     assert_string_equal(env_value(runner, "SESSION_ID"), "fix-1");
     assert_string_equal(env_value(runner, "INTERACTIVE"), "false");
     assert_string_equal(env_value(runner, "MY_FLAG"), "on");
+    assert_string_equal(env_value(runner, "WEBSOCKET_URL"), ""); /* none: stdout only */
+    assert_string_equal(env_value(runner, "PERMISSION_MODE"), "");
     assert_string_equal(refused, "SESSION_ID");
     const json_t *key = json_object_get(
         json_object_get(json_array_get(json_object_get(runner, "env"), 0), "valueFrom"),
@@ -87,6 +90,44 @@ static void test_the_job_of_a_session(void **state)
     json_decref(job);
     co_settings_clear(&st);
     json_decref(s);
+}
+
+/* --websocket-url and --permission-mode reach every runner, the URL made the session's. */
+static void test_the_backend_and_the_permission_mode(void **state)
+{
+    (void)state;
+    json_t *s = session();
+    struct co_settings st;
+    char err[256] = "", refused[256] = "";
+    assert_int_equal(co_settings_read(s, &st, err, sizeof err), 0);
+    struct co_job_opts o = {"registry/ccrunner:1", "anthropic-api-key", "ccrunner-bot-token",
+                            "wss://backend.example/api/projects/{namespace}/sessions/{name}/ws",
+                            "plan"};
+    json_t *job = co_job_build(s, &st, &o, refused, sizeof refused, err, sizeof err);
+    if (!job) fail_msg("%s", err);
+    const json_t *runner = json_array_get(
+        json_object_get(
+            json_object_get(json_object_get(json_object_get(job, "spec"), "template"), "spec"),
+            "containers"),
+        0);
+    assert_string_equal(env_value(runner, "WEBSOCKET_URL"),
+                        "wss://backend.example/api/projects/team/sessions/fix-1/ws");
+    assert_string_equal(env_value(runner, "PERMISSION_MODE"), "plan");
+    json_decref(job);
+    /* a URL longer than the Job can hold is one line, not a cut URL */
+    char long_url[1100] = "ws://h/";
+    memset(long_url + 7, 'p', 1050);
+    long_url[1057] = '\0';
+    o.websocket_url = long_url;
+    assert_null(co_job_build(s, &st, &o, refused, sizeof refused, err, sizeof err));
+    assert_non_null(strstr(err, "WebSocket URL"));
+    co_settings_clear(&st);
+    json_decref(s);
+
+    assert_null(co_job_check_websocket_url("ws://b/{namespace}/{name}"));
+    assert_null(co_job_check_websocket_url("wss://b/x"));
+    assert_non_null(co_job_check_websocket_url("http://b/x"));
+    assert_non_null(co_job_check_websocket_url("ws://b/{session}"));
 }
 
 static void test_names(void **state)
@@ -116,6 +157,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_the_job_of_a_session),
+        cmocka_unit_test(test_the_backend_and_the_permission_mode),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_the_template_parses_and_has_the_runner),
     };
