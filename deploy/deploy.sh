@@ -7,10 +7,16 @@
 # filled keys survive a re-run. Sessions run without Langfuse, so a failed Langfuse step is a
 # warning, not a failure.
 #
-#   deploy/deploy.sh --image IMAGE [--namespace NS] [--use-existing-crd] [--dry-run]
+#   deploy/deploy.sh --image IMAGE [--namespace NS] [--websocket-url URL]
+#                    [--permission-mode MODE] [--use-existing-crd] [--dry-run]
 #   deploy/deploy.sh --no-operator [--namespace NS] [--use-existing-crd] [--dry-run]
 #     --image IMAGE       the runner image (deploy/image/Dockerfile), e.g. REGISTRY/ccrunner:TAG;
 #                         the operator runs from it and starts the sessions' Jobs with it
+#     --websocket-url URL the platform backend every session streams to, ws:// or wss://,
+#                         {namespace} and {name} standing for the session's (the operator's
+#                         --websocket-url); default none
+#     --permission-mode MODE  Claude Code's permission mode for every session (default
+#                         the runner's, acceptEdits)
 #     --no-operator       install no operator (one is installed some other way); without an
 #                         operator, AgenticSessions in the namespace never run
 #     --namespace NS      the sessions' namespace (default ccrunner)
@@ -38,6 +44,8 @@ k8s="$(cd "$(dirname "$0")" && pwd)/k8s"
 crd_name=agenticsessions.vteam.ambient-code
 ns=ccrunner
 image=""
+ws_url=""
+mode=""
 operator=1
 use_existing_crd=0
 dry_run=0
@@ -48,6 +56,10 @@ while [ $# -gt 0 ]; do
     --namespace=*) ns=${1#*=} ;;
     --image) [ $# -ge 2 ] || die "--image needs a value"; image=$2; shift ;;
     --image=*) image=${1#*=} ;;
+    --websocket-url) [ $# -ge 2 ] || die "--websocket-url needs a value"; ws_url=$2; shift ;;
+    --websocket-url=*) ws_url=${1#*=} ;;
+    --permission-mode) [ $# -ge 2 ] || die "--permission-mode needs a value"; mode=$2; shift ;;
+    --permission-mode=*) mode=${1#*=} ;;
     --no-operator) operator=0 ;;
     --use-existing-crd) use_existing_crd=1 ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
@@ -65,8 +77,18 @@ if [ "$operator" -eq 1 ]; then
   if ! [[ $image =~ ^[A-Za-z0-9][A-Za-z0-9._/:@-]*$ && ${#image} -le 512 ]]; then
     die "image '${image//[[:cntrl:]]/?}' is invalid: expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST"
   fi
+  # Both go into the manifest's YAML strings as they are: no quote, backslash or space.
+  if [ -n "$ws_url" ] && ! [[ $ws_url =~ ^wss?://[^[:space:][:cntrl:]\"\\]+$ && ${#ws_url} -le 900 ]]; then
+    die "--websocket-url '${ws_url//[[:cntrl:]]/?}' is invalid: expected ws://HOST/PATH or wss://HOST/PATH ({namespace} and {name} allowed)"
+  fi
+  case "$mode" in
+    "" | default | acceptEdits | plan | bypassPermissions | dontAsk | auto) ;;
+    *) die "--permission-mode '${mode//[[:cntrl:]]/?}' is invalid: use default, acceptEdits, plan, bypassPermissions, dontAsk or auto" ;;
+  esac
 elif [ -n "$image" ]; then
   die "--image and --no-operator exclude each other: the image is only the operator's"
+elif [ -n "$ws_url$mode" ]; then
+  die "--websocket-url and --permission-mode are the operator's: they need --image, not --no-operator"
 fi
 [ "$dry_run" -eq 1 ] || command -v kubectl >/dev/null ||
   die "kubectl not found; install it, or use --dry-run to see the manifests"
@@ -85,7 +107,14 @@ substitute() {
 # shellcheck disable=SC2016 # the placeholders themselves, not expansions
 rbac_manifest() { substitute "$k8s/rbac.yaml" '${NAMESPACE}' "$ns"; }
 # shellcheck disable=SC2016
-operator_manifest() { substitute "$k8s/operator.yaml" '${IMAGE}' "$image"; }
+operator_manifest() {
+  local text
+  text=$(<"$k8s/operator.yaml")
+  # The replacements quoted: bash 5.2 would read an unquoted '&' in them as the match.
+  text=${text//'${IMAGE}'/"$image"}
+  text=${text//'${WEBSOCKET_URL}'/"$ws_url"}
+  printf '%s\n' "${text//'${PERMISSION_MODE}'/"$mode"}"
+}
 
 # The labels of the CRD in kubectl's JSON ($1), as "key=value, ...". No JSON parser is needed:
 # kubectl sorts keys, so metadata (and its labels) comes before "spec"; quotes inside

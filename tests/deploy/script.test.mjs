@@ -98,6 +98,10 @@ test('--dry-run prints every manifest, in order, valid, and calls no kubectl', a
   const operator = docs.find((d) => d.kind === 'Deployment').spec.template.spec.containers[0];
   assert.equal(operator.image, image);
   assert.equal(operator.env.find((e) => e.name === 'RUNNER_IMAGE').value, image);
+  // No backend and the runner's permission mode unless given.
+  for (const name of ['WEBSOCKET_URL', 'PERMISSION_MODE'])
+    assert.equal(operator.env.find((e) => e.name === name).value, '', name);
+  for (const placeholder of ['${WEBSOCKET_URL}', '${PERMISSION_MODE}']) assert.ok(!r.stdout.includes(placeholder), `${placeholder} was left`);
   // Every object of the applied files, as in the files.
   const names = (list) => list.map((d) => `${d.kind}/${d.metadata.name}`);
   for (const f of ['crd-agenticsession.yaml', 'rbac.yaml', 'langfuse-config.yaml', 'operator.yaml'])
@@ -114,6 +118,17 @@ test('--dry-run prints every manifest, in order, valid, and calls no kubectl', a
     ['Namespace', 'ServiceAccount', 'ServiceAccount', 'Role', 'RoleBinding', 'ConfigMap', 'Secret']);
   assert.match(bare.stdout, /^# deploy\.sh step 2\/5: AgenticSession CRD\n# not applied \(--use-existing-crd\)/m);
   assert.match(bare.stdout, /^# deploy\.sh step 5\/5: operator\n# not installed \(--no-operator\): AgenticSessions in team-a do not run/m);
+});
+
+test('--websocket-url and --permission-mode reach the operator as they were given', async () => {
+  const url = 'wss://backend.example/api/projects/{namespace}/sessions/{name}/ws?via=a&b=c';
+  const r = deploy(['--dry-run', '--namespace', 'team-a', '--image', image, '--websocket-url', url, '--permission-mode', 'plan']);
+  assert.equal(r.status, 0, r.stderr);
+  const deployment = parseYaml(r.stdout, 'dry-run').find((d) => d.kind === 'Deployment');
+  await validateManifest(deployment, customSchemas(), 'dry-run Deployment');
+  const env = deployment.spec.template.spec.containers[0].env;
+  assert.equal(env.find((e) => e.name === 'WEBSOCKET_URL').value, url);
+  assert.equal(env.find((e) => e.name === 'PERMISSION_MODE').value, 'plan');
 });
 
 test('looks up the CRD, applies namespace, CRD, RBAC, Langfuse, the operator; a re-run keeps the keys', () => {
@@ -214,6 +229,10 @@ test('bad arguments and a missing kubectl: one line, exit 2, nothing applied', (
     [['--image', 'reg.example/x:1"\n  evil: x'], /^deploy: error: image 'reg\.example\/x:1"\? {2}evil: x' is invalid/],
     [['--image', 'reg.example/x:1 x'], /^deploy: error: image 'reg\.example\/x:1 x' is invalid: expected REGISTRY\/NAME:TAG/],
     [['--image', image, '--no-operator'], /^deploy: error: --image and --no-operator exclude each other/],
+    [['--image', image, '--websocket-url', 'http://backend/ws'], /^deploy: error: --websocket-url 'http:\/\/backend\/ws' is invalid: expected ws:\/\/HOST\/PATH/],
+    [['--image', image, '--websocket-url', 'ws://b/"\n  evil: x'], /^deploy: error: --websocket-url 'ws:\/\/b\/"\? {2}evil: x' is invalid/],
+    [['--image', image, '--permission-mode', 'yolo'], /^deploy: error: --permission-mode 'yolo' is invalid: use default, acceptEdits/],
+    [['--no-operator', '--websocket-url', 'ws://b/x'], /^deploy: error: --websocket-url and --permission-mode are the operator's/],
   ];
   for (const [args, message] of cases) {
     const r = deploy(args);
@@ -229,5 +248,5 @@ test('bad arguments and a missing kubectl: one line, exit 2, nothing applied', (
   assert.equal(dry.status, 0, dry.stderr);
   const help = deploy(['--help']);
   assert.equal(help.status, 0);
-  for (const flag of ['--dry-run', '--image IMAGE', '--no-operator', '--use-existing-crd']) assert.ok(help.stdout.includes(flag), flag);
+  for (const flag of ['--dry-run', '--image IMAGE', '--no-operator', '--use-existing-crd', '--websocket-url URL', '--permission-mode MODE']) assert.ok(help.stdout.includes(flag), flag);
 });
