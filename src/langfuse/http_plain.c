@@ -433,7 +433,13 @@ static int reading_head(struct plain *p, struct lf__http_result *res, struct pol
 static int reading_body(struct plain *p, struct lf__http_result *res, struct pollfd *pf)
 {
     char chunk[16384];
-    for (;;) {
+    /* A server that sends faster than we read would keep us here: after 1 MiB, let the
+     * step look at the deadline and the wakeup pipe. */
+    for (int reads = 0;; reads++) {
+        if (reads == 64) {
+            *pf = (struct pollfd){p->fd, POLLIN, 0};
+            return ADV_WAIT;
+        }
         ssize_t r = recv_some(p, chunk, sizeof(chunk), res, pf);
         if (r == -1) return ADV_WAIT;
         if (r == 0 && !p->h->chunked && p->want < 0) return ADV_DONE;

@@ -22,7 +22,7 @@
 
 struct reply {
     const char *raw; /* bytes to answer with ("": none); NULL: never answer */
-    int close_after; /* close the connection after answering */
+    int close_after; /* close the connection after answering; 2: then send bytes for ever */
 };
 
 /* The server thread writes what it saw under `mu`; the test reads it under `mu` too. (The
@@ -118,6 +118,10 @@ static void *serve(void *arg)
             }
             ssize_t w = write(fd, r->raw, strlen(r->raw));
             (void)w;
+            static const char flood[16384];
+            while (r->close_after == 2 && !atomic_load(&s->stop) &&
+                   send(fd, flood, sizeof(flood), MSG_NOSIGNAL) > 0)
+                ;
             if (r->close_after) break;
         }
         close(fd);
@@ -357,6 +361,24 @@ static void test_timeout_abort_and_wakeup(void **state)
     server_stop(&s);
 }
 
+static void test_an_endless_answer_ends_at_the_deadline(void **state)
+{
+    (void)state;
+    /* A body until close that never ends, sent as fast as the server can: the request still
+     * ends at its timeout, however fast the bytes come. */
+    struct server s = {.script = {{"HTTP/1.1 200 OK\r\n\r\n", 2}}, .nscript = 1};
+    server_start(&s);
+    struct lf__http *h = client(&s, "");
+    struct lf__http_result res;
+    long long t0 = tu_now_ms();
+    assert_int_equal(post(h, "/p", "x", 1, 0, 500, &res), -1);
+    long long took = tu_now_ms() - t0;
+    assert_true(res.timed_out);
+    if (took > 5000) fail_msg("an endless answer held the request for %lld ms", took);
+    lf__http_free(h);
+    server_stop(&s);
+}
+
 #define WAKE_ROUNDS 20
 
 struct waker {
@@ -443,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_request_and_keep_alive),
         cmocka_unit_test(test_reconnects_when_server_closed),
         cmocka_unit_test(test_unanswered_kept_alive_request_sent_once_more),
+        cmocka_unit_test(test_an_endless_answer_ends_at_the_deadline),
         cmocka_unit_test(test_framings),
         cmocka_unit_test(test_malformed_answer),
         cmocka_unit_test(test_timeout_abort_and_wakeup),
