@@ -627,8 +627,14 @@ static void plain_free(struct lf__http *h, int abandon)
 {
     struct plain *p = (struct plain *)h;
     /* After fork the socket is shared with the parent; closing our descriptor does not
-     * affect it (plain TCP, no shutdown()), so abandoning closes it too. */
-    (void)abandon;
+     * affect it (plain TCP, no shutdown()), so abandoning closes it too. A lookup under way
+     * is the parent's thread's, which did not come along: its lock may have been held at the
+     * fork, so the child leaves the copy alone but for its descriptor (set before the
+     * thread started, so read without the lock). */
+    if (abandon && p->lookup) {
+        close(p->lookup->efd);
+        p->lookup = NULL;
+    }
     if (p->phase != IDLE) finish(p, 0);
     close_conn(p);
     if (p->wake[0] >= 0) close(p->wake[0]);
