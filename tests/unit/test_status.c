@@ -227,7 +227,7 @@ static void test_a_failed_runner_says_why(void **state)
     json_decref(r.d.status);
     json_decref(p);
     /* the runner's own error, longer than a status message holds: cut, still UTF-8 */
-    char err_json[2000];
+    char err_json[3000];
     snprintf(err_json, sizeof err_json,
              "{\"phase\":\"Failed\",\"containerStatuses\":[{\"name\":\"runner\",\"state\":{"
              "\"terminated\":{\"exitCode\":1,\"reason\":\"Error\",\"message\":"
