@@ -1446,6 +1446,16 @@ class PodWorker(threading.Thread):
         self.start_container(c, entrypoint, env)
         return True
 
+    def ref_data(self, res, ref):
+        """The data of the Secret or ConfigMap `ref` names; None when it is absent and
+        optional, ConfigError when it is absent and required."""
+        obj = self.store.get(res, self.ns, ref.get("name", ""))
+        if obj is None:
+            if ref.get("optional"):
+                return None
+            raise ConfigError(f'{res.kind.lower()} "{ref.get("name", "")}" not found')
+        return secret_data(obj) if res is SECRETS else (obj.get("data") or {})
+
     def container_env(self, c):
         """envFrom then env, resolved as the kubelet does (under the store lock)."""
         out = {}
@@ -1457,12 +1467,9 @@ class PodWorker(threading.Thread):
                 ref, res = src["configMapRef"], CONFIGMAPS
             else:
                 continue
-            obj = self.store.get(res, self.ns, ref.get("name", ""))
-            if obj is None:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(f'{res.kind.lower()} "{ref.get("name", "")}" not found')
-            data = secret_data(obj) if res is SECRETS else (obj.get("data") or {})
+            data = self.ref_data(res, ref)
+            if data is None:
+                continue
             for k, v in data.items():
                 if k and "=" not in k:
                     out[prefix + k] = v
@@ -1480,12 +1487,9 @@ class PodWorker(threading.Thread):
             if "secretKeyRef" in vf or "configMapKeyRef" in vf:
                 res = SECRETS if "secretKeyRef" in vf else CONFIGMAPS
                 ref = vf["secretKeyRef"] if res is SECRETS else vf["configMapKeyRef"]
-                obj = self.store.get(res, self.ns, ref.get("name", ""))
-                if obj is None:
-                    if ref.get("optional"):
-                        continue
-                    raise ConfigError(f'{res.kind.lower()} "{ref.get("name", "")}" not found')
-                data = secret_data(obj) if res is SECRETS else (obj.get("data") or {})
+                data = self.ref_data(res, ref)
+                if data is None:
+                    continue
                 if ref.get("key") not in data:
                     if ref.get("optional"):
                         continue
