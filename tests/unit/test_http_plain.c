@@ -354,7 +354,8 @@ static void test_timeout_abort_and_wakeup(void **state)
     assert_int_equal(post(h, "/p", "x", 1, 0, 10000, &res), -1);
     took = lf__mono_ns() / 1000000 - t0;
     assert_true(res.aborted);
-    assert_true(took < 600);
+    assert_true(took <
+                2000); /* the 200 ms abort, not the 10 s timeout; slack for a loaded machine */
     assert_true(hook_calls() > calls); /* the wait ticks come back to the caller */
     atomic_store(&abort_at, 0);
     lf__http_free(h);

@@ -151,6 +151,11 @@ static void test_the_template_parses_and_has_the_runner(void **state)
     const json_t *t = co_job_template(err, sizeof err);
     if (!t) fail_msg("%s", err);
     assert_string_equal(json_string_value(json_object_get(t, "apiVersion")), "batch/v1");
+    const json_t *pod =
+        json_object_get(json_object_get(json_object_get(t, "spec"), "template"), "spec");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(pod, "containers"), 0), "name")),
+                        "runner");
 }
 
 int main(void)

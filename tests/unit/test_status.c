@@ -389,6 +389,7 @@ static void test_times(void **state)
     (void)state;
     char buf[32];
     co_rfc3339(T0, buf, sizeof buf);
+    assert_string_equal(buf, "2025-12-06T05:46:40Z");
     assert_int_equal(co_parse_rfc3339(buf), T0);
     assert_int_equal(co_parse_rfc3339("2025-12-06T05:46:50.123456Z"),
                      co_parse_rfc3339("2025-12-06T05:46:50Z"));
