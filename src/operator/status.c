@@ -376,13 +376,14 @@ int co_decide(const struct co_observed *in, struct co_decision *out)
                 go(st, out, "Failed", "the runner Pod cannot start: %s: %s", reason, message);
             } else if (late) {
                 const json_t *c;
-                const char *why = "no Pod was created";
+                static const char no_pod[] = "no Pod was created";
+                const char *why = no_pod;
                 json_array_foreach(
                     json_object_get(json_object_get(in->pod, "status"), "conditions"), i,
                     c) if (str(c, "type") && !strcmp(str(c, "type"), "PodScheduled") &&
                            str(c, "status") && !strcmp(str(c, "status"), "False")) why =
                     str(c, "message") ? str(c, "message") : "the Pod cannot be scheduled";
-                if (in->pod && why[0] == 'n') why = "the Pod did not start";
+                if (in->pod && why == no_pod) why = "the Pod did not start";
                 out->action = CO_ACT_DELETE_JOB;
                 set_time_once(st, "completionTime", NULL, in->now);
                 go(st, out, "Failed", "the runner did not start within %lld s: %s",

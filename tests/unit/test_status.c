@@ -306,6 +306,14 @@ static void test_a_pod_that_cannot_start(void **state)
     assert_non_null(strstr(r.message, "0/3 nodes are available"));
     json_decref(r.d.status);
     json_decref(p);
+    /* the scheduler's own words, even when they begin as the default text does */
+    p = pod("{\"phase\":\"Pending\",\"conditions\":[{\"type\":\"PodScheduled\",\"status\":"
+            "\"False\",\"reason\":\"Unschedulable\",\"message\":\"no nodes available to "
+            "schedule pods\"}]}");
+    r = decide(s, j, p, T0 + 601);
+    assert_non_null(strstr(r.message, "no nodes available to schedule pods"));
+    json_decref(r.d.status);
+    json_decref(p);
     /* no Pod at all past the deadline */
     r = decide(s, j, NULL, T0 + 601);
     assert_string_equal(r.phase, "Failed");
