@@ -116,8 +116,9 @@ struct co_health *co_health_start(const char *addr, struct co_liveness *live, ch
     getsockname(h->fd, (struct sockaddr *)&ss, &sl);
     h->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                              : ((struct sockaddr_in *)&ss)->sin_port);
-    if (pipe2(h->stop, O_CLOEXEC) || pthread_create(&h->thread, NULL, serve, h)) {
-        snprintf(err, errlen, "health endpoint: %s", strerror(errno));
+    rc = pipe2(h->stop, O_CLOEXEC) ? errno : pthread_create(&h->thread, NULL, serve, h);
+    if (rc) { /* pthread_create returns its error; it does not set errno */
+        snprintf(err, errlen, "health endpoint: %s", strerror(rc));
         goto fail;
     }
     freeaddrinfo(ai);

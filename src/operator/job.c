@@ -188,11 +188,12 @@ json_t *co_job_build(const json_t *session, const struct co_settings *s,
     if (!job || fill(job, ph, sizeof ph / sizeof *ph, err, errlen)) goto fail;
 
     json_t *jmeta = json_object_get(job, "metadata");
-    json_t *owner = json_pack("[{s:s, s:s, s:s, s:s, s:b, s:b}]", "apiVersion",
-                              api ? api : "vteam.ambient-code/v1alpha1", "kind", "AgenticSession",
-                              "name", name, "uid", uid, "controller", 1, "blockOwnerDeletion", 1);
     if (!json_is_object(jmeta) || json_object_set_new(jmeta, "namespace", json_string(ns)) ||
-        json_object_set_new(jmeta, "ownerReferences", owner))
+        json_object_set_new(jmeta, "ownerReferences",
+                            json_pack("[{s:s, s:s, s:s, s:s, s:b, s:b}]", "apiVersion",
+                                      api ? api : "vteam.ambient-code/v1alpha1", "kind",
+                                      "AgenticSession", "name", name, "uid", uid, "controller", 1,
+                                      "blockOwnerDeletion", 1)))
         goto fail;
 
     json_t *runner = runner_container(job);

@@ -60,10 +60,11 @@ struct op {
     struct co_kube *k;
     const struct co_operator_opts *o;
     struct cache sessions, jobs, pods;
-    json_t *dirty;     /* "ns/name" -> true: sessions to decide */
-    json_t *retries;   /* "ns/name" -> {"at", "backoff", "conflicts"} */
-    bool keep_retry;   /* the session being decided set its retry state: keep it */
-    json_t *pod_index; /* pods_by_job(), during a pass over many sessions; else NULL */
+    json_t *dirty;            /* "ns/name" -> true: sessions to decide */
+    json_t *retries;          /* "ns/name" -> {"at", "backoff", "conflicts"} */
+    bool keep_retry;          /* the session being decided set its retry state: keep it */
+    struct co_liveness *live; /* beaten per loop turn and per session decided */
+    json_t *pod_index;        /* pods_by_job(), during a pass over many sessions; else NULL */
     int64_t resync_at;
 };
 
@@ -311,6 +312,8 @@ static const json_t *pod_of(struct op *op, const char *ns, const char *job)
 static void retry_later(struct op *op, const char *key, int fixed_ms)
 {
     op->keep_retry = true;
+    /* Dirty, so that the loop wakes for it at `at` (decide_dirty() holds it until then). */
+    json_object_set_new(op->dirty, key, json_true());
     json_t *r = json_object_get(op->retries, key);
     int b = (int)json_integer_value(json_object_get(r, "backoff"));
     b = fixed_ms ? fixed_ms
@@ -467,8 +470,12 @@ static void delete_job(struct op *op, const char *key, const char *ns, const cha
 static void decide(struct op *op, const char *key)
 {
     json_t *session = json_object_get(op->sessions.items, key);
-    if (!session || json_object_get(json_object_get(session, "metadata"), "deletionTimestamp"))
+    /* A pass over many slow sessions is work, not a hang: /healthz must say so. */
+    atomic_store(&op->live->beat_ms, co_mono_ms());
+    if (!session || json_object_get(json_object_get(session, "metadata"), "deletionTimestamp")) {
+        json_object_del(op->retries, key); /* nothing more to retry */
         return; /* gone or going: garbage collection removes its Job and stops its Pod */
+    }
     json_incref(session);
     op->keep_retry = false;
     const char *ns = meta_str(session, "namespace"), *name = meta_str(session, "name");
@@ -573,7 +580,7 @@ static void cache_init(struct cache *c, const char *kind, const char *api, const
 int co_operator_run(struct co_kube *k, const struct co_operator_opts *o, int stop_fd,
                     struct co_liveness *live)
 {
-    struct op op = {.k = k, .o = o, .dirty = json_object(), .retries = json_object()};
+    struct op op = {.k = k, .o = o, .dirty = json_object(), .retries = json_object(), .live = live};
     cache_init(&op.sessions, "AgenticSession", "/apis/vteam.ambient-code/v1alpha1", o->namespace,
                "agenticsessions", NULL);
     cache_init(&op.jobs, "Job", "/apis/batch/v1", o->namespace, "jobs", RUNNER_SELECTOR);
