@@ -54,16 +54,6 @@ enum lf__http_step lf__http_step(struct lf__http *h, struct lf__http_result *res
     return h->impl->step(h, res);
 }
 
-int lf__http_post(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
-                  int timeout_ms, struct lf__http_result *res)
-{
-    if (lf__http_begin(h, path, body, len, gz, timeout_ms, res)) return -1;
-    enum lf__http_step s;
-    while ((s = lf__http_step(h, res)) == LF__HTTP_AGAIN)
-        ;
-    return s == LF__HTTP_DONE ? 0 : -1;
-}
-
 void lf__http_result_free(struct lf__http_result *res)
 {
     free(res->body);

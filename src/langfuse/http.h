@@ -10,8 +10,8 @@
  *
  * Every request is bounded twice: by its own timeout and by an abort time that shutdown
  * may pull in while the request is in flight. A request is begun, then moved on step by
- * step: each lf__http_step() returns at least every LF__HTTP_TICK_MS, and at once after
- * lf__http_wakeup(), saying whether the request is done, failed or still under way. Between
+ * step: lf__http_step() returns when the request is done or failed, after a tick
+ * (LF__HTTP_TICK_MS) in which it could not move, and at once after lf__http_wakeup(). Between
  * steps the caller is free to do urgent work (the exporter spills a filling queue in the
  * middle of a slow request); nothing in here calls back out.
  */
@@ -78,13 +78,6 @@ int lf__http_begin(struct lf__http *h, const char *path, const char *body, size_
                    int timeout_ms, struct lf__http_result *res);
 /* Moves the request on; see enum lf__http_step. */
 enum lf__http_step lf__http_step(struct lf__http *h, struct lf__http_result *res);
-/*
- * Begins a POST and steps it to its end, for a caller with nothing else to do. 0 when a
- * status arrived (res->status), -1 when none did (res->error says why). Caller frees
- * res->body with lf__http_result_free().
- */
-int lf__http_post(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
-                  int timeout_ms, struct lf__http_result *res);
 void lf__http_result_free(struct lf__http_result *res);
 
 /* Parses a Retry-After value (delta seconds or an HTTP date) into milliseconds; -1 if

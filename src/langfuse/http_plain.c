@@ -10,9 +10,10 @@
  * server's deduplication by id covers the rest).
  *
  * The request is a state machine (resolving, connecting, sending, reading the head, reading
- * the body) that each lf__http_step() moves on as far as it goes without blocking, then
- * waits at most LF__HTTP_TICK_MS for its descriptor. A pipe ends that wait early:
- * lf__http_wakeup() writes a byte, and the step returns LF__HTTP_AGAIN to its caller.
+ * the body) that each lf__http_step() moves on as far as it goes without blocking, waiting
+ * for its descriptor at most LF__HTTP_TICK_MS at a time. It returns LF__HTTP_AGAIN after a
+ * tick in which nothing could be done, or at once when a pipe ends the wait:
+ * lf__http_wakeup() writes a byte.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -73,7 +74,6 @@ struct plain {
     int64_t start;
     int timeout_ms;
     int reused;  /* sent on a kept-alive connection */
-    int retried; /* already sent once more on a fresh one */
     int got_any; /* some byte of the answer arrived */
     char req[2048];
     size_t req_len;
@@ -263,7 +263,7 @@ static int connecting(struct plain *p, struct lf__http_result *res, struct pollf
 {
     if (p->fd >= 0) { /* a connect under way: finished yet? */
         struct pollfd f = {p->fd, POLLOUT, 0};
-        if (poll(&f, 1, 0) == 0) {
+        if (poll(&f, 1, 0) <= 0) { /* not yet (or EINTR): wait */
             *pf = f;
             return ADV_WAIT;
         }
@@ -545,10 +545,8 @@ static int plain_begin(struct lf__http *h, const char *path, const char *body, s
         snprintf(res->error, sizeof(res->error), "out of memory");
         return -1;
     }
-    p->h->closing = 0;
     p->start = lf__mono_ns();
     p->timeout_ms = timeout_ms;
-    p->retried = 0;
     int hn =
         snprintf(p->req, sizeof(p->req),
                  "POST %s%s HTTP/1.1\r\n%s%sContent-Length: %zu\r\nConnection: keep-alive\r\n\r\n",
@@ -582,9 +580,8 @@ static enum lf__http_step plain_step(struct lf__http *h, struct lf__http_result 
         if (a == ADV_FAILED) {
             /* A kept-alive connection that died before answering: once more, fresh (nothing
              * was answered, so nothing can be duplicated). */
-            if (p->reused && !p->got_any && !p->retried && p->phase >= SENDING) {
+            if (p->reused && !p->got_any) { /* once: the new connection is not reused */
                 close_conn(p);
-                p->retried = 1;
                 res->error[0] = '\0';
                 attempt(p);
                 continue;

@@ -156,18 +156,18 @@ static void server_stop(struct server *s)
 }
 
 static atomic_llong abort_at;
-static pthread_mutex_t hook_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t hook_called = PTHREAD_COND_INITIALIZER;
-static int waits; /* steps that returned LF__HTTP_AGAIN; guarded by hook_mu */
-static void on_wait(void)
+static pthread_mutex_t again_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t again_cv = PTHREAD_COND_INITIALIZER;
+static int waits; /* steps that returned LF__HTTP_AGAIN; guarded by again_mu */
+static void came_back(void)
 {
-    pthread_mutex_lock(&hook_mu);
+    pthread_mutex_lock(&again_mu);
     waits++;
-    pthread_cond_broadcast(&hook_called);
-    pthread_mutex_unlock(&hook_mu);
+    pthread_cond_broadcast(&again_cv);
+    pthread_mutex_unlock(&again_mu);
 }
 
-/* lf__http_post() as the exporter does it: begun, then stepped, counting the steps that
+/* A POST as the exporter makes it: begun, then stepped, counting the steps that
  * came back before the end (each a moment the exporter could serve urgent work). */
 static int post(struct lf__http *h, const char *path, const char *body, size_t len, int gz,
                 int timeout_ms, struct lf__http_result *res)
@@ -175,15 +175,15 @@ static int post(struct lf__http *h, const char *path, const char *body, size_t l
     if (lf__http_begin(h, path, body, len, gz, timeout_ms, res)) return -1;
     enum lf__http_step step;
     while ((step = lf__http_step(h, res)) == LF__HTTP_AGAIN)
-        on_wait();
+        came_back();
     return step == LF__HTTP_DONE ? 0 : -1;
 }
 
-static int hook_calls(void)
+static int returns_before_end(void)
 {
-    pthread_mutex_lock(&hook_mu);
+    pthread_mutex_lock(&again_mu);
     int n = waits;
-    pthread_mutex_unlock(&hook_mu);
+    pthread_mutex_unlock(&again_mu);
     return n;
 }
 
@@ -208,8 +208,7 @@ static void test_request_and_keep_alive(void **state)
     server_start(&s);
     struct lf__http *h = client(&s, "/langfuse/");
     struct lf__http_result res;
-    assert_int_equal(lf__http_post(h, "/api/public/ingestion", "{\"batch\":[]}", 12, 1, 5000, &res),
-                     0);
+    assert_int_equal(post(h, "/api/public/ingestion", "{\"batch\":[]}", 12, 1, 5000, &res), 0);
     assert_int_equal(res.status, 200);
     assert_string_equal(res.body, "{}");
     lf__http_result_free(&res);
@@ -225,7 +224,7 @@ static void test_request_and_keep_alive(void **state)
     assert_non_null(strstr(req, "Content-Length: 12\r\n"));
     assert_memory_equal(req + len - 12, "{\"batch\":[]}", 12);
     /* a second request reuses the connection */
-    assert_int_equal(lf__http_post(h, "/x", "ab", 2, 0, 5000, &res), 0);
+    assert_int_equal(post(h, "/x", "ab", 2, 0, 5000, &res), 0);
     lf__http_result_free(&res);
     last_request(&s, req, sizeof(req));
     assert_non_null(strstr(req, "POST /langfuse/x HTTP/1.1\r\n"));
@@ -245,7 +244,7 @@ static void test_reconnects_when_server_closed(void **state)
     struct lf__http_result res;
     for (int i = 0; i < 3; i++) {
         assert_true(tu_wait_until(all_closed, &s, 5000)); /* closed after its answer */
-        assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), 0);
+        assert_int_equal(post(h, "/p", "x", 1, 0, 5000, &res), 0);
         assert_int_equal(res.status, 200);
         lf__http_result_free(&res);
     }
@@ -263,9 +262,9 @@ static void test_unanswered_kept_alive_request_sent_once_more(void **state)
     server_start(&s);
     struct lf__http *h = client(&s, "");
     struct lf__http_result res;
-    assert_int_equal(lf__http_post(h, "/p", "one", 3, 0, 5000, &res), 0);
+    assert_int_equal(post(h, "/p", "one", 3, 0, 5000, &res), 0);
     lf__http_result_free(&res);
-    assert_int_equal(lf__http_post(h, "/p", "two", 3, 0, 5000, &res), 0);
+    assert_int_equal(post(h, "/p", "two", 3, 0, 5000, &res), 0);
     assert_int_equal(res.status, 200);
     lf__http_result_free(&res);
     assert_int_equal(accepts(&s), 2);
@@ -279,7 +278,7 @@ static void test_unanswered_kept_alive_request_sent_once_more(void **state)
     struct server s2 = {.script = {{"", 1}, {OK200, 0}}, .nscript = 2};
     server_start(&s2);
     h = client(&s2, "");
-    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), -1);
+    assert_int_equal(post(h, "/p", "x", 1, 0, 5000, &res), -1);
     assert_non_null(strstr(res.error, "without an answer"));
     assert_int_equal(accepts(&s2), 1);
     lf__http_free(h);
@@ -301,19 +300,19 @@ static void test_framings(void **state)
     server_start(&s);
     struct lf__http *h = client(&s, "");
     struct lf__http_result res;
-    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), 0);
+    assert_int_equal(post(h, "/p", "x", 1, 0, 5000, &res), 0);
     assert_int_equal(res.status, 201);
     assert_string_equal(res.body, "abcde");
     lf__http_result_free(&res);
-    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), 0);
+    assert_int_equal(post(h, "/p", "x", 1, 0, 5000, &res), 0);
     assert_int_equal(res.status, 429);
     assert_int_equal(res.retry_after_ms, 2000);
     lf__http_result_free(&res);
-    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), 0);
+    assert_int_equal(post(h, "/p", "x", 1, 0, 5000, &res), 0);
     assert_int_equal(res.status, 503);
     assert_string_equal(res.body, "until close");
     lf__http_result_free(&res);
-    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), 0);
+    assert_int_equal(post(h, "/p", "x", 1, 0, 5000, &res), 0);
     assert_int_equal(res.status, 204);
     lf__http_result_free(&res);
     lf__http_free(h);
@@ -327,7 +326,7 @@ static void test_malformed_answer(void **state)
     server_start(&s);
     struct lf__http *h = client(&s, "");
     struct lf__http_result res;
-    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 5000, &res), -1);
+    assert_int_equal(post(h, "/p", "x", 1, 0, 5000, &res), -1);
     assert_int_equal(res.status, 0);
     assert_non_null(strstr(res.error, "malformed"));
     lf__http_free(h);
@@ -349,14 +348,14 @@ static void test_timeout_abort_and_wakeup(void **state)
     assert_true(took >= 290 && took < 1000);
     /* an abort time shorter than the timeout wins, and says so */
     atomic_store(&abort_at, lf__mono_ns() + 200000000);
-    int calls = hook_calls();
+    int calls = returns_before_end();
     t0 = lf__mono_ns() / 1000000;
     assert_int_equal(post(h, "/p", "x", 1, 0, 10000, &res), -1);
     took = lf__mono_ns() / 1000000 - t0;
     assert_true(res.aborted);
     assert_true(took <
                 2000); /* the 200 ms abort, not the 10 s timeout; slack for a loaded machine */
-    assert_true(hook_calls() > calls); /* the wait ticks come back to the caller */
+    assert_true(returns_before_end() > calls); /* the wait ticks come back to the caller */
     atomic_store(&abort_at, 0);
     lf__http_free(h);
     server_stop(&s);
@@ -394,7 +393,7 @@ static void *wake_rounds(void *arg)
 {
     struct waker *w = arg;
     long long t0 = tu_now_ms();
-    pthread_mutex_lock(&hook_mu);
+    pthread_mutex_lock(&again_mu);
     for (; w->rounds < WAKE_ROUNDS; w->rounds++) {
         int seen = waits;
         lf__http_wakeup(w->h);
@@ -402,10 +401,10 @@ static void *wake_rounds(void *arg)
         clock_gettime(CLOCK_REALTIME, &give_up);
         give_up.tv_sec += 2;
         while (waits == seen)
-            if (pthread_cond_timedwait(&hook_called, &hook_mu, &give_up)) break;
+            if (pthread_cond_timedwait(&again_cv, &again_mu, &give_up)) break;
         if (waits == seen) break; /* not answered at all, not even by a tick */
     }
-    pthread_mutex_unlock(&hook_mu);
+    pthread_mutex_unlock(&again_mu);
     w->took_ms = tu_now_ms() - t0;
     atomic_store(&abort_at, lf__mono_ns());
     lf__http_wakeup(w->h);
@@ -443,7 +442,7 @@ static void test_refused_and_bad_urls(void **state)
     struct lf__http *h = lf__http_new(&o, err, sizeof(err));
     assert_non_null(h);
     struct lf__http_result res;
-    assert_int_equal(lf__http_post(h, "/p", "x", 1, 0, 2000, &res), -1);
+    assert_int_equal(post(h, "/p", "x", 1, 0, 2000, &res), -1);
     assert_non_null(strstr(res.error, "cannot connect"));
     lf__http_free(h);
     const char *bad[] = {"http://",     "http://host:99999", "http://host:80x",
