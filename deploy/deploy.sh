@@ -96,24 +96,27 @@ fi
 namespace_manifest() {
   printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n  labels:\n    app.kubernetes.io/part-of: ccrunner\n' "$ns"
 }
-# substitute FILE PLACEHOLDER VALUE: the file with every PLACEHOLDER replaced by VALUE.
+# substitute FILE PLACEHOLDER VALUE [PLACEHOLDER VALUE ...]: the file with every PLACEHOLDER
+# replaced by its VALUE. The replacement is quoted: bash 5.2 would read an unquoted '&' in it
+# as the match.
 substitute() {
   local text
   text=$(<"$1")
-  printf '%s\n' "${text//"$2"/$3}"
+  shift
+  while [ $# -ge 2 ]; do
+    text=${text//"$1"/"$2"}
+    shift 2
+  done
+  printf '%s\n' "$text"
 }
 # rbac.yaml names the namespace once, in the RoleBinding's subject; operator.yaml names the
-# image twice, the pod's and the Jobs'.
+# image twice, the pod's and the Jobs', and the backend and permission mode once each.
 # shellcheck disable=SC2016 # the placeholders themselves, not expansions
 rbac_manifest() { substitute "$k8s/rbac.yaml" '${NAMESPACE}' "$ns"; }
 # shellcheck disable=SC2016
 operator_manifest() {
-  local text
-  text=$(<"$k8s/operator.yaml")
-  # The replacements quoted: bash 5.2 would read an unquoted '&' in them as the match.
-  text=${text//'${IMAGE}'/"$image"}
-  text=${text//'${WEBSOCKET_URL}'/"$ws_url"}
-  printf '%s\n' "${text//'${PERMISSION_MODE}'/"$mode"}"
+  substitute "$k8s/operator.yaml" '${IMAGE}' "$image" '${WEBSOCKET_URL}' "$ws_url" \
+    '${PERMISSION_MODE}' "$mode"
 }
 
 # The labels of the CRD in kubectl's JSON ($1), as "key=value, ...". No JSON parser is needed:
